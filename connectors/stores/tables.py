@@ -1,0 +1,183 @@
+"""Reference schemas of the stores (SQLAlchemy Core), shared by the APIs, capture and sinks.
+
+META holds PLAT users, patients, staff and documents; every FRUCtoS database holds signed
+records. Every synced table has a text ``id`` (UUIDs, so the two sides never collide), a
+``version`` that each API write increments (the sinks' stale-write guard), and a ``deleted``
+flag (deletes are logical, so a late update can never resurrect a deleted row).
+
+Every database also carries the engine's bookkeeping tables (``platsync_*``).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Identity,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.engine import Connection
+
+from streams.model import RowValue
+
+
+def _synced(name: str, metadata: MetaData, *columns: Column[Any]) -> Table:
+    return Table(
+        name, metadata,
+        Column("id", Text, primary_key=True),
+        *columns,
+        Column("version", BigInteger, nullable=False, server_default=text("1")),
+        Column("deleted", Boolean, nullable=False, server_default=text("false")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def _bookkeeping(metadata: MetaData) -> None:
+    Table(
+        "platsync_txn_marker", metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("txid", BigInteger, nullable=False, server_default=text("txid_current()")),
+        Column("api_id", Text, nullable=False),
+        Column("call_id", Text),
+        Column("origin_side", Text, nullable=False),
+        Column("applied_by_sync", Boolean, nullable=False, server_default=text("false")),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    Table(
+        "platsync_probe", metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("probe_id", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    Table(
+        "platsync_progress", metadata,
+        Column("route", Text, nullable=False),
+        Column("source_store", Text, nullable=False),
+        Column("last_lsn", BigInteger, nullable=False, server_default=text("0")),
+        Column("last_commit_ts_ms", BigInteger, nullable=False, server_default=text("0")),
+        Column("last_probe_id", Text),
+        Column("events_seen", BigInteger, nullable=False, server_default=text("0")),
+        Column("writes_applied", BigInteger, nullable=False, server_default=text("0")),
+        Column("dead_letters", BigInteger, nullable=False, server_default=text("0")),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("route", "source_store"),
+    )
+
+
+def meta_metadata() -> MetaData:
+    """Tables of the META database."""
+    md = MetaData()
+    _synced("plat_users", md,
+            Column("login_id", Text, nullable=False),
+            Column("display_name", Text, nullable=False),
+            Column("institution_code", Text, nullable=False),
+            Column("record_id", Text))
+    _synced("patients", md,
+            Column("patient_number", Text),
+            Column("family_name", Text, nullable=False),
+            Column("given_name", Text, nullable=False),
+            Column("birth_date", Date),
+            Column("sex", Text),
+            Column("institution_code", Text, nullable=False),
+            Column("record_id", Text))
+    _synced("staff", md,
+            Column("staff_code", Text, nullable=False),
+            Column("display_name", Text, nullable=False),
+            Column("role", Text, nullable=False),
+            Column("username", Text))
+    _synced("documents", md,
+            Column("patient_id", Text, nullable=False),
+            Column("doc_type", Text, nullable=False),
+            Column("title", Text, nullable=False),
+            Column("record_id", Text, nullable=False),
+            Column("content_hash", Text, nullable=False),
+            Column("status", Text, nullable=False),  # registered | approved
+            Column("approved_by", Text),
+            Column("approved_at", DateTime(timezone=True)))
+    _bookkeeping(md)
+    return md
+
+
+def fructos_metadata() -> MetaData:
+    """Tables of a FRUCtoS database (own or patient-management): signed records."""
+    md = MetaData()
+    _synced("signed_records", md,
+            Column("entity", Text, nullable=False),  # plat_user | patient | document
+            Column("subject_id", Text, nullable=False),
+            Column("media_type", Text, nullable=False),
+            Column("content", LargeBinary, nullable=False),
+            Column("content_hash", Text, nullable=False),  # sha256 hex of content
+            Column("signed_by", Text, nullable=False),
+            Column("approved", Boolean, nullable=False, server_default=text("false")))
+    _bookkeeping(md)
+    return md
+
+
+def metadata_for(store: str) -> MetaData:
+    """The schema of a database store (``meta`` or a FRUCtoS store)."""
+    if store == "meta":
+        return meta_metadata()
+    if store in ("fructos_own", "fructos_patient"):
+        return fructos_metadata()
+    raise ValueError(f"store {store!r} has no database schema")
+
+
+SYNCED_TABLES: dict[str, tuple[str, ...]] = {
+    "meta": ("plat_users", "patients", "staff", "documents"),
+    "fructos_own": ("signed_records",),
+    "fructos_patient": ("signed_records",),
+}
+
+MARK_API_FUNCTION = """
+CREATE OR REPLACE FUNCTION platsync_mark_api(p_api_id text, p_call_id text DEFAULT NULL)
+RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    INSERT INTO platsync_txn_marker (api_id, call_id, origin_side)
+    VALUES (p_api_id, p_call_id, current_setting('platsync.side'))
+    RETURNING txid
+$$;
+"""
+
+
+def create_schema(conn: Connection, store: str, side: str, database: str) -> None:
+    """Create the store's tables, the marker function and the side setting (idempotent)."""
+    metadata_for(store).create_all(conn)
+    for table in SYNCED_TABLES[store]:
+        # Full before-images let a delete event carry the version it removed.
+        conn.execute(text(f"ALTER TABLE {table} REPLICA IDENTITY FULL"))
+    conn.execute(text(MARK_API_FUNCTION))
+    conn.execute(text(f"ALTER DATABASE \"{database}\" SET platsync.side = '{side}'"))
+    conn.execute(text(f"SET platsync.side = '{side}'"))
+
+
+def coerce_row(table: Table, row: dict[str, RowValue]) -> dict[str, Any]:
+    """Turn a row in its wire form (ISO strings, bytes) into values for ``table``'s columns.
+
+    Unknown columns raise ``KeyError`` naming the column: a schema mismatch must be loud.
+    """
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        column = table.columns[name]
+        if value is None:
+            out[name] = None
+        elif isinstance(column.type, DateTime) and isinstance(value, str):
+            out[name] = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        elif isinstance(column.type, Date) and isinstance(value, str):
+            out[name] = date.fromisoformat(value)
+        elif isinstance(column.type, LargeBinary) and isinstance(value, str):
+            out[name] = base64.b64decode(value)
+        else:
+            out[name] = value
+    return out

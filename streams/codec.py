@@ -1,0 +1,86 @@
+"""Avro encoding of every message the engine produces, against the contracts in ``schemas/``.
+
+Messages are schemaless Avro bodies prefixed with a one-byte format marker and the
+contract's fingerprint, so a consumer can refuse a message written against another contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from streams.model import ChangeEvent
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+MAGIC = b"\x50"  # 'P': PLAT Sync framing (the Confluent wire format uses 0x00)
+
+
+class DecodeError(ValueError):
+    """A message is not a valid encoding of the expected contract."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A parsed Avro contract and its 8-byte fingerprint."""
+
+    name: str
+    schema: Any
+    fingerprint: bytes
+
+
+@lru_cache(maxsize=None)
+def load_contract(name: str) -> Contract:
+    """Load and parse ``schemas/<name>.avsc``."""
+    raw = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text(encoding="utf-8"))
+    parsed = fastavro.parse_schema(raw)
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+    return Contract(name, parsed, hashlib.sha256(canonical).digest()[:8])
+
+
+def encode(contract_name: str, record: dict[str, Any]) -> bytes:
+    """Encode ``record`` against the named contract (raises ``ValueError`` if it does not fit)."""
+    contract = load_contract(contract_name)
+    buf = io.BytesIO()
+    buf.write(MAGIC + contract.fingerprint)
+    fastavro.schemaless_writer(buf, contract.schema, record, strict_allow_default=True)
+    return buf.getvalue()
+
+
+def decode(contract_name: str, data: bytes | None) -> dict[str, Any]:
+    """Decode a message written with :func:`encode`; raise :class:`DecodeError` on any mismatch."""
+    contract = load_contract(contract_name)
+    if not data or len(data) < 9:
+        raise DecodeError(f"{contract_name}: message too short ({0 if not data else len(data)} bytes)")
+    if data[:1] != MAGIC:
+        raise DecodeError(f"{contract_name}: unknown framing byte {data[:1]!r}, expected {MAGIC!r}")
+    if data[1:9] != contract.fingerprint:
+        raise DecodeError(f"{contract_name}: written against another contract version "
+                          f"(fingerprint {data[1:9].hex()}, expected {contract.fingerprint.hex()})")
+    try:
+        buf = io.BytesIO(data[9:])
+        record = fastavro.schemaless_reader(buf, contract.schema, contract.schema)
+        if buf.read(1):
+            raise DecodeError(f"{contract_name}: trailing bytes after the record")
+    except DecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on corrupt input
+        raise DecodeError(f"{contract_name}: corrupt Avro body: {type(exc).__name__}: {exc}") from None
+    return record
+
+
+def encode_change(change: ChangeEvent) -> bytes:
+    """Encode a :class:`ChangeEvent` against ``schemas/change_event.avsc``."""
+    return encode("change_event", asdict(change))
+
+
+def decode_change(data: bytes | None) -> ChangeEvent:
+    """Decode a change event; raise :class:`DecodeError` if it is not a valid one."""
+    record = decode("change_event", data)
+    return ChangeEvent(**record)
