@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ class Contract:
     fingerprint: bytes
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_contract(name: str) -> Contract:
     """Load and parse ``schemas/<name>.avsc``."""
     raw = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text(encoding="utf-8"))

@@ -7,7 +7,6 @@ pure routing layer can depend on them without pulling in Kafka or database clien
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 SIDES: tuple[str, ...] = ("local", "remote")
 STORES: tuple[str, ...] = ("meta", "fructos_own", "fructos_patient", "keycloak")

@@ -63,6 +63,14 @@ def _bookkeeping(metadata: MetaData) -> None:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     Table(
+        "platsync_tombstone", metadata,
+        Column("table_name", Text, nullable=False),
+        Column("id", Text, nullable=False),
+        Column("version", BigInteger, nullable=False),
+        Column("deleted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("table_name", "id"),
+    )
+    Table(
         "platsync_progress", metadata,
         Column("route", Text, nullable=False),
         Column("source_store", Text, nullable=False),

@@ -1,0 +1,213 @@
+"""The FRUCtoS adapter: a store of signed records, with a PostgreSQL-backed default.
+
+FRUCtoS (自医療機関FRUCtoS / 患者管理FRUCtoS) is a proprietary record store with no public API.
+PLAT Sync only needs it as a store of *signed records*: opaque content bytes, the sha256 hex
+digest of that content, who signed it, a ``version`` that every write increments, a logical
+``deleted`` flag and an ``approved`` flag. :class:`SignedRecordStore` is that contract;
+:class:`PostgresSignedRecordStore` implements it on the ``signed_records`` table of a FRUCtoS
+database (see :func:`connectors.stores.tables.fructos_metadata`).
+
+The store works on a SQLAlchemy :class:`~sqlalchemy.engine.Connection` whose transaction the
+caller owns: the caller must have run ``SELECT platsync_mark_api(...)`` as the first statement
+of that transaction (see ``docs/integration.md``), and commits or rolls back itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+from connectors.stores.tables import fructos_metadata
+
+ENTITIES: tuple[str, ...] = ("plat_user", "patient", "document")
+
+
+class RecordNotFoundError(LookupError):
+    """No live (not logically deleted) signed record has the requested id."""
+
+
+def content_sha256(content: bytes) -> str:
+    """The sha256 hex digest of ``content`` (the ``content_hash`` of a signed record)."""
+    return hashlib.sha256(content).hexdigest()
+
+
+def verify_content_hash(content: bytes, content_hash: str, record_id: str = "") -> None:
+    """Raise ``ValueError`` unless ``content_hash`` is the sha256 hex digest of ``content``."""
+    actual = content_sha256(content)
+    if content_hash != actual:
+        where = f"signed record {record_id}: " if record_id else ""
+        raise ValueError(
+            f"{where}content_hash {content_hash!r} does not match the content "
+            f"({len(content)} bytes, sha256 {actual})"
+        )
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """One signed record: opaque content plus its hash, signer, version and flags.
+
+    ``subject_id`` is the id of the META row the record belongs to (a PLAT user, a patient or
+    a document); ``entity`` says which of the three (see :data:`ENTITIES`).
+    """
+
+    id: str
+    entity: str
+    subject_id: str
+    media_type: str
+    content: bytes
+    content_hash: str
+    signed_by: str
+    version: int = 1
+    deleted: bool = False
+    approved: bool = False
+
+    @classmethod
+    def new(cls, id: str, entity: str, subject_id: str, media_type: str, content: bytes,
+            signed_by: str) -> SignedRecord:
+        """A version-1 record whose ``content_hash`` is computed from ``content``."""
+        return cls(id=id, entity=entity, subject_id=subject_id, media_type=media_type,
+                   content=content, content_hash=content_sha256(content), signed_by=signed_by)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> SignedRecord:
+        """Build a record from a ``signed_records`` row mapping."""
+        return cls(id=row["id"], entity=row["entity"], subject_id=row["subject_id"],
+                   media_type=row["media_type"], content=bytes(row["content"]),
+                   content_hash=row["content_hash"], signed_by=row["signed_by"],
+                   version=int(row["version"]), deleted=bool(row["deleted"]),
+                   approved=bool(row["approved"]))
+
+
+class SignedRecordStore(Protocol):
+    """What PLAT Sync needs from a FRUCtoS store. Every write increments ``version``."""
+
+    def put(self, record: SignedRecord) -> SignedRecord:
+        """Create a new record (its ``content_hash`` must match its content)."""
+        ...
+
+    def update(self, record_id: str, *, signed_by: str, content: bytes | None = None,
+               content_hash: str | None = None, media_type: str | None = None) -> SignedRecord:
+        """Re-sign a live record, optionally replacing content and media type; version + 1."""
+        ...
+
+    def approve(self, record_id: str) -> SignedRecord:
+        """Mark a live record approved; version + 1."""
+        ...
+
+    def delete(self, record_id: str) -> SignedRecord:
+        """Logically delete a live record (``deleted = true``); version + 1."""
+        ...
+
+    def get(self, record_id: str) -> SignedRecord | None:
+        """The record with ``record_id`` (deleted ones included), or ``None``."""
+        ...
+
+    def get_many(self, record_ids: Iterable[str], *, lock: bool = False) -> dict[str, SignedRecord]:
+        """The records among ``record_ids`` that exist, by id; ``lock`` locks them for update."""
+        ...
+
+    def copy(self, record: SignedRecord) -> bool:
+        """Write ``record`` as is (same id, content, hash, version); return False if stale."""
+        ...
+
+
+class PostgresSignedRecordStore:
+    """:class:`SignedRecordStore` on the ``signed_records`` table; the caller owns the transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._table: Table = fructos_metadata().tables["signed_records"]
+
+    def put(self, record: SignedRecord) -> SignedRecord:
+        """Insert a new record; ``ValueError`` if its hash or entity is wrong or it is not version 1."""
+        verify_content_hash(record.content, record.content_hash, record.id)
+        if record.entity not in ENTITIES:
+            raise ValueError(f"signed record {record.id}: entity {record.entity!r} not in {ENTITIES}")
+        if record.version != 1 or record.deleted:
+            raise ValueError(f"signed record {record.id}: a new record must be live and at version 1")
+        row = self._conn.execute(
+            pg_insert(self._table).values(**_values(record)).returning(*self._table.c)
+        ).mappings().one()
+        return SignedRecord.from_row(row)
+
+    def update(self, record_id: str, *, signed_by: str, content: bytes | None = None,
+               content_hash: str | None = None, media_type: str | None = None) -> SignedRecord:
+        """Re-sign a live record; new ``content`` gets ``content_hash`` (verified, or computed)."""
+        values: dict[str, Any] = {"signed_by": signed_by}
+        if content is not None:
+            if content_hash is None:
+                content_hash = content_sha256(content)
+            verify_content_hash(content, content_hash, record_id)
+            values.update(content=content, content_hash=content_hash)
+        elif content_hash is not None:
+            raise ValueError(f"signed record {record_id}: content_hash given without content")
+        if media_type is not None:
+            values["media_type"] = media_type
+        return self._bump(record_id, values)
+
+    def approve(self, record_id: str) -> SignedRecord:
+        """Set ``approved = true`` on a live record; version + 1."""
+        return self._bump(record_id, {"approved": True})
+
+    def delete(self, record_id: str) -> SignedRecord:
+        """Logically delete a live record; version + 1. The row stays (deletes are logical)."""
+        return self._bump(record_id, {"deleted": True})
+
+    def get(self, record_id: str) -> SignedRecord | None:
+        """The record with ``record_id`` (deleted ones included), or ``None``."""
+        return self.get_many([record_id]).get(record_id)
+
+    def get_many(self, record_ids: Iterable[str], *, lock: bool = False) -> dict[str, SignedRecord]:
+        """The existing records among ``record_ids``, by id; ``lock`` takes ``FOR UPDATE`` locks."""
+        ids = list(record_ids)
+        if not ids:
+            return {}
+        query = select(self._table).where(self._table.c.id.in_(ids)).order_by(self._table.c.id)
+        if lock:
+            query = query.with_for_update()
+        rows = self._conn.execute(query).mappings().all()
+        return {row["id"]: SignedRecord.from_row(row) for row in rows}
+
+    def copy(self, record: SignedRecord) -> bool:
+        """Upsert ``record`` verbatim (e.g. into 患者管理FRUCtoS), guarded by version.
+
+        An existing row is replaced only if its version is lower than ``record.version``;
+        returns whether a row was written.
+        """
+        verify_content_hash(record.content, record.content_hash, record.id)
+        values = _values(record)
+        stmt = pg_insert(self._table).values(**values, updated_at=func.now())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[self._table.c.id],
+            set_={name: stmt.excluded[name] for name in values if name != "id"}
+            | {"updated_at": func.now()},
+            where=self._table.c.version < stmt.excluded.version,
+        ).returning(self._table.c.id)
+        return self._conn.execute(stmt).first() is not None
+
+    def _bump(self, record_id: str, values: dict[str, Any]) -> SignedRecord:
+        t = self._table
+        row = self._conn.execute(
+            update(t)
+            .where(t.c.id == record_id, t.c.deleted.is_(False))
+            .values(**values, version=t.c.version + 1, updated_at=func.now())
+            .returning(*t.c)
+        ).mappings().first()
+        if row is None:
+            raise RecordNotFoundError(f"no live signed record with id {record_id!r}")
+        return SignedRecord.from_row(row)
+
+
+def _values(record: SignedRecord) -> dict[str, Any]:
+    return {
+        "id": record.id, "entity": record.entity, "subject_id": record.subject_id,
+        "media_type": record.media_type, "content": record.content,
+        "content_hash": record.content_hash, "signed_by": record.signed_by,
+        "version": record.version, "deleted": record.deleted, "approved": record.approved,
+    }

@@ -1,0 +1,158 @@
+"""Apply one batch of a route: decode -> route -> sinks -> dead letters -> progress.
+
+This is what the Faust agent calls for every batch; it has no Faust dependency so it can be
+driven directly. The order is the commit protocol: (1) every sink applies durably, (2) dead
+letters are acknowledged by the broker, (3) progress is recorded; only then does the agent
+return and Faust commit the consumer offsets. A crash anywhere replays the batch, which the
+idempotent, version-guarded sinks absorb.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from connectors.sinks.base import Sink, StoreUnavailableError
+from streams.codec import DecodeError, decode_change
+from streams.deadletter import DeadLetterWriter, IncomingMessage
+from streams.model import ROUTES, ChangeEvent, Write
+from streams.progress import StoreProgress
+from streams.routing.matrix_model import Matrix
+from streams.routing.route import RoutingError, UndeclaredSourceError, UnknownApiError, route
+
+log = logging.getLogger("platsync.apply")
+T = TypeVar("T")
+
+HINTS = {
+    "decode": "the message is not a valid ChangeEvent (schemas/change_event.avsc); check the capture version",
+    "unknown_api": ("the transaction carried no known API id: call platsync_mark_api(api_id) first in every "
+                    "transaction that writes a source store (docs/integration.md), or add the API to the matrix"),
+    "undeclared_source": ("the API wrote a store the matrix does not list as its source: fix the application "
+                          "or streams/routing/matrix.toml"),
+}
+
+
+@dataclass
+class BatchReport:
+    """What one batch did, for logs and tests."""
+
+    events: int = 0
+    writes: int = 0
+    applied: int = 0
+    stale: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
+    progress: dict[str, StoreProgress] = field(default_factory=dict)
+
+
+class RouteApplier:
+    """Applies batches of one route's messages to the other side's target stores."""
+
+    def __init__(
+        self,
+        route_name: str,
+        matrix: Matrix,
+        sinks: dict[str, Sink],
+        dead_letters: DeadLetterWriter,
+        record_progress: Callable[[dict[str, StoreProgress]], None],
+        retry_backoff_s: tuple[float, float] = (0.5, 10.0),
+    ) -> None:
+        self.route_name = route_name
+        self.source_side, self.target_side = ROUTES[route_name]
+        self.matrix = matrix
+        self.sinks = sinks
+        self.dead_letters = dead_letters
+        self.record_progress = record_progress
+        self.retry_backoff_s = retry_backoff_s
+
+    def apply_batch(self, messages: Sequence[IncomingMessage]) -> BatchReport:
+        """Process ``messages`` fully (blocking and retrying while a target store is unreachable)."""
+        report = BatchReport(events=len(messages))
+        writes_by_store: dict[str, list[tuple[Write, IncomingMessage]]] = {}
+        for msg in messages:
+            change = self._decode(msg, report)
+            if change is None:
+                continue
+            progress = report.progress.setdefault(change.source_store, StoreProgress())
+            progress.events_seen += 1
+            progress.last_lsn = max(progress.last_lsn, change.lsn)
+            progress.last_commit_ts_ms = max(progress.last_commit_ts_ms, change.commit_ts_ms)
+            if change.op == "probe":
+                progress.last_probe_id = change.key
+                continue
+            try:
+                decision = route(change, self.matrix)
+            except RoutingError as exc:
+                kind = "unknown_api" if isinstance(exc, UnknownApiError) else (
+                    "undeclared_source" if isinstance(exc, UndeclaredSourceError) else "routing")
+                self._dead_letter(msg, kind, str(exc), HINTS.get(kind, "check the routing matrix"), report,
+                                  change.source_store)
+                continue
+            if decision.skipped:
+                report.skipped += 1
+            for write in decision.writes:
+                writes_by_store.setdefault(write.target_store, []).append((write, msg))
+                report.writes += 1
+        for store, pairs in writes_by_store.items():
+            self._apply_store(store, pairs, report)
+        if report.dead_letters:
+            self.dead_letters.flush()
+        self._retry(lambda: self.record_progress(report.progress), "progress")
+        return report
+
+    def _decode(self, msg: IncomingMessage, report: BatchReport) -> ChangeEvent | None:
+        try:
+            change = decode_change(msg.value)
+        except DecodeError as exc:
+            self._dead_letter(msg, "decode", str(exc), HINTS["decode"], report, None)
+            return None
+        if change.source_side != self.source_side:
+            self._dead_letter(msg, "wrong_route", f"change from side {change.source_side} on route "
+                              f"{self.route_name}", "the topic carries another side's changes", report, None)
+            return None
+        return change
+
+    def _apply_store(self, store: str, pairs: list[tuple[Write, IncomingMessage]], report: BatchReport) -> None:
+        sink = self.sinks.get(store)
+        by_event = {w.event_id: msg for w, msg in pairs}
+        if sink is None:
+            for _write, msg in pairs:
+                self._dead_letter(msg, "no_sink", f"no sink for target store {store} on {self.target_side}",
+                                  "configure the target store or fix the matrix", report, None)
+            return
+        writes = [w for w, _ in pairs]
+        result = self._retry(lambda: sink.apply_batch(writes, self.source_side), f"{self.target_side}/{store}")
+        report.applied += result.applied
+        report.stale += result.stale
+        for rejected in result.rejected:
+            msg = by_event[rejected.write.event_id]
+            self._dead_letter(msg, "sink_rejected", f"{self.target_side}/{store}: {rejected.error}",
+                              rejected.hint, report, None)
+        for _write, msg in pairs:
+            report.progress.setdefault(_store_of(msg), StoreProgress()).writes_applied += 1
+
+    def _dead_letter(self, msg: IncomingMessage, kind: str, error: str, hint: str, report: BatchReport,
+                     source_store: str | None) -> None:
+        log.warning("dead letter on %s (%s@%d): %s: %s", self.route_name, msg.topic, msg.offset, kind, error)
+        self.dead_letters.add(msg, kind, error, hint)
+        report.dead_letters += 1
+        store = source_store or _store_of(msg)
+        report.progress.setdefault(store, StoreProgress()).dead_letters += 1
+
+    def _retry(self, action: Callable[[], T], what: str) -> T:
+        delay, cap = self.retry_backoff_s
+        while True:
+            try:
+                return action()
+            except StoreUnavailableError as exc:
+                log.error("%s: %s unavailable, retrying in %.1fs: %s", self.route_name, what, delay, exc)
+            time.sleep(delay)
+            delay = min(cap, delay * 2)
+
+
+def _store_of(msg: IncomingMessage) -> str:
+    """The source store of a message, from its topic name (``<prefix>.<side>.<store>``)."""
+    return msg.topic.rsplit(".", 1)[-1]

@@ -1,0 +1,114 @@
+"""Faust app factory: one app (one consumer group) per route. No module-level App.
+
+The agent is thin: it takes batches of raw messages from the route's source topics and
+hands them to :class:`streams.agents.apply.RouteApplier` in a worker thread; Faust acks the
+batch only after the applier returned (sinks flushed, dead letters acked, progress recorded),
+so offsets are committed after the sinks flushed (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from connectors.sinks.base import Sink
+from connectors.sinks.postgres_rows import PostgresRowSink
+from streams.agents.apply import RouteApplier
+from streams.deadletter import DeadLetterWriter, IncomingMessage
+from streams.model import DATABASE_STORES, ROUTES
+from streams.progress import record_progress
+from streams.routing.matrix_model import load_matrix
+from streams.settings import Settings
+
+log = logging.getLogger("platsync.worker")
+
+
+def worker_state_path(settings: Settings, route: str) -> Path:
+    """File where a worker publishes its liveness and counters."""
+    return settings.data_dir / "state" / "worker" / f"{route}.json"
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
+def source_topics(settings: Settings, route: str) -> list[str]:
+    """Topics a route consumes: the captures of every database store of its source side."""
+    source_side, _ = ROUTES[route]
+    return [settings.topic(source_side, store) for store in DATABASE_STORES[source_side]]
+
+
+def build_applier(settings: Settings, route: str) -> RouteApplier:
+    """The route's applier with one sink per database store of the target side (checked now)."""
+    _, target_side = ROUTES[route]
+    sinks: dict[str, Sink] = {}
+    for store in DATABASE_STORES[target_side]:
+        sink = PostgresRowSink(settings, target_side, store)
+        sink.setup()
+        sinks[store] = sink
+    return RouteApplier(
+        route, load_matrix(), sinks, DeadLetterWriter(settings, route),
+        lambda progress: record_progress(settings, route, target_side, progress))
+
+
+def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.App:
+    """Build the Faust app applying ``route`` with ``applier``."""
+    app = faust.App(
+        settings.consumer_group(route),
+        broker=f"kafka://{settings.broker_bootstrap}",
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_commit_interval=1.0,
+        topic_partitions=1,
+        topic_disable_leader=True,
+        producer_max_batch_size=16,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    topic = app.topic(*source_topics(settings, route), key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+    state_path = worker_state_path(settings, route)
+    counters = {"batches": 0, "events": 0, "writes": 0, "applied": 0, "dead_letters": 0}
+
+    def publish(ready: bool) -> None:
+        _write_state(state_path, {"route": route, "pid": os.getpid(), "ready": ready,
+                                  "updated_ts_ms": int(time.time() * 1000), **counters})
+
+    @app.agent(topic, name=f"apply_{route}")
+    async def apply_changes(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.worker_batch_size,
+                                               within=settings.worker_batch_within_s):
+            messages = [IncomingMessage(e.message.topic, e.message.partition, e.message.offset,
+                                        e.message.key, e.message.value) for e in events]
+            report = await asyncio.to_thread(applier.apply_batch, messages)
+            counters["batches"] += 1
+            for key in ("events", "writes", "applied", "dead_letters"):
+                counters[key] += getattr(report, key)
+            publish(True)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:
+        log.info("route %s assigned %d partitions", route, len(assigned))
+        publish(bool(assigned))
+
+    @app.timer(interval=2.0)
+    async def heartbeat() -> None:
+        publish(bool(app.consumer.assignment()))
+
+    del apply_changes, on_assigned, heartbeat  # registered on the app by the decorators
+    publish(False)
+    return app

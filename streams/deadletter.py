@@ -1,0 +1,59 @@
+"""Dead letters: a message a route cannot process goes, with its original bytes, the error and
+a hint, to the route's dead-letter topic; the route then continues."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Producer
+
+from streams.codec import encode
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message as consumed, with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class DeadLetterWriter:
+    """Buffers dead letters of one route and produces them durably on :meth:`flush`."""
+
+    def __init__(self, settings: Settings, route: str) -> None:
+        self.route = route
+        self.topic = settings.dead_letter_topic(route)
+        self._producer = Producer({
+            "bootstrap.servers": settings.broker_bootstrap, "enable.idempotence": True,
+            "acks": "all", "linger.ms": 5})
+        self._pending: list[bytes] = []
+
+    def add(self, msg: IncomingMessage, kind: str, error: str, hint: str) -> None:
+        """Queue a dead letter for ``msg``."""
+        self._pending.append(encode("dead_letter", {
+            "route": self.route, "source_topic": msg.topic, "source_partition": msg.partition,
+            "source_offset": msg.offset, "original_key": msg.key, "original_value": msg.value,
+            "error_kind": kind, "error": error, "hint": hint, "failed_ts_ms": int(time.time() * 1000)}))
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Produce every queued dead letter and wait for the broker's acknowledgement."""
+        errors: list[str] = []
+
+        def on_delivery(err: object, _msg: object) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        count = len(self._pending)
+        for value in self._pending:
+            self._producer.produce(self.topic, value=value, on_delivery=on_delivery)
+        remaining = self._producer.flush(timeout_s)
+        if remaining or errors:
+            raise RuntimeError(f"dead-letter topic {self.topic}: {remaining} undelivered, errors: {errors[:3]}")
+        self._pending.clear()
+        return count

@@ -1,0 +1,69 @@
+"""Applied positions per route and source store, kept in the target side's META database.
+
+The worker records, after every batch has been flushed to all sinks, the highest source LSN
+and commit time it has processed for each source store, and the last sync probe it saw.
+Lag is the distance between what a capture produced (its source positions) and these rows:
+the broker's high watermark is never used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from connectors.sinks.base import StoreUnavailableError
+from streams.settings import Settings
+
+
+@dataclass
+class StoreProgress:
+    """Progress of one source store within one batch (counts are increments)."""
+
+    last_lsn: int = 0
+    last_commit_ts_ms: int = 0
+    last_probe_id: str | None = None
+    events_seen: int = 0
+    writes_applied: int = 0
+    dead_letters: int = 0
+
+
+UPSERT = """
+INSERT INTO platsync_progress (route, source_store, last_lsn, last_commit_ts_ms, last_probe_id,
+                               events_seen, writes_applied, dead_letters, updated_at)
+VALUES (%(route)s, %(store)s, %(last_lsn)s, %(last_commit_ts_ms)s, %(last_probe_id)s,
+        %(events_seen)s, %(writes_applied)s, %(dead_letters)s, now())
+ON CONFLICT (route, source_store) DO UPDATE SET
+    last_lsn = GREATEST(platsync_progress.last_lsn, EXCLUDED.last_lsn),
+    last_commit_ts_ms = GREATEST(platsync_progress.last_commit_ts_ms, EXCLUDED.last_commit_ts_ms),
+    last_probe_id = COALESCE(EXCLUDED.last_probe_id, platsync_progress.last_probe_id),
+    events_seen = platsync_progress.events_seen + EXCLUDED.events_seen,
+    writes_applied = platsync_progress.writes_applied + EXCLUDED.writes_applied,
+    dead_letters = platsync_progress.dead_letters + EXCLUDED.dead_letters,
+    updated_at = now()
+"""
+
+
+def record_progress(settings: Settings, route: str, target_side: str, per_store: dict[str, StoreProgress]) -> None:
+    """Add one batch's progress to the target side's META ``platsync_progress`` table."""
+    rows = [{"route": route, "store": store, **vars(p)} for store, p in per_store.items()]
+    if not rows:
+        return
+    try:
+        with psycopg.connect(settings.libpq_dsn(target_side, "meta") + " connect_timeout=5") as conn:
+            with conn.cursor() as cur:
+                cur.executemany(UPSERT, rows)
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailableError(f"{target_side}/meta (progress): {exc}") from exc
+
+
+def read_progress(settings: Settings, target_side: str) -> list[dict[str, Any]]:
+    """All progress rows of the routes applied into ``target_side``."""
+    with psycopg.connect(settings.libpq_dsn(target_side, "meta") + " connect_timeout=3") as conn:
+        cur = conn.execute(
+            "SELECT route, source_store, last_lsn, last_commit_ts_ms, last_probe_id, events_seen, "
+            "writes_applied, dead_letters, extract(epoch from updated_at) * 1000 FROM platsync_progress")
+        names = ["route", "source_store", "last_lsn", "last_commit_ts_ms", "last_probe_id", "events_seen",
+                 "writes_applied", "dead_letters", "updated_ts_ms"]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -1,0 +1,103 @@
+"""The pure router: one captured change in, the writes the matrix demands out.
+
+No I/O, no Kafka, no database: :func:`route` depends only on :mod:`streams.model` and the
+validated :class:`~streams.routing.matrix_model.Matrix`, so it is tested exhaustively as data.
+"""
+
+from __future__ import annotations
+
+from streams.model import ChangeEvent, RouteDecision, Write
+from streams.routing.matrix_model import Matrix
+
+#: Captured operation codes and the sink operation each one becomes.
+SINK_OPS: dict[str, str] = {"c": "upsert", "u": "upsert", "r": "upsert", "d": "delete"}
+
+
+class RoutingError(Exception):
+    """A change cannot be routed: the data or the matrix is wrong, so retrying will not help."""
+
+
+class UnknownApiError(RoutingError):
+    """The change carries no API id, or one the matrix does not list for its direction."""
+
+
+class UndeclaredSourceError(RoutingError):
+    """The API wrote a store the matrix does not list among its sources."""
+
+
+def _describe(change: ChangeEvent) -> str:
+    return (
+        f"event {change.event_id} ({change.source_side}.{change.source_store}.{change.table} "
+        f"key={change.key!r} op={change.op!r})"
+    )
+
+
+def route(change: ChangeEvent, matrix: Matrix) -> RouteDecision:
+    """Decide the writes one captured change requires on the other side.
+
+    Order of the rules: unknown source side (error) → echo of a change the engine applied
+    (skipped) → sync probe (skipped) → unknown API (error) → store the API may not write (error)
+    → one write per target store fed by the change's store, sorted by store name; a change whose
+    store feeds none of the API's targets is skipped with the reason.
+
+    Raises :class:`UnknownApiError`, :class:`UndeclaredSourceError` or :class:`RoutingError`.
+    """
+    try:
+        direction = matrix.direction_for_source(change.source_side)
+    except KeyError:
+        raise RoutingError(
+            f"{_describe(change)}: unknown source side {change.source_side!r}; "
+            f"the matrix routes changes from {', '.join(d.source_side for d in matrix.directions)}"
+        ) from None
+    if change.origin_side != change.source_side:
+        return RouteDecision(
+            skipped=f"echo: change originated on {change.origin_side} and was applied here by the "
+            f"engine; not routed back to {direction.target_side}"
+        )
+    if change.op == "probe":
+        return RouteDecision(skipped="probe: sync barrier, handled by the agent, not routed")
+
+    api = direction.get(change.api_id)
+    if api is None:
+        if change.api_id is None:
+            problem = "carries no API id (the writing transaction did not record which API ran)"
+        else:
+            problem = f"carries API id {change.api_id!r}, which the matrix does not list"
+        raise UnknownApiError(
+            f"{_describe(change)} {problem} for {direction.name}; known APIs: "
+            f"{', '.join(direction.api_ids)}. Fix the API's tagging or add it to matrix.toml."
+        )
+    if change.source_store not in api.source:
+        raise UndeclaredSourceError(
+            f"{_describe(change)}: {api.api_id} wrote {change.source_side} {change.source_store!r}, "
+            f"but matrix.toml {direction.name}.{api.api_id}.source allows only "
+            f"{', '.join(api.source)}; the API or the matrix is wrong."
+        )
+    if change.op not in SINK_OPS:
+        raise RoutingError(
+            f"{_describe(change)}: unknown op {change.op!r}; expected one of {', '.join([*SINK_OPS, 'probe'])}"
+        )
+
+    targets = matrix.targets_fed_by(change.source_store, api.target)
+    if not targets:
+        return RouteDecision(
+            skipped=f"no target: {change.source_side} {change.source_store} feeds none of "
+            f"{api.api_id}'s {direction.target_side} targets ({', '.join(api.target)})"
+        )
+    op = SINK_OPS[change.op]
+    writes = tuple(
+        Write(
+            target_side=direction.target_side,
+            target_store=store,
+            table=change.table,
+            op=op,
+            key=change.key,
+            version=change.version,
+            row=change.row,
+            event_id=change.event_id,
+            api_id=api.api_id,
+            origin_side=change.origin_side,
+        )
+        for store in targets
+    )
+    return RouteDecision(writes=writes)
