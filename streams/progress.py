@@ -37,7 +37,7 @@ VALUES (%(route)s, %(store)s, %(last_lsn)s, %(last_commit_ts_ms)s, %(last_probe_
 ON CONFLICT (route, source_store) DO UPDATE SET
     last_lsn = GREATEST(platsync_progress.last_lsn, EXCLUDED.last_lsn),
     last_commit_ts_ms = GREATEST(platsync_progress.last_commit_ts_ms, EXCLUDED.last_commit_ts_ms),
-    last_probe_id = COALESCE(EXCLUDED.last_probe_id, platsync_progress.last_probe_id),
+    last_probe_id = GREATEST(EXCLUDED.last_probe_id, platsync_progress.last_probe_id),
     events_seen = platsync_progress.events_seen + EXCLUDED.events_seen,
     writes_applied = platsync_progress.writes_applied + EXCLUDED.writes_applied,
     dead_letters = platsync_progress.dead_letters + EXCLUDED.dead_letters,

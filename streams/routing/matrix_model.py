@@ -43,7 +43,7 @@ class MatrixFault:
 
 
 class MatrixError(Exception):
-    """A matrix file is invalid; ``faults`` lists every problem found, in file order."""
+    """A matrix file is invalid; ``faults`` lists every problem found (top-level, feeds, apis, directions)."""
 
     def __init__(self, faults: Sequence[MatrixFault]) -> None:
         self.faults: list[MatrixFault] = list(faults)
@@ -120,11 +120,9 @@ def load_matrix(path: Path | None = None) -> Matrix:
     path = default_matrix_path() if path is None else path
     file = str(path)
     try:
-        raw = path.read_bytes()
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise MatrixError([MatrixFault(file, "", f"cannot read file: {exc.strerror or exc}")]) from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise MatrixError([MatrixFault(file, "", f"not UTF-8 text: {exc.reason}")]) from exc
     except tomllib.TOMLDecodeError as exc:
@@ -149,13 +147,12 @@ class _Validator:
     def fault(self, path: str, message: str) -> None:
         self.faults.append(MatrixFault(self.file, path, message))
 
-    def table(self, data: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
-        if key not in data:
-            self.fault(path, "missing required table")
-            return None
-        value = data[key]
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any] | None:
+        value = data.get(key)
         if not isinstance(value, dict):
-            self.fault(path, f"expected a table, got {type(value).__name__}")
+            self.fault(
+                key, "missing required table" if key not in data else f"expected a table, got {type(value).__name__}"
+            )
             return None
         return value
 
@@ -163,10 +160,10 @@ class _Validator:
         for key in data:
             if key not in TOP_LEVEL_KEYS:
                 self.fault(key, f"unknown top-level key; expected one of {_names(TOP_LEVEL_KEYS)}")
-        feeds = self.check_feeds(self.table(data, "feeds", "feeds"))
-        infos = self.check_apis(self.table(data, "apis", "apis"))
-        tables = {name: self.table(data, name, name) for name in ROUTES}
-        routes = {name: self.check_direction(name, table, feeds) for name, table in tables.items() if table}
+        feeds = self.check_feeds(self.table(data, "feeds"))
+        infos = self.check_apis(self.table(data, "apis"))
+        tables = {name: self.table(data, name) for name in ROUTES}
+        routes = {name: self.check_direction(name, t, feeds) for name, t in tables.items() if t is not None}
         self.check_api_sets(infos, tables)
         if self.faults:
             raise MatrixError(self.faults)
@@ -200,10 +197,10 @@ class _Validator:
         return feeds
 
     def api_id_ok(self, path: str, api_id: str) -> bool:
-        if _API_ID_RE.match(api_id):
-            return True
-        self.fault(path, f"API id must match {API_ID_PATTERN}, got {api_id!r}")
-        return False
+        ok = _API_ID_RE.match(api_id) is not None
+        if not ok:
+            self.fault(path, f"API id must match {API_ID_PATTERN}, got {api_id!r}")
+        return ok
 
     def extra_keys(self, path: str, entry: dict[str, Any], allowed: tuple[str, ...]) -> None:
         for key in entry:
@@ -219,6 +216,7 @@ class _Validator:
             path = f"apis.{api_id}"
             if not self.api_id_ok(path, api_id):
                 continue
+            infos[api_id] = ("", "")  # listed; the real values are kept only if they are valid
             if not isinstance(entry, dict):
                 self.fault(path, f"expected a table with {_names(API_INFO_KEYS)}, got {type(entry).__name__}")
                 continue
@@ -302,7 +300,7 @@ class _Validator:
         self, infos: dict[str, tuple[str, str]] | None, tables: dict[str, dict[str, Any] | None]
     ) -> None:
         """Both directions list the same APIs, and every API has an entry in ``[apis]``."""
-        ids = {name: [k for k in table if _API_ID_RE.match(k)] for name, table in tables.items() if table}
+        ids = {name: [k for k in t if _API_ID_RE.match(k)] for name, t in tables.items() if t is not None}
         if len(ids) == len(ROUTES):
             for name, other in zip(ROUTES, reversed(list(ROUTES)), strict=True):
                 for api_id in ids[other]:

@@ -366,3 +366,19 @@ def test_error_text_one_line_per_fault(tmp_path: Path, monkeypatch: pytest.Monke
         "(already listed at target[1])",
     ]
     assert str(info.value.faults[0]) == str(info.value).splitlines()[0]
+
+
+def test_empty_direction_table_is_caught(tmp_path: Path) -> None:
+    doc = base_doc()
+    doc["remote_to_local"] = {}
+    suffix = "which local_to_remote lists (both directions must list the same APIs)"
+    assert faults_of(tmp_path, doc)[1] == [
+        ("remote_to_local", f"missing PRV_USR_001, {suffix}"),
+        ("remote_to_local", f"missing PRV_STF_003, {suffix}"),
+    ]
+
+
+def test_malformed_api_info_is_reported_once(tmp_path: Path) -> None:
+    doc = base_doc()
+    doc["apis"]["PRV_USR_001"] = "user"
+    assert faults_of(tmp_path, doc)[1] == [("apis.PRV_USR_001", "expected a table with category, label, got str")]

@@ -1,0 +1,377 @@
+"""Typed payloads of the reference APIs, parsed from JSON objects with precise errors.
+
+Every parser takes the decoded JSON (a ``dict``) and returns a frozen dataclass, or raises
+:class:`PayloadError` naming the API, the JSON path of the fault and what was expected, e.g.
+``PRV_DOC_007 payload: documents[1].title: expected a non-empty string, got number``.
+Unknown keys are refused (a misspelt optional key would otherwise be silently ignored).
+Error messages never echo payload values.
+
+Payload formats (``?`` = optional; "string" = non-empty string):
+
+``PRV_USR_001``  ``{login_id, display_name, institution_code, profile?: string}``
+``PRV_PAT_001``  ``{family_name, given_name, birth_date: "YYYY-MM-DD", sex, institution_code,
+                 patient_number?}``
+``PRV_STF_001``  ``{staff_code, display_name, role}``
+``PRV_STF_003``  ``{staff_code, display_name, role, username, password}`` -- the password is
+                 never stored in META, logged or returned (its Keycloak part is issue #3)
+``PRV_ATH_001``  not parsed here (Keycloak account sync is issue #3)
+``PRV_DOC_006``  ``{documents: [NEW, ...]}`` or a single ``NEW`` as the payload (bulk of one);
+                 ``NEW = {patient_id, doc_type, title, media_type, content_base64 | content_text,
+                 signed_by, content_hash?}``
+``PRV_DOC_007``  ``{documents: [{id, title?, doc_type?, media_type?, content_base64 |
+                 content_text?, content_hash?, signed_by}, ...]}`` (at least one change besides
+                 ``signed_by``)
+``PRV_DOC_008``  ``{documents: [{id}, ...]}`` or ``{ids: [id, ...]}``
+``PRV_DOC_009``  ``{documents: [{id, approved_by}, ...]}``
+
+Document content is exactly one of ``content_base64`` (standard base64 of the bytes) or
+``content_text`` (stored as its UTF-8 bytes). ``content_hash``, if given, must be the sha256 hex
+digest of the decoded content (an end-to-end integrity check by the caller). Ids must be unique
+within one bulk call.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, NoReturn
+
+from connectors.reference_api.errors import PayloadError
+from connectors.stores.fructos import content_sha256
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;.*)?$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CONTENT_KEYS = ("content_base64", "content_text")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string" if value.strip() else "an empty string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+class _Obj:
+    """A JSON object being read at ``path`` on behalf of ``api``."""
+
+    def __init__(self, api: str, path: str, value: Any, allowed: tuple[str, ...]) -> None:
+        self.api, self.path = api, path
+        if not isinstance(value, Mapping):
+            self.fail("", f"expected a JSON object, got {_json_type(value)}")
+        self.data: Mapping[str, Any] = value
+        for key in value:
+            if key not in allowed:
+                self.fail(str(key), f"unexpected key; allowed keys: {', '.join(allowed)}")
+
+    def at(self, key: str) -> str:
+        """The JSON path of ``key`` inside this object."""
+        if not key:
+            return self.path or "$"
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, key: str, expected: str) -> NoReturn:
+        raise PayloadError(self.api, self.at(key), expected)
+
+    def string(self, key: str, *, required: bool = True) -> str | None:
+        """A non-empty string (whitespace only counts as empty)."""
+        if key not in self.data:
+            if required:
+                self.fail(key, "missing; expected a non-empty string")
+            return None
+        value = self.data[key]
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, f"expected a non-empty string, got {_json_type(value)}")
+        return value
+
+    def req(self, key: str) -> str:
+        """A required non-empty string."""
+        value = self.string(key)
+        assert value is not None
+        return value
+
+    def array(self, key: str) -> list[Any]:
+        """A required non-empty JSON array."""
+        if key not in self.data:
+            self.fail(key, "missing; expected a non-empty array")
+        value = self.data[key]
+        if not isinstance(value, list | tuple) or not value:
+            got = "an empty array" if isinstance(value, list | tuple) else _json_type(value)
+            self.fail(key, f"expected a non-empty array, got {got}")
+        return list(value)
+
+    def content(self, *, required: bool) -> bytes | None:
+        """Exactly one of ``content_base64``/``content_text``, decoded; checked against ``content_hash``."""
+        given = [key for key in _CONTENT_KEYS if key in self.data]
+        if len(given) > 1:
+            self.fail(given[1], "give either content_base64 or content_text, not both")
+        if not given:
+            if required:
+                self.fail("content_base64", "missing; expected content_base64 or content_text")
+            if "content_hash" in self.data:
+                self.fail("content_hash", "given without content_base64 or content_text")
+            return None
+        key = given[0]
+        text = self.req(key)
+        if key == "content_text":
+            content = text.encode("utf-8")
+        else:
+            try:
+                content = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                self.fail(key, "expected standard base64 (A-Z, a-z, 0-9, +, /, = padding)")
+        expected_hash = self.string("content_hash", required=False)
+        if expected_hash is not None:
+            if not _SHA256_RE.match(expected_hash):
+                self.fail("content_hash", "expected a sha256 hex digest (64 lowercase hex digits)")
+            if expected_hash != content_sha256(content):
+                self.fail("content_hash", f"does not match the sha256 of the content of {key}")
+        return content
+
+    def media_type(self, *, required: bool) -> str | None:
+        """A media type such as ``application/pdf``."""
+        value = self.string("media_type", required=required)
+        if value is not None and not _MEDIA_TYPE_RE.match(value):
+            self.fail("media_type", "expected a media type such as application/pdf")
+        return value
+
+
+def _items(obj: _Obj, key: str, allowed: tuple[str, ...]) -> list[_Obj]:
+    return [_Obj(obj.api, f"{obj.at(key)}[{i}]", item, allowed) for i, item in enumerate(obj.array(key))]
+
+
+def _check_unique_ids(items: list[_Obj], ids: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, (item, value) in enumerate(zip(items, ids, strict=True)):
+        if value in seen:
+            item.fail("id", f"duplicate id; the same id is already at index {seen[value]}")
+        seen[value] = i
+
+
+@dataclass(frozen=True)
+class UserPayload:
+    """PRV_USR_001: register a PLAT user of the institution."""
+
+    login_id: str
+    display_name: str
+    institution_code: str
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class PatientPayload:
+    """PRV_PAT_001: register a PLAT patient of the institution."""
+
+    family_name: str
+    given_name: str
+    birth_date: date
+    sex: str
+    institution_code: str
+    patient_number: str | None = None
+
+
+@dataclass(frozen=True)
+class StaffPayload:
+    """PRV_STF_001: register a staff member."""
+
+    staff_code: str
+    display_name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class StaffCredentialsPayload:
+    """PRV_STF_003: register a staff member with credentials (the password never leaves here)."""
+
+    staff_code: str
+    display_name: str
+    role: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """One document of a PRV_DOC_006 registration."""
+
+    patient_id: str
+    doc_type: str
+    title: str
+    media_type: str
+    content: bytes = field(repr=False)
+    signed_by: str
+
+
+@dataclass(frozen=True)
+class DocumentChange:
+    """One document of a PRV_DOC_007 update; ``None`` fields are left unchanged."""
+
+    id: str
+    signed_by: str
+    title: str | None = None
+    doc_type: str | None = None
+    media_type: str | None = None
+    content: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DocumentApproval:
+    """One document of a PRV_DOC_009 approval."""
+
+    id: str
+    approved_by: str
+
+
+@dataclass(frozen=True)
+class DocumentsPayload:
+    """PRV_DOC_006 (items are :class:`NewDocument`) or PRV_DOC_007 (:class:`DocumentChange`)."""
+
+    documents: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class DocumentIdsPayload:
+    """PRV_DOC_008: the ids of the documents to delete logically."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApprovalsPayload:
+    """PRV_DOC_009: the documents to approve and their approvers."""
+
+    documents: tuple[DocumentApproval, ...]
+
+
+def parse_user(data: Any) -> UserPayload:
+    """Parse a PRV_USR_001 payload."""
+    o = _Obj("PRV_USR_001", "", data, ("login_id", "display_name", "institution_code", "profile"))
+    return UserPayload(o.req("login_id"), o.req("display_name"), o.req("institution_code"),
+                       o.string("profile", required=False))
+
+
+def parse_patient(data: Any) -> PatientPayload:
+    """Parse a PRV_PAT_001 payload (``birth_date`` as ``YYYY-MM-DD``)."""
+    o = _Obj("PRV_PAT_001", "", data, ("family_name", "given_name", "birth_date", "sex",
+                                       "institution_code", "patient_number"))
+    family, given, raw_date = o.req("family_name"), o.req("given_name"), o.req("birth_date")
+    try:
+        if not _DATE_RE.match(raw_date):
+            raise ValueError(raw_date)
+        birth_date = date.fromisoformat(raw_date)
+    except ValueError:
+        o.fail("birth_date", "expected a calendar date as YYYY-MM-DD")
+    return PatientPayload(family, given, birth_date, o.req("sex"), o.req("institution_code"),
+                          o.string("patient_number", required=False))
+
+
+def parse_staff(data: Any) -> StaffPayload:
+    """Parse a PRV_STF_001 payload."""
+    o = _Obj("PRV_STF_001", "", data, ("staff_code", "display_name", "role"))
+    return StaffPayload(o.req("staff_code"), o.req("display_name"), o.req("role"))
+
+
+def parse_staff_with_credentials(data: Any) -> StaffCredentialsPayload:
+    """Parse a PRV_STF_003 payload."""
+    o = _Obj("PRV_STF_003", "", data, ("staff_code", "display_name", "role", "username", "password"))
+    return StaffCredentialsPayload(o.req("staff_code"), o.req("display_name"), o.req("role"),
+                                   o.req("username"), o.req("password"))
+
+
+_NEW_DOC_KEYS = ("patient_id", "doc_type", "title", "media_type", *_CONTENT_KEYS, "content_hash",
+                 "signed_by")
+
+
+def _new_document(o: _Obj) -> NewDocument:
+    patient_id, doc_type, title = o.req("patient_id"), o.req("doc_type"), o.req("title")
+    media_type = o.media_type(required=True)
+    content = o.content(required=True)
+    assert media_type is not None and content is not None
+    return NewDocument(patient_id, doc_type, title, media_type, content, o.req("signed_by"))
+
+
+def parse_document_registration(data: Any) -> DocumentsPayload:
+    """Parse a PRV_DOC_006 payload: ``{documents: [...]}`` or one document (a bulk of one)."""
+    api = "PRV_DOC_006"
+    if isinstance(data, Mapping) and "documents" in data:
+        root = _Obj(api, "", data, ("documents",))
+        return DocumentsPayload(tuple(_new_document(o) for o in _items(root, "documents", _NEW_DOC_KEYS)))
+    return DocumentsPayload((_new_document(_Obj(api, "", data, _NEW_DOC_KEYS)),))
+
+
+def _document_change(o: _Obj) -> DocumentChange:
+    doc_id = o.req("id")
+    title, doc_type = o.string("title", required=False), o.string("doc_type", required=False)
+    media_type = o.media_type(required=False)
+    content = o.content(required=False)
+    signed_by = o.req("signed_by")
+    if title is None and doc_type is None and media_type is None and content is None:
+        o.fail("", "expected at least one of title, doc_type, media_type, content_base64, content_text")
+    return DocumentChange(doc_id, signed_by, title, doc_type, media_type, content)
+
+
+def parse_document_update(data: Any) -> DocumentsPayload:
+    """Parse a PRV_DOC_007 payload."""
+    allowed = ("id", "title", "doc_type", "media_type", *_CONTENT_KEYS, "content_hash", "signed_by")
+    items = _items(_Obj("PRV_DOC_007", "", data, ("documents",)), "documents", allowed)
+    changes = [_document_change(o) for o in items]
+    _check_unique_ids(items, [c.id for c in changes])
+    return DocumentsPayload(tuple(changes))
+
+
+def parse_document_deletion(data: Any) -> DocumentIdsPayload:
+    """Parse a PRV_DOC_008 payload: ``{documents: [{id}, ...]}`` or ``{ids: [...]}``."""
+    root = _Obj("PRV_DOC_008", "", data, ("documents", "ids"))
+    if "documents" in root.data and "ids" in root.data:
+        root.fail("ids", "give either documents or ids, not both")
+    if "ids" in root.data:
+        raw = root.array("ids")
+        ids = []
+        for i, value in enumerate(raw):
+            if not isinstance(value, str) or not value.strip():
+                raise PayloadError(root.api, f"ids[{i}]", f"expected a non-empty string, got {_json_type(value)}")
+            if value in ids:
+                raise PayloadError(root.api, f"ids[{i}]",
+                                   f"duplicate id; the same id is already at index {ids.index(value)}")
+            ids.append(value)
+        return DocumentIdsPayload(tuple(ids))
+    if "documents" not in root.data:
+        root.fail("documents", "missing; expected a non-empty array (or ids)")
+    items = _items(root, "documents", ("id",))
+    doc_ids = [o.req("id") for o in items]
+    _check_unique_ids(items, doc_ids)
+    return DocumentIdsPayload(tuple(doc_ids))
+
+
+def parse_document_approval(data: Any) -> ApprovalsPayload:
+    """Parse a PRV_DOC_009 payload."""
+    items = _items(_Obj("PRV_DOC_009", "", data, ("documents",)), "documents", ("id", "approved_by"))
+    approvals = [DocumentApproval(o.req("id"), o.req("approved_by")) for o in items]
+    _check_unique_ids(items, [a.id for a in approvals])
+    return ApprovalsPayload(tuple(approvals))
+
+
+#: The payload parser of each API implemented by the reference API.
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "PRV_USR_001": parse_user,
+    "PRV_PAT_001": parse_patient,
+    "PRV_STF_001": parse_staff,
+    "PRV_STF_003": parse_staff_with_credentials,
+    "PRV_DOC_006": parse_document_registration,
+    "PRV_DOC_007": parse_document_update,
+    "PRV_DOC_008": parse_document_deletion,
+    "PRV_DOC_009": parse_document_approval,
+}

@@ -1,0 +1,188 @@
+"""The embedded two-site stack: every process both sides need, on 127.0.0.1, in one data dir.
+
+Start order: PostgreSQL (local, remote) -> broker -> captures (local, remote) -> workers
+(local_to_remote, remote_to_local). ``up`` is idempotent: it starts only what is not running,
+so after a crash or ``kill -9`` of any process, ``up`` again resumes it. ``down`` first drains
+(every captured change applied, proven by a sync barrier), then stops in reverse order; the
+broker keeps its log in memory, and draining is what makes that safe across ``down``/``up``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.local.broker import Broker
+from infra.local.databases import postgres_instance, provision_side
+from infra.local.process import (
+    ProcessError,
+    ProcessSpec,
+    log_path,
+    read_pid,
+    start_process,
+    stop_pid,
+    wait_until,
+)
+from streams.model import DATABASE_STORES, ROUTES, SIDES
+from streams.settings import Settings
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process of the stack."""
+
+    name: str
+    kind: str  # postgres | broker | capture | worker
+    side_or_route: str
+
+
+def components() -> list[Component]:
+    """Every process of the stack, in start order."""
+    return (
+        [Component(f"pg-{side}", "postgres", side) for side in SIDES]
+        + [Component("broker", "broker", "")]
+        + [Component(f"capture-{side}", "capture", side) for side in SIDES]
+        + [Component(f"worker-{route}", "worker", route) for route in ROUTES]
+    )
+
+
+def settings_file(settings: Settings) -> Path:
+    """The settings file every child process reads (written by ``up``)."""
+    return settings.data_dir / "platsync.toml"
+
+
+def _write_settings_file(settings: Settings) -> None:
+    lines = []
+    for key, value in settings.as_dict().items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f"{key} = {_toml_str(str(value))}")
+    text = "# Effective settings of this data dir, written by 'platsync up'. Edit and restart to change.\n"
+    path = settings_file(settings)
+    path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
+    tomllib.loads(path.read_text(encoding="utf-8"))  # never leave a file the children cannot read
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Stack:
+    """Start, stop and inspect the embedded stack described by ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker = Broker(settings.host, settings.broker_port)
+
+    def _python_spec(self, name: str, module: str, *args: str) -> ProcessSpec:
+        return ProcessSpec(name=name, argv=[sys.executable, "-m", module, *args,
+                                            "--config", str(settings_file(self.settings)),
+                                            "--data-dir", str(self.settings.data_dir)])
+
+    def topics(self) -> list[str]:
+        """Every topic the stack uses: one per captured database, one dead-letter topic per route."""
+        names = [self.settings.topic(side, store) for side in SIDES for store in DATABASE_STORES[side]]
+        return names + [self.settings.dead_letter_topic(route) for route in ROUTES]
+
+    def running(self) -> dict[str, int | None]:
+        """Pid of each component, or None if it is not running."""
+        return {c.name: read_pid(self.settings.data_dir, c.name) for c in components()}
+
+    def up(self, say: Say = print) -> None:
+        """Start everything not yet running and wait until the stack is ready."""
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        _write_settings_file(s)
+        timeout = s.ready_timeout_s
+        for side in SIDES:
+            pg = postgres_instance(s, side)
+            if not pg.initialised():
+                say(f"initialising PostgreSQL for {side} in {pg.pgdata}")
+                pg.init()
+            pg.start(timeout)
+            provision_side(s, side)
+            say(f"PostgreSQL {side:6} ready on {s.host}:{pg.port} (databases: {', '.join(DATABASE_STORES[side])})")
+        if read_pid(s.data_dir, self.broker.name) is None:
+            start_process(s.data_dir, self.broker.spec())
+        wait_until(self.broker.ready, timeout, "broker", alive=lambda: self._alive("broker"),
+                   log=log_path(s.data_dir, "broker"))
+        self.broker.ensure_topics(self.topics())
+        say(f"broker ready on {s.broker_bootstrap} ({len(self.topics())} topics)")
+        from connectors.capture.runner import capture_ready
+
+        for side in SIDES:
+            name = f"capture-{side}"
+            if read_pid(s.data_dir, name) is None:
+                start_process(s.data_dir, self._python_spec(name, "connectors.capture.runner", "--side", side))
+        for side in SIDES:
+            name = f"capture-{side}"
+            wait_until(lambda side=side: capture_ready(s, side), timeout, f"Debezium capture of {side}",
+                       alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
+            say(f"capture {side:6} streaming ({', '.join(DATABASE_STORES[side])})")
+        from streams.app import worker_state_path
+
+        for route in ROUTES:
+            name = f"worker-{route}"
+            if read_pid(s.data_dir, name) is None:
+                worker_state_path(s, route).unlink(missing_ok=True)
+                start_process(s.data_dir, self._python_spec(name, "streams.worker", "--route", route))
+        for route in ROUTES:
+            name = f"worker-{route}"
+            wait_until(lambda route=route: self._worker_ready(route), timeout, f"worker {route}",
+                       alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
+            say(f"worker {route} consuming")
+
+    def _alive(self, name: str) -> bool:
+        return read_pid(self.settings.data_dir, name) is not None
+
+    def _worker_ready(self, route: str) -> bool:
+        import json
+
+        from streams.app import worker_state_path
+
+        try:
+            state = json.loads(worker_state_path(self.settings, route).read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(state.get("ready")) and state.get("pid") == read_pid(self.settings.data_dir, f"worker-{route}")
+
+    def down(self, say: Say = print, drain_timeout_s: float = 60.0) -> None:
+        """Drain every route, then stop all processes in reverse start order."""
+        pids = self.running()
+        if all(pids[c.name] for c in components()):
+            from streams.barrier import wait_synced
+
+            say("draining: waiting until every captured change is applied ...")
+            pending = wait_synced(self.settings, drain_timeout_s)
+            if pending:
+                say("WARNING: not drained within "
+                    f"{drain_timeout_s:.0f}s: {', '.join(f'{p.route}/{p.source_store}' for p in pending)}; "
+                    "changes still in the broker will be re-captured only if the capture had not committed them")
+            else:
+                say("drained: both sides in sync")
+        elif any(pids.values()):
+            say("some processes are not running; stopping the rest without draining")
+        for component in reversed(components()):
+            pid = pids[component.name]
+            if pid is None:
+                continue
+            sig = postgres_instance(self.settings, component.side_or_route).stop_signal() \
+                if component.kind == "postgres" else 15
+            clean = stop_pid(pid, timeout_s=60.0, sig=sig)
+            (self.settings.data_dir / "run" / f"{component.name}.pid").unlink(missing_ok=True)
+            say(f"stopped {component.name} (pid {pid}){'' if clean else ' after SIGKILL'}")
+
+    def require_running(self) -> None:
+        """Raise a clear error unless every process of the stack runs."""
+        missing = [name for name, pid in self.running().items() if pid is None]
+        if missing:
+            raise ProcessError(f"the stack in {self.settings.data_dir} is not fully running (down: "
+                               f"{', '.join(missing)}); start it with 'platsync up --detach'")

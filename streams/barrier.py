@@ -1,0 +1,80 @@
+"""Sync barriers: prove that everything committed on the sources so far has been applied.
+
+``wait_synced`` inserts a probe row into every source database. Each capture carries the
+probe through the same ordered topic as the data, and the worker records the probe id only
+after every change before it was applied; so once the target side reports a probe id at
+least as new as ours for every source store, every change committed before the probe is in
+the target stores. This measures from source positions, never from the broker's watermark.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+from streams.model import DATABASE_STORES, SIDES, route_for_source
+from streams.progress import read_progress
+from streams.settings import Settings
+
+PROBE_SQL = (
+    "INSERT INTO platsync_probe (probe_id) "
+    "SELECT lpad(nextval(pg_get_serial_sequence('platsync_probe', 'id'))::text, 20, '0') RETURNING probe_id"
+)
+
+
+@dataclass(frozen=True)
+class PendingRoute:
+    """A source store whose probe has not been applied yet."""
+
+    route: str
+    source_store: str
+    probe_id: str
+    applied_probe_id: str | None
+
+
+def insert_probes(settings: Settings) -> dict[tuple[str, str], str]:
+    """Insert one probe into every source database; return its id per (side, store)."""
+    probes: dict[tuple[str, str], str] = {}
+    for side in SIDES:
+        for store in DATABASE_STORES[side]:
+            with psycopg.connect(settings.libpq_dsn(side, store) + " connect_timeout=5") as conn:
+                probes[(side, store)] = conn.execute(PROBE_SQL).fetchone()[0]  # type: ignore[index]
+    return probes
+
+
+def pending_routes(settings: Settings, probes: dict[tuple[str, str], str]) -> list[PendingRoute]:
+    """The probes not yet reported as applied by the other side."""
+    pending: list[PendingRoute] = []
+    applied: dict[tuple[str, str], str | None] = {}
+    for target in SIDES:
+        for row in read_progress(settings, target):
+            applied[(row["route"], row["source_store"])] = row["last_probe_id"]
+    for (side, store), probe in probes.items():
+        route = route_for_source(side)
+        seen = applied.get((route, store))
+        if seen is None or seen < probe:
+            pending.append(PendingRoute(route, store, probe, seen))
+    return pending
+
+
+def wait_synced(settings: Settings, timeout_s: float,
+                on_wait: Callable[[list[PendingRoute]], None] | None = None) -> list[PendingRoute]:
+    """Block until every source store's probe was applied; return what is still pending on timeout."""
+    probes = insert_probes(settings)
+    deadline = time.monotonic() + timeout_s
+    last_report = 0.0
+    while True:
+        try:
+            pending = pending_routes(settings, probes)
+        except psycopg.OperationalError:
+            pending = [PendingRoute(route_for_source(s), st, p, None) for (s, st), p in probes.items()]
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        if on_wait and time.monotonic() - last_report >= 5:
+            on_wait(pending)
+            last_report = time.monotonic()
+        time.sleep(0.1)
+
