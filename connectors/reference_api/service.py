@@ -1,0 +1,365 @@
+"""The reference implementation of the PLAT APIs that trigger synchronisation.
+
+:class:`ReferenceApi` plays the hospital application (on ``local``) or the cloud service (on
+``remote``): each API writes exactly its matrix ``source`` stores on its own side, one
+transaction per store, each opened by ``SELECT platsync_mark_api(:api_id, :call_id)`` (see
+``docs/integration.md``). All rows of a bulk call go into that one transaction per store.
+
+Rules the sinks rely on: ids are uuid4 strings (the sides never collide); every write
+increments ``version``; deletes are logical (``deleted = true``). A refused call (bad payload,
+unknown or deleted document id) writes nothing: all checks run inside the marked transactions
+before any commit, and a failure rolls every one of them back.
+
+Every method returns ``{"api", "side", "call_id", "written": {store: {table: [ids]}},
+"txids": {store: txid}}`` (see :meth:`ReferenceApi.call`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
+
+from connectors.reference_api import payloads as p
+from connectors.reference_api.errors import ApiError, ApiNotAvailableError, PayloadError
+from connectors.reference_api.transaction import ApiCall
+from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
+from connectors.stores.tables import meta_metadata
+from streams.model import SIDES
+from streams.settings import Settings
+
+__all__ = ["ApiError", "ApiNotAvailableError", "PayloadError", "ReferenceApi", "SOURCE_STORES"]
+
+log = logging.getLogger(__name__)
+
+#: Database stores each API writes on each side (the matrix ``source`` column, keycloak excluded:
+#: Keycloak accounts are issue #3).
+SOURCE_STORES: dict[str, dict[str, tuple[str, ...]]] = {
+    "local": {
+        "PRV_USR_001": ("meta", "fructos_own"),
+        "PRV_PAT_001": ("meta", "fructos_own"),
+        "PRV_STF_001": ("meta",),
+        "PRV_STF_003": ("meta",),
+        "PRV_DOC_006": ("meta", "fructos_own"),
+        "PRV_DOC_007": ("meta", "fructos_own"),
+        "PRV_DOC_008": ("meta", "fructos_own"),
+        "PRV_DOC_009": ("meta", "fructos_own"),
+    },
+    "remote": {
+        "PRV_USR_001": ("meta", "fructos_own", "fructos_patient"),
+        "PRV_PAT_001": ("meta", "fructos_own"),
+        "PRV_STF_001": ("meta",),
+        "PRV_STF_003": ("meta",),
+        "PRV_DOC_006": ("meta", "fructos_own"),
+        "PRV_DOC_007": ("meta", "fructos_own"),
+        "PRV_DOC_008": ("meta", "fructos_own"),
+        "PRV_DOC_009": ("meta", "fructos_own", "fructos_patient"),
+    },
+}
+
+API_IDS: tuple[str, ...] = (*SOURCE_STORES["local"], "PRV_ATH_001")
+
+_META = meta_metadata()
+_USERS, _PATIENTS = _META.tables["plat_users"], _META.tables["patients"]
+_STAFF, _DOCUMENTS = _META.tables["staff"], _META.tables["documents"]
+_T = TypeVar("_T")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _json_bytes(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _typed(payload: _T | Mapping[str, Any], kind: type[_T], parser: Callable[[Any], _T]) -> _T:
+    return payload if isinstance(payload, kind) else parser(payload)
+
+
+def canonical_api_id(api_id: str) -> str:
+    """``PRV_DOC_006`` for ``PRV_DOC_006`` or ``DOC_006``; :class:`ApiError` for unknown APIs."""
+    canonical = api_id if api_id.startswith("PRV_") else f"PRV_{api_id}"
+    if canonical not in API_IDS:
+        raise ApiError(f"unknown API {api_id!r}; known: {', '.join(API_IDS)}")
+    return canonical
+
+
+class ReferenceApi:
+    """The PLAT APIs of one side, writing that side's source stores (SQLAlchemy Core)."""
+
+    def __init__(self, settings: Settings, side: str) -> None:
+        if side not in SIDES:
+            raise ValueError(f"unknown side {side!r}; expected one of {SIDES}")
+        self.settings = settings
+        self.side = side
+        self._engines: dict[str, Engine] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _engine(self, store: str) -> Engine:
+        engine = self._engines.get(store)
+        if engine is None:
+            engine = create_engine(self.settings.dsn(self.side, store), pool_size=2, max_overflow=2)
+            with engine.connect() as conn:
+                configured = conn.execute(text("SELECT current_setting('platsync.side', true)")).scalar()
+            if configured != self.side:
+                engine.dispose()
+                raise ApiError(
+                    f"store {store!r} at {self.settings.host}:{self.settings.pg_port(self.side)} has "
+                    f"platsync.side={configured!r}, but this API runs on the {self.side} side: "
+                    "its markers would carry the wrong origin side")
+            self._engines[store] = engine
+        return engine
+
+    def _begin(self, api_id: str, call_id: str | None) -> ApiCall:
+        stores = SOURCE_STORES[self.side][api_id]
+        return ApiCall(api_id, call_id or _new_id(), self.side, {s: self._engine(s) for s in stores})
+
+    def _finish(self, call: ApiCall) -> dict[str, Any]:
+        result = call.result()
+        log.info("%s on %s: call %s wrote %s", call.api_id, self.side, call.call_id,
+                 {s: {t: len(ids) for t, ids in tables.items()} for s, tables in call.written.items()})
+        return result
+
+    def call(self, api_id: str, payload: Mapping[str, Any], *, call_id: str | None = None) -> dict[str, Any]:
+        """Run API ``api_id`` (``PRV_DOC_006`` or ``DOC_006``) with a JSON ``payload``.
+
+        Returns ``{"api": "PRV_...", "side": side, "call_id": str, "written": {store: {table:
+        [ids created or changed]}}, "txids": {store: txid of the call's transaction}}``.
+        Raises :class:`PayloadError` for a malformed payload, :class:`ApiError` for a refused
+        call (nothing written) and :class:`ApiNotAvailableError` for PRV_ATH_001.
+        """
+        methods: dict[str, Callable[..., dict[str, Any]]] = {
+            "PRV_USR_001": self.register_user,
+            "PRV_PAT_001": self.register_patient,
+            "PRV_STF_001": self.register_staff,
+            "PRV_STF_003": self.register_staff_with_credentials,
+            "PRV_ATH_001": self.update_authentication,
+            "PRV_DOC_006": self.register_documents,
+            "PRV_DOC_007": self.update_documents,
+            "PRV_DOC_008": self.delete_documents,
+            "PRV_DOC_009": self.approve_documents,
+        }
+        return methods[canonical_api_id(api_id)](payload, call_id=call_id)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+
+    def __enter__(self) -> ReferenceApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- users, patients, staff -----------------------------------------------------------
+
+    def register_user(self, payload: p.UserPayload | Mapping[str, Any], *,
+                      call_id: str | None = None) -> dict[str, Any]:
+        """PRV_USR_001: a ``plat_users`` row plus its signed profile record in fructos_own
+        (and, on the remote side, the same record in fructos_patient).
+
+        The record's content is the JSON of the user's fields (UTF-8); it is signed by the
+        institution (``institution_code``).
+        """
+        u = _typed(payload, p.UserPayload, p.parse_user)
+        user_id, record_id = _new_id(), _new_id()
+        profile = {"login_id": u.login_id, "display_name": u.display_name,
+                   "institution_code": u.institution_code, "profile": u.profile}
+        record = SignedRecord.new(record_id, "plat_user", user_id, "application/json",
+                                  _json_bytes(profile), signed_by=u.institution_code)
+        with self._begin("PRV_USR_001", call_id) as call:
+            self._put_record(call, record, copy_to_patient_store=self.side == "remote")
+            call.conn("meta").execute(insert(_USERS).values(
+                id=user_id, login_id=u.login_id, display_name=u.display_name,
+                institution_code=u.institution_code, record_id=record_id))
+            call.wrote("meta", "plat_users", user_id)
+        return self._finish(call)
+
+    def register_patient(self, payload: p.PatientPayload | Mapping[str, Any], *,
+                         call_id: str | None = None) -> dict[str, Any]:
+        """PRV_PAT_001: a ``patients`` row plus its signed record (JSON, UTF-8) in fructos_own."""
+        pt = _typed(payload, p.PatientPayload, p.parse_patient)
+        patient_id, record_id = _new_id(), _new_id()
+        fields = {"family_name": pt.family_name, "given_name": pt.given_name,
+                  "birth_date": pt.birth_date.isoformat(), "sex": pt.sex,
+                  "institution_code": pt.institution_code, "patient_number": pt.patient_number}
+        record = SignedRecord.new(record_id, "patient", patient_id, "application/json",
+                                  _json_bytes(fields), signed_by=pt.institution_code)
+        with self._begin("PRV_PAT_001", call_id) as call:
+            self._put_record(call, record)
+            call.conn("meta").execute(insert(_PATIENTS).values(
+                id=patient_id, patient_number=pt.patient_number, family_name=pt.family_name,
+                given_name=pt.given_name, birth_date=pt.birth_date, sex=pt.sex,
+                institution_code=pt.institution_code, record_id=record_id))
+            call.wrote("meta", "patients", patient_id)
+        return self._finish(call)
+
+    def register_staff(self, payload: p.StaffPayload | Mapping[str, Any], *,
+                       call_id: str | None = None) -> dict[str, Any]:
+        """PRV_STF_001: a ``staff`` row in META."""
+        s = _typed(payload, p.StaffPayload, p.parse_staff)
+        return self._insert_staff("PRV_STF_001", call_id, s.staff_code, s.display_name, s.role, None)
+
+    def register_staff_with_credentials(self, payload: p.StaffCredentialsPayload | Mapping[str, Any], *,
+                                        call_id: str | None = None) -> dict[str, Any]:
+        """PRV_STF_003: a ``staff`` row with its ``username`` in META.
+
+        For now this writes META only: the Keycloak account (the matrix's other source store)
+        is issue #3. The password is validated and then dropped: it is never stored in META,
+        logged or returned.
+        """
+        s = _typed(payload, p.StaffCredentialsPayload, p.parse_staff_with_credentials)
+        return self._insert_staff("PRV_STF_003", call_id, s.staff_code, s.display_name, s.role, s.username)
+
+    def update_authentication(self, payload: Mapping[str, Any] | None = None, *,
+                              call_id: str | None = None) -> dict[str, Any]:
+        """PRV_ATH_001: not available -- it writes only Keycloak, whose account sync is issue #3."""
+        raise ApiNotAvailableError(
+            "PRV_ATH_001 (update authentication info) writes only Keycloak accounts; "
+            "Keycloak account sync is issue #3 and not available in this reference API yet")
+
+    def _insert_staff(self, api_id: str, call_id: str | None, staff_code: str, display_name: str,
+                      role: str, username: str | None) -> dict[str, Any]:
+        staff_id = _new_id()
+        with self._begin(api_id, call_id) as call:
+            call.conn("meta").execute(insert(_STAFF).values(
+                id=staff_id, staff_code=staff_code, display_name=display_name, role=role,
+                username=username))
+            call.wrote("meta", "staff", staff_id)
+        return self._finish(call)
+
+    def _put_record(self, call: ApiCall, record: SignedRecord, copy_to_patient_store: bool = False) -> None:
+        PostgresSignedRecordStore(call.conn("fructos_own")).put(record)
+        call.wrote("fructos_own", "signed_records", record.id)
+        if copy_to_patient_store and PostgresSignedRecordStore(call.conn("fructos_patient")).copy(record):
+            call.wrote("fructos_patient", "signed_records", record.id)
+
+    # -- documents ------------------------------------------------------------------------
+
+    def register_documents(self, payload: p.DocumentsPayload | Mapping[str, Any], *,
+                           call_id: str | None = None) -> dict[str, Any]:
+        """PRV_DOC_006: per document a signed record in fructos_own and a ``documents`` row
+        (status ``registered``) in META pointing at it; all in one transaction per store."""
+        docs = _typed(payload, p.DocumentsPayload, p.parse_document_registration).documents
+        if not all(isinstance(d, p.NewDocument) for d in docs):
+            raise TypeError("register_documents expects NewDocument items")
+        with self._begin("PRV_DOC_006", call_id) as call:
+            records = PostgresSignedRecordStore(call.conn("fructos_own"))
+            rows = []
+            for d in docs:
+                doc_id, record_id = _new_id(), _new_id()
+                record = records.put(SignedRecord.new(record_id, "document", doc_id, d.media_type,
+                                                      d.content, d.signed_by))
+                call.wrote("fructos_own", "signed_records", record_id)
+                rows.append({"id": doc_id, "patient_id": d.patient_id, "doc_type": d.doc_type,
+                             "title": d.title, "record_id": record_id,
+                             "content_hash": record.content_hash, "status": "registered"})
+            call.conn("meta").execute(insert(_DOCUMENTS), rows)
+            for row in rows:
+                call.wrote("meta", "documents", row["id"])
+        return self._finish(call)
+
+    def update_documents(self, payload: p.DocumentsPayload | Mapping[str, Any], *,
+                         call_id: str | None = None) -> dict[str, Any]:
+        """PRV_DOC_007: re-sign each document's record (new content/media type if given) and
+        update its META row (title, doc_type, content_hash); both version + 1."""
+        changes = _typed(payload, p.DocumentsPayload, p.parse_document_update).documents
+        if not all(isinstance(c, p.DocumentChange) for c in changes):
+            raise TypeError("update_documents expects DocumentChange items")
+        with self._begin("PRV_DOC_007", call_id) as call:
+            live = _lock_live_documents(call, [c.id for c in changes])
+            records = PostgresSignedRecordStore(call.conn("fructos_own"))
+            for c in changes:
+                record = records.update(live[c.id], signed_by=c.signed_by, content=c.content,
+                                        media_type=c.media_type)
+                call.wrote("fructos_own", "signed_records", record.id)
+                values: dict[str, Any] = {"content_hash": record.content_hash}
+                if c.title is not None:
+                    values["title"] = c.title
+                if c.doc_type is not None:
+                    values["doc_type"] = c.doc_type
+                _bump_document(call, c.id, values)
+        return self._finish(call)
+
+    def delete_documents(self, payload: p.DocumentIdsPayload | Mapping[str, Any], *,
+                         call_id: str | None = None) -> dict[str, Any]:
+        """PRV_DOC_008: logical delete (``deleted = true``, version + 1) of each document's META
+        row and signed record. Deleting an unknown or already deleted id is refused."""
+        ids = _typed(payload, p.DocumentIdsPayload, p.parse_document_deletion).ids
+        with self._begin("PRV_DOC_008", call_id) as call:
+            live = _lock_live_documents(call, list(ids))
+            records = PostgresSignedRecordStore(call.conn("fructos_own"))
+            for doc_id in ids:
+                records.delete(live[doc_id])
+                call.wrote("fructos_own", "signed_records", live[doc_id])
+                _bump_document(call, doc_id, {"deleted": True})
+        return self._finish(call)
+
+    def approve_documents(self, payload: p.ApprovalsPayload | Mapping[str, Any], *,
+                          call_id: str | None = None) -> dict[str, Any]:
+        """PRV_DOC_009: set ``status = 'approved'``, ``approved_by``, ``approved_at`` in META and
+        ``approved`` on the signed record (both version + 1); on the remote side the approved
+        record is also upserted into fructos_patient (same id, content, hash and version).
+        Approving an already approved document records the new approver (version + 1)."""
+        approvals = _typed(payload, p.ApprovalsPayload, p.parse_document_approval).documents
+        with self._begin("PRV_DOC_009", call_id) as call:
+            live = _lock_live_documents(call, [a.id for a in approvals])
+            records = PostgresSignedRecordStore(call.conn("fructos_own"))
+            for a in approvals:
+                record = records.approve(live[a.id])
+                call.wrote("fructos_own", "signed_records", record.id)
+                if self.side == "remote" and PostgresSignedRecordStore(
+                        call.conn("fructos_patient")).copy(record):
+                    call.wrote("fructos_patient", "signed_records", record.id)
+                _bump_document(call, a.id, {"status": "approved", "approved_by": a.approved_by,
+                                            "approved_at": func.now()})
+        return self._finish(call)
+
+
+def _lock_live_documents(call: ApiCall, doc_ids: list[str]) -> dict[str, str]:
+    """Lock the META rows and signed records of ``doc_ids``; map each id to its record id.
+
+    Raises :class:`ApiError` (before anything is written) if any id is unknown or deleted, or
+    if its signed record is missing or deleted in fructos_own.
+    """
+    meta: Connection = call.conn("meta")
+    rows = meta.execute(
+        select(_DOCUMENTS.c.id, _DOCUMENTS.c.record_id, _DOCUMENTS.c.deleted)
+        .where(_DOCUMENTS.c.id.in_(doc_ids)).order_by(_DOCUMENTS.c.id).with_for_update()
+    ).all()
+    found = {row.id: row for row in rows}
+    unknown = [i for i in doc_ids if i not in found]
+    deleted = [i for i in doc_ids if i in found and found[i].deleted]
+    problems = []
+    if unknown:
+        problems.append(f"no document with id {', '.join(map(repr, unknown))} on the {call.side} side")
+    if deleted:
+        problems.append(f"document {', '.join(map(repr, deleted))} is deleted")
+    if not problems:
+        record_ids = [found[i].record_id for i in doc_ids]
+        records = PostgresSignedRecordStore(call.conn("fructos_own")).get_many(record_ids, lock=True)
+        broken = [i for i in doc_ids if found[i].record_id not in records
+                  or records[found[i].record_id].deleted]
+        if broken:
+            problems.append(f"the signed record of document {', '.join(map(repr, broken))} is missing "
+                            "or deleted in fructos_own (stores inconsistent)")
+    if problems:
+        raise ApiError(f"{call.api_id} refused, nothing written: {'; '.join(problems)}")
+    return {i: found[i].record_id for i in doc_ids}
+
+
+def _bump_document(call: ApiCall, doc_id: str, values: dict[str, Any]) -> None:
+    """Update one META document row: ``values``, version + 1, updated_at = now()."""
+    call.conn("meta").execute(
+        update(_DOCUMENTS).where(_DOCUMENTS.c.id == doc_id)
+        .values(**values, version=_DOCUMENTS.c.version + 1, updated_at=func.now()))
+    call.wrote("meta", "documents", doc_id)
