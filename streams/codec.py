@@ -77,10 +77,15 @@ def decode(contract_name: str, data: bytes | None) -> dict[str, Any]:
 
 def encode_change(change: ChangeEvent) -> bytes:
     """Encode a :class:`ChangeEvent` against ``schemas/change_event.avsc``."""
-    return encode("change_event", asdict(change))
+    record = asdict(change)
+    if change.row is not None:
+        record["row"] = {k: {"data": v} if isinstance(v, bytes) else v for k, v in change.row.items()}
+    return encode("change_event", record)
 
 
 def decode_change(data: bytes | None) -> ChangeEvent:
     """Decode a change event; raise :class:`DecodeError` if it is not a valid one."""
     record = decode("change_event", data)
+    if record["row"] is not None:
+        record["row"] = {k: v["data"] if isinstance(v, dict) else v for k, v in record["row"].items()}
     return ChangeEvent(**record)
