@@ -1,0 +1,302 @@
+"""The capture process of one side: Debezium -> stamped change events -> the broker.
+
+Usage::
+
+    python -m connectors.capture.runner --side local|remote [--config PATH] [--data-dir DIR]
+
+One process per side runs one embedded Debezium PostgreSQL engine per database store of that
+side (``streams.model.DATABASE_STORES``), all in one JVM, one thread each. For every batch the
+handler converts the records (:class:`~connectors.capture.envelope.TransactionStamper`),
+produces them Avro-encoded to ``settings.topic(side, store)`` keyed ``<table>:<key>`` with an
+idempotent ``acks=all`` producer and waits for every delivery report before returning, so that
+Debezium commits its offsets only for events the broker acknowledged (at-least-once). Then it
+atomically rewrites ``<data_dir>/state/capture/<side>.<store>.json`` (progress) and, when they
+changed, the remembered transaction markers (``<side>.<store>.markers.json``).
+
+Exit codes: 0 after SIGTERM/SIGINT (engines closed, offsets flushed); 1 if any engine stops or
+fails, or a batch cannot be delivered (the supervisor restarts the process); 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import KafkaError, Message, Producer
+
+from connectors.capture.debezium import CapturingEngine, connector_properties, make_engine, slot_name, start_jvm
+from connectors.capture.envelope import TransactionStamper
+from streams.codec import encode_change
+from streams.model import DATABASE_STORES, SIDES, ChangeEvent
+from streams.settings import Settings, load_settings
+
+log = logging.getLogger("platsync.capture")
+HEARTBEAT_PREFIX = "__debezium-heartbeat"
+FLUSH_TIMEOUT_S = 90.0
+CLOSE_TIMEOUT_S = 60.0
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge every event of a batch."""
+
+
+def progress_path(settings: Settings, side: str, store: str) -> Path:
+    """Progress file of one captured database."""
+    return settings.data_dir / "state" / "capture" / f"{side}.{store}.json"
+
+
+def markers_path(settings: Settings, side: str, store: str) -> Path:
+    """Saved transaction markers of one captured database (resume inside a transaction)."""
+    return settings.data_dir / "state" / "capture" / f"{side}.{store}.markers.json"
+
+
+def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = None) -> bool:
+    """True if every replication slot of ``side`` (or of ``stores``) exists and is active."""
+    stores = tuple(stores or DATABASE_STORES[side])
+    names = [slot_name(side, s) for s in stores]
+    try:
+        with psycopg.connect(settings.libpq_dsn(side, stores[0]) + " connect_timeout=3", autocommit=True) as conn:
+            rows = conn.execute("SELECT slot_name, active FROM pg_replication_slots WHERE slot_name = ANY(%s)",
+                                (names,)).fetchall()
+    except psycopg.Error:
+        return False
+    active = {name for name, is_active in rows if is_active}
+    return all(n in active for n in names)
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Atomically replace ``path`` with ``doc`` (write a temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+class Publisher:
+    """Produces change events to one topic and waits until the broker acknowledged all of them."""
+
+    def __init__(self, settings: Settings, topic: str, client_id: str) -> None:
+        self.topic = topic
+        self._producer = Producer({
+            "bootstrap.servers": settings.broker_bootstrap,
+            "client.id": client_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.timeout.ms": 60000,
+            "queue.buffering.max.messages": 500000,
+            "batch.num.messages": 10000,
+        })
+        self._errors: list[str] = []
+        self._acked = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.key()!r}: {err}")
+        else:
+            self._acked += 1
+
+    def publish(self, events: Sequence[ChangeEvent]) -> None:
+        """Produce ``events`` in order and block until each one is acknowledged; raise otherwise."""
+        self._errors.clear()
+        self._acked = 0
+        for event in events:
+            value = encode_change(event)
+            key = f"{event.table}:{event.key}".encode()
+            while True:
+                try:
+                    self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        if remaining or self._errors or self._acked != len(events):
+            raise DeliveryError(
+                f"{self.topic}: {len(events)} events produced, {self._acked} acknowledged, {remaining} "
+                f"still queued; errors: {self._errors[:5]}")
+
+
+class StoreCapture:
+    """One captured database: its stamper, publisher, progress file and Debezium engine."""
+
+    def __init__(self, settings: Settings, side: str, store: str) -> None:
+        self.settings = settings
+        self.side = side
+        self.store = store
+        self.stamper = TransactionStamper(side, store)
+        saved = _read_json(markers_path(settings, side, store))
+        self.stamper.restore_markers(saved.get("markers", {}))
+        self._saved_markers = self.stamper.markers_state()
+        progress = _read_json(progress_path(settings, side, store))
+        self._base = {k: int(progress.get(k, 0)) for k in ("events_produced", "echoes_dropped", "probes")}
+        self.last_lsn = int(progress.get("last_lsn", 0))
+        self.last_commit_ts_ms = int(progress.get("last_commit_ts_ms", 0))
+        self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-capture-{side}-{store}")
+        self.failure: BaseException | None = None
+        self.batches = 0
+        self.engine: CapturingEngine = make_engine(connector_properties(settings, side, store), self)
+        self.thread = threading.Thread(target=self._run, name=f"capture-{side}-{store}", daemon=True)
+
+    @property
+    def name(self) -> str:
+        """``<side>.<store>``."""
+        return f"{self.side}.{self.store}"
+
+    def _run(self) -> None:
+        try:
+            self.engine.run()
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            self.failure = self.failure or exc
+
+    def handleJsonBatch(self, records: Any) -> None:  # noqa: N802 - the Java callback's name
+        """Convert, publish and acknowledge one Debezium batch (called on the engine's thread)."""
+        try:
+            events: list[ChangeEvent] = []
+            for record in records:
+                if str(record.destination()).startswith(HEARTBEAT_PREFIX):
+                    continue
+                key, value = record.key(), record.value()
+                events.extend(self.stamper.convert(None if key is None else str(key),
+                                                   None if value is None else str(value)))
+            self.publisher.publish(events)
+            self.batches += 1
+            self._save_state()
+        except BaseException as exc:
+            log.error("%s: batch failed, offsets not committed: %s", self.name, exc)
+            self.failure = self.failure or exc
+            raise
+
+    def _save_state(self) -> None:
+        markers = self.stamper.markers_state()
+        if markers != self._saved_markers:
+            _write_json(markers_path(self.settings, self.side, self.store), {"markers": markers})
+            self._saved_markers = markers
+        if self.stamper.last_lsn:
+            self.last_lsn = self.stamper.last_lsn
+            self.last_commit_ts_ms = self.stamper.last_commit_ts_ms
+        _write_json(progress_path(self.settings, self.side, self.store), {
+            "side": self.side,
+            "store": self.store,
+            "last_lsn": self.last_lsn,
+            "last_commit_ts_ms": self.last_commit_ts_ms,
+            "events_produced": self._base["events_produced"] + self.stamper.events,
+            "echoes_dropped": self._base["echoes_dropped"] + self.stamper.echoes_dropped,
+            "probes": self._base["probes"] + self.stamper.probes,
+            "updated_ts_ms": time.time_ns() // 1_000_000,
+        })
+
+    def problem(self) -> str | None:
+        """Why this capture cannot continue, or None while it runs fine."""
+        if self.failure is not None:
+            return f"handler failed: {type(self.failure).__name__}: {self.failure}"
+        error = self.engine.python_error()
+        if error is not None:
+            return f"handler failed: {type(error).__name__}: {error}"
+        if self.engine.completed.is_set():
+            outcome = self.engine.outcomes[-1]
+            return f"Debezium engine stopped (success={outcome.success}): {outcome.message} {outcome.error or ''}"
+        if not self.thread.is_alive():
+            return "engine thread exited"
+        return None
+
+
+def _close_all(captures: Sequence[StoreCapture]) -> bool:
+    """Close every engine in parallel (offsets are flushed on close); True if all stopped in time."""
+    closers = [threading.Thread(target=c.engine.close, name=f"close-{c.name}", daemon=True) for c in captures]
+    for t in closers:
+        t.start()
+    deadline = time.monotonic() + CLOSE_TIMEOUT_S
+    for t in closers:
+        t.join(max(0.0, deadline - time.monotonic()))
+    for c in captures:
+        c.thread.join(max(0.0, deadline - time.monotonic()))
+    return all(not t.is_alive() for t in closers) and all(not c.thread.is_alive() for c in captures)
+
+
+def ensure_topics(settings: Settings, side: str) -> None:
+    """Create the side's capture topics (one partition each) if they are missing."""
+    from infra.local.broker import Broker
+
+    Broker(settings.host, settings.broker_port).ensure_topics([settings.topic(side, s) for s in DATABASE_STORES[side]])
+
+
+def run(settings: Settings, side: str) -> int:
+    """Run the capture of ``side`` until a signal (exit 0) or a failure (exit 1)."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    ensure_topics(settings, side)
+    (settings.data_dir / "capture").mkdir(parents=True, exist_ok=True)
+    start_jvm()
+    captures = [StoreCapture(settings, side, store) for store in DATABASE_STORES[side]]
+    for c in captures:
+        c.thread.start()
+    log.info("capture %s started: %s", side, ", ".join(c.name for c in captures))
+    code = 0
+    while not stop.wait(0.2):
+        problems = [(c.name, p) for c in captures if (p := c.problem()) is not None]
+        if problems:
+            for name, problem in problems:
+                log.error("capture %s: %s; exiting so that the supervisor restarts the capture", name, problem)
+            code = 1
+            break
+    if received:
+        log.info("capture %s: signal %d received, closing engines", side, received[0])
+    clean = _close_all(captures)
+    if not clean:
+        log.error("capture %s: engines did not stop within %.0fs", side, CLOSE_TIMEOUT_S)
+        code = code or 1
+    for c in captures:
+        if code == 0 and c.failure is not None:
+            code = 1
+    log.info("capture %s stopped (exit %d)", side, code)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m connectors.capture.runner", description=__doc__.split("\n")[0])
+    parser.add_argument("--side", required=True, choices=SIDES)
+    parser.add_argument("--config", type=Path, default=None, help="settings TOML file")
+    parser.add_argument("--data-dir", type=Path, default=None, help="data directory (overrides the settings)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s")
+    settings = load_settings(config=args.config, data_dir=args.data_dir)
+    try:
+        return run(settings, args.side)
+    except Exception:  # noqa: BLE001 - a clear error and a non-zero exit for the supervisor
+        log.exception("capture %s failed", args.side)
+        return 1
+
+
+if __name__ == "__main__":
+    exit_code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)  # the JVM's non-daemon threads must not keep the process alive

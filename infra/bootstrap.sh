@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install everything PLAT Sync needs into ./.venv (idempotent). Sourced by infra/run.sh and infra/test.sh.
+# Needs: Python 3.11+, a JDK/JRE 17+ (for Debezium), PostgreSQL server binaries. Missing system pieces are
+# installed from Debian's packages when running as root; otherwise the script says what to install.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+EXTRAS="${1:-}"
+PY="${PYTHON:-python3}"
+
+need_apt=()
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v pg_config >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
+if ! command -v java >/dev/null 2>&1; then
+  need_apt+=(openjdk-17-jre-headless)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[bootstrap] installing Debian packages: ${need_apt[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "[bootstrap] missing system packages: ${need_apt[*]} (install them, e.g. with apt-get, then retry)" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  echo "[bootstrap] creating $ROOT/.venv"
+  "$PY" -m venv "$ROOT/.venv"
+fi
+stamp="$ROOT/.venv/.platsync-installed${EXTRAS:+-$EXTRAS}"
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  echo "[bootstrap] installing Python packages (first run downloads ~300 MB: Debezium, Kafka clients, ...)"
+  "$ROOT/.venv/bin/python" -m pip install -q --upgrade pip
+  "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+  touch "$stamp"
+fi

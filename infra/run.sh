@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install what is needed, then start both sides (local + remote) of the embedded stack on this machine,
+# with a live status until Ctrl-C. Extra arguments go to 'platsync up' (e.g. --detach, --data-dir DIR).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/infra/bootstrap.sh"
+exec "$ROOT/.venv/bin/platsync" up "$@"
