@@ -140,7 +140,11 @@ def _completion_callback(sink: list[EngineOutcome], done: threading.Event) -> An
 
 
 def make_engine(properties: dict[str, str], handler: Any) -> CapturingEngine:
-    """Build a :class:`CapturingEngine` (the JVM must already run; see :func:`start_jvm`)."""
+    """Build a :class:`CapturingEngine` (the JVM must already run; see :func:`start_jvm`).
+
+    Creates the directory of the file offset store (Debezium does not).
+    """
+    Path(properties["offset.storage.file.filename"]).parent.mkdir(parents=True, exist_ok=True)
     return CapturingEngine(properties, handler)
 
 
