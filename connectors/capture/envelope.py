@@ -21,7 +21,9 @@ in the middle of a transaction (after the marker) still stamps the rest of it.
 
 The connector runs with ``time.precision.mode=isostring``, ``decimal.handling.mode=string`` and
 ``binary.handling.mode=base64`` and without JSON schemas: temporal values already are ISO-8601
-strings; ``bytea`` columns (known from the store's reference schema) are base64-decoded to bytes.
+strings (except that Debezium renders a ``date`` as ``"1980-02-29Z"``: the ``Z`` is removed so that
+``date.fromisoformat`` accepts it); ``bytea`` columns (known from the store's reference schema)
+are base64-decoded to bytes.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import LargeBinary
+from sqlalchemy import Date, LargeBinary
 
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
 from streams.model import ChangeEvent, RowValue
@@ -84,6 +86,8 @@ class TransactionStamper:
         md = metadata_for(store)
         self._binary = {t: frozenset(c.name for c in md.tables[t].columns if isinstance(c.type, LargeBinary))
                         for t in self._synced}
+        self._dates = {t: frozenset(c.name for c in md.tables[t].columns if isinstance(c.type, Date))
+                       for t in self._synced}
         self._markers: OrderedDict[int, Marker] = OrderedDict()
         self._same_lsn: tuple[int, int, int] = (-1, -1, 0)  # (txid, lsn, changes seen at that lsn)
         #: Counters since construction (the runner adds the ones restored from its progress file).
@@ -206,7 +210,7 @@ class TransactionStamper:
         return n
 
     def _normalise(self, table: str, image: dict[str, Any]) -> dict[str, RowValue]:
-        binary = self._binary[table]
+        binary, dates = self._binary[table], self._dates[table]
         row: dict[str, RowValue] = {}
         for name, value in image.items():
             if value is None or isinstance(value, (bool, int, float)):
@@ -217,6 +221,8 @@ class TransactionStamper:
                         row[name] = base64.b64decode(value, validate=True)
                     except (binascii.Error, ValueError):
                         raise EnvelopeError(f"{table}.{name}: bytea value is not base64") from None
+                elif name in dates and value.endswith("Z"):
+                    row[name] = value[:-1]  # isostring renders a date as "1980-02-29Z"
                 else:
                     row[name] = value
             else:  # json/array columns: keep them as canonical JSON text
