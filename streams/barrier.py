@@ -65,7 +65,7 @@ def wait_synced(settings: Settings, timeout_s: float,
     """Block until every source store's probe was applied; return what is still pending on timeout."""
     probes = insert_probes(settings)
     deadline = time.monotonic() + timeout_s
-    last_report = 0.0
+    last_report = time.monotonic()
     while True:
         try:
             pending = pending_routes(settings, probes)

@@ -66,11 +66,11 @@ def render_status(status: dict[str, Any]) -> str:
     lines = [f"PLAT Sync  data dir {status['data_dir']}  {'HEALTHY' if status['healthy'] else 'DEGRADED'}", ""]
     procs = "  ".join(f"{name}:{'up' if p['running'] else 'DOWN'}" for name, p in status["processes"].items())
     lines += [f"processes  {procs}", ""]
-    lines.append(f"{'route':16} {'source store':16} {'captured':>9} {'applied':>9} {'writes':>8} "
+    lines.append(f"{'route':16} {'source store':24} {'captured':>9} {'applied':>9} {'writes':>8} "
                  f"{'lag ms':>8} {'lag bytes':>10} {'errors':>7}")
     for route, info in status["routes"].items():
         for store, s in info["stores"].items():
-            lines.append(f"{route:16} {info['source_side'] + '/' + store:16} {s['captured']:>9} "
+            lines.append(f"{route:16} {info['source_side'] + '/' + store:24} {s['captured']:>9} "
                          f"{s['applied_events']:>9} {s['writes_applied']:>8} {s['lag_ms']:>8} "
                          f"{s['lag_bytes']:>10} {s['dead_letters']:>7}")
     for err in status["errors"]:

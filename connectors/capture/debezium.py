@@ -85,6 +85,8 @@ def connector_properties(settings: Settings, side: str, store: str) -> dict[str,
         # One converting thread is plenty: the handler (Python, under the GIL) is the bottleneck.
         "record.processing.threads": 1,
         "errors.max.retries": 3,
+        # Latency statistics fill a bounded queue under bursts and then log one WARN per event.
+        "statistics.metrics.enabled": "false",
     }
     return {k: str(v) for k, v in props.items()}
 

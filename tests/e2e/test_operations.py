@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import read_pid
@@ -47,7 +47,7 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 20) -> list[by
     consumer = Consumer({"bootstrap.servers": settings.broker_bootstrap, "group.id": f"t-{time.time_ns()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "session.timeout.ms": 6000})
-    consumer.subscribe([topic])
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     values: list[bytes] = []
     deadline, quiet_since = time.monotonic() + timeout_s, time.monotonic()
     try:
