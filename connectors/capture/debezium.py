@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 BOOKKEEPING_TABLES: tuple[str, ...] = ("platsync_txn_marker", "platsync_probe")
 #: How often Debezium writes its offset file (and confirms the LSN to PostgreSQL).
 OFFSET_FLUSH_INTERVAL_MS = 1000
+#: Prefix of the logical decoding messages emitted by the heartbeat action query.
+HEARTBEAT_MESSAGE_PREFIX = "platsync_heartbeat"
 JVM_OPTIONS: tuple[str, ...] = ("-Xms64m", "-Xmx768m", "-XX:+UseSerialGC", "-Xrs")
 
 
@@ -78,6 +81,9 @@ def connector_properties(settings: Settings, side: str, store: str) -> dict[str,
         "max.batch.size": batch,
         "max.queue.size": max(8192, 4 * batch),
         "heartbeat.interval.ms": settings.debezium_heartbeat_ms,
+        # A heartbeat alone does not move the slot of a quiet database while others write (WAL
+        # piles up): a non-transactional logical message in this database gives it an LSN to confirm.
+        "heartbeat.action.query": f"SELECT pg_logical_emit_message(false, '{HEARTBEAT_MESSAGE_PREFIX}', '')",
         "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
         "offset.storage.file.filename": str(offsets_path(settings, side, store)),
         "offset.flush.interval.ms": OFFSET_FLUSH_INTERVAL_MS,
@@ -120,12 +126,25 @@ class EngineOutcome:
     error: str | None
 
 
-def _completion_callback(sink: list[EngineOutcome], done: threading.Event) -> Any:
-    """A Java ``DebeziumEngine.CompletionCallback`` recording the outcome into ``sink``."""
+# JPype is not safe against concurrent first use (class creation, overload resolution): a runner
+# building its engines on their own threads crashed once with SIGSEGV in
+# JPConversionObject::matches. Proxy classes are therefore created once, every engine is built on
+# the main thread, and the first batch of each engine is handled under this lock.
+_FIRST_BATCH_LOCK = threading.Lock()
+
+
+@cache
+def _proxy_classes() -> tuple[type, type]:
+    """The Java interface implementations (created once, after the JVM started)."""
     import jpype
 
     @jpype.JImplements("io.debezium.engine.DebeziumEngine$CompletionCallback")
-    class _Callback:
+    class CompletionCallback:
+        """Records how the engine stopped into ``sink`` and sets ``done``."""
+
+        def __init__(self, sink: list[EngineOutcome], done: threading.Event) -> None:
+            self.sink, self.done = sink, done
+
         @jpype.JOverride
         def handle(self, success: bool, message: Any, error: Any) -> None:
             text = None
@@ -135,14 +154,56 @@ def _completion_callback(sink: list[EngineOutcome], done: threading.Event) -> An
                 while cause is not None:
                     text += f" <- caused by {cause.toString()}"
                     cause = cause.getCause()
-            sink.append(EngineOutcome(bool(success), str(message) if message is not None else "", text))
-            done.set()
+            self.sink.append(EngineOutcome(bool(success), str(message) if message is not None else "", text))
+            self.done.set()
 
-    return _Callback()
+    @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
+    class BatchConsumer:
+        """pydbzengine's ``PythonChangeConsumer`` contract, with the first batch serialised."""
+
+        def __init__(self) -> None:
+            self.handler: Any = None
+            self.error: BaseException | None = None
+            self._warm = False
+
+        def set_change_handler(self, handler: Any) -> None:
+            self.handler = handler
+
+        def clear_error(self) -> None:
+            self.error = None
+
+        def raise_if_failed(self) -> None:
+            if self.error is not None:
+                raise self.error
+
+        def _consume(self, records: Any, committer: Any) -> None:
+            self.handler.handleJsonBatch(records)
+            for record in records:  # offsets only for what the handler fully processed
+                committer.markProcessed(record)
+            committer.markBatchFinished()
+
+        @jpype.JOverride
+        def handleBatch(self, records: Any, committer: Any) -> None:  # noqa: N802 - Java name
+            try:
+                if self._warm:
+                    self._consume(records, committer)
+                else:
+                    with _FIRST_BATCH_LOCK:
+                        self._consume(records, committer)
+                    self._warm = True
+            except Exception as exc:  # noqa: BLE001 - kept for the runner; the engine is interrupted
+                self.error = exc
+                jpype.JClass("java.lang.Thread").currentThread().interrupt()
+
+        @jpype.JOverride
+        def supportsTombstoneEvents(self) -> bool:  # noqa: N802 - Java name
+            return True
+
+    return CompletionCallback, BatchConsumer
 
 
 def make_engine(properties: dict[str, str], handler: Any) -> CapturingEngine:
-    """Build a :class:`CapturingEngine` (the JVM must already run; see :func:`start_jvm`).
+    """Build a :class:`CapturingEngine` on the calling (main) thread; the JVM must already run.
 
     Creates the directory of the file offset store (Debezium does not).
     """
@@ -157,12 +218,20 @@ def _engine_base() -> type:
 
 
 class CapturingEngine(_engine_base()):  # type: ignore[misc]
-    """``pydbzengine.DebeziumJsonEngine`` plus a completion callback (Java failures surface)."""
+    """``pydbzengine.DebeziumJsonEngine`` with a completion callback (Java failures surface),
+    built eagerly on the constructing thread; :meth:`run` then blocks on its own thread."""
 
     def __init__(self, properties: dict[str, str], handler: Any) -> None:
         super().__init__(properties=properties, handler=handler)
         self.outcomes: list[EngineOutcome] = []
         self.completed = threading.Event()
+        self.consumer.set_change_handler(handler)
+        self._engine = self._build_engine()
+        self._java_run = self._engine.run  # resolve the method here, not concurrently on threads
+
+    @cached_property
+    def consumer(self) -> Any:  # noqa: D102 - replaces pydbzengine's PythonChangeConsumer
+        return _proxy_classes()[1]()
 
     def _build_engine(self) -> Any:  # noqa: D401 - overrides pydbzengine's builder
         self._ensure_jvm_started()
@@ -174,11 +243,17 @@ class CapturingEngine(_engine_base()):  # type: ignore[misc]
         return (
             JDebeziumEngine.create(self._resolve_format())
             .using(java_props)
-            .using(_completion_callback(self.outcomes, self.completed))
+            .using(_proxy_classes()[0](self.outcomes, self.completed))
             .notifying(self.consumer)
             .build()
         )
 
+    def run(self) -> None:
+        """Run the engine until it is closed or fails (blocks; call it on a dedicated thread)."""
+        self.consumer.clear_error()
+        self._java_run()
+        self.consumer.raise_if_failed()
+
     def python_error(self) -> BaseException | None:
-        """The exception the Python handler raised, if any (pydbzengine keeps the last one)."""
+        """The exception the Python handler raised, if any."""
         return self.consumer.error

@@ -12,7 +12,9 @@ Debezium PostgreSQL connector delivers (``handleJsonBatch``) into change events:
 - a row change without a marker becomes an event with ``api_id=None`` and ``origin_side=side``
   (the router dead-letters it as an unknown API);
 - a ``platsync_probe`` insert becomes an ``op="probe"`` event keyed by its ``probe_id``;
-- tombstones, heartbeats, truncates and changes of other tables are ignored (and counted).
+- tombstones, heartbeats, logical decoding messages (the heartbeat action query emits one per
+  interval, and every slot of the database sees it), truncates and changes of other tables are
+  ignored (and counted).
 
 Markers are kept for the last ``max_transactions`` transactions only (bounded memory); pgoutput
 delivers whole transactions in commit order, so only the current one is ever needed. The runner
@@ -120,7 +122,7 @@ class TransactionStamper:
                 self.ignored += 1
                 return []
         op = value.get("op")
-        if op is None:  # heartbeat or another non-change record
+        if op not in ROW_OPS:  # heartbeat (no op), logical message ("m"), truncate ("t")
             self.ignored += 1
             return []
         source = value.get("source")
@@ -148,7 +150,7 @@ class TransactionStamper:
             self.probes += 1
             return [self._event(ordinal, table, "probe", str(_need(after, "probe_id", value_json)), 0, None,
                                 marker, lsn, txid, commit_ts)]
-        if table not in self._synced or op not in ROW_OPS:
+        if table not in self._synced:
             self.ignored += 1
             return []
         if marker is not None and marker.is_echo(self.side):

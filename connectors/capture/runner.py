@@ -35,13 +35,12 @@ import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.capture.debezium import CapturingEngine, connector_properties, make_engine, slot_name, start_jvm
-from connectors.capture.envelope import TransactionStamper
+from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from streams.codec import encode_change
 from streams.model import DATABASE_STORES, SIDES, ChangeEvent
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.capture")
-HEARTBEAT_PREFIX = "__debezium-heartbeat"
 FLUSH_TIMEOUT_S = 90.0
 CLOSE_TIMEOUT_S = 60.0
 
@@ -143,7 +142,10 @@ class StoreCapture:
         self.store = store
         self.stamper = TransactionStamper(side, store)
         saved = _read_json(markers_path(settings, side, store))
-        self.stamper.restore_markers(saved.get("markers", {}))
+        try:
+            self.stamper.restore_markers(saved.get("markers") or {})
+        except (EnvelopeError, AttributeError) as exc:  # a damaged file must not stop the capture
+            log.warning("%s.%s: ignoring the saved markers: %s", side, store, exc)
         self._saved_markers = self.stamper.markers_state()
         progress = _read_json(progress_path(settings, side, store))
         self._base = {k: int(progress.get(k, 0)) for k in ("events_produced", "echoes_dropped", "probes")}
@@ -170,9 +172,7 @@ class StoreCapture:
         """Convert, publish and acknowledge one Debezium batch (called on the engine's thread)."""
         try:
             events: list[ChangeEvent] = []
-            for record in records:
-                if str(record.destination()).startswith(HEARTBEAT_PREFIX):
-                    continue
+            for record in records:  # heartbeats (value without "op") are ignored by the stamper
                 key, value = record.key(), record.value()
                 events.extend(self.stamper.convert(None if key is None else str(key),
                                                    None if value is None else str(value)))
@@ -220,7 +220,8 @@ class StoreCapture:
 
 def _close_all(captures: Sequence[StoreCapture]) -> bool:
     """Close every engine in parallel (offsets are flushed on close); True if all stopped in time."""
-    closers = [threading.Thread(target=c.engine.close, name=f"close-{c.name}", daemon=True) for c in captures]
+    closers = [threading.Thread(target=c.engine.close, name=f"close-{c.name}", daemon=True)
+               for c in captures if not c.engine.completed.is_set()]
     for t in closers:
         t.start()
     deadline = time.monotonic() + CLOSE_TIMEOUT_S
@@ -286,7 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s")
-    settings = load_settings(config=args.config, data_dir=args.data_dir)
+    try:
+        settings = load_settings(config=args.config, data_dir=args.data_dir)
+    except SettingsError as exc:
+        log.error("capture %s: bad settings: %s", args.side, exc)
+        return 2
     try:
         return run(settings, args.side)
     except Exception:  # noqa: BLE001 - a clear error and a non-zero exit for the supervisor
