@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,8 @@ def decode(contract_name: str, data: bytes | None) -> dict[str, Any]:
 
 def encode_change(change: ChangeEvent) -> bytes:
     """Encode a :class:`ChangeEvent` against ``schemas/change_event.avsc``."""
-    record = asdict(change)
+    # A shallow copy: dataclasses.asdict deep-copies and was half of the encoding cost.
+    record = {f.name: getattr(change, f.name) for f in fields(change)}
     if change.row is not None:
         record["row"] = {k: {"data": v} if isinstance(v, bytes) else v for k, v in change.row.items()}
     return encode("change_event", record)

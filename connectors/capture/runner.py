@@ -178,20 +178,22 @@ class StoreCapture:
                                                    None if value is None else str(value)))
             self.publisher.publish(events)
             self.batches += 1
-            self._save_state()
+            self._save_state(events)
         except BaseException as exc:
             log.error("%s: batch failed, offsets not committed: %s", self.name, exc)
             self.failure = self.failure or exc
             raise
 
-    def _save_state(self) -> None:
+    def _save_state(self, produced: list[ChangeEvent]) -> None:
         markers = self.stamper.markers_state()
         if markers != self._saved_markers:
             _write_json(markers_path(self.settings, self.side, self.store), {"markers": markers})
             self._saved_markers = markers
-        if self.stamper.last_lsn:
-            self.last_lsn = self.stamper.last_lsn
-            self.last_commit_ts_ms = self.stamper.last_commit_ts_ms
+        # Positions of what reached Kafka only: dropped echoes and markers never reach a worker, so
+        # counting them would show a lag that can never close.
+        for event in produced:
+            self.last_lsn = max(self.last_lsn, event.lsn)
+            self.last_commit_ts_ms = max(self.last_commit_ts_ms, event.commit_ts_ms)
         _write_json(progress_path(self.settings, self.side, self.store), {
             "side": self.side,
             "store": self.store,
