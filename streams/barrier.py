@@ -78,3 +78,36 @@ def wait_synced(settings: Settings, timeout_s: float,
             last_report = time.monotonic()
         time.sleep(0.1)
 
+
+
+def undrained(settings: Settings) -> list[str]:
+    """Source stores whose last produced position (per the capture) is not applied yet."""
+    from streams.status import capture_state
+
+    pending: list[str] = []
+    for target in SIDES:
+        applied = {(r["route"], r["source_store"]): int(r["last_lsn"]) for r in read_progress(settings, target)}
+        source = "remote" if target == "local" else "local"
+        route = route_for_source(source)
+        for store in DATABASE_STORES[source]:
+            captured = int(capture_state(settings, source, store).get("last_lsn", 0))
+            if captured > applied.get((route, store), 0):
+                pending.append(f"{route}/{store}")
+    return pending
+
+
+def wait_drained(settings: Settings, timeout_s: float) -> list[str]:
+    """With the captures stopped, wait until the workers applied everything they produced.
+
+    Unlike :func:`wait_synced` this needs no running capture: it compares the captures' final
+    produced positions with the applied ones. Returns what is still pending on timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            pending = undrained(settings)
+        except psycopg.OperationalError as exc:
+            pending = [f"stores unreachable: {exc}"]
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(0.1)

@@ -2,8 +2,8 @@
 
 Start order: PostgreSQL (local, remote) -> broker -> captures (local, remote) -> workers
 (local_to_remote, remote_to_local). ``up`` is idempotent: it starts only what is not running,
-so after a crash or ``kill -9`` of any process, ``up`` again resumes it. ``down`` first drains
-(every captured change applied, proven by a sync barrier), then stops in reverse order; the
+so after a crash or ``kill -9`` of any process, ``up`` again resumes it. ``down`` stops the
+captures, waits until the workers applied everything they produced, then stops the rest; the
 broker keeps its log in memory, and draining is what makes that safe across ``down``/``up``.
 """
 
@@ -155,30 +155,44 @@ class Stack:
         return bool(state.get("ready")) and state.get("pid") == read_pid(self.settings.data_dir, f"worker-{route}")
 
     def down(self, say: Say = print, drain_timeout_s: float = 60.0) -> None:
-        """Drain every route, then stop all processes in reverse start order."""
-        pids = self.running()
-        if all(pids[c.name] for c in components()):
-            from streams.barrier import wait_synced
+        """Stop the captures, drain what they produced into the other side, then stop the rest.
 
-            say("draining: waiting until every captured change is applied ...")
-            pending = wait_synced(self.settings, drain_timeout_s)
+        Captures stop first (Debezium flushes its offsets): anything committed after that stays
+        in the replication slot and is captured at the next ``up``. Then the workers apply
+        everything the captures produced (the broker keeps it only in memory), proven by
+        comparing the captures' final produced LSNs with the applied ones.
+        """
+        pids = self.running()
+        order = list(reversed(components()))
+        captures = [c for c in order if c.kind == "capture"]
+        for component in captures:
+            self._stop(component, pids, say)
+        workers_up = all(pids[c.name] for c in components() if c.kind in ("worker", "broker", "postgres"))
+        if drain_timeout_s > 0 and workers_up:
+            from streams.barrier import wait_drained
+
+            say("draining: waiting until the workers applied everything captured ...")
+            pending = wait_drained(self.settings, drain_timeout_s)
             if pending:
-                say("WARNING: not drained within "
-                    f"{drain_timeout_s:.0f}s: {', '.join(f'{p.route}/{p.source_store}' for p in pending)}; "
-                    "changes still in the broker will be re-captured only if the capture had not committed them")
+                say(f"WARNING: not drained within {drain_timeout_s:.0f}s: {', '.join(pending)}; changes the "
+                    "broker still held are lost from the broker (recapture needs issue #4's recovery)")
             else:
-                say("drained: both sides in sync")
-        elif any(pids.values()):
-            say("some processes are not running; stopping the rest without draining")
-        for component in reversed(components()):
-            pid = pids[component.name]
-            if pid is None:
-                continue
-            sig = postgres_instance(self.settings, component.side_or_route).stop_signal() \
-                if component.kind == "postgres" else 15
-            clean = stop_pid(pid, timeout_s=60.0, sig=sig)
-            (self.settings.data_dir / "run" / f"{component.name}.pid").unlink(missing_ok=True)
-            say(f"stopped {component.name} (pid {pid}){'' if clean else ' after SIGKILL'}")
+                say("drained: every captured change is applied")
+        elif drain_timeout_s > 0 and any(pids.values()):
+            say("WARNING: a worker, the broker or a database is down: stopping without draining")
+        for component in order:
+            if component.kind != "capture":
+                self._stop(component, pids, say)
+
+    def _stop(self, component: Component, pids: dict[str, int | None], say: Say) -> None:
+        pid = pids[component.name]
+        if pid is None:
+            return
+        sig = postgres_instance(self.settings, component.side_or_route).stop_signal() \
+            if component.kind == "postgres" else 15
+        clean = stop_pid(pid, timeout_s=60.0, sig=sig)
+        (self.settings.data_dir / "run" / f"{component.name}.pid").unlink(missing_ok=True)
+        say(f"stopped {component.name} (pid {pid}){'' if clean else ' after SIGKILL'}")
 
     def require_running(self) -> None:
         """Raise a clear error unless every process of the stack runs."""

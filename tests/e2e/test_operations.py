@@ -219,3 +219,77 @@ def test_down_and_up_resume_without_loss(stack: Stack) -> None:
     with psycopg.connect(s.libpq_dsn("local", "meta")) as conn:
         rows = conn.execute("SELECT count(*) FROM documents WHERE id = ANY(%s)", (first + second,)).fetchone()
     assert rows == (10,)
+
+
+def test_wait_synced_times_out_with_a_report_while_a_worker_is_down(stack: Stack) -> None:
+    s = stack.settings
+    pid = read_pid(s.data_dir, "worker-remote_to_local")
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while read_pid(s.data_dir, "worker-remote_to_local") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with ReferenceApi(s, "remote") as api:
+        doc = api.call("PRV_DOC_006", doc_payload("while-down"))["written"]["meta"]["documents"][0]
+    result = platsync(s, "wait-synced", "--timeout", "3")
+    assert result.returncode == 4
+    assert "NOT synced" in result.stderr and "remote_to_local from meta" in result.stderr
+    assert "local_to_remote" not in result.stderr
+    status = json.loads(platsync(s, "status", "--json").stdout)
+    assert not status["healthy"] and not status["processes"]["worker-remote_to_local"]["running"]
+    assert status["routes"]["remote_to_local"]["stores"]["meta"]["lag_bytes"] > 0
+    stack.up(say=lambda m: None)
+    synced(s)
+    shown = platsync(s, "inspect", "--side", "local", "--store", "meta", "--entity", "documents", "--id", doc)
+    assert shown.returncode == 0
+
+
+def test_replay_to_time_reapplies_from_there_and_changes_nothing(stack: Stack) -> None:
+    s = stack.settings
+    with ReferenceApi(s, "remote") as api:
+        api.call("PRV_DOC_006", doc_payload("before-mark", 3))
+        synced(s)
+        mark = time.time()
+        time.sleep(1)
+        api.call("PRV_DOC_006", doc_payload("after-mark", 3))
+    synced(s)
+    before = snapshot(s)
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(mark))
+    result = platsync(s, "replay", "remote_to_local", "--to-time", iso)
+    assert result.returncode == 0, result.stderr
+    offsets = [int(line.rsplit(" ", 1)[1]) for line in result.stdout.splitlines() if "-> offset" in line]
+    assert offsets and any(o > 0 for o in offsets)
+    synced(s, timeout=120)
+    assert snapshot(s) == before
+    naive = platsync(s, "replay", "remote_to_local", "--to-time", "2026-01-01T00:00:00")
+    assert naive.returncode == 1 and "needs a UTC offset" in naive.stderr
+
+
+def test_down_mid_stream_then_up_loses_no_acknowledged_write(stack: Stack) -> None:
+    s = stack.settings
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        api = ReferenceApi(s, "local")
+        try:
+            while not stop.is_set():
+                try:
+                    result = api.call("PRV_DOC_006", doc_payload(f"mid-{len(acknowledged)}", 5))
+                except Exception:  # noqa: BLE001 - the stores are going down; only acknowledged writes count
+                    break
+                acknowledged.extend(result["written"]["meta"]["documents"])
+        finally:
+            api.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(2)
+    stack.down(say=lambda m: None)
+    stop.set()
+    thread.join(30)
+    stack.up(say=lambda m: None)
+    synced(s)
+    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+        present = {r[0] for r in conn.execute("SELECT id FROM documents WHERE id = ANY(%s)", (acknowledged,))}
+    assert len(acknowledged) > 20 and present == set(acknowledged)
