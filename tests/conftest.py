@@ -7,14 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 from streams.settings import Settings
-from tests.support.stack import make_data_dir, remove_data_dir, running_postgres, test_settings
+from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_postgres
 
 
 @pytest.fixture(scope="session")
 def pg_settings() -> Iterator[Settings]:
     """Settings of a data dir whose two PostgreSQL instances run, with every store provisioned."""
     data_dir = make_data_dir("platsync-pg-")
-    settings = test_settings(data_dir)
+    settings = isolated_settings(data_dir)
     try:
         with running_postgres(settings):
             yield settings

@@ -8,14 +8,14 @@ import pytest
 
 from infra.local.stack import Stack
 from streams.settings import Settings
-from tests.support.stack import make_data_dir, remove_data_dir, test_settings
+from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """A running two-site stack on free ports; drained and stopped at the end of the session."""
     data_dir = make_data_dir("platsync-e2e-")
-    settings = test_settings(data_dir)
+    settings = isolated_settings(data_dir)
     running = Stack(settings)
     try:
         running.up(say=lambda m: print(f"[stack] {m}"))

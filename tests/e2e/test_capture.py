@@ -28,8 +28,8 @@ from infra.local.process import free_port, stop_pid
 from streams.codec import decode_change
 from streams.model import ChangeEvent
 from streams.settings import Settings
+from tests.support.stack import isolated_settings as stack_settings_for
 from tests.support.stack import make_data_dir, remove_data_dir, running_broker, running_postgres
-from tests.support.stack import test_settings as stack_settings_for
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

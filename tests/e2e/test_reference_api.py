@@ -26,8 +26,8 @@ from connectors.stores.fructos import PostgresSignedRecordStore, RecordNotFoundE
 from connectors.stores.tables import SYNCED_TABLES
 from streams.model import DATABASE_STORES, SIDES
 from streams.settings import Settings
+from tests.support.stack import isolated_settings as stack_settings
 from tests.support.stack import make_data_dir, remove_data_dir, running_postgres
-from tests.support.stack import test_settings as stack_settings
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ def make_data_dir(prefix: str = "platsync-test-") -> Path:
     return path
 
 
-def test_settings(data_dir: Path, **overrides: object) -> Settings:
+def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
     """Settings on free ports rooted in ``data_dir``, ignoring the caller's environment."""
     return load_settings(
         env={}, data_dir=data_dir, broker_port=free_port(), pg_local_port=free_port(),
