@@ -4,4 +4,6 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/infra/bootstrap.sh"
+# The default data dir is the checkout's .platsync (git-ignored), wherever this is run from.
+export PLATSYNC_DATA_DIR="${PLATSYNC_DATA_DIR:-$ROOT/.platsync}"
 exec "$ROOT/.venv/bin/platsync" up "$@"
