@@ -44,6 +44,22 @@ class Settings:
     worker_batch_size: int = 1000
     worker_batch_within_s: float = 0.05
     worker_session_timeout_s: float = 10.0
+    # Keycloak (empty URL: the embedded stand-in on the port below; empty DB DSN: the side's
+    # embedded PostgreSQL database "keycloak", which holds Keycloak's own account tables)
+    keycloak_local_url: str = ""
+    keycloak_remote_url: str = ""
+    keycloak_local_port: int = 18080
+    keycloak_remote_port: int = 18081
+    keycloak_local_db: str = ""
+    keycloak_remote_db: str = ""
+    keycloak_realm: str = "plat"
+    keycloak_admin_user: str = "platsync-admin"
+    keycloak_admin_password: str = "platsync-admin"
+    keycloak_timeout_s: float = 10.0
+    keycloak_token_ttl_s: int = 300  # stand-in only: admin/user access token lifetime
+    # Credential hashes travel encrypted: "kid:base64key[,kid:base64key...]", first one encrypts.
+    # Empty: the embedded stack generates <data_dir>/secrets/credential.keys once.
+    credential_keys: str = ""
     # Supervisor
     ready_timeout_s: float = 120.0
     status_interval_s: float = 1.0
@@ -70,6 +86,21 @@ class Settings:
             f"host={self.host} port={self.pg_port(side)} dbname={store} "
             f"user={self.pg_user} password={self.pg_password}"
         )
+
+    def keycloak_url(self, side: str) -> str:
+        """Base URL of a side's Keycloak (the embedded stand-in unless configured)."""
+        configured = {"local": self.keycloak_local_url, "remote": self.keycloak_remote_url}[side]
+        port = {"local": self.keycloak_local_port, "remote": self.keycloak_remote_port}[side]
+        return configured or f"http://{self.host}:{port}"
+
+    def keycloak_port(self, side: str) -> int:
+        """Port of a side's embedded Keycloak stand-in."""
+        return {"local": self.keycloak_local_port, "remote": self.keycloak_remote_port}[side]
+
+    def keycloak_db_dsn(self, side: str) -> str:
+        """libpq DSN of the database holding a side's Keycloak account tables (captured)."""
+        configured = {"local": self.keycloak_local_db, "remote": self.keycloak_remote_db}[side]
+        return configured or self.libpq_dsn(side, "keycloak")
 
     def topic(self, side: str, store: str) -> str:
         """Topic holding the changes captured from ``store`` on ``side``."""
