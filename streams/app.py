@@ -19,20 +19,17 @@ from typing import Any
 import faust
 
 from connectors.sinks.base import Sink
+from connectors.sinks.keycloak import KeycloakSink
 from connectors.sinks.postgres_rows import PostgresRowSink
 from streams.agents.apply import RouteApplier
 from streams.deadletter import DeadLetterWriter, IncomingMessage
-from streams.model import DATABASE_STORES, ROUTES
+from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES
 from streams.progress import record_progress
 from streams.routing.matrix_model import load_matrix
 from streams.settings import Settings
+from streams.status import worker_state_path
 
 log = logging.getLogger("platsync.worker")
-
-
-def worker_state_path(settings: Settings, route: str) -> Path:
-    """File where a worker publishes its liveness and counters."""
-    return settings.data_dir / "state" / "worker" / f"{route}.json"
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
@@ -45,17 +42,18 @@ def _write_state(path: Path, state: dict[str, Any]) -> None:
 def source_topics(settings: Settings, route: str) -> list[str]:
     """Topics a route consumes: the captures of every database store of its source side."""
     source_side, _ = ROUTES[route]
-    return [settings.topic(source_side, store) for store in DATABASE_STORES[source_side]]
+    return [settings.topic(source_side, store) for store in CAPTURED_STORES[source_side]]
 
 
 def build_applier(settings: Settings, route: str) -> RouteApplier:
-    """The route's applier with one sink per database store of the target side (checked now)."""
+    """The route's applier with one sink per target store of the target side (each checked now)."""
     _, target_side = ROUTES[route]
     sinks: dict[str, Sink] = {}
     for store in DATABASE_STORES[target_side]:
-        sink = PostgresRowSink(settings, target_side, store)
+        sinks[store] = PostgresRowSink(settings, target_side, store)
+    sinks["keycloak"] = KeycloakSink(settings, target_side)
+    for sink in sinks.values():
         sink.setup()
-        sinks[store] = sink
     return RouteApplier(
         route, load_matrix(), sinks, DeadLetterWriter(settings, route),
         lambda progress: record_progress(settings, route, target_side, progress))
@@ -86,7 +84,8 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
 
     def publish(ready: bool) -> None:
         _write_state(state_path, {"route": route, "pid": os.getpid(), "ready": ready,
-                                  "updated_ts_ms": int(time.time() * 1000), **counters})
+                                  "updated_ts_ms": int(time.time() * 1000), "retrying": dict(applier.retrying),
+                                  **counters})
 
     @app.agent(topic, name=f"apply_{route}")
     async def apply_changes(stream: faust.StreamT) -> None:

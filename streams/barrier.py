@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from streams.model import DATABASE_STORES, SIDES, route_for_source
+from streams.model import CAPTURED_STORES, SIDES, route_for_source
 from streams.progress import read_progress
 from streams.settings import Settings
 
@@ -39,10 +39,23 @@ def insert_probes(settings: Settings) -> dict[tuple[str, str], str]:
     """Insert one probe into every source database; return its id per (side, store)."""
     probes: dict[tuple[str, str], str] = {}
     for side in SIDES:
-        for store in DATABASE_STORES[side]:
+        for store in CAPTURED_STORES[side]:
+            if store == "keycloak":
+                with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5") as conn:
+                    probes[(side, store)] = _emit_keycloak_probe(conn)
+                continue
             with psycopg.connect(settings.libpq_dsn(side, store) + " connect_timeout=5") as conn:
                 probes[(side, store)] = conn.execute(PROBE_SQL).fetchone()[0]  # type: ignore[index]
     return probes
+
+
+def _emit_keycloak_probe(conn: psycopg.Connection) -> str:  # type: ignore[type-arg]
+    """Keycloak's schema is not ours: its probe is a transactional logical-decoding message whose
+    id is the database clock in microseconds (ordered like the sequence ids of the other stores)."""
+    probe_id = conn.execute("SELECT lpad((extract(epoch from clock_timestamp()) * 1000000)::bigint::text, 20, '0')"
+                            ).fetchone()[0]  # type: ignore[index]
+    conn.execute("SELECT pg_logical_emit_message(true, 'platsync_probe', %s)", (probe_id,))
+    return str(probe_id)
 
 
 def pending_routes(settings: Settings, probes: dict[tuple[str, str], str]) -> list[PendingRoute]:
@@ -89,7 +102,7 @@ def undrained(settings: Settings) -> list[str]:
         applied = {(r["route"], r["source_store"]): int(r["last_lsn"]) for r in read_progress(settings, target)}
         source = "remote" if target == "local" else "local"
         route = route_for_source(source)
-        for store in DATABASE_STORES[source]:
+        for store in CAPTURED_STORES[source]:
             captured = int(capture_state(settings, source, store).get("last_lsn", 0))
             if captured > applied.get((route, store), 0):
                 pending.append(f"{route}/{store}")

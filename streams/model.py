@@ -23,6 +23,11 @@ DATABASE_STORES: dict[str, tuple[str, ...]] = {
     "remote": ("meta", "fructos_own", "fructos_patient"),
 }
 
+#: Stores captured into Kafka per side: the store databases plus Keycloak's account tables.
+CAPTURED_STORES: dict[str, tuple[str, ...]] = {
+    side: (*stores, "keycloak") for side, stores in DATABASE_STORES.items()
+}
+
 #: Route names: a route carries changes captured on its source side to the other side.
 ROUTES: dict[str, tuple[str, str]] = {
     "local_to_remote": ("local", "remote"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from infra.local.process import read_pid
-from streams.model import DATABASE_STORES, ROUTES
+from streams.model import CAPTURED_STORES, ROUTES
 from streams.progress import read_progress
 from streams.settings import Settings
 
@@ -22,11 +23,24 @@ def capture_state(settings: Settings, side: str, store: str) -> dict[str, Any]:
         return {}
 
 
+def worker_state_path(settings: Settings, route: str) -> Path:
+    """File where a worker publishes its liveness, counters and retries."""
+    return settings.data_dir / "state" / "worker" / f"{route}.json"
+
+
+def worker_state(settings: Settings, route: str) -> dict[str, Any]:
+    """The worker's last published state for one route ({} if none yet)."""
+    try:
+        return json.loads(worker_state_path(settings, route).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def collect_status(settings: Settings) -> dict[str, Any]:
     """A JSON-able snapshot of the whole stack."""
     from infra.local.stack import components
 
-    processes = {c.name: {"pid": read_pid(settings.data_dir, c.name)} for c in components()}
+    processes = {c.name: {"pid": read_pid(settings.data_dir, c.name)} for c in components(settings)}
     for proc in processes.values():
         proc["running"] = proc["pid"] is not None
     routes: dict[str, Any] = {}
@@ -38,7 +52,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             applied = {}
             errors.append(f"{target_side}/meta unreachable: {type(exc).__name__}")
         stores: dict[str, Any] = {}
-        for store in DATABASE_STORES[source_side]:
+        for store in CAPTURED_STORES[source_side]:
             cap = capture_state(settings, source_side, store)
             app = applied.get(store, {})
             cap_lsn, app_lsn = int(cap.get("last_lsn", 0)), int(app.get("last_lsn", 0))
@@ -55,7 +69,12 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                 "lag_bytes": max(0, cap_lsn - app_lsn) if pending else 0,
                 "lag_ms": max(0, cap_ts - app_ts) if pending else 0,
             }
-        routes[route] = {"source_side": source_side, "target_side": target_side, "stores": stores}
+        worker = worker_state(settings, route)
+        retrying = worker.get("retrying") or {}
+        for what, error in sorted(retrying.items()):
+            errors.append(f"{route}: {what} unavailable, retrying: {error}")
+        routes[route] = {"source_side": source_side, "target_side": target_side, "stores": stores,
+                         "retrying": retrying}
     healthy = all(p["running"] for p in processes.values()) and not errors
     return {"data_dir": str(settings.data_dir), "time_ms": int(time.time() * 1000), "healthy": healthy,
             "processes": processes, "routes": routes, "errors": errors}

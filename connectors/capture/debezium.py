@@ -20,6 +20,9 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict
+
+from connectors.keycloak.schema import ACCOUNT_TABLES
 from connectors.stores.tables import SYNCED_TABLES
 from streams.settings import Settings
 
@@ -44,8 +47,25 @@ def offsets_path(settings: Settings, side: str, store: str) -> Path:
 
 
 def captured_tables(store: str) -> tuple[str, ...]:
-    """Schema-qualified tables captured from ``store`` (synced tables, markers, probes)."""
+    """Schema-qualified tables captured from ``store`` (synced tables, markers, probes).
+
+    For ``keycloak``: Keycloak's own account tables (probes travel as logical messages there).
+    """
+    if store == "keycloak":
+        return tuple(f"public.{t}" for t in ACCOUNT_TABLES)
     return tuple(f"public.{t}" for t in (*SYNCED_TABLES[store], *BOOKKEEPING_TABLES))
+
+
+def _connection(settings: Settings, side: str, store: str) -> dict[str, Any]:
+    """Database connection properties: the side's instance, or Keycloak's database."""
+    if store != "keycloak":
+        return {"database.hostname": settings.host, "database.port": settings.pg_port(side),
+                "database.user": settings.pg_user, "database.password": settings.pg_password,
+                "database.dbname": store}
+    info = conninfo_to_dict(settings.keycloak_db_dsn(side))
+    return {"database.hostname": info.get("host", settings.host), "database.port": info.get("port", 5432),
+            "database.user": info.get("user", ""), "database.password": info.get("password", ""),
+            "database.dbname": info.get("dbname", "keycloak")}
 
 
 def connector_properties(settings: Settings, side: str, store: str) -> dict[str, str]:
@@ -56,11 +76,7 @@ def connector_properties(settings: Settings, side: str, store: str) -> dict[str,
         "name": name,
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
         "topic.prefix": f"{settings.topic_prefix}.{side}.{store}",
-        "database.hostname": settings.host,
-        "database.port": settings.pg_port(side),
-        "database.user": settings.pg_user,
-        "database.password": settings.pg_password,
-        "database.dbname": store,
+        **_connection(settings, side, store),
         "plugin.name": "pgoutput",
         "slot.name": name,
         "slot.drop.on.stop": "false",

@@ -4,9 +4,11 @@ Usage::
 
     python -m connectors.capture.runner --side local|remote [--config PATH] [--data-dir DIR]
 
-One process per side runs one embedded Debezium PostgreSQL engine per database store of that
-side (``streams.model.DATABASE_STORES``), all in one JVM, one thread each. For every batch the
-handler converts the records (:class:`~connectors.capture.envelope.TransactionStamper`),
+One process per side runs one embedded Debezium PostgreSQL engine per captured store of that
+side (``streams.model.CAPTURED_STORES``: the store databases and Keycloak's), all in one JVM,
+one thread each. For every batch the handler converts the records
+(:class:`~connectors.capture.envelope.TransactionStamper`; Keycloak:
+:class:`~connectors.capture.keycloak_converter.KeycloakAccountConverter`),
 produces them Avro-encoded to ``settings.topic(side, store)`` keyed ``<table>:<key>`` with an
 idempotent ``acks=all`` producer and waits for every delivery report before returning, so that
 Debezium commits its offsets only for events the broker acknowledged (at-least-once). Then it
@@ -27,20 +29,24 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.capture.debezium import CapturingEngine, connector_properties, make_engine, slot_name, start_jvm
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
+from connectors.capture.keycloak_converter import KeycloakAccountConverter
+from connectors.keycloak.accounts import Account, read_accounts
+from connectors.keycloak.crypto import key_ring_for
 from streams.codec import encode_change
-from streams.model import DATABASE_STORES, SIDES, ChangeEvent
+from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.capture")
+T = TypeVar("T")
 FLUSH_TIMEOUT_S = 90.0
 CLOSE_TIMEOUT_S = 60.0
 
@@ -59,18 +65,54 @@ def markers_path(settings: Settings, side: str, store: str) -> Path:
     return settings.data_dir / "state" / "capture" / f"{side}.{store}.markers.json"
 
 
+def _store_dsn(settings: Settings, side: str, store: str) -> str:
+    return settings.keycloak_db_dsn(side) if store == "keycloak" else settings.libpq_dsn(side, store)
+
+
 def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = None) -> bool:
     """True if every replication slot of ``side`` (or of ``stores``) exists and is active."""
-    stores = tuple(stores or DATABASE_STORES[side])
-    names = [slot_name(side, s) for s in stores]
-    try:
-        with psycopg.connect(settings.libpq_dsn(side, stores[0]) + " connect_timeout=3", autocommit=True) as conn:
-            rows = conn.execute("SELECT slot_name, active FROM pg_replication_slots WHERE slot_name = ANY(%s)",
-                                (names,)).fetchall()
-    except psycopg.Error:
-        return False
-    active = {name for name, is_active in rows if is_active}
-    return all(n in active for n in names)
+    for store in tuple(stores or CAPTURED_STORES[side]):
+        name = slot_name(side, store)
+        try:
+            with psycopg.connect(_store_dsn(settings, side, store) + " connect_timeout=3", autocommit=True) as conn:
+                row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
+        except psycopg.Error:
+            return False
+        if not row or not row[0]:
+            return False
+    return True
+
+
+def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverter:
+    """The account converter of ``side``, reading Keycloak's database and this side's META."""
+    realm = settings.keycloak_realm
+
+    def read(user_ids: list[str]) -> dict[str, Account]:
+        def query() -> dict[str, Account]:
+            with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5") as conn:
+                return read_accounts(conn, realm, user_ids)
+        return _retrying(query, f"{side} Keycloak database")
+
+    def applied(usernames: list[str]) -> dict[str, str]:
+        def query() -> dict[str, str]:
+            with psycopg.connect(settings.libpq_dsn(side, "meta") + " connect_timeout=5") as conn:
+                return dict(conn.execute("SELECT username, fingerprint FROM platsync_keycloak_applied "
+                                         "WHERE username = ANY(%s)", (usernames,)).fetchall())
+        return _retrying(query, f"{side}/meta")
+
+    return KeycloakAccountConverter(side, read, applied, key_ring_for(settings))
+
+
+def _retrying(action: Callable[[], T], what: str) -> T:
+    """Run ``action``, retrying with back-off while the database is unreachable (nothing is acked meanwhile)."""
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except psycopg.OperationalError as exc:
+            log.error("%s unreachable, retrying in %.1fs: %s", what, delay, exc)
+            time.sleep(delay)
+            delay = min(10.0, delay * 2)
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -140,7 +182,8 @@ class StoreCapture:
         self.settings = settings
         self.side = side
         self.store = store
-        self.stamper = TransactionStamper(side, store)
+        self.stamper: TransactionStamper | KeycloakAccountConverter = (
+            keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store))
         saved = _read_json(markers_path(settings, side, store))
         try:
             self.stamper.restore_markers(saved.get("markers") or {})
@@ -176,6 +219,8 @@ class StoreCapture:
                 key, value = record.key(), record.value()
                 events.extend(self.stamper.convert(None if key is None else str(key),
                                                    None if value is None else str(value)))
+            if isinstance(self.stamper, KeycloakAccountConverter):
+                events.extend(self.stamper.finish_batch())
             self.publisher.publish(events)
             self.batches += 1
             self._save_state(events)
@@ -238,7 +283,7 @@ def ensure_topics(settings: Settings, side: str) -> None:
     """Create the side's capture topics (one partition each) if they are missing."""
     from infra.local.broker import Broker
 
-    Broker(settings.host, settings.broker_port).ensure_topics([settings.topic(side, s) for s in DATABASE_STORES[side]])
+    Broker(settings.host, settings.broker_port).ensure_topics([settings.topic(side, s) for s in CAPTURED_STORES[side]])
 
 
 def run(settings: Settings, side: str) -> int:
@@ -255,7 +300,7 @@ def run(settings: Settings, side: str) -> int:
     ensure_topics(settings, side)
     (settings.data_dir / "capture").mkdir(parents=True, exist_ok=True)
     start_jvm()
-    captures = [StoreCapture(settings, side, store) for store in DATABASE_STORES[side]]
+    captures = [StoreCapture(settings, side, store) for store in CAPTURED_STORES[side]]
     for c in captures:
         c.thread.start()
     log.info("capture %s started: %s", side, ", ".join(c.name for c in captures))

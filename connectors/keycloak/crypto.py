@@ -26,6 +26,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from streams.settings import Settings
+
 MAGIC = b"PSK1"
 
 
@@ -101,3 +103,9 @@ def load_or_create_key_file(path: Path) -> str:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(spec + "\n")
     return spec
+
+
+def key_ring_for(settings: Settings) -> KeyRing:
+    """The configured key ring, or the embedded stack's generated one in ``<data_dir>/secrets``."""
+    spec = settings.credential_keys or load_or_create_key_file(settings.data_dir / "secrets" / "credential.keys")
+    return KeyRing.parse(spec)

@@ -21,6 +21,3 @@ class PayloadError(ApiError):
         self.expected = expected
         super().__init__(f"{api} payload: {path}: {expected}")
 
-
-class ApiNotAvailableError(ApiError):
-    """The API exists in the matrix but is not implemented by this reference API yet."""

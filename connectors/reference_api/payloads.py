@@ -201,6 +201,9 @@ class StaffCredentialsPayload:
     role: str
     username: str
     password: str = field(repr=False)
+    email: str = ""
+    family_name: str | None = None
+    given_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,9 +289,15 @@ def parse_staff(data: Any) -> StaffPayload:
 
 def parse_staff_with_credentials(data: Any) -> StaffCredentialsPayload:
     """Parse a PRV_STF_003 payload."""
-    o = _Obj("PRV_STF_003", "", data, ("staff_code", "display_name", "role", "username", "password"))
+    o = _Obj("PRV_STF_003", "", data, ("staff_code", "display_name", "role", "username", "password", "email",
+                                       "family_name", "given_name"))
+    # Keycloak's default user profile requires e-mail and names before a login is allowed.
+    email = o.req("email")
+    if "@" not in email:
+        o.fail("email", "expected an e-mail address")
     return StaffCredentialsPayload(o.req("staff_code"), o.req("display_name"), o.req("role"),
-                                   o.req("username"), o.req("password"))
+                                   o.req("username"), o.req("password"), email,
+                                   o.string("family_name", required=False), o.string("given_name", required=False))
 
 
 _NEW_DOC_KEYS = ("patient_id", "doc_type", "title", "media_type", *_CONTENT_KEYS, "content_hash",
@@ -374,4 +383,40 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "PRV_DOC_007": parse_document_update,
     "PRV_DOC_008": parse_document_deletion,
     "PRV_DOC_009": parse_document_approval,
-}
+}  # PRV_ATH_001 is added below, after its parser
+
+
+@dataclass(frozen=True)
+class AuthUpdatePayload:
+    """PRV_ATH_001: change a Keycloak account's authentication (password, enabled, required actions)."""
+
+    username: str
+    password: str | None = field(default=None, repr=False)
+    temporary: bool = False
+    enabled: bool | None = None
+    required_actions: tuple[str, ...] | None = None
+
+
+def parse_auth_update(data: Any) -> AuthUpdatePayload:
+    """Parse a PRV_ATH_001 payload: ``username`` plus at least one of the changes."""
+    o = _Obj("PRV_ATH_001", "", data, ("username", "password", "temporary", "enabled", "required_actions"))
+    username, password = o.req("username"), o.string("password", required=False)
+    flags: dict[str, bool | None] = {}
+    for key in ("temporary", "enabled"):
+        value = o.data.get(key)
+        if value is not None and not isinstance(value, bool):
+            o.fail(key, f"expected true or false, got {_json_type(value)}")
+        flags[key] = value
+    actions = o.data.get("required_actions")
+    if actions is not None and (not isinstance(actions, list | tuple)
+                                or not all(isinstance(a, str) and a.strip() for a in actions)):
+        o.fail("required_actions", "expected an array of non-empty strings")
+    if password is None and flags["enabled"] is None and actions is None:
+        o.fail("", "expected at least one of password, enabled, required_actions")
+    if flags["temporary"] is not None and password is None:
+        o.fail("temporary", "only meaningful with a password")
+    return AuthUpdatePayload(username, password, bool(flags["temporary"]), flags["enabled"],
+                             None if actions is None else tuple(actions))
+
+
+PARSERS["PRV_ATH_001"] = parse_auth_update

@@ -25,15 +25,16 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
+from connectors.keycloak.admin import KeycloakAccounts, KeycloakError, KeycloakUserExistsError
 from connectors.reference_api import payloads as p
-from connectors.reference_api.errors import ApiError, ApiNotAvailableError, PayloadError
+from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
 from connectors.stores.tables import meta_metadata
 from streams.model import SIDES
 from streams.settings import Settings
 
-__all__ = ["ApiError", "ApiNotAvailableError", "PayloadError", "ReferenceApi", "SOURCE_STORES"]
+__all__ = ["ApiError", "PayloadError", "ReferenceApi", "SOURCE_STORES"]
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class ReferenceApi:
         Returns ``{"api": "PRV_...", "side": side, "call_id": str, "written": {store: {table:
         [ids created or changed]}}, "txids": {store: txid of the call's transaction}}``.
         Raises :class:`PayloadError` for a malformed payload, :class:`ApiError` for a refused
-        call (nothing written) and :class:`ApiNotAvailableError` for PRV_ATH_001.
+        call (nothing written).
         """
         methods: dict[str, Callable[..., dict[str, Any]]] = {
             "PRV_USR_001": self.register_user,
@@ -209,23 +210,63 @@ class ReferenceApi:
         s = _typed(payload, p.StaffPayload, p.parse_staff)
         return self._insert_staff("PRV_STF_001", call_id, s.staff_code, s.display_name, s.role, None)
 
+    def _keycloak(self) -> KeycloakAccounts:
+        s = self.settings
+        return KeycloakAccounts(s.keycloak_url(self.side), s.keycloak_realm, s.keycloak_admin_user,
+                                s.keycloak_admin_password, s.keycloak_timeout_s)
+
     def register_staff_with_credentials(self, payload: p.StaffCredentialsPayload | Mapping[str, Any], *,
                                         call_id: str | None = None) -> dict[str, Any]:
-        """PRV_STF_003: a ``staff`` row with its ``username`` in META.
+        """PRV_STF_003: the Keycloak account (with its password) and a ``staff`` row in META.
 
-        For now this writes META only: the Keycloak account (the matrix's other source store)
-        is issue #3. The password is validated and then dropped: it is never stored in META,
-        logged or returned.
+        The password goes only to this side's Keycloak, which hashes it; it is never stored in
+        META, logged or returned. The account is created first; if META then fails, the
+        account is deleted again, so the call is all-or-nothing.
         """
         s = _typed(payload, p.StaffCredentialsPayload, p.parse_staff_with_credentials)
-        return self._insert_staff("PRV_STF_003", call_id, s.staff_code, s.display_name, s.role, s.username)
+        accounts = self._keycloak()
+        rep = {"username": s.username, "enabled": True, "email": s.email,
+               "firstName": s.given_name or s.display_name, "lastName": s.family_name or s.display_name,
+               "attributes": {"staff_code": [s.staff_code], "role": [s.role]},
+               "credentials": [{"type": "password", "value": s.password, "temporary": False}]}
+        try:
+            user_id = accounts.create_user(rep)
+        except KeycloakUserExistsError:
+            raise ApiError(f"PRV_STF_003: username {s.username!r} already has a Keycloak account") from None
+        except KeycloakError as exc:
+            raise ApiError(f"PRV_STF_003: Keycloak refused the account: {exc}") from None
+        try:
+            result = self._insert_staff("PRV_STF_003", call_id, s.staff_code, s.display_name, s.role, s.username)
+        except BaseException:
+            accounts.delete_user(user_id)
+            raise
+        result["written"]["keycloak"] = {"users": [s.username]}
+        return result
 
-    def update_authentication(self, payload: Mapping[str, Any] | None = None, *,
+    def update_authentication(self, payload: p.AuthUpdatePayload | Mapping[str, Any], *,
                               call_id: str | None = None) -> dict[str, Any]:
-        """PRV_ATH_001: not available -- it writes only Keycloak, whose account sync is issue #3."""
-        raise ApiNotAvailableError(
-            "PRV_ATH_001 (update authentication info) writes only Keycloak accounts; "
-            "Keycloak account sync is issue #3 and not available in this reference API yet")
+        """PRV_ATH_001: change an account's password, enabled flag or required actions in Keycloak.
+
+        One Admin API request, so Keycloak applies it in one transaction.
+        """
+        a = _typed(payload, p.AuthUpdatePayload, p.parse_auth_update)
+        accounts = self._keycloak()
+        user = accounts.find_user(a.username)
+        if user is None:
+            raise ApiError(f"PRV_ATH_001: no Keycloak account {a.username!r} on the {self.side} side")
+        rep: dict[str, Any] = {}
+        if a.enabled is not None:
+            rep["enabled"] = a.enabled
+        if a.required_actions is not None:
+            rep["requiredActions"] = list(a.required_actions)
+        if a.password is not None:
+            rep["credentials"] = [{"type": "password", "value": a.password, "temporary": a.temporary}]
+        try:
+            accounts.update_user(user["id"], rep)
+        except KeycloakError as exc:
+            raise ApiError(f"PRV_ATH_001: Keycloak refused the change: {exc}") from None
+        return {"api": "PRV_ATH_001", "side": self.side, "call_id": call_id or _new_id(),
+                "written": {"keycloak": {"users": [a.username]}}, "txids": {}}
 
     def _insert_staff(self, api_id: str, call_id: str | None, staff_code: str, display_name: str,
                       role: str, username: str | None) -> dict[str, Any]:

@@ -115,6 +115,14 @@ def meta_metadata() -> MetaData:
             Column("status", Text, nullable=False),  # registered | approved
             Column("approved_by", Text),
             Column("approved_at", DateTime(timezone=True)))
+    Table(
+        "platsync_keycloak_applied", md,
+        Column("username", Text, primary_key=True),
+        Column("origin_side", Text, nullable=False),
+        Column("version", BigInteger, nullable=False),
+        Column("fingerprint", Text, nullable=False),
+        Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
     _bookkeeping(md)
     return md
 

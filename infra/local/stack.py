@@ -15,6 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
+from connectors.keycloak.crypto import key_ring_for
+from connectors.keycloak.schema import ACCOUNT_TABLES
 from infra.local.broker import Broker
 from infra.local.databases import postgres_instance, provision_side
 from infra.local.process import (
@@ -26,7 +30,7 @@ from infra.local.process import (
     stop_pid,
     wait_until,
 )
-from streams.model import DATABASE_STORES, ROUTES, SIDES
+from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
 from streams.settings import Settings
 
 Say = Callable[[str], None]
@@ -41,10 +45,17 @@ class Component:
     side_or_route: str
 
 
-def components() -> list[Component]:
+def embedded_keycloak_sides(settings: Settings) -> list[str]:
+    """Sides whose Keycloak is the embedded stand-in (no Keycloak URL configured)."""
+    return [side for side in SIDES
+            if not {"local": settings.keycloak_local_url, "remote": settings.keycloak_remote_url}[side]]
+
+
+def components(settings: Settings) -> list[Component]:
     """Every process of the stack, in start order."""
     return (
         [Component(f"pg-{side}", "postgres", side) for side in SIDES]
+        + [Component(f"keycloak-{side}", "keycloak", side) for side in embedded_keycloak_sides(settings)]
         + [Component("broker", "broker", "")]
         + [Component(f"capture-{side}", "capture", side) for side in SIDES]
         + [Component(f"worker-{route}", "worker", route) for route in ROUTES]
@@ -75,6 +86,17 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def prepare_keycloak_capture(settings: Settings, side: str, say: Say) -> None:
+    """Full before-images on Keycloak's account tables, so a deleted row still names its user."""
+    try:
+        with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5", autocommit=True) as conn:
+            for table in ACCOUNT_TABLES:
+                conn.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
+    except psycopg.Error as exc:
+        say(f"WARNING: cannot set REPLICA IDENTITY FULL on {side} Keycloak's account tables ({exc}); "
+            "ask the database owner to run it (docs/keycloak.md), or deletions cannot be synced")
+
+
 class Stack:
     """Start, stop and inspect the embedded stack described by ``settings``."""
 
@@ -89,12 +111,12 @@ class Stack:
 
     def topics(self) -> list[str]:
         """Every topic the stack uses: one per captured database, one dead-letter topic per route."""
-        names = [self.settings.topic(side, store) for side in SIDES for store in DATABASE_STORES[side]]
+        names = [self.settings.topic(side, store) for side in SIDES for store in CAPTURED_STORES[side]]
         return names + [self.settings.dead_letter_topic(route) for route in ROUTES]
 
     def running(self) -> dict[str, int | None]:
         """Pid of each component, or None if it is not running."""
-        return {c.name: read_pid(self.settings.data_dir, c.name) for c in components()}
+        return {c.name: read_pid(self.settings.data_dir, c.name) for c in components(self.settings)}
 
     def up(self, say: Say = print) -> None:
         """Start everything not yet running and wait until the stack is ready."""
@@ -110,6 +132,8 @@ class Stack:
             pg.start(timeout)
             provision_side(s, side)
             say(f"PostgreSQL {side:6} ready on {s.host}:{pg.port} (databases: {', '.join(DATABASE_STORES[side])})")
+        key_ring_for(s)  # create the embedded credential key file once, before any process reads it
+        self._keycloak_up(say)
         if read_pid(s.data_dir, self.broker.name) is None:
             start_process(s.data_dir, self.broker.spec())
         wait_until(self.broker.ready, timeout, "broker", alive=lambda: self._alive("broker"),
@@ -126,8 +150,8 @@ class Stack:
             name = f"capture-{side}"
             wait_until(lambda side=side: capture_ready(s, side), timeout, f"Debezium capture of {side}",
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
-            say(f"capture {side:6} streaming ({', '.join(DATABASE_STORES[side])})")
-        from streams.app import worker_state_path
+            say(f"capture {side:6} streaming ({', '.join(CAPTURED_STORES[side])})")
+        from streams.status import worker_state_path
 
         for route in ROUTES:
             name = f"worker-{route}"
@@ -140,18 +164,28 @@ class Stack:
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
 
+    def _keycloak_up(self, say: Say) -> None:
+        s = self.settings
+        from infra.local.keycloak_standin import standin_ready
+
+        for side in embedded_keycloak_sides(s):
+            postgres_instance(s, side).ensure_databases(("keycloak",))
+            name = f"keycloak-{side}"
+            if read_pid(s.data_dir, name) is None:
+                start_process(s.data_dir, self._python_spec(name, "infra.local.keycloak_standin", "--side", side))
+            wait_until(lambda side=side: standin_ready(s, side), s.ready_timeout_s, f"Keycloak stand-in of {side}",
+                       alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
+            say(f"Keycloak {side:6} (embedded stand-in) ready on {s.keycloak_url(side)}, realm {s.keycloak_realm}")
+        for side in SIDES:
+            prepare_keycloak_capture(s, side, say)
+
     def _alive(self, name: str) -> bool:
         return read_pid(self.settings.data_dir, name) is not None
 
     def _worker_ready(self, route: str) -> bool:
-        import json
+        from streams.status import worker_state
 
-        from streams.app import worker_state_path
-
-        try:
-            state = json.loads(worker_state_path(self.settings, route).read_text())
-        except (OSError, ValueError):
-            return False
+        state = worker_state(self.settings, route)
         return bool(state.get("ready")) and state.get("pid") == read_pid(self.settings.data_dir, f"worker-{route}")
 
     def down(self, say: Say = print, drain_timeout_s: float = 60.0) -> None:
@@ -163,11 +197,12 @@ class Stack:
         comparing the captures' final produced LSNs with the applied ones.
         """
         pids = self.running()
-        order = list(reversed(components()))
+        order = list(reversed(components(self.settings)))
         captures = [c for c in order if c.kind == "capture"]
         for component in captures:
             self._stop(component, pids, say)
-        workers_up = all(pids[c.name] for c in components() if c.kind in ("worker", "broker", "postgres"))
+        workers_up = all(pids[c.name] for c in components(self.settings)
+                         if c.kind in ("worker", "broker", "postgres", "keycloak"))
         if drain_timeout_s > 0 and workers_up:
             from streams.barrier import wait_drained
 

@@ -67,6 +67,8 @@ class RouteApplier:
         self.dead_letters = dead_letters
         self.record_progress = record_progress
         self.retry_backoff_s = retry_backoff_s
+        #: Stores currently unreachable (what -> last error), published in the worker's state file.
+        self.retrying: dict[str, str] = {}
 
     def apply_batch(self, messages: Sequence[IncomingMessage]) -> BatchReport:
         """Process ``messages`` fully (blocking and retrying while a target store is unreachable)."""
@@ -146,8 +148,11 @@ class RouteApplier:
         delay, cap = self.retry_backoff_s
         while True:
             try:
-                return action()
+                result = action()
+                self.retrying.pop(what, None)
+                return result
             except StoreUnavailableError as exc:
+                self.retrying[what] = str(exc)
                 log.error("%s: %s unavailable, retrying in %.1fs: %s", self.route_name, what, delay, exc)
             time.sleep(delay)
             delay = min(cap, delay * 2)

@@ -29,7 +29,13 @@ from streams.codec import decode_change
 from streams.model import ChangeEvent
 from streams.settings import Settings
 from tests.support.stack import isolated_settings as stack_settings_for
-from tests.support.stack import make_data_dir, remove_data_dir, running_broker, running_postgres
+from tests.support.stack import (
+    make_data_dir,
+    remove_data_dir,
+    running_broker,
+    running_keycloak_standins,
+    running_postgres,
+)
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -39,14 +45,11 @@ HEARTBEAT_MS = 1000
 
 @pytest.fixture(scope="module")
 def settings() -> Iterator[Settings]:
-    """Both sides' PostgreSQL and the broker, with a settings file the runners read."""
+    """Both sides' PostgreSQL, Keycloak stand-ins and the broker, with a settings file the runners read."""
     data_dir = make_data_dir("platsync-capture-")
-    s = stack_settings_for(data_dir)
-    (data_dir / "platsync.toml").write_text(
-        f"broker_port = {s.broker_port}\npg_local_port = {s.pg_local_port}\npg_remote_port = {s.pg_remote_port}\n"
-        f"debezium_heartbeat_ms = {HEARTBEAT_MS}\n")
-    try:
-        with running_postgres(s), running_broker(s):
+    s = stack_settings_for(data_dir, debezium_heartbeat_ms=HEARTBEAT_MS)
+    try:  # the stand-ins write the settings file (platsync.toml) the runners read
+        with running_postgres(s), running_keycloak_standins(s), running_broker(s):
             yield s
     finally:
         remove_data_dir(data_dir)

@@ -74,7 +74,7 @@ def test_cli_status_routes_inspect_wait(stack: Stack) -> None:
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
     assert data["healthy"] and set(data["routes"]) == {"local_to_remote", "remote_to_local"}
-    assert set(data["routes"]["remote_to_local"]["stores"]) == {"meta", "fructos_own", "fructos_patient"}
+    assert set(data["routes"]["remote_to_local"]["stores"]) == {"meta", "fructos_own", "fructos_patient", "keycloak"}
     routes = platsync(s, "routes", "--format", "json")
     assert json.loads(routes.stdout)["local_to_remote"]["PRV_STF_001"] == {"source": ["meta"], "target": ["meta"]}
     absent = platsync(s, "inspect", "--side", "remote", "--store", "meta", "--entity", "staff", "--id", "nope")

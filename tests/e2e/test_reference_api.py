@@ -20,14 +20,15 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from connectors.reference_api.errors import ApiError, ApiNotAvailableError, PayloadError
+from connectors.keycloak.admin import KeycloakAuthError, login
+from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.service import ReferenceApi
 from connectors.stores.fructos import PostgresSignedRecordStore, RecordNotFoundError, SignedRecord
 from connectors.stores.tables import SYNCED_TABLES
 from streams.model import DATABASE_STORES, SIDES
 from streams.settings import Settings
 from tests.support.stack import isolated_settings as stack_settings
-from tests.support.stack import make_data_dir, remove_data_dir, running_postgres
+from tests.support.stack import make_data_dir, remove_data_dir, running_keycloak_standins, running_postgres
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +79,7 @@ def new_doc(i: int = 0, patient_id: str = "patient-1") -> dict[str, Any]:
 def pg() -> Iterator[Settings]:
     data_dir = make_data_dir()
     try:
-        with running_postgres(stack_settings(data_dir)) as settings:
+        with running_postgres(stack_settings(data_dir)) as settings, running_keycloak_standins(settings):
             yield settings
     finally:
         remove_data_dir(data_dir)
@@ -140,7 +141,8 @@ def check_call(engines: dict[tuple[str, str], Engine], api: ReferenceApi, api_id
     assert result["api"] == api_id and result["side"] == side
     assert {k for k in changed if k[2] != MARKER} == {(side, s, t) for s, t in expected.items()}
     assert {k for k in changed if k[2] == MARKER} == {(side, s, MARKER) for s in expected}
-    assert {s: set(tables) for s, tables in result["written"].items()} == {s: {t} for s, t in expected.items()}
+    written_dbs = {s: set(tables) for s, tables in result["written"].items() if s != "keycloak"}
+    assert written_dbs == {s: {t} for s, t in expected.items()}
     for store, table in expected.items():
         ids = changed[(side, store, table)]
         assert ids == set(result["written"][store][table])
@@ -176,7 +178,8 @@ PAYLOADS: dict[str, PayloadMaker] = {
     "PRV_USR_001": lambda api: USER,
     "PRV_PAT_001": lambda api: PATIENT,
     "PRV_STF_001": lambda api: STAFF,
-    "PRV_STF_003": lambda api: STAFF | {"username": "sato", "password": PASSWORD},
+    "PRV_STF_003": lambda api: STAFF | {"username": f"sato-{api.side}", "password": PASSWORD,
+                                        "email": f"sato-{api.side}@example.jp"},
     "PRV_DOC_006": lambda api: {"documents": [new_doc(1), new_doc(2), new_doc(3)]},
     "PRV_DOC_007": lambda api: {"documents": [
         {"id": i, "title": "改訂", "content_text": "新しい本文", "signed_by": "dr-2"} for i in make_docs(api, 2)]},
@@ -203,8 +206,10 @@ def test_api_writes_exactly_its_source_stores(engines: dict[tuple[str, str], Eng
         assert profile == (USER if api_id == "PRV_USR_001" else PATIENT)
     if api_id == "PRV_STF_003":
         (staff_id,) = result["written"]["meta"]["staff"]
-        assert meta["staff"][staff_id]["username"] == "sato"
+        assert meta["staff"][staff_id]["username"] == f"sato-{side}"
+        assert result["written"]["keycloak"] == {"users": [f"sato-{side}"]}
         assert PASSWORD not in repr(result) and PASSWORD not in repr(after)
+        assert login(api.settings.keycloak_url(side), api.settings.keycloak_realm, f"sato-{side}", PASSWORD)
     if api_id == "PRV_DOC_006":
         for doc_id in result["written"]["meta"]["documents"]:
             doc, record = meta["documents"][doc_id], record_of(after, side, doc_id)
@@ -305,7 +310,7 @@ def test_payload_error_names_the_path_and_writes_nothing(engines: dict[tuple[str
     with pytest.raises(PayloadError, match="birth_date"):
         api.register_patient(PATIENT | {"birth_date": "1980-13-01"})
     with pytest.raises(PayloadError, match="password: missing"):
-        api.call("STF_003", STAFF | {"username": "sato"})
+        api.call("STF_003", STAFF | {"username": "sato", "email": "sato@example.jp"})
     assert snapshot(engines) == before
 
 
@@ -372,12 +377,28 @@ def test_ids_never_collide_across_sides(engines: dict[tuple[str, str], Engine],
     assert all(uuid.UUID(i).version == 4 for i in ids)
 
 
-def test_authentication_update_is_not_available(engines: dict[tuple[str, str], Engine],
-                                                apis: dict[str, ReferenceApi]) -> None:
-    before = snapshot(engines)
+def test_authentication_update_changes_only_keycloak(engines: dict[tuple[str, str], Engine],
+                                                   apis: dict[str, ReferenceApi]) -> None:
+    settings = apis["local"].settings
     for side in SIDES:
-        with pytest.raises(ApiNotAvailableError, match="issue #3"):
-            apis[side].call("PRV_ATH_001", {"username": "sato", "password": PASSWORD})
+        api, user = apis[side], f"ath-{side}"
+        api.call("PRV_STF_003", STAFF | {"username": user, "password": PASSWORD, "email": f"{user}@example.jp"})
+        before = snapshot(engines)
+        result = api.call("PRV_ATH_001", {"username": user, "password": PASSWORD + "2"})
+        assert result["written"] == {"keycloak": {"users": [user]}}
+        assert snapshot(engines) == before  # no PostgreSQL store of either side changed
+        url, realm = settings.keycloak_url(side), settings.keycloak_realm
+        assert login(url, realm, user, PASSWORD + "2")
+        with pytest.raises(KeycloakAuthError):
+            login(url, realm, user, PASSWORD)
+        api.call("PRV_ATH_001", {"username": user, "enabled": False})
+        with pytest.raises(KeycloakAuthError):
+            login(url, realm, user, PASSWORD + "2")
+        with pytest.raises(ApiError, match="no Keycloak account 'nobody'"):
+            api.call("PRV_ATH_001", {"username": "nobody", "enabled": True})
+    with pytest.raises(ApiError, match="already has a Keycloak account"):
+        apis["local"].call("PRV_STF_003", STAFF | {"username": "ath-local", "password": "x", "email": "a@b.jp"})
+    before = snapshot(engines)
     with pytest.raises(ApiError, match="unknown API 'PRV_XYZ_001'"):
         apis["local"].call("PRV_XYZ_001", {})
     assert snapshot(engines) == before

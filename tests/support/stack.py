@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,8 @@ def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
     """Settings on free ports rooted in ``data_dir``, ignoring the caller's environment."""
     return load_settings(
         env={}, data_dir=data_dir, broker_port=free_port(), pg_local_port=free_port(),
-        pg_remote_port=free_port(), **overrides)
+        pg_remote_port=free_port(), keycloak_local_port=free_port(), keycloak_remote_port=free_port(),
+        **overrides)
 
 
 @contextmanager
@@ -61,3 +63,28 @@ def running_broker(settings: Settings) -> Iterator[Broker]:
 def remove_data_dir(path: Path) -> None:
     """Delete a test data dir (after every process using it stopped)."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def running_keycloak_standins(settings: Settings) -> Iterator[Settings]:
+    """The embedded Keycloak stand-in of both sides (PostgreSQL must run); stopped on exit."""
+    from infra.local.keycloak_standin import standin_ready
+    from infra.local.process import ProcessSpec
+    from infra.local.stack import _write_settings_file, settings_file
+
+    _write_settings_file(settings)
+    names = []
+    try:
+        for side in SIDES:
+            postgres_instance(settings, side).ensure_databases(("keycloak",))
+            name = f"keycloak-{side}"
+            start_process(settings.data_dir, ProcessSpec(name, [
+                sys.executable, "-m", "infra.local.keycloak_standin", "--side", side,
+                "--config", str(settings_file(settings)), "--data-dir", str(settings.data_dir)]))
+            names.append(name)
+            wait_until(lambda side=side: standin_ready(settings, side), 60, f"Keycloak stand-in {side}",
+                       alive=lambda name=name: read_pid(settings.data_dir, name) is not None)
+        yield settings
+    finally:
+        for name in names:
+            stop_process(settings.data_dir, name)

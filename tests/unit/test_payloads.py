@@ -70,13 +70,19 @@ def test_payload_must_be_an_object() -> None:
 
 def test_staff_with_credentials_never_reveals_the_password() -> None:
     secret = "s3cr3t-パスワード"
-    parsed = p.parse_staff_with_credentials(STAFF | {"username": "sato", "password": secret})
+    parsed = p.parse_staff_with_credentials(STAFF | {"username": "sato", "password": secret,
+                                                      "email": "sato@example.jp"})
     assert parsed.password == secret
     assert secret not in repr(parsed)
-    err = error(p.parse_staff_with_credentials, STAFF | {"username": 5, "password": secret})
+    err = error(p.parse_staff_with_credentials, STAFF | {"username": 5, "password": secret,
+                                                         "email": "sato@example.jp"})
     assert secret not in str(err)
     assert err.path == "username"
-    assert error(p.parse_staff_with_credentials, STAFF | {"username": "sato"}).path == "password"
+    assert error(p.parse_staff_with_credentials, STAFF | {"username": "sato",
+                                                          "email": "sato@example.jp"}).path == "password"
+    assert error(p.parse_staff_with_credentials, STAFF | {"username": "sato", "password": secret}).path == "email"
+    assert error(p.parse_staff_with_credentials, STAFF | {"username": "sato", "password": secret,
+                                                          "email": "no-at-sign"}).path == "email"
 
 
 def test_single_document_is_a_bulk_of_one() -> None:
@@ -153,5 +159,25 @@ def test_approval_requires_approver() -> None:
 
 def test_payload_error_is_an_api_error() -> None:
     assert issubclass(PayloadError, ApiError)
-    assert set(p.PARSERS) == {"PRV_USR_001", "PRV_PAT_001", "PRV_STF_001", "PRV_STF_003",
+    assert set(p.PARSERS) == {"PRV_USR_001", "PRV_PAT_001", "PRV_STF_001", "PRV_STF_003", "PRV_ATH_001",
                               "PRV_DOC_006", "PRV_DOC_007", "PRV_DOC_008", "PRV_DOC_009"}
+
+
+@pytest.mark.parametrize(("data", "path", "expected"), [
+    ({"password": "x"}, "username", "missing"),
+    ({"username": "u"}, "$", "at least one of password, enabled, required_actions"),
+    ({"username": "u", "enabled": "yes"}, "enabled", "expected true or false"),
+    ({"username": "u", "required_actions": "UPDATE_PASSWORD"}, "required_actions", "array of non-empty strings"),
+    ({"username": "u", "enabled": True, "temporary": True}, "temporary", "only meaningful with a password"),
+    ({"username": "u", "pasword": "x"}, "pasword", "unexpected key"),
+])
+def test_auth_update_payload_errors_name_the_path(data: dict, path: str, expected: str) -> None:
+    err = error(p.parse_auth_update, data)
+    assert err.path == path and expected in str(err)
+
+
+def test_auth_update_payload_hides_the_password() -> None:
+    parsed = p.parse_auth_update({"username": "u", "password": "s3cret!", "temporary": True,
+                                  "required_actions": ["CONFIGURE_TOTP"]})
+    assert (parsed.username, parsed.password, parsed.temporary, parsed.enabled) == ("u", "s3cret!", True, None)
+    assert parsed.required_actions == ("CONFIGURE_TOTP",) and "s3cret" not in repr(parsed)

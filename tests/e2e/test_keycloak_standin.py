@@ -1,0 +1,239 @@
+"""The Keycloak stand-in, as a real subprocess on real PostgreSQL, driven by the real python-keycloak.
+
+Every shared scenario (``tests/support/keycloak_scenarios.py``, also run against a real Keycloak
+in ``test_keycloak_real.py``) runs here, plus what only the stand-in can show: the accounts land
+in Keycloak's own tables exactly as Keycloak writes them, an expired token is a 401 the clients
+recover from, error bodies are Keycloak's, and the request log never holds a password or a hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from connectors.keycloak.admin import KeycloakAccounts, login
+from infra.local.databases import postgres_instance
+from infra.local.keycloak_standin import standin_ready, standin_url
+from infra.local.process import ProcessSpec, free_port, log_path, start_process, stop_process, wait_until
+from streams.settings import Settings
+from tests.support import keycloak_scenarios as sc
+from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_postgres
+
+pytestmark = pytest.mark.e2e
+
+
+def write_settings(settings: Settings, path: Path) -> Path:
+    """The settings as a TOML file the stand-in process reads (``--config``)."""
+    lines = []
+    for key, value in settings.as_dict().items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f"{key} = {json.dumps(str(value))}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def standin_spec(settings: Settings, side: str, config: Path) -> ProcessSpec:
+    """``python -m infra.local.keycloak_standin`` for ``side``."""
+    return ProcessSpec(name=f"keycloak-{side}", argv=[sys.executable, "-m", "infra.local.keycloak_standin",
+                                                      "--side", side, "--config", str(config),
+                                                      "--data-dir", str(settings.data_dir)],
+                       cwd=Path(__file__).resolve().parents[2])
+
+
+@dataclasses.dataclass(frozen=True)
+class Standins:
+    """Two stand-ins: ``local`` with the default token TTL, ``remote`` with a 2 s TTL."""
+
+    settings: Settings
+
+    def url(self, side: str) -> str:
+        return standin_url(self.settings, side)
+
+    def args(self, side: str) -> tuple[str, str, str, str]:
+        s = self.settings
+        return self.url(side), s.keycloak_realm, s.keycloak_admin_user, s.keycloak_admin_password
+
+    def accounts(self, side: str) -> KeycloakAccounts:
+        return sc.accounts(*self.args(side))
+
+    def db(self, side: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.settings.keycloak_db_dsn(side), autocommit=True)
+
+    def log(self, side: str) -> str:
+        return log_path(self.settings.data_dir, f"keycloak-{side}").read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def standins() -> Iterator[Standins]:
+    data_dir = make_data_dir("platsync-kc-")
+    started: list[str] = []
+    try:
+        settings = dataclasses.replace(isolated_settings(data_dir, keycloak_admin_password=f"adm-{uuid.uuid4().hex}"),
+                                       keycloak_local_port=free_port(), keycloak_remote_port=free_port())
+        with running_postgres(settings):
+            for side, ttl in (("local", 300), ("remote", 2)):
+                postgres_instance(settings, side).ensure_databases(("keycloak",))
+                config = write_settings(dataclasses.replace(settings, keycloak_token_ttl_s=ttl),
+                                        data_dir / f"kc-{side}.toml")
+                start_process(data_dir, standin_spec(settings, side, config))
+                started.append(f"keycloak-{side}")
+            for side in ("local", "remote"):
+                wait_until(lambda side=side: standin_ready(settings, side), 60, f"Keycloak stand-in {side}",
+                           log=log_path(data_dir, f"keycloak-{side}"))
+            yield Standins(settings)
+            for name in started:
+                stop_process(data_dir, name)
+    finally:
+        for name in started:
+            stop_process(data_dir, name)
+        remove_data_dir(data_dir)
+
+
+@pytest.mark.parametrize("scenario", sc.ALL_SCENARIOS, ids=lambda f: f.__name__)
+def test_scenario(standins: Standins, scenario: Callable[[str, str, str, str], None]) -> None:
+    scenario(*standins.args("local"))
+
+
+def test_accounts_are_stored_in_keycloaks_tables_as_keycloak_writes_them(standins: Standins) -> None:
+    url, realm, admin_user, admin_password = standins.args("local")
+    dsn = standins.settings.keycloak_db_dsn("local")
+    created = sc.table_layout(url, realm, admin_user, admin_password, dsn)  # shared with the real Keycloak test
+    (cred,) = created["rows"]["credential"]
+    secret, data = json.loads(cred["secret_data"]), json.loads(cred["credential_data"])
+    # Keycloak 24's default hashing (Keycloak 25+ defaults to argon2 outside FIPS mode).
+    assert list(secret) == ["value", "salt", "additionalParameters"] and secret["additionalParameters"] == {}
+    assert data == {"hashIterations": 210000, "algorithm": "pbkdf2-sha512", "additionalParameters": {}}
+    salt, value = base64.b64decode(secret["salt"]), base64.b64decode(secret["value"])
+    assert len(salt) == 16
+    assert value == hashlib.pbkdf2_hmac("sha512", created["password"].encode(), salt, 210000, 64)
+    kc = standins.accounts("local")
+    # UserResource.updateUserFromRep only adds actions that have a registered provider.
+    odd = kc.create_user(sc.profile(sc.new_username("odd"), requiredActions=["NO_SUCH_ACTION", "UPDATE_PROFILE"]))
+    with standins.db("local") as conn:
+        assert [a["required_action"] for a in sc.account_rows(conn, odd)["action"]] == ["UPDATE_PROFILE"]
+        admin = conn.execute("SELECT u.id FROM user_entity u JOIN realm r ON r.id = u.realm_id "
+                             "WHERE r.name = 'master' AND u.username = %s", (admin_user,)).fetchone()
+        assert admin is not None and sc.account_rows(conn, admin[0])["credential"]
+
+
+def test_login_rehashes_a_password_that_misses_the_policy(standins: Standins) -> None:
+    result = sc.rehash_on_login(*standins.args("local"))
+    assert (result["before"]["algorithm"], result["before"]["hashIterations"]) == ("pbkdf2-sha256", 27500)
+    assert (result["after"]["algorithm"], result["after"]["hashIterations"]) == ("pbkdf2-sha512", 210000)
+
+
+def test_standin_specific_responses(standins: Standins) -> None:
+    url, realm, admin_user, admin_password = standins.args("local")
+    token_url = f"{url}/realms/{realm}/protocol/openid-connect/token"
+    auth = {"Authorization": f"Bearer {login(url, 'master', admin_user, admin_password)['access_token']}"}
+    users = f"{url}/admin/realms/{realm}/users"
+    grant = requests.post(token_url, data={"grant_type": "client_credentials", "client_id": "admin-cli"}, timeout=10)
+    assert (grant.status_code, grant.json()["error"]) == (400, "unsupported_grant_type")
+    username, password = sc.new_username("raw"), sc.new_password()
+    user_id = standins.accounts("local").create_user(sc.with_password(sc.profile(username), password))
+    found = requests.get(users, params={"search": username[:12].upper(), "briefRepresentation": "true"},
+                         headers=auth, timeout=10).json()
+    assert [u["id"] for u in found] == [user_id] and "requiredActions" not in found[0]
+    user_token = login(url, realm, username, password)["access_token"]
+    forbidden = requests.get(users, headers={"Authorization": f"Bearer {user_token}"}, timeout=10)
+    assert (forbidden.status_code, forbidden.json()) == (403, {"error": "HTTP 403 Forbidden"})
+    renamed = requests.put(f"{users}/{user_id}", json={"username": "someone-else"}, headers=auth, timeout=10)
+    assert renamed.status_code == 400 and renamed.json()["errorMessage"] == "error-user-attribute-read-only"
+
+
+def test_expired_token_is_401_and_clients_recover(standins: Standins) -> None:
+    url, realm, admin_user, admin_password = standins.args("remote")  # token TTL 2 s
+    tokens = login(url, "master", admin_user, admin_password)
+    assert tokens["expires_in"] == 2
+    users = f"{url}/admin/realms/{realm}/users"
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert requests.get(users, headers=auth, timeout=10).status_code == 200
+    kc = standins.accounts("remote")
+    kc.check()
+    time.sleep(2.5)
+    expired = requests.get(users, headers=auth, timeout=10)
+    assert (expired.status_code, expired.json()) == (401, {"error": "HTTP 401 Unauthorized"})
+    assert kc.find_user(admin_user) is None  # python-keycloak renewed its expired token by itself
+    # A token the client still believes valid but the server rejects (clock skew, restart):
+    # python-keycloak gets a 401, refreshes and retries.
+    kc.admin.connection.token = tokens
+    lines_before = standins.log("remote").count("\n")
+    assert isinstance(kc.list_users(), list)
+    new_lines = standins.log("remote").splitlines()[lines_before:]
+    assert any(" 401 " in line and "/admin/realms/" in line for line in new_lines), new_lines
+    # A token and refresh token the server does not know at all (e.g. another server's): the
+    # refresh is refused (400 invalid_grant), KeycloakAccounts logs in again and retries.
+    kc.admin.connection.token = {"access_token": "not-a-token", "refresh_token": "not-either", "expires_in": 300}
+    username = sc.new_username("ttl")
+    user_id = kc.create_user(sc.profile(username))
+    assert kc.get_user(user_id)["username"] == username.lower()
+
+
+def test_hash_exported_from_one_side_logs_in_on_the_other(standins: Standins) -> None:
+    local, remote = standins.accounts("local"), standins.accounts("remote")
+    username, password = sc.new_username("x"), sc.new_password()
+    source = local.create_user(sc.with_password(sc.profile(username), password))
+    with standins.db("local") as conn:
+        secret_data, credential_data = conn.execute(
+            "SELECT secret_data, credential_data FROM credential WHERE user_id = %s AND type = 'password'",
+            (source,)).fetchone() or ("", "")
+    target = remote.create_user(sc.profile(username))
+    remote.import_password_hash(target, secret_data, credential_data)
+    assert sc.can_login(standins.url("remote"), standins.settings.keycloak_realm, username, password)
+    with standins.db("remote") as conn:
+        row = conn.execute("SELECT secret_data, credential_data FROM credential WHERE user_id = %s",
+                           (target,)).fetchone()
+    assert row == (secret_data, credential_data)  # stored byte for byte, as Keycloak imports it
+
+
+def test_request_log_never_holds_a_password_or_hash(standins: Standins) -> None:
+    kc = standins.accounts("local")
+    username, password = sc.new_username("log"), sc.new_password()
+    user_id = kc.create_user(sc.with_password(sc.profile(username), password))
+    kc.set_password(user_id, password + "-new")
+    assert sc.can_login(standins.url("local"), standins.settings.keycloak_realm, username, password + "-new")
+    with standins.db("local") as conn:
+        (secret_data,) = conn.execute("SELECT secret_data FROM credential WHERE user_id = %s", (user_id,)).fetchone()
+    log = standins.log("local")
+    secret = json.loads(secret_data)
+    for needle in (password, password + "-new", secret["value"], secret["salt"],
+                   standins.settings.keycloak_admin_password, standins.settings.pg_password + "@"):
+        assert needle not in log
+    assert f"PUT /admin/realms/{standins.settings.keycloak_realm}/users/{user_id}/reset-password 204" in log
+
+
+def test_sigterm_stops_the_standin_with_exit_code_0(standins: Standins, tmp_path: Path) -> None:
+    settings = dataclasses.replace(standins.settings, keycloak_local_port=free_port())
+    config = write_settings(settings, tmp_path / "kc.toml")
+    proc = subprocess.Popen([sys.executable, "-m", "infra.local.keycloak_standin", "--side", "local",  # noqa: S603
+                             "--config", str(config)], cwd=Path(__file__).resolve().parents[2],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: standin_ready(settings, "local") or proc.poll() is not None, 60, "stand-in")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()

@@ -1,0 +1,142 @@
+"""Keycloak accounts through the real stack (stand-in Keycloak per side, real PostgreSQL, broker,
+Debezium and Faust): PRV_STF_003 and PRV_ATH_001 in both directions, same password on both sides,
+no other store changed, no plaintext password anywhere in Kafka or the logs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from connectors.keycloak.admin import KeycloakAccounts, KeycloakAuthError, login
+from connectors.reference_api.service import ReferenceApi
+from infra.local.stack import Stack
+from streams.barrier import wait_synced
+from streams.codec import decode_change
+from streams.model import SIDES, other_side
+from streams.settings import Settings
+from tests.support.snapshot import changed, snapshot
+
+pytestmark = pytest.mark.e2e
+
+
+def accounts(s: Settings, side: str) -> KeycloakAccounts:
+    return KeycloakAccounts(s.keycloak_url(side), s.keycloak_realm, s.keycloak_admin_user,
+                            s.keycloak_admin_password, s.keycloak_timeout_s)
+
+
+def can_login(s: Settings, side: str, username: str, password: str) -> bool:
+    try:
+        login(s.keycloak_url(side), s.keycloak_realm, username, password)
+        return True
+    except KeycloakAuthError:
+        return False
+
+
+def users(s: Settings, side: str) -> dict[str, Any]:
+    """Every account of the realm, without volatile ids and timestamps."""
+    kc = accounts(s, side)
+    result = {}
+    for user in kc.list_users():
+        creds = kc.password_credentials(user["id"])
+        result[user["username"]] = ({k: v for k, v in user.items() if k not in ("id", "createdTimestamp")},
+                                    len(creds))
+    return result
+
+
+def synced(s: Settings) -> None:
+    assert wait_synced(s, 90) == []
+
+
+def topic_messages(s: Settings, topic: str) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every message of a single-partition topic."""
+    consumer = Consumer({"bootstrap.servers": s.broker_bootstrap, "group.id": f"scan-{uuid.uuid4()}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out: list[tuple[bytes, bytes]] = []
+    quiet = time.monotonic()
+    try:
+        while time.monotonic() - quiet < 2:
+            msg = consumer.poll(0.3)
+            if msg is not None and not msg.error():
+                out.append((msg.key() or b"", msg.value() or b""))
+                quiet = time.monotonic()
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_staff_registration_with_credentials_syncs_account_and_meta(stack: Stack, side: str) -> None:
+    s = stack.settings
+    other = other_side(side)
+    username, password = f"dr-{side}-{uuid.uuid4().hex[:6]}", f"pw-{uuid.uuid4()}"
+    synced(s)
+    before, kc_before = snapshot(s), {x: users(s, x) for x in SIDES}
+    with ReferenceApi(s, side) as api:
+        result = api.call("PRV_STF_003", {"staff_code": f"S-{username}", "display_name": "佐藤 医師",
+                                          "role": "doctor", "username": username, "password": password,
+                                          "email": f"{username}@example.jp"})
+    synced(s)
+    (staff_id,) = result["written"]["meta"]["staff"]
+    assert changed(before, snapshot(s)) == {(side, "meta", "staff"): {staff_id}, (other, "meta", "staff"): {staff_id}}
+    assert can_login(s, other, username, password) and can_login(s, side, username, password)
+    assert not can_login(s, other, username, password + "x")
+    for x in SIDES:  # exactly one new account on each side, nothing else changed
+        after = users(s, x)
+        assert set(after) - set(kc_before[x]) == {username}
+        assert {u: v for u, v in after.items() if u != username} == kc_before[x]
+        assert after[username][1] == 1  # one password credential
+    assert users(s, side)[username][0] == users(s, other)[username][0]
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_authentication_update_syncs_password_and_disable(stack: Stack, side: str) -> None:
+    s = stack.settings
+    other = other_side(side)
+    username, first, second = f"nurse-{side}-{uuid.uuid4().hex[:6]}", f"a-{uuid.uuid4()}", f"b-{uuid.uuid4()}"
+    with ReferenceApi(s, other) as api:  # registered on the other side, changed on this one
+        api.call("PRV_STF_003", {"staff_code": f"N-{username}", "display_name": "看護 師", "role": "nurse",
+                                 "username": username, "password": first, "email": f"{username}@example.jp"})
+    synced(s)
+    before = snapshot(s)
+    with ReferenceApi(s, side) as api:
+        result = api.call("PRV_ATH_001", {"username": username, "password": second})
+    assert result["written"] == {"keycloak": {"users": [username]}}
+    synced(s)
+    assert changed(before, snapshot(s)) == {}
+    assert can_login(s, other, username, second) and not can_login(s, other, username, first)
+    with ReferenceApi(s, side) as api:
+        api.call("PRV_ATH_001", {"username": username, "enabled": False})
+    synced(s)
+    assert not can_login(s, other, username, second)
+    assert accounts(s, other).find_user(username)["enabled"] is False
+
+
+def test_no_plaintext_password_in_any_topic_or_log_and_no_echo(stack: Stack) -> None:
+    s = stack.settings
+    username, password = f"audit-{uuid.uuid4().hex[:6]}", f"Plain-{uuid.uuid4().hex}"
+    with ReferenceApi(s, "local") as api:
+        api.call("PRV_STF_003", {"staff_code": "A-1", "display_name": "監査", "role": "auditor",
+                                 "username": username, "password": password, "email": f"{username}@example.jp"})
+        api.call("PRV_ATH_001", {"username": username, "password": password + "-2"})
+    synced(s)
+    assert can_login(s, "remote", username, password + "-2")
+    topics = [s.topic(x, st) for x in SIDES for st in ("meta", "fructos_own", "keycloak")]
+    topics += [s.topic("remote", "fructos_patient"), s.dead_letter_topic("local_to_remote"),
+               s.dead_letter_topic("remote_to_local")]
+    for topic in topics:
+        for key, value in topic_messages(s, topic):
+            assert password.encode() not in key + value, topic
+    for log in (s.data_dir / "logs").glob("*.log"):
+        assert password not in log.read_text(errors="replace"), log
+    # No echo: the remote capture never produced this account back.
+    back = [decode_change(v) for _, v in topic_messages(s, s.topic("remote", "keycloak"))]
+    assert not [e for e in back if e.key == username]
+    local = [decode_change(v) for _, v in topic_messages(s, s.topic("local", "keycloak"))]
+    mine = [e for e in local if e.key == username]
+    assert mine and {e.api_id for e in mine} <= {"PRV_STF_003", "PRV_ATH_001"}
+    assert all(isinstance(e.row["credential"], bytes) for e in mine if e.row)
