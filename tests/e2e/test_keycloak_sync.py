@@ -6,45 +6,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from connectors.keycloak.admin import KeycloakAccounts, KeycloakAuthError, login
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
 from streams.codec import decode_change
 from streams.model import SIDES, other_side
 from streams.settings import Settings
+from tests.support.helpers import accounts, can_login, users
 from tests.support.snapshot import changed, snapshot
 
 pytestmark = pytest.mark.e2e
-
-
-def accounts(s: Settings, side: str) -> KeycloakAccounts:
-    return KeycloakAccounts(s.keycloak_url(side), s.keycloak_realm, s.keycloak_admin_user,
-                            s.keycloak_admin_password, s.keycloak_timeout_s)
-
-
-def can_login(s: Settings, side: str, username: str, password: str) -> bool:
-    try:
-        login(s.keycloak_url(side), s.keycloak_realm, username, password)
-        return True
-    except KeycloakAuthError:
-        return False
-
-
-def users(s: Settings, side: str) -> dict[str, Any]:
-    """Every account of the realm, without volatile ids and timestamps."""
-    kc = accounts(s, side)
-    result = {}
-    for user in kc.list_users():
-        creds = kc.password_credentials(user["id"])
-        result[user["username"]] = ({k: v for k, v in user.items() if k not in ("id", "createdTimestamp")},
-                                    len(creds))
-    return result
 
 
 def synced(s: Settings) -> None:

@@ -7,8 +7,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,17 +22,10 @@ from streams.barrier import wait_synced
 from streams.codec import decode, decode_change, encode_change
 from streams.model import ChangeEvent
 from streams.settings import Settings
+from tests.support.helpers import platsync
 from tests.support.snapshot import snapshot
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
-
-
-def platsync(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI against the session's stack, from another directory."""
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args, "--data-dir", str(settings.data_dir)],
-                          capture_output=True, text=True, timeout=timeout, cwd="/",
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def synced(settings: Settings, timeout: float = 90) -> None:

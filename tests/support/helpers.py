@@ -1,0 +1,47 @@
+"""Helpers shared by the end-to-end tests: the real CLI, Keycloak account views and logins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from connectors.keycloak.admin import KeycloakAccounts, KeycloakAuthError, login
+from streams.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def platsync(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI against a stack's data dir, from another directory."""
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args, "--data-dir", str(settings.data_dir)],
+                          capture_output=True, text=True, timeout=timeout, cwd="/",
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def accounts(s: Settings, side: str) -> KeycloakAccounts:
+    """An admin client of a side's Keycloak realm."""
+    return KeycloakAccounts(s.keycloak_url(side), s.keycloak_realm, s.keycloak_admin_user,
+                            s.keycloak_admin_password, s.keycloak_timeout_s)
+
+
+def can_login(s: Settings, side: str, username: str, password: str) -> bool:
+    """True if ``username`` obtains a token with ``password`` on that side's Keycloak."""
+    try:
+        login(s.keycloak_url(side), s.keycloak_realm, username, password)
+        return True
+    except KeycloakAuthError:
+        return False
+
+
+def users(s: Settings, side: str) -> dict[str, Any]:
+    """Every account of the realm (without volatile ids and timestamps) and its password credential count."""
+    kc = accounts(s, side)
+    result = {}
+    for user in kc.list_users():
+        creds = kc.password_credentials(user["id"])
+        result[user["username"]] = ({k: v for k, v in user.items() if k not in ("id", "createdTimestamp")},
+                                    len(creds))
+    return result
