@@ -133,7 +133,7 @@ class Stack:
             provision_side(s, side)
             say(f"PostgreSQL {side:6} ready on {s.host}:{pg.port} (databases: {', '.join(DATABASE_STORES[side])})")
         key_ring_for(s)  # create the embedded credential key file once, before any process reads it
-        self._keycloak_up(say)
+        self.keycloak_up(say)
         if read_pid(s.data_dir, self.broker.name) is None:
             start_process(s.data_dir, self.broker.spec())
         wait_until(self.broker.ready, timeout, "broker", alive=lambda: self._alive("broker"),
@@ -164,8 +164,10 @@ class Stack:
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
 
-    def _keycloak_up(self, say: Say) -> None:
+    def keycloak_up(self, say: Say = print) -> None:
+        """Start the embedded Keycloak stand-ins (PostgreSQL must run) and prepare Keycloak capture."""
         s = self.settings
+        _write_settings_file(s)
         from infra.local.keycloak_standin import standin_ready
 
         for side in embedded_keycloak_sides(s):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,23 +67,11 @@ def remove_data_dir(path: Path) -> None:
 @contextmanager
 def running_keycloak_standins(settings: Settings) -> Iterator[Settings]:
     """The embedded Keycloak stand-in of both sides (PostgreSQL must run); stopped on exit."""
-    from infra.local.keycloak_standin import standin_ready
-    from infra.local.process import ProcessSpec
-    from infra.local.stack import _write_settings_file, settings_file
+    from infra.local.stack import Stack, embedded_keycloak_sides
 
-    _write_settings_file(settings)
-    names = []
     try:
-        for side in SIDES:
-            postgres_instance(settings, side).ensure_databases(("keycloak",))
-            name = f"keycloak-{side}"
-            start_process(settings.data_dir, ProcessSpec(name, [
-                sys.executable, "-m", "infra.local.keycloak_standin", "--side", side,
-                "--config", str(settings_file(settings)), "--data-dir", str(settings.data_dir)]))
-            names.append(name)
-            wait_until(lambda side=side: standin_ready(settings, side), 60, f"Keycloak stand-in {side}",
-                       alive=lambda name=name: read_pid(settings.data_dir, name) is not None)
+        Stack(settings).keycloak_up(say=lambda _m: None)
         yield settings
     finally:
-        for name in names:
-            stop_process(settings.data_dir, name)
+        for side in embedded_keycloak_sides(settings):
+            stop_process(settings.data_dir, f"keycloak-{side}")
