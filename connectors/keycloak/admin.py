@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 from keycloak import KeycloakAdmin, KeycloakOpenID
 from keycloak import exceptions as kc
 
+from streams.settings import Settings
+
 T = TypeVar("T")
 ADMIN_REALM = "master"
 ADMIN_CLIENT = "admin-cli"
@@ -236,3 +238,9 @@ def login(url: str, realm: str, username: str, password: str, client_id: str = A
         if status == 404:
             raise KeycloakConfigError(f"Keycloak at {url} has no realm {realm!r} ({error_message(exc)})") from exc
         raise classify(exc, f"login of {username!r}") from exc
+
+
+def accounts_for(settings: Settings, side: str) -> KeycloakAccounts:
+    """An admin client of a side's Keycloak realm, as configured."""
+    return KeycloakAccounts(settings.keycloak_url(side), settings.keycloak_realm, settings.keycloak_admin_user,
+                            settings.keycloak_admin_password, settings.keycloak_timeout_s)

@@ -25,8 +25,9 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
-from connectors.keycloak.admin import KeycloakAccounts, KeycloakError, KeycloakUserExistsError
+from connectors.keycloak.admin import accounts_for
 from connectors.reference_api import payloads as p
+from connectors.reference_api.accounts_api import create_staff_account, update_account
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
@@ -210,11 +211,6 @@ class ReferenceApi:
         s = _typed(payload, p.StaffPayload, p.parse_staff)
         return self._insert_staff("PRV_STF_001", call_id, s.staff_code, s.display_name, s.role, None)
 
-    def _keycloak(self) -> KeycloakAccounts:
-        s = self.settings
-        return KeycloakAccounts(s.keycloak_url(self.side), s.keycloak_realm, s.keycloak_admin_user,
-                                s.keycloak_admin_password, s.keycloak_timeout_s)
-
     def register_staff_with_credentials(self, payload: p.StaffCredentialsPayload | Mapping[str, Any], *,
                                         call_id: str | None = None) -> dict[str, Any]:
         """PRV_STF_003: the Keycloak account (with its password) and a ``staff`` row in META.
@@ -224,17 +220,8 @@ class ReferenceApi:
         account is deleted again, so the call is all-or-nothing.
         """
         s = _typed(payload, p.StaffCredentialsPayload, p.parse_staff_with_credentials)
-        accounts = self._keycloak()
-        rep = {"username": s.username, "enabled": True, "email": s.email,
-               "firstName": s.given_name or s.display_name, "lastName": s.family_name or s.display_name,
-               "attributes": {"staff_code": [s.staff_code], "role": [s.role]},
-               "credentials": [{"type": "password", "value": s.password, "temporary": False}]}
-        try:
-            user_id = accounts.create_user(rep)
-        except KeycloakUserExistsError:
-            raise ApiError(f"PRV_STF_003: username {s.username!r} already has a Keycloak account") from None
-        except KeycloakError as exc:
-            raise ApiError(f"PRV_STF_003: Keycloak refused the account: {exc}") from None
+        accounts = accounts_for(self.settings, self.side)
+        user_id = create_staff_account(accounts, self.side, s)
         try:
             result = self._insert_staff("PRV_STF_003", call_id, s.staff_code, s.display_name, s.role, s.username)
         except BaseException:
@@ -250,21 +237,7 @@ class ReferenceApi:
         One Admin API request, so Keycloak applies it in one transaction.
         """
         a = _typed(payload, p.AuthUpdatePayload, p.parse_auth_update)
-        accounts = self._keycloak()
-        user = accounts.find_user(a.username)
-        if user is None:
-            raise ApiError(f"PRV_ATH_001: no Keycloak account {a.username!r} on the {self.side} side")
-        rep: dict[str, Any] = {}
-        if a.enabled is not None:
-            rep["enabled"] = a.enabled
-        if a.required_actions is not None:
-            rep["requiredActions"] = list(a.required_actions)
-        if a.password is not None:
-            rep["credentials"] = [{"type": "password", "value": a.password, "temporary": a.temporary}]
-        try:
-            accounts.update_user(user["id"], rep)
-        except KeycloakError as exc:
-            raise ApiError(f"PRV_ATH_001: Keycloak refused the change: {exc}") from None
+        update_account(accounts_for(self.settings, self.side), self.side, a)
         return {"api": "PRV_ATH_001", "side": self.side, "call_id": call_id or _new_id(),
                 "written": {"keycloak": {"users": [a.username]}}, "txids": {}}
 

@@ -24,11 +24,11 @@ import psycopg
 
 from connectors.keycloak.accounts import Account, row_to_account
 from connectors.keycloak.admin import (
-    KeycloakAccounts,
     KeycloakError,
     KeycloakRejectedError,
     KeycloakUnavailableError,
     KeycloakUserExistsError,
+    accounts_for,
 )
 from connectors.keycloak.crypto import CredentialKeyError, KeyRing, key_ring_for
 from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableError
@@ -53,12 +53,9 @@ class KeycloakSink:
 
     def __init__(self, settings: Settings, side: str, ring: KeyRing | None = None) -> None:
         self.side = side
-        self._settings = settings
         self._meta = settings.libpq_dsn(side, "meta") + " connect_timeout=5"
         self._ring = ring or key_ring_for(settings)
-        self._accounts = KeycloakAccounts(settings.keycloak_url(side), settings.keycloak_realm,
-                                          settings.keycloak_admin_user, settings.keycloak_admin_password,
-                                          settings.keycloak_timeout_s)
+        self._accounts = accounts_for(settings, side)
 
     def setup(self) -> None:
         """Fail fast with a clear error for an unknown realm or bad admin credentials."""

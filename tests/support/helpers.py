@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from connectors.keycloak.admin import KeycloakAccounts, KeycloakAuthError, login
+from connectors.keycloak.admin import KeycloakAuthError, login
+from connectors.keycloak.admin import accounts_for as accounts
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,12 +20,6 @@ def platsync(settings: Settings, *args: str, timeout: float = 120) -> subprocess
     return subprocess.run([sys.executable, "-m", "streams.cli", *args, "--data-dir", str(settings.data_dir)],
                           capture_output=True, text=True, timeout=timeout, cwd="/",
                           env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def accounts(s: Settings, side: str) -> KeycloakAccounts:
-    """An admin client of a side's Keycloak realm."""
-    return KeycloakAccounts(s.keycloak_url(side), s.keycloak_realm, s.keycloak_admin_user,
-                            s.keycloak_admin_password, s.keycloak_timeout_s)
 
 
 def can_login(s: Settings, side: str, username: str, password: str) -> bool:
