@@ -16,9 +16,10 @@ from streams.settings import Settings
 
 def capture_state(settings: Settings, side: str, store: str) -> dict[str, Any]:
     """The capture's last published progress for one source database ({} if none yet)."""
-    path = settings.data_dir / "state" / "capture" / f"{side}.{store}.json"
+    from connectors.capture.runner import progress_path
+
     try:
-        return json.loads(path.read_text())
+        return json.loads(progress_path(settings, side, store).read_text())
     except (OSError, ValueError):
         return {}
 
