@@ -9,10 +9,13 @@ state from Keycloak's database (consistent, and coalescing bursts), and emits it
 - the API is inferred: a user created in the batch -> ``PRV_STF_003`` (staff registration
   including credentials), any other change -> ``PRV_ATH_001`` (authentication update); both
   route ``keycloak`` -> ``keycloak`` per the matrix;
-- an account whose fingerprint equals what the engine itself last applied for that username
-  on this side is an echo and is dropped (loop prevention without a marker); one equal to the
-  state last sent or received for that username is not sent again (Keycloak may rewrite rows
-  without changing the account);
+- an account whose fingerprint equals what the engine itself just applied for that username
+  on this side is an echo and is dropped (loop prevention without a marker). Each apply is
+  recognised once (by its apply token): a later genuine change back to that state is sent.
+  An account equal to the state last sent or received for that username is not sent again
+  (Keycloak may rewrite rows without changing the account);
+- only users of the synced realm count: a user of another realm or a service account is
+  ignored, also when it is deleted;
 - ``version`` is the source LSN, which orders the changes of one side;
 - sync probes arrive as transactional logical-decoding messages (prefix ``platsync_probe``),
   because Keycloak's schema is not ours to extend.
@@ -51,8 +54,11 @@ class KeycloakAccountConverter:
 
     side: str
     read_accounts: Callable[[list[str]], dict[str, Account]]
-    applied_fingerprints: Callable[[list[str]], dict[str, str]]
+    #: username -> (fingerprint the sink recorded, token that changes with every apply)
+    applied_fingerprints: Callable[[list[str]], dict[str, tuple[str, str]]]
     ring: KeyRing
+    #: id of the synced realm in Keycloak's ``realm`` table (None while it cannot be read)
+    synced_realm_id: Callable[[], str | None]
     clock: Callable[[], float] = time.time
     events: int = 0
     echoes_dropped: int = 0
@@ -66,6 +72,9 @@ class KeycloakAccountConverter:
     _usernames: dict[str, str] = field(default_factory=dict)
     #: Last state known to be on both sides per username (emitted by us, or applied from the other side).
     _known: dict[str, str] = field(default_factory=dict)
+    #: Apply token per username already recognised as an echo.
+    _consumed: dict[str, str] = field(default_factory=dict)
+    _realm_id: str | None = None
 
     def convert(self, key_json: str | None, value_json: str | None) -> list[ChangeEvent]:
         """Remember what one Debezium record touched; events come from :meth:`finish_batch`."""
@@ -89,7 +98,7 @@ class KeycloakAccountConverter:
         table = source.get("table")
         before, after = payload.get("before") or {}, payload.get("after") or {}
         for image in (before, after):
-            if table == "user_entity" and image.get("id") and image.get("username"):
+            if table == "user_entity" and image.get("id") and image.get("username") and self._synced_user(image):
                 self._remember(image["id"], image["username"])
         user_id = (after or before).get("id" if table == "user_entity" else "user_id")
         if not user_id:
@@ -116,6 +125,12 @@ class KeycloakAccountConverter:
             event_id=f"{self.side}.{STORE}:{lsn}:probe", source_side=self.side, source_store=STORE,
             table="platsync_probe", op="probe", key=probe_id, version=0, row=None, api_id=None, call_id=None,
             origin_side=self.side, lsn=lsn, txid=txid, commit_ts_ms=ts, captured_ts_ms=int(self.clock() * 1000)))
+
+    def _synced_user(self, image: dict[str, Any]) -> bool:
+        """A user_entity image of the synced realm that is not a service account."""
+        if self._realm_id is None:
+            self._realm_id = self.synced_realm_id()
+        return image.get("realm_id") == self._realm_id and not image.get("service_account_client_link")
 
     def _remember(self, user_id: str, username: str) -> None:
         if len(self._usernames) >= USERNAME_CACHE_MAX:
@@ -148,8 +163,10 @@ class KeycloakAccountConverter:
         events: list[ChangeEvent] = []
         for username, (account, info) in current.items():
             fingerprint = account.fingerprint()
-            if applied.get(username) == fingerprint:
+            applied_fp, token = applied.get(username, (None, None))
+            if applied_fp == fingerprint and self._consumed.get(username) != token:
                 self.echoes_dropped += 1
+                self._consumed[username] = str(token)
             elif self._known.get(username) == fingerprint:
                 self.unchanged += 1  # rows were rewritten but the account is what we already sent
             else:

@@ -93,14 +93,22 @@ def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverte
                 return read_accounts(conn, realm, user_ids)
         return _retrying(query, f"{side} Keycloak database")
 
-    def applied(usernames: list[str]) -> dict[str, str]:
-        def query() -> dict[str, str]:
+    def applied(usernames: list[str]) -> dict[str, tuple[str, str]]:
+        def query() -> dict[str, tuple[str, str]]:
             with psycopg.connect(settings.libpq_dsn(side, "meta") + " connect_timeout=5") as conn:
-                return dict(conn.execute("SELECT username, fingerprint FROM platsync_keycloak_applied "
-                                         "WHERE username = ANY(%s)", (usernames,)).fetchall())
+                rows = conn.execute("SELECT username, fingerprint, applied_at::text FROM platsync_keycloak_applied "
+                                    "WHERE username = ANY(%s)", (usernames,)).fetchall()
+            return {username: (fingerprint, token) for username, fingerprint, token in rows}
         return _retrying(query, f"{side}/meta")
 
-    return KeycloakAccountConverter(side, read, applied, key_ring_for(settings))
+    def realm_id() -> str | None:
+        def query() -> str | None:
+            with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5") as conn:
+                row = conn.execute("SELECT id FROM realm WHERE name = %s", (realm,)).fetchone()
+            return None if row is None else str(row[0])
+        return _retrying(query, f"{side} Keycloak database")
+
+    return KeycloakAccountConverter(side, read, applied, key_ring_for(settings), realm_id)
 
 
 def _retrying(action: Callable[[], T], what: str) -> T:

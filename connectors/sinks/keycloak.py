@@ -5,8 +5,9 @@ the same representation), so Keycloak commits it in one transaction and the othe
 capture never sees a half-applied account. Guarded by ``platsync_keycloak_applied`` in this
 side's META database:
 
-1. before the request, the fingerprint of the state about to be applied is recorded; this
-   side's capture drops an account whose state has exactly that fingerprint (an echo);
+1. before the request, the fingerprint of the state about to be applied is recorded with a
+   fresh ``applied_at`` (the apply token); this side's capture drops an account whose state has
+   exactly that fingerprint, once per token (an echo);
 2. after the request succeeded, the applied version (the source LSN) is recorded; a write with
    a version not newer than the applied one from the same origin is stale and skipped, so a
    replay never puts an older state back.
@@ -38,10 +39,10 @@ from streams.settings import Settings
 RECORD_FINGERPRINT = """
 INSERT INTO platsync_keycloak_applied (username, origin_side, version, fingerprint)
 VALUES (%(username)s, %(origin)s, 0, %(fingerprint)s)
-ON CONFLICT (username) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, applied_at = now()
+ON CONFLICT (username) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, applied_at = clock_timestamp()
 """
 RECORD_VERSION = """
-UPDATE platsync_keycloak_applied SET origin_side = %(origin)s, version = %(version)s, applied_at = now()
+UPDATE platsync_keycloak_applied SET origin_side = %(origin)s, version = %(version)s
 WHERE username = %(username)s
 """
 

@@ -121,6 +121,7 @@ def meta_metadata() -> MetaData:
         Column("origin_side", Text, nullable=False),
         Column("version", BigInteger, nullable=False),
         Column("fingerprint", Text, nullable=False),
+        # Set (clock_timestamp) each time a state is about to be applied: the capture's echo token.
         Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     _bookkeeping(md)
