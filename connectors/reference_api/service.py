@@ -31,6 +31,7 @@ from connectors.reference_api.accounts_api import create_staff_account, update_a
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
+from connectors.stores.serials import next_patient_number
 from connectors.stores.tables import meta_metadata
 from streams.model import SIDES
 from streams.settings import Settings
@@ -191,15 +192,17 @@ class ReferenceApi:
         """PRV_PAT_001: a ``patients`` row plus its signed record (JSON, UTF-8) in fructos_own."""
         pt = _typed(payload, p.PatientPayload, p.parse_patient)
         patient_id, record_id = _new_id(), _new_id()
-        fields = {"family_name": pt.family_name, "given_name": pt.given_name,
-                  "birth_date": pt.birth_date.isoformat(), "sex": pt.sex,
-                  "institution_code": pt.institution_code, "patient_number": pt.patient_number}
-        record = SignedRecord.new(record_id, "patient", patient_id, "application/json",
-                                  _json_bytes(fields), signed_by=pt.institution_code)
         with self._begin("PRV_PAT_001", call_id) as call:
+            # Without a given number, the side's own range assigns one (never collides with the other side).
+            number = pt.patient_number or next_patient_number(call.conn("meta"), self.side)
+            fields = {"family_name": pt.family_name, "given_name": pt.given_name,
+                      "birth_date": pt.birth_date.isoformat(), "sex": pt.sex,
+                      "institution_code": pt.institution_code, "patient_number": number}
+            record = SignedRecord.new(record_id, "patient", patient_id, "application/json",
+                                      _json_bytes(fields), signed_by=pt.institution_code)
             self._put_record(call, record)
             call.conn("meta").execute(insert(_PATIENTS).values(
-                id=patient_id, patient_number=pt.patient_number, family_name=pt.family_name,
+                id=patient_id, patient_number=number, family_name=pt.family_name,
                 given_name=pt.given_name, birth_date=pt.birth_date, sex=pt.sex,
                 institution_code=pt.institution_code, record_id=record_id))
             call.wrote("meta", "patients", patient_id)

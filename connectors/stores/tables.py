@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from connectors.stores.serials import create_sequences
 from streams.model import RowValue
 
 
@@ -175,6 +176,8 @@ def create_schema(conn: Connection, store: str, side: str, database: str) -> Non
         # Full before-images let a delete event carry the version it removed.
         conn.execute(text(f"ALTER TABLE {table} REPLICA IDENTITY FULL"))
     conn.execute(text(MARK_API_FUNCTION))
+    if store == "meta":
+        create_sequences(conn, side)
     conn.execute(text(f"ALTER DATABASE \"{database}\" SET platsync.side = '{side}'"))
     conn.execute(text(f"SET platsync.side = '{side}'"))
 
