@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.local.process import read_pid
-from streams.model import CAPTURED_STORES, ROUTES
+from streams.model import CAPTURED_STORES, ROUTES, SIDES
 from streams.progress import read_progress
 from streams.settings import Settings
 
@@ -76,6 +76,14 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             errors.append(f"{route}: {what} unavailable, retrying: {error}")
         routes[route] = {"source_side": source_side, "target_side": target_side, "stores": stores,
                          "retrying": retrying}
+    from connectors.capture.runner import retrying_path
+
+    for side in SIDES:
+        try:
+            retry = json.loads(retrying_path(settings, side).read_text())
+            errors.append(f"capture {side}: {retry['what']} unreachable, retrying: {retry['error']}")
+        except (OSError, ValueError, KeyError):
+            pass
     healthy = all(p["running"] for p in processes.values()) and not errors
     return {"data_dir": str(settings.data_dir), "time_ms": int(time.time() * 1000), "healthy": healthy,
             "processes": processes, "routes": routes, "errors": errors}

@@ -86,12 +86,13 @@ def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = 
 def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverter:
     """The account converter of ``side``, reading Keycloak's database and this side's META."""
     realm = settings.keycloak_realm
+    retry_file = retrying_path(settings, side)
 
     def read(user_ids: list[str]) -> dict[str, Account]:
         def query() -> dict[str, Account]:
             with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5") as conn:
                 return read_accounts(conn, realm, user_ids)
-        return _retrying(query, f"{side} Keycloak database")
+        return _retrying(query, f"{side} Keycloak database", retry_file)
 
     def applied(usernames: list[str]) -> dict[str, tuple[str, str]]:
         def query() -> dict[str, tuple[str, str]]:
@@ -99,26 +100,38 @@ def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverte
                 rows = conn.execute("SELECT username, fingerprint, applied_at::text FROM platsync_keycloak_applied "
                                     "WHERE username = ANY(%s)", (usernames,)).fetchall()
             return {username: (fingerprint, token) for username, fingerprint, token in rows}
-        return _retrying(query, f"{side}/meta")
+        return _retrying(query, f"{side}/meta", retry_file)
 
     def realm_id() -> str | None:
         def query() -> str | None:
             with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5") as conn:
                 row = conn.execute("SELECT id FROM realm WHERE name = %s", (realm,)).fetchone()
             return None if row is None else str(row[0])
-        return _retrying(query, f"{side} Keycloak database")
+        return _retrying(query, f"{side} Keycloak database", retry_file)
 
     return KeycloakAccountConverter(side, read, applied, key_ring_for(settings), realm_id)
 
 
-def _retrying(action: Callable[[], T], what: str) -> T:
-    """Run ``action``, retrying with back-off while the database is unreachable (nothing is acked meanwhile)."""
+def retrying_path(settings: Settings, side: str) -> Path:
+    """What the capture of ``side`` is currently retrying (absent when nothing is), for ``status``."""
+    return settings.data_dir / "state" / "capture" / f"{side}.retrying.json"
+
+
+def _retrying(action: Callable[[], T], what: str, retry_file: Path) -> T:
+    """Run ``action``, retrying with back-off while the database is unreachable (nothing is acked meanwhile).
+
+    While it retries, ``retry_file`` names what is unreachable so that ``platsync status`` shows it.
+    """
     delay = 0.5
     while True:
         try:
-            return action()
+            result = action()
+            retry_file.unlink(missing_ok=True)
+            return result
         except psycopg.OperationalError as exc:
             log.error("%s unreachable, retrying in %.1fs: %s", what, delay, exc)
+            _write_json(retry_file, {"what": what, "error": str(exc).strip()[:500],
+                                     "since_ts_ms": time.time_ns() // 10**6})
             time.sleep(delay)
             delay = min(10.0, delay * 2)
 
@@ -307,6 +320,7 @@ def run(settings: Settings, side: str) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     ensure_topics(settings, side)
     (settings.data_dir / "capture").mkdir(parents=True, exist_ok=True)
+    retrying_path(settings, side).unlink(missing_ok=True)  # left by a capture killed while retrying
     start_jvm()
     captures = [StoreCapture(settings, side, store) for store in CAPTURED_STORES[side]]
     for c in captures:

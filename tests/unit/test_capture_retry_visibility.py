@@ -1,0 +1,35 @@
+"""A capture waiting for an unreachable database says so in `platsync status`, and stops saying so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+from connectors.capture.runner import _retrying, retrying_path
+from infra.local.process import free_port
+from streams.settings import load_settings
+from streams.status import collect_status
+
+
+def test_retry_is_visible_while_it_lasts_and_cleared_after(tmp_path: Path) -> None:
+    settings = load_settings(env={}, data_dir=tmp_path, pg_local_port=free_port(), pg_remote_port=free_port())
+    retry_file = retrying_path(settings, "local")
+    closed = free_port()
+    seen_while_retrying: list[list[str]] = []
+    attempts = 0
+
+    def action() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            psycopg.connect(f"host=127.0.0.1 port={closed} connect_timeout=1")  # nothing listens: fails
+        seen_while_retrying.append([e for e in collect_status(settings)["errors"] if e.startswith("capture local")])
+        return "done"
+
+    assert _retrying(action, "local Keycloak database", retry_file) == "done"
+    assert attempts == 3
+    (errors,) = seen_while_retrying
+    assert errors and "local Keycloak database unreachable, retrying" in errors[0]
+    assert not retry_file.exists()
+    assert not [e for e in collect_status(settings)["errors"] if e.startswith("capture")]
