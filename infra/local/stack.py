@@ -67,7 +67,8 @@ def settings_file(settings: Settings) -> Path:
     return settings.data_dir / "platsync.toml"
 
 
-def _write_settings_file(settings: Settings) -> None:
+def write_settings_file(settings: Settings, path: Path | None = None) -> Path:
+    """Write ``settings`` as the TOML file child processes read (default: the data dir's); return its path."""
     lines = []
     for key, value in settings.as_dict().items():
         if isinstance(value, bool):
@@ -77,9 +78,10 @@ def _write_settings_file(settings: Settings) -> None:
         else:
             lines.append(f"{key} = {_toml_str(str(value))}")
     text = "# Effective settings of this data dir, written by 'platsync up'. Edit and restart to change.\n"
-    path = settings_file(settings)
+    path = path or settings_file(settings)
     path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
     tomllib.loads(path.read_text(encoding="utf-8"))  # never leave a file the children cannot read
+    return path
 
 
 def _toml_str(value: str) -> str:
@@ -122,7 +124,7 @@ class Stack:
         """Start everything not yet running and wait until the stack is ready."""
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        _write_settings_file(s)
+        write_settings_file(s)
         timeout = s.ready_timeout_s
         for side in SIDES:
             pg = postgres_instance(s, side)
@@ -167,7 +169,7 @@ class Stack:
     def keycloak_up(self, say: Say = print) -> None:
         """Start the embedded Keycloak stand-ins (PostgreSQL must run) and prepare Keycloak capture."""
         s = self.settings
-        _write_settings_file(s)
+        write_settings_file(s)
         from infra.local.keycloak_standin import standin_ready
 
         for side in embedded_keycloak_sides(s):

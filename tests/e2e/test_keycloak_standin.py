@@ -29,25 +29,12 @@ from connectors.keycloak.admin import KeycloakAccounts, login
 from infra.local.databases import postgres_instance
 from infra.local.keycloak_standin import standin_ready, standin_url
 from infra.local.process import ProcessSpec, free_port, log_path, start_process, stop_process, wait_until
+from infra.local.stack import write_settings_file
 from streams.settings import Settings
 from tests.support import keycloak_scenarios as sc
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_postgres
 
 pytestmark = pytest.mark.e2e
-
-
-def write_settings(settings: Settings, path: Path) -> Path:
-    """The settings as a TOML file the stand-in process reads (``--config``)."""
-    lines = []
-    for key, value in settings.as_dict().items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            lines.append(f"{key} = {value}")
-        else:
-            lines.append(f"{key} = {json.dumps(str(value))}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def standin_spec(settings: Settings, side: str, config: Path) -> ProcessSpec:
@@ -91,7 +78,7 @@ def standins() -> Iterator[Standins]:
         with running_postgres(settings):
             for side, ttl in (("local", 300), ("remote", 2)):
                 postgres_instance(settings, side).ensure_databases(("keycloak",))
-                config = write_settings(dataclasses.replace(settings, keycloak_token_ttl_s=ttl),
+                config = write_settings_file(dataclasses.replace(settings, keycloak_token_ttl_s=ttl),
                                         data_dir / f"kc-{side}.toml")
                 start_process(data_dir, standin_spec(settings, side, config))
                 started.append(f"keycloak-{side}")
@@ -222,7 +209,7 @@ def test_request_log_never_holds_a_password_or_hash(standins: Standins) -> None:
 
 def test_sigterm_stops_the_standin_with_exit_code_0(standins: Standins, tmp_path: Path) -> None:
     settings = dataclasses.replace(standins.settings, keycloak_local_port=free_port())
-    config = write_settings(settings, tmp_path / "kc.toml")
+    config = write_settings_file(settings, tmp_path / "kc.toml")
     proc = subprocess.Popen([sys.executable, "-m", "infra.local.keycloak_standin", "--side", "local",  # noqa: S603
                              "--config", str(config)], cwd=Path(__file__).resolve().parents[2],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
