@@ -64,6 +64,8 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
     app = faust.App(
         settings.consumer_group(route),
         broker=f"kafka://{settings.broker_bootstrap}",
+        # The worker runs on the side it writes; the link proxy (infra/local/link.py) reads the side here.
+        broker_client_id=f"platsync-{ROUTES[route][1]}-worker-{route}",
         store="memory://",
         autodiscover=False,
         web_enabled=False,

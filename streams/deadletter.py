@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from confluent_kafka import Producer
 
 from streams.codec import encode
+from streams.model import ROUTES
 from streams.settings import Settings
 
 
@@ -31,6 +32,8 @@ class DeadLetterWriter:
         self.topic = settings.dead_letter_topic(route)
         self._producer = Producer({
             "bootstrap.servers": settings.broker_bootstrap, "enable.idempotence": True,
+            # The worker runs on the side it writes: its client id names that side for the link.
+            "client.id": f"platsync-{ROUTES[route][1]}-worker-{route}-dlq",
             "acks": "all", "linger.ms": 5})
         self._pending: list[bytes] = []
 

@@ -52,6 +52,11 @@ def route_for_source(side: str) -> str:
     return f"{side}_to_{other_side(side)}"
 
 
+def route_for_target(side: str) -> str:
+    """Return the route name applying changes to the stores of ``side``."""
+    return f"{other_side(side)}_to_{side}"
+
+
 @dataclass(frozen=True)
 class ChangeEvent:
     """One row change captured from a source store, with the API that caused it.

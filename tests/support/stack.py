@@ -25,9 +25,12 @@ def make_data_dir(prefix: str = "platsync-test-") -> Path:
 def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
     """Settings on free ports rooted in ``data_dir``, ignoring the caller's environment."""
     return load_settings(
-        env={}, data_dir=data_dir, broker_port=free_port(), pg_local_port=free_port(),
-        pg_remote_port=free_port(), keycloak_local_port=free_port(), keycloak_remote_port=free_port(),
-        **overrides)
+        env={}, data_dir=data_dir, **{**{name: free_port() for name in PORT_SETTINGS}, **overrides})
+
+
+#: Every port setting of the stack (each test stack gets free ones).
+PORT_SETTINGS = ("broker_port", "broker_listen_port", "pg_local_port", "pg_remote_port", "keycloak_local_port",
+                 "keycloak_remote_port", "mode_local_port", "mode_remote_port")
 
 
 @contextmanager

@@ -1,0 +1,77 @@
+"""``platsync link down|up``: a real network cut between the hospital's processes and the broker.
+
+During the cut both sides keep accepting API calls; nothing crosses; after ``link up`` both
+sides converge from the broker's retained log (remote -> local) and the local capture's own
+position in its replication slot (local -> remote), with the same processes still running.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from connectors.reference_api.service import ReferenceApi
+from infra.local.stack import Stack
+from streams.settings import Settings
+from tests.support.helpers import platsync
+
+pytestmark = pytest.mark.e2e
+
+PATIENT = {"family_name": "佐藤", "given_name": "花子", "birth_date": "1980-01-02", "sex": "female",
+           "institution_code": "1310000001"}
+
+
+def patient_row(settings: Settings, side: str, patient_id: str) -> tuple | None:
+    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+        return conn.execute("SELECT id, patient_number, family_name, version, record_id FROM patients "
+                            "WHERE id = %s", (patient_id,)).fetchone()
+
+
+@pytest.fixture()
+def cut(stack: Stack) -> Iterator[Settings]:
+    """The link cut for the test; restored whatever happens."""
+    s = stack.settings
+    result = platsync(s, "link", "down", "--note", "test")
+    assert result.returncode == 0, result.stderr
+    assert "DOWN" in result.stdout
+    try:
+        yield s
+    finally:
+        restored = platsync(s, "link", "up")
+        assert restored.returncode == 0, restored.stderr
+
+
+def test_link_cut_isolates_the_sides_and_they_converge_after_restore(stack: Stack, cut: Settings) -> None:
+    s = cut
+    pids_before = stack.running()
+    made: dict[str, str] = {}
+    for side in ("local", "remote"):
+        with ReferenceApi(s, side) as api:  # both sides keep working through the cut
+            made[side] = api.call("PRV_PAT_001", PATIENT | {"family_name": f"佐藤-{side}"})["written"]["meta"][
+                "patients"][0]
+    other = {"local": "remote", "remote": "local"}
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:  # nothing crosses while the link is down
+        for side, pid in made.items():
+            assert patient_row(s, other[side], pid) is None, f"{side} patient reached {other[side]} through a cut link"
+        time.sleep(0.5)
+    state = json.loads(platsync(s, "link", "status", "--json").stdout)
+    assert state["up"] is False and state["cut"] + state["refused"] > 0, state
+    assert state["open_connections"]["local"] == 0, state
+
+    restored = platsync(s, "link", "up")
+    assert restored.returncode == 0 and "link up" in restored.stdout, restored.stdout + restored.stderr
+    synced = platsync(s, "wait-synced", "--timeout", "120", timeout=180)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    for side, pid in made.items():
+        assert patient_row(s, other[side], pid) == patient_row(s, side, pid) is not None
+    assert stack.running() == pids_before, "a process had to be restarted to recover from the cut"
+
+
+def test_link_status_reports_the_cut_side(stack: Stack, cut: Settings) -> None:
+    result = platsync(cut, "link", "status")
+    assert result.returncode == 0 and "DOWN (local-side processes cut off the broker)" in result.stdout
