@@ -114,8 +114,10 @@ class Stack:
 
     def topics(self) -> list[str]:
         """Every topic the stack uses: one per captured database, one dead-letter topic per route."""
+        from infra.local.recovery import incarnation_topic
+
         names = [self.settings.topic(side, store) for side in SIDES for store in CAPTURED_STORES[side]]
-        return names + [self.settings.dead_letter_topic(route) for route in ROUTES]
+        return names + [self.settings.dead_letter_topic(route) for route in ROUTES] + [incarnation_topic(self.settings)]
 
     def running(self) -> dict[str, int | None]:
         """Pid of each component, or None if it is not running."""
@@ -147,6 +149,7 @@ class Stack:
                    log=log_path(s.data_dir, "link"))
         self.broker.ensure_topics(self.topics())
         say(f"broker ready on {s.broker_bootstrap} ({len(self.topics())} topics)")
+        self._recover_broker_loss(say)
         from connectors.capture.runner import capture_ready
 
         for side in SIDES:
@@ -170,6 +173,22 @@ class Stack:
             wait_until(lambda route=route: self._worker_ready(route), timeout, f"worker {route}",
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
+
+    def _recover_broker_loss(self, say: Say) -> None:
+        """If the broker restarted without its log, re-capture both sides before the engine resumes."""
+        from infra.local.recovery import broker_lost_log, ensure_incarnation, recapture_all
+
+        if not broker_lost_log(self.settings):
+            ensure_incarnation(self.settings)
+            return
+        say("the broker restarted without its log (memory storage): stopping captures and workers, "
+            "re-capturing both sides from the stores")
+        pids = self.running()
+        for component in components(self.settings):
+            if component.kind in ("capture", "worker"):
+                self._stop(component, pids, say)
+        recapture_all(self.settings, say)
+        say("re-capture done: captures and workers start again from the new log")
 
     def keycloak_up(self, say: Say = print) -> None:
         """Start the embedded Keycloak stand-ins (PostgreSQL must run) and prepare Keycloak capture."""

@@ -1,0 +1,131 @@
+"""Re-capture: publish the current state of every synced row a side's APIs wrote.
+
+Used when the broker lost its log (the embedded broker keeps it in memory, so a ``kill -9``
+of the broker loses what it held) and by operators after any loss of the topics. The
+captures' positions have moved past changes the broker no longer has; re-sending the current
+state of each row is enough, because every sink apply is state-based, idempotent and
+version-guarded (an older or identical state changes nothing).
+
+Which API wrote a row is recovered exactly, with no extra column: PostgreSQL's ``xmin`` of the
+row is the (32-bit) id of the transaction that last wrote it, and every API transaction left a
+``platsync_txn_marker`` row with its 64-bit ``txid``. The rules are the capture's own:
+
+- last written by this side's API -> re-sent as op ``r`` with that API id and call id;
+- last written by the sync engine (the state came from the other side) -> not re-sent: the
+  other side's re-capture sends it (no echo);
+- no marker (written outside the APIs) -> not re-sent, counted: the live capture sends such
+  changes to the dead-letter topic as unmarked, and re-capture does not invent an API for them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+
+from connectors.stores.tables import SYNCED_TABLES
+from streams.model import DATABASE_STORES, ChangeEvent, RowValue
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 5000
+_XID_MODULUS = 2**32
+
+
+@dataclass
+class ResyncReport:
+    """What one side's re-capture sent and skipped, per store."""
+
+    side: str
+    sent: dict[str, int] = field(default_factory=dict)
+    echoes_skipped: dict[str, int] = field(default_factory=dict)
+    unmarked_skipped: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line per store for operators."""
+        return "; ".join(f"{self.side}/{store}: {self.sent.get(store, 0)} re-sent, "
+                         f"{self.echoes_skipped.get(store, 0)} from the other side skipped, "
+                         f"{self.unmarked_skipped.get(store, 0)} without API marker skipped"
+                         for store in DATABASE_STORES[self.side])
+
+
+@dataclass(frozen=True)
+class _Marker:
+    api_id: str
+    call_id: str | None
+    origin_side: str
+    applied_by_sync: bool
+    txid: int
+    created_ms: int
+
+
+def _wire(value: Any) -> RowValue:
+    """A column value in the form the live capture produces (Debezium ``isostring`` times)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def _markers(conn: psycopg.Connection[Any]) -> dict[int, _Marker]:
+    """The latest marker per 32-bit transaction id."""
+    rows = conn.execute(
+        "SELECT txid, api_id, call_id, origin_side, applied_by_sync, "
+        "(extract(epoch from created_at) * 1000)::bigint FROM platsync_txn_marker ORDER BY id").fetchall()
+    return {txid % _XID_MODULUS: _Marker(api, call, origin, bool(by_sync), txid, created)
+            for txid, api, call, origin, by_sync, created in rows}
+
+
+def resync_store(settings: Settings, side: str, store: str,
+                 publish: Callable[[list[ChangeEvent]], None], report: ResyncReport,
+                 now_ms: Callable[[], int]) -> None:
+    """Publish the current state of every row of ``store`` on ``side`` last written by its APIs."""
+    sent = echoes = unmarked = 0
+    with psycopg.connect(settings.libpq_dsn(side, store)) as conn:
+        lsn = conn.execute("SELECT (pg_current_wal_lsn() - '0/0')::bigint").fetchone()[0]
+        markers = _markers(conn)
+        conn.commit()
+        for table in SYNCED_TABLES[store]:
+            for batch in _rows(conn, table):
+                events = []
+                for xmin, row in batch:
+                    marker = markers.get(xmin)
+                    if marker is None:
+                        unmarked += 1
+                        continue
+                    if marker.applied_by_sync or marker.origin_side != side:
+                        echoes += 1
+                        continue
+                    events.append(ChangeEvent(
+                        event_id=f"{side}.{store}:resync:{lsn}:{sent + len(events)}", source_side=side,
+                        source_store=store, table=table, op="r", key=str(row["id"]), version=int(row["version"]),
+                        row={k: _wire(v) for k, v in row.items()}, api_id=marker.api_id, call_id=marker.call_id,
+                        origin_side=side, lsn=lsn, txid=marker.txid, commit_ts_ms=marker.created_ms,
+                        captured_ts_ms=now_ms()))
+                if events:
+                    publish(events)
+                    sent += len(events)
+    report.sent[store] = sent
+    report.echoes_skipped[store] = echoes
+    report.unmarked_skipped[store] = unmarked
+    if unmarked:
+        log.warning("%s/%s: %d row(s) last written outside the APIs (no marker) were not re-sent",
+                    side, store, unmarked)
+
+
+def _rows(conn: psycopg.Connection[Any], table: str) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    """Every row of ``table`` with the 32-bit id of the transaction that last wrote it, in batches."""
+    with conn.transaction(), conn.cursor(name=f"resync_{table}") as cur:
+        cur.itersize = BATCH_ROWS
+        cur.execute(f"SELECT xmin::text::bigint AS platsync_xmin, t.* FROM {table} t ORDER BY id")  # noqa: S608
+        columns = [d.name for d in cur.description or []]
+        while rows := cur.fetchmany(BATCH_ROWS):
+            yield [(int(r[0]), dict(zip(columns[1:], r[1:], strict=True))) for r in rows]

@@ -1,0 +1,123 @@
+"""Recovery of the embedded stack after its broker lost its log.
+
+The embedded broker keeps its log in memory (the only durable engine it ships, S3, would need
+an S3 server, and the one installable here keeps its objects in memory too). So the design is
+not to need the broker's data: every ``up`` checks whether the broker still holds the
+*incarnation token* it wrote there; if it does not, the broker restarted empty, and ``up``
+stops the captures and workers, re-captures both sides (``connectors.capture.resync``: the
+current state of every row their APIs wrote, from the data itself), writes a new token and
+starts the captures and workers again. Consumer offsets died with the broker; the workers start
+from the beginning of the new, re-captured log; the sinks make every repeat harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from connectors.capture.resync import ResyncReport, resync_store
+from streams.model import DATABASE_STORES, SIDES, ChangeEvent
+from streams.settings import Settings
+
+Say = Callable[[str], None]
+ADMIN_CLIENT_ID = "platsync-admin-recovery"
+
+
+def incarnation_topic(settings: Settings) -> str:
+    """The topic holding the broker incarnation token."""
+    return f"{settings.topic_prefix}.broker-incarnation"
+
+
+def _state_path(settings: Settings) -> Path:
+    return settings.data_dir / "state" / "broker.json"
+
+
+def _read_state(settings: Settings) -> dict[str, Any]:
+    try:
+        doc = json.loads(_state_path(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def tokens_on_broker(settings: Settings, timeout_s: float = 3.0) -> list[str]:
+    """Every incarnation token the broker holds (read from the beginning of the topic)."""
+    consumer = Consumer({"bootstrap.servers": settings.broker_bootstrap, "client.id": ADMIN_CLIENT_ID,
+                         "group.id": f"platsync-incarnation-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(incarnation_topic(settings), 0, 0)])
+        tokens: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if tokens:
+                    break
+                continue
+            if msg.error() is None and msg.value():
+                tokens.append(msg.value().decode())
+                deadline = max(deadline, time.monotonic() + 0.5)
+        return tokens
+    finally:
+        consumer.close()
+
+
+def write_incarnation(settings: Settings) -> str:
+    """Write a new token to the broker and remember it in the data dir."""
+    token = uuid.uuid4().hex
+    producer = Producer({"bootstrap.servers": settings.broker_bootstrap, "client.id": ADMIN_CLIENT_ID,
+                         "acks": "all"})
+    producer.produce(incarnation_topic(settings), value=token.encode())
+    if producer.flush(10):
+        raise RuntimeError("the broker did not acknowledge the incarnation token")
+    path = _state_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"token": token, "written_ts_ms": time.time_ns() // 10**6}) + "\n",
+                    encoding="utf-8")
+    return token
+
+
+def broker_lost_log(settings: Settings) -> bool:
+    """True if this data dir wrote a token to the broker and the broker no longer has it."""
+    token = _read_state(settings).get("token")
+    return bool(token) and token not in tokens_on_broker(settings)
+
+
+def ensure_incarnation(settings: Settings) -> None:
+    """Write the first token of a data dir (nothing to recover before it)."""
+    if not _read_state(settings).get("token"):
+        write_incarnation(settings)
+
+
+def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
+    """Re-capture every database store of ``side`` into its topics."""
+    from connectors.capture.runner import Publisher
+
+    report = ResyncReport(side)
+    for store in DATABASE_STORES[side]:
+        publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-resync-{store}")
+        started = time.monotonic()
+
+        def publish(events: list[ChangeEvent], publisher: Any = publisher, store: str = store,
+                    started: float = started) -> None:
+            publisher.publish(events)
+            done = report.sent.get(store, 0) + len(events)
+            report.sent[store] = done
+            say(f"  re-captured {side}/{store}: {done} rows ({time.monotonic() - started:.1f}s)")
+
+        resync_store(settings, side, store, publish, report, lambda: time.time_ns() // 10**6)
+    say(f"re-capture {report.summary()}")
+    return report
+
+
+def recapture_all(settings: Settings, say: Say) -> list[ResyncReport]:
+    """Re-capture both sides, then write a new incarnation token."""
+    reports = [resync_side(settings, side, say) for side in SIDES]
+    write_incarnation(settings)
+    return reports
