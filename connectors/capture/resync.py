@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 
 from connectors.stores.tables import SYNCED_TABLES
-from streams.model import DATABASE_STORES, ChangeEvent, RowValue
+from streams.model import CAPTURED_STORES, ChangeEvent, RowValue
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class ResyncReport:
         return "; ".join(f"{self.side}/{store}: {self.sent.get(store, 0)} re-sent, "
                          f"{self.echoes_skipped.get(store, 0)} from the other side skipped, "
                          f"{self.unmarked_skipped.get(store, 0)} without API marker skipped"
-                         for store in DATABASE_STORES[self.side])
+                         for store in CAPTURED_STORES[self.side])
 
 
 @dataclass(frozen=True)
@@ -129,3 +129,39 @@ def _rows(conn: psycopg.Connection[Any], table: str) -> Iterator[list[tuple[int,
         columns = [d.name for d in cur.description or []]
         while rows := cur.fetchmany(BATCH_ROWS):
             yield [(int(r[0]), dict(zip(columns[1:], r[1:], strict=True))) for r in rows]
+
+
+def resync_keycloak(settings: Settings, side: str, publish: Callable[[list[ChangeEvent]], None],
+                    report: ResyncReport, now_ms: Callable[[], int]) -> None:
+    """Publish the current state of every account of the synced realm on ``side``.
+
+    An account whose state is the one the engine last applied from the other side is skipped
+    (the other side re-sends it). The version is the Keycloak database's current LSN, newer than
+    anything this side sent before, as the live capture's versions are source LSNs.
+    """
+    from connectors.keycloak.accounts import ACCOUNT_TABLE, account_to_row, read_accounts
+    from connectors.keycloak.crypto import key_ring_for
+
+    ring = key_ring_for(settings)
+    with psycopg.connect(settings.keycloak_db_dsn(side)) as conn:
+        lsn = conn.execute("SELECT (pg_current_wal_lsn() - '0/0')::bigint").fetchone()[0]
+        ids = [r[0] for r in conn.execute(
+            "SELECT u.id FROM user_entity u JOIN realm r ON r.id = u.realm_id WHERE r.name = %s "
+            "AND u.service_account_client_link IS NULL ORDER BY u.username", (settings.keycloak_realm,))]
+        accounts = read_accounts(conn, settings.keycloak_realm, ids)
+    with psycopg.connect(settings.libpq_dsn(side, "meta")) as meta:
+        applied = dict(meta.execute("SELECT username, fingerprint FROM platsync_keycloak_applied").fetchall())
+    events, echoes = [], 0
+    for account in accounts.values():
+        if applied.get(account.username) == account.fingerprint():
+            echoes += 1
+            continue
+        events.append(ChangeEvent(
+            event_id=f"{side}.keycloak:resync:{lsn}:{account.username}", source_side=side, source_store="keycloak",
+            table=ACCOUNT_TABLE, op="r", key=account.username, version=lsn, row=account_to_row(account, ring),
+            api_id="PRV_ATH_001", call_id=None, origin_side=side, lsn=lsn, txid=0, commit_ts_ms=now_ms(),
+            captured_ts_ms=now_ms()))
+    if events:
+        publish(events)
+    report.sent["keycloak"] = len(events)
+    report.echoes_skipped["keycloak"] = echoes

@@ -21,8 +21,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.capture.resync import ResyncReport, resync_store
-from streams.model import DATABASE_STORES, SIDES, ChangeEvent
+from connectors.capture.resync import ResyncReport, resync_keycloak, resync_store
+from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.settings import Settings
 
 Say = Callable[[str], None]
@@ -100,7 +100,7 @@ def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
     from connectors.capture.runner import Publisher
 
     report = ResyncReport(side)
-    for store in DATABASE_STORES[side]:
+    for store in CAPTURED_STORES[side]:
         publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-resync-{store}")
         started = time.monotonic()
 
@@ -111,7 +111,10 @@ def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
             report.sent[store] = done
             say(f"  re-captured {side}/{store}: {done} rows ({time.monotonic() - started:.1f}s)")
 
-        resync_store(settings, side, store, publish, report, lambda: time.time_ns() // 10**6)
+        if store == "keycloak":
+            resync_keycloak(settings, side, publish, report, lambda: time.time_ns() // 10**6)
+        else:
+            resync_store(settings, side, store, publish, report, lambda: time.time_ns() // 10**6)
     say(f"re-capture {report.summary()}")
     return report
 

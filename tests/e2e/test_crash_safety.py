@@ -13,16 +13,18 @@ import random
 import signal
 import threading
 import time
+import uuid
 
 import psycopg
 import pytest
 import sqlalchemy.exc
 
 from connectors.reference_api.service import ReferenceApi
-from infra.local.process import read_pid
+from infra.local.process import read_pid, wait_until
 from infra.local.stack import Stack
 from streams.settings import Settings
-from tests.support.helpers import platsync
+from streams.status import capture_state
+from tests.support.helpers import can_login, platsync
 from tests.support.snapshot import snapshot
 
 pytestmark = pytest.mark.e2e
@@ -107,3 +109,35 @@ def test_postgres_kill_9_mid_stream_then_up_converges(stack: Stack, victim: str)
     result = platsync(stack.settings, "up", "--detach", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert_converged(stack, acked)
+
+
+def test_changes_the_broker_held_but_nobody_applied_are_recaptured(stack: Stack) -> None:
+    """Deterministic loss: the worker is stopped, the capture published, then the broker dies."""
+    s = stack.settings
+    worker = read_pid(s.data_dir, "worker-local_to_remote")
+    assert worker is not None
+    os.kill(worker, signal.SIGTERM)
+    wait_until(lambda: read_pid(s.data_dir, "worker-local_to_remote") is None, 60, "worker stopped")
+    produced = {store: int(capture_state(s, "local", store).get("events_produced", 0))
+                for store in ("meta", "keycloak")}
+    username, password = f"crash-{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex}"
+    with ReferenceApi(s, "local") as api:
+        docs = api.call("PRV_DOC_006", {"documents": [
+            {"patient_id": "p-crash", "doc_type": "note", "title": f"held-{i}", "media_type": "text/plain",
+             "content_text": f"held {i}", "signed_by": "dr"} for i in range(3)]})["written"]["meta"]["documents"]
+        api.call("PRV_STF_003", {"staff_code": f"C-{username}", "display_name": "救急 医師", "role": "doctor",
+                                 "username": username, "password": password, "email": f"{username}@example.jp"})
+    wait_until(lambda: all(int(capture_state(s, "local", st).get("events_produced", 0)) > n
+                           for st, n in produced.items()), 60, "the capture published to the broker")
+    broker = read_pid(s.data_dir, "broker")
+    assert broker is not None
+    os.kill(broker, signal.SIGKILL)
+    result = platsync(s, "up", "--detach", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "re-capture local/meta" in result.stdout, result.stdout
+    synced = platsync(s, "wait-synced", "--timeout", "180", timeout=240)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+        titles = {r[0] for r in conn.execute("SELECT title FROM documents WHERE id = ANY(%s)", (docs,))}
+    assert titles == {"held-0", "held-1", "held-2"}
+    assert can_login(s, "remote", username, password)
