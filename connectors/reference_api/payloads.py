@@ -17,7 +17,8 @@ Payload formats (``?`` = optional; "string" = non-empty string):
 ``PRV_ATH_001``  not parsed here (Keycloak account sync is issue #3)
 ``PRV_DOC_006``  ``{documents: [NEW, ...]}`` or a single ``NEW`` as the payload (bulk of one);
                  ``NEW = {patient_id, doc_type, title, media_type, content_base64 | content_text,
-                 signed_by, content_hash?}``
+                 signed_by, content_hash?, document_number?}`` (without a number, the side's
+                 range assigns one)
 ``PRV_DOC_007``  ``{documents: [{id, title?, doc_type?, media_type?, content_base64 |
                  content_text?, content_hash?, signed_by}, ...]}`` (at least one change besides
                  ``signed_by``)
@@ -216,6 +217,7 @@ class NewDocument:
     media_type: str
     content: bytes = field(repr=False)
     signed_by: str
+    document_number: str | None = None
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ def parse_staff_with_credentials(data: Any) -> StaffCredentialsPayload:
 
 
 _NEW_DOC_KEYS = ("patient_id", "doc_type", "title", "media_type", *_CONTENT_KEYS, "content_hash",
-                 "signed_by")
+                 "signed_by", "document_number")
 
 
 def _new_document(o: _Obj) -> NewDocument:
@@ -309,7 +311,8 @@ def _new_document(o: _Obj) -> NewDocument:
     media_type = o.media_type(required=True)
     content = o.content(required=True)
     assert media_type is not None and content is not None
-    return NewDocument(patient_id, doc_type, title, media_type, content, o.req("signed_by"))
+    return NewDocument(patient_id, doc_type, title, media_type, content, o.req("signed_by"),
+                       o.string("document_number", required=False))
 
 
 def parse_document_registration(data: Any) -> DocumentsPayload:

@@ -31,7 +31,7 @@ from connectors.reference_api.accounts_api import create_staff_account, update_a
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
-from connectors.stores.serials import next_patient_number
+from connectors.stores.serials import next_document_numbers, next_patient_number
 from connectors.stores.tables import meta_metadata
 from streams.model import SIDES
 from streams.settings import Settings
@@ -265,20 +265,24 @@ class ReferenceApi:
     def register_documents(self, payload: p.DocumentsPayload | Mapping[str, Any], *,
                            call_id: str | None = None) -> dict[str, Any]:
         """PRV_DOC_006: per document a signed record in fructos_own and a ``documents`` row
-        (status ``registered``) in META pointing at it; all in one transaction per store."""
+        (status ``registered``, a document number from the side's range unless given) in META
+        pointing at it; all in one transaction per store."""
         docs = _typed(payload, p.DocumentsPayload, p.parse_document_registration).documents
         if not all(isinstance(d, p.NewDocument) for d in docs):
             raise TypeError("register_documents expects NewDocument items")
         with self._begin("PRV_DOC_006", call_id) as call:
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
+            numbers = iter(next_document_numbers(call.conn("meta"), self.side,
+                                                 sum(1 for d in docs if not d.document_number)))
             rows = []
             for d in docs:
                 doc_id, record_id = _new_id(), _new_id()
                 record = records.put(SignedRecord.new(record_id, "document", doc_id, d.media_type,
                                                       d.content, d.signed_by))
                 call.wrote("fructos_own", "signed_records", record_id)
-                rows.append({"id": doc_id, "patient_id": d.patient_id, "doc_type": d.doc_type,
-                             "title": d.title, "record_id": record_id,
+                number = d.document_number or next(numbers)
+                rows.append({"id": doc_id, "document_number": number, "patient_id": d.patient_id,
+                             "doc_type": d.doc_type, "title": d.title, "record_id": record_id,
                              "content_hash": record.content_hash, "status": "registered"})
             call.conn("meta").execute(insert(_DOCUMENTS), rows)
             for row in rows:

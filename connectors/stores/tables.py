@@ -108,6 +108,7 @@ def meta_metadata() -> MetaData:
             Column("role", Text, nullable=False),
             Column("username", Text))
     _synced("documents", md,
+            Column("document_number", Text),  # management serial (connectors/stores/serials.py)
             Column("patient_id", Text, nullable=False),
             Column("doc_type", Text, nullable=False),
             Column("title", Text, nullable=False),
@@ -178,6 +179,8 @@ def create_schema(conn: Connection, store: str, side: str, database: str) -> Non
     conn.execute(text(MARK_API_FUNCTION))
     if store == "meta":
         create_sequences(conn, side)
+        # Data dirs made before document numbers existed.
+        conn.execute(text("ALTER TABLE documents ADD COLUMN IF NOT EXISTS document_number text"))
     conn.execute(text(f"ALTER DATABASE \"{database}\" SET platsync.side = '{side}'"))
     conn.execute(text(f"SET platsync.side = '{side}'"))
 

@@ -1,4 +1,5 @@
-"""Patient numbers assigned on both sides never collide: disjoint per-side ranges (real PostgreSQL)."""
+"""Patient and document numbers assigned on both sides never collide: disjoint per-side ranges
+(real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import psycopg
 import pytest
 
 from connectors.reference_api.service import ReferenceApi
-from connectors.stores.serials import PATIENT_NUMBER_RANGES, SEQUENCE, SerialExhaustedError
+from connectors.stores.serials import DOCUMENT_NUMBER_RANGES, PATIENT_NUMBER_RANGES, SEQUENCE, SerialExhaustedError
 from streams.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -64,3 +65,40 @@ def test_an_exhausted_range_is_a_clear_error_and_writes_nothing(pg_settings: Set
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"SELECT setval('{SEQUENCE}', %s, %s)", saved)
+
+
+def doc(title: str, **extra: str) -> dict[str, str]:
+    return {"patient_id": "p-serial", "doc_type": "slip", "title": title, "media_type": "text/plain",
+            "content_text": f"{title} body", "signed_by": "dr", **extra}
+
+
+def document_numbers(settings: Settings, side: str, ids: list[str]) -> list[str]:
+    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+        by_id = dict(conn.execute("SELECT id, document_number FROM documents WHERE id = ANY(%s)", (ids,)).fetchall())
+    return [by_id[i] for i in ids]
+
+
+def test_document_numbers_come_from_disjoint_side_ranges_also_in_bulk(pg_settings: Settings) -> None:
+    assigned: dict[str, list[str]] = {}
+    for side in ("local", "remote"):
+        with ReferenceApi(pg_settings, side) as api:
+            ids = api.call("PRV_DOC_006", {"documents": [doc(f"{side}-{i}") for i in range(25)]})["written"][
+                "meta"]["documents"]
+            ids += api.call("PRV_DOC_006", doc(f"{side}-single"))["written"]["meta"]["documents"]
+        assigned[side] = document_numbers(pg_settings, side, ids)
+    for side, nums in assigned.items():
+        low, high = DOCUMENT_NUMBER_RANGES[side]
+        assert all(len(n) == 10 and low <= int(n) <= high for n in nums), (side, nums)
+        assert len(set(nums)) == len(nums) == 26
+        assert [int(n) for n in nums] == sorted(int(n) for n in nums)  # in the order of the bulk
+    assert not set(assigned["local"]) & set(assigned["remote"])
+
+
+def test_a_given_document_number_is_kept_and_others_in_the_bulk_are_assigned(pg_settings: Settings) -> None:
+    with ReferenceApi(pg_settings, "local") as api:
+        ids = api.call("PRV_DOC_006", {"documents": [doc("given", document_number="LEGACY-7"), doc("auto")]})[
+            "written"]["meta"]["documents"]
+    given, auto = document_numbers(pg_settings, "local", ids)
+    assert given == "LEGACY-7"
+    low, high = DOCUMENT_NUMBER_RANGES["local"]
+    assert low <= int(auto) <= high
