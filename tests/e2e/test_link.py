@@ -75,3 +75,36 @@ def test_link_cut_isolates_the_sides_and_they_converge_after_restore(stack: Stac
 def test_link_status_reports_the_cut_side(stack: Stack, cut: Settings) -> None:
     result = platsync(cut, "link", "status")
     assert result.returncode == 0 and "DOWN (local-side processes cut off the broker)" in result.stdout
+
+
+def report(settings: Settings, since: str) -> dict:
+    result = platsync(settings, "recovery-report", "--since", since, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_recovery_report_lists_what_each_side_entered_during_the_cut(stack: Stack, cut: Settings) -> None:
+    s = cut
+    since = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 1))
+    entered: dict[str, set[str]] = {}
+    for side in ("local", "remote"):
+        with ReferenceApi(s, side) as api:
+            docs = api.call("PRV_DOC_006", {"documents": [
+                {"patient_id": "p-report", "doc_type": "slip", "title": f"{side}-{i}", "media_type": "text/plain",
+                 "content_text": f"{side} {i}", "signed_by": "dr"} for i in range(2)]})
+        entered[side] = set(docs["written"]["meta"]["documents"])
+    during = report(s, since)["entries"]
+    docs_during = {(e["side"], e["row_id"]): e for e in during if e["table"] == "documents"}
+    for side, ids in entered.items():
+        for doc_id in ids:
+            entry = docs_during[(side, doc_id)]
+            assert entry["status"] == "copyable" and entry["api_id"] == "PRV_DOC_006", entry
+            assert entry["label"] and len(entry["label"]) == 10  # the document number
+    assert platsync(s, "link", "up").returncode == 0
+    assert platsync(s, "wait-synced", "--timeout", "120", timeout=180).returncode == 0
+    after = {(e["side"], e["row_id"]): e for e in report(s, since)["entries"] if e["table"] == "documents"}
+    for side, ids in entered.items():
+        for doc_id in ids:
+            assert after[(side, doc_id)]["status"] == "copied", after[(side, doc_id)]
+    text = platsync(s, "recovery-report", "--since", since)
+    assert text.returncode == 0 and "local: " in text.stdout and " copied" in text.stdout
