@@ -46,6 +46,12 @@ def cmd_link(args: argparse.Namespace) -> int:
               f"{settings.data_dir}/logs/link.log)")
         return 1
     print(_describe(state))
+    if up:
+        from infra.local.recovery import pending_sides, recapture_pending
+
+        if pending_sides(settings):
+            print("re-capturing what the broker lost while the link was down ...", flush=True)
+            recapture_pending(settings, lambda m: print(m, flush=True))
     return 0
 
 

@@ -84,14 +84,21 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             errors.append(f"capture {side}: {retry['what']} unreachable, retrying: {retry['error']}")
         except (OSError, ValueError, KeyError):
             pass
+    from streams.mode_state import all_modes
+
+    modes = all_modes(settings)
     healthy = all(p["running"] for p in processes.values()) and not errors
     return {"data_dir": str(settings.data_dir), "time_ms": int(time.time() * 1000), "healthy": healthy,
-            "processes": processes, "routes": routes, "errors": errors}
+            "modes": modes, "processes": processes, "routes": routes, "errors": errors}
 
 
 def render_status(status: dict[str, Any]) -> str:
     """A compact text table of :func:`collect_status`."""
     lines = [f"PLAT Sync  data dir {status['data_dir']}  {'HEALTHY' if status['healthy'] else 'DEGRADED'}", ""]
+    from streams.mode_state import describe
+
+    for doc in status.get("modes", {}).values():
+        lines.append(f"mode       {describe(doc)}")
     procs = "  ".join(f"{name}:{'up' if p['running'] else 'DOWN'}" for name, p in status["processes"].items())
     lines += [f"processes  {procs}", ""]
     lines.append(f"{'route':16} {'source store':24} {'captured':>9} {'applied':>9} {'writes':>8} "

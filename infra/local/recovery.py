@@ -68,19 +68,39 @@ def tokens_on_broker(settings: Settings, timeout_s: float = 3.0) -> list[str]:
         consumer.close()
 
 
-def write_incarnation(settings: Settings) -> str:
-    """Write a new token to the broker and remember it in the data dir."""
+def write_incarnation(settings: Settings, pending_sides: list[str] | None = None) -> str:
+    """Write a new token to the broker and remember it (and sides still to re-capture) in the data dir."""
     token = uuid.uuid4().hex
     producer = Producer({"bootstrap.servers": settings.broker_bootstrap, "client.id": ADMIN_CLIENT_ID,
                          "acks": "all"})
     producer.produce(incarnation_topic(settings), value=token.encode())
     if producer.flush(10):
         raise RuntimeError("the broker did not acknowledge the incarnation token")
+    _save_state(settings, {"token": token, "written_ts_ms": time.time_ns() // 10**6,
+                           "pending_sides": list(pending_sides or [])})
+    return token
+
+
+def _save_state(settings: Settings, doc: dict[str, Any]) -> None:
     path = _state_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"token": token, "written_ts_ms": time.time_ns() // 10**6}) + "\n",
-                    encoding="utf-8")
-    return token
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def pending_sides(settings: Settings) -> list[str]:
+    """Sides whose re-capture still waits for the link (the broker was lost during a cut)."""
+    return [side for side in _read_state(settings).get("pending_sides", []) if side in SIDES]
+
+
+def recapture_pending(settings: Settings, say: Say) -> list[ResyncReport]:
+    """Re-capture the sides left pending by a recovery during a cut (call once the link is up)."""
+    sides = pending_sides(settings)
+    reports = [resync_side(settings, side, say) for side in sides]
+    if sides:
+        _save_state(settings, {**_read_state(settings), "pending_sides": []})
+    return reports
 
 
 def broker_lost_log(settings: Settings) -> bool:
@@ -119,8 +139,9 @@ def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
     return report
 
 
-def recapture_all(settings: Settings, say: Say) -> list[ResyncReport]:
-    """Re-capture both sides, then write a new incarnation token."""
-    reports = [resync_side(settings, side, say) for side in SIDES]
-    write_incarnation(settings)
+def recapture_all(settings: Settings, say: Say, reachable: tuple[str, ...] = SIDES) -> list[ResyncReport]:
+    """Re-capture the ``reachable`` sides now, then write a new incarnation token; the others are
+    left pending until :func:`recapture_pending` (a side cut off the broker cannot publish)."""
+    reports = [resync_side(settings, side, say) for side in reachable]
+    write_incarnation(settings, [side for side in SIDES if side not in reachable])
     return reports

@@ -42,7 +42,7 @@ class Component:
     """One process of the stack."""
 
     name: str
-    kind: str  # postgres | keycloak | broker | link | capture | worker
+    kind: str  # postgres | keycloak | broker | link | capture | worker | mode
     side_or_route: str
 
 
@@ -60,6 +60,7 @@ def components(settings: Settings) -> list[Component]:
         + [Component("broker", "broker", ""), Component("link", "link", "")]
         + [Component(f"capture-{side}", "capture", side) for side in SIDES]
         + [Component(f"worker-{route}", "worker", route) for route in ROUTES]
+        + [Component(f"mode-{side}", "mode", side) for side in SIDES]
     )
 
 
@@ -115,9 +116,11 @@ class Stack:
     def topics(self) -> list[str]:
         """Every topic the stack uses: one per captured database, one dead-letter topic per route."""
         from infra.local.recovery import incarnation_topic
+        from streams.modes import heartbeat_topic
 
         names = [self.settings.topic(side, store) for side in SIDES for store in CAPTURED_STORES[side]]
-        return names + [self.settings.dead_letter_topic(route) for route in ROUTES] + [incarnation_topic(self.settings)]
+        return (names + [self.settings.dead_letter_topic(route) for route in ROUTES]
+                + [incarnation_topic(self.settings), heartbeat_topic(self.settings)])
 
     def running(self) -> dict[str, int | None]:
         """Pid of each component, or None if it is not running."""
@@ -168,27 +171,63 @@ class Stack:
             if read_pid(s.data_dir, name) is None:
                 worker_state_path(s, route).unlink(missing_ok=True)
                 start_process(s.data_dir, self._python_spec(name, "streams.worker", "--route", route))
+        from infra.local.link import CUT_SIDE, link_is_up
+
+        cut_route = None if link_is_up(s) else route_for_target(CUT_SIDE)
         for route in ROUTES:
             name = f"worker-{route}"
+            if route == cut_route:  # it cannot reach the broker before 'platsync link up'
+                say(f"worker {route} started; the link is down: it consumes once the link is restored")
+                continue
             wait_until(lambda route=route: self._worker_ready(route), timeout, f"worker {route}",
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
+        self._modes_up(say)
 
     def _recover_broker_loss(self, say: Say) -> None:
-        """If the broker restarted without its log, re-capture both sides before the engine resumes."""
-        from infra.local.recovery import broker_lost_log, ensure_incarnation, recapture_all
+        """If the broker restarted without its log, re-capture both sides before the engine resumes.
 
+        A side cut off by the link cannot publish: its re-capture waits for ``platsync link up``.
+        """
+        from infra.local.link import CUT_SIDE, link_is_up
+        from infra.local.recovery import (
+            broker_lost_log,
+            ensure_incarnation,
+            pending_sides,
+            recapture_all,
+            recapture_pending,
+        )
+
+        link_up = link_is_up(self.settings)
         if not broker_lost_log(self.settings):
             ensure_incarnation(self.settings)
+            if link_up and pending_sides(self.settings):
+                recapture_pending(self.settings, say)
             return
         say("the broker restarted without its log (memory storage): stopping captures and workers, "
-            "re-capturing both sides from the stores")
+            "re-capturing the stores")
         pids = self.running()
         for component in components(self.settings):
             if component.kind in ("capture", "worker"):
                 self._stop(component, pids, say)
-        recapture_all(self.settings, say)
+        reachable = SIDES if link_up else tuple(side for side in SIDES if side != CUT_SIDE)
+        recapture_all(self.settings, say, reachable)
+        if not link_up:
+            say(f"the link is down: the {CUT_SIDE} side is re-captured at 'platsync link up'")
         say("re-capture done: captures and workers start again from the new log")
+
+    def _modes_up(self, say: Say) -> None:
+        """Start each side's mode server (X-Hybridmode status endpoint) and wait until it answers."""
+        from infra.local.mode_server import mode_server_ready, mode_server_spec
+
+        s = self.settings
+        for side in SIDES:
+            name = f"mode-{side}"
+            if read_pid(s.data_dir, name) is None:
+                start_process(s.data_dir, mode_server_spec(s, side, settings_file(s)))
+            wait_until(lambda side=side: mode_server_ready(s, side), s.ready_timeout_s, f"mode server of {side}",
+                       alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
+            say(f"mode {side:6} served on http://{s.host}:{s.mode_port(side)}/status (X-Hybridmode)")
 
     def keycloak_up(self, say: Say = print) -> None:
         """Start the embedded Keycloak stand-ins (PostgreSQL must run) and prepare Keycloak capture."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import psycopg
@@ -108,3 +109,45 @@ def test_recovery_report_lists_what_each_side_entered_during_the_cut(stack: Stac
             assert after[(side, doc_id)]["status"] == "copied", after[(side, doc_id)]
     text = platsync(s, "recovery-report", "--since", since)
     assert text.returncode == 0 and "local: " in text.stdout and " copied" in text.stdout
+
+
+def hybridmode(settings: Settings, side: str) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://{settings.host}:{settings.mode_port(side)}/status", timeout=2) as r:
+            return r.headers.get("X-Hybridmode")
+    except OSError:
+        return None
+
+
+def test_modes_follow_the_link_emergency_then_recovery_then_normal(stack: Stack) -> None:
+    s = stack.settings
+    assert wait_for(lambda: hybridmode(s, "local") == hybridmode(s, "remote") == "normal", 60)
+    assert platsync(s, "link", "down").returncode == 0
+    try:
+        seen = wait_for(lambda: hybridmode(s, "local") == hybridmode(s, "remote") == "emergency",
+                        s.mode_peer_timeout_s + 30)
+        assert seen, (hybridmode(s, "local"), hybridmode(s, "remote"))
+        status = platsync(s, "status")
+        assert "local: EMERGENCY" in status.stdout and "remote: EMERGENCY" in status.stdout, status.stdout
+    finally:
+        assert platsync(s, "link", "up").returncode == 0
+    modes_seen: set[str] = set()
+
+    def back_to_normal() -> bool:
+        now = {hybridmode(s, side) for side in ("local", "remote")}
+        modes_seen.update(m for m in now if m)
+        return now == {"normal"}
+
+    assert wait_for(back_to_normal, 90), modes_seen
+    assert "recovery" in modes_seen
+    shown = json.loads(platsync(s, "mode", "show", "--json").stdout)
+    assert any(w.get("end_ts_ms") for w in shown["local"]["emergencies"]), shown["local"]
+
+
+def wait_for(predicate, timeout_s: float) -> bool:  # noqa: ANN001 - a test helper
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
