@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     link_cli.register(sub, common)
     mode_cli.register(sub, common)
     recovery_cli.register(sub, common)
+    from streams import conflicts_cli
+
+    conflicts_cli.register(sub, common)
     return parser
 
 

@@ -79,14 +79,18 @@ def encode_change(change: ChangeEvent) -> bytes:
     """Encode a :class:`ChangeEvent` against ``schemas/change_event.avsc``."""
     # A shallow copy: dataclasses.asdict deep-copies and was half of the encoding cost.
     record = {f.name: getattr(change, f.name) for f in fields(change)}
-    if change.row is not None:
-        record["row"] = {k: {"data": v} if isinstance(v, bytes) else v for k, v in change.row.items()}
+    for image in ("row", "before"):
+        value = record[image]
+        if value is not None:
+            record[image] = {k: {"data": v} if isinstance(v, bytes) else v for k, v in value.items()}
     return encode("change_event", record)
 
 
 def decode_change(data: bytes | None) -> ChangeEvent:
     """Decode a change event; raise :class:`DecodeError` if it is not a valid one."""
     record = decode("change_event", data)
-    if record["row"] is not None:
-        record["row"] = {k: v["data"] if isinstance(v, dict) else v for k, v in record["row"].items()}
+    for image in ("row", "before"):
+        value = record.get(image)
+        if value is not None:
+            record[image] = {k: v["data"] if isinstance(v, dict) else v for k, v in value.items()}
     return ChangeEvent(**record)

@@ -64,7 +64,9 @@ class ChangeEvent:
     ``row`` is the after-image (``None`` for a delete); ``version`` is the row's
     version column, used by sinks to refuse stale overwrites. ``origin_side`` is the
     side where the change was first made by an API; a change applied by the engine
-    keeps the origin of the change it reproduces.
+    keeps the origin of the change it reproduces. ``before`` is the before-image of an
+    update (``None`` otherwise): the state the change was made on, which lets the sinks
+    tell a fast-forward from a concurrent edit (see ``docs/conflicts.md``).
     """
 
     event_id: str
@@ -82,6 +84,7 @@ class ChangeEvent:
     txid: int
     commit_ts_ms: int
     captured_ts_ms: int
+    before: dict[str, RowValue] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Write:
     event_id: str
     api_id: str
     origin_side: str
+    before: dict[str, RowValue] | None = None  # before-image of an update (op 'u'), else None
 
 
 @dataclass(frozen=True)

@@ -84,12 +84,18 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             errors.append(f"capture {side}: {retry['what']} unreachable, retrying: {retry['error']}")
         except (OSError, ValueError, KeyError):
             pass
+    from streams.conflicts import open_conflict_count
     from streams.mode_state import all_modes
 
     modes = all_modes(settings)
+    try:
+        open_conflicts: int | None = open_conflict_count(settings)
+    except Exception:  # noqa: BLE001 - status must render even when a store is down
+        open_conflicts = None
     healthy = all(p["running"] for p in processes.values()) and not errors
     return {"data_dir": str(settings.data_dir), "time_ms": int(time.time() * 1000), "healthy": healthy,
-            "modes": modes, "processes": processes, "routes": routes, "errors": errors}
+            "modes": modes, "open_conflicts": open_conflicts, "processes": processes, "routes": routes,
+            "errors": errors}
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -99,6 +105,8 @@ def render_status(status: dict[str, Any]) -> str:
 
     for doc in status.get("modes", {}).values():
         lines.append(f"mode       {describe(doc)}")
+    if status.get("open_conflicts"):
+        lines.append(f"conflicts  {status['open_conflicts']} open: review with 'platsync conflicts list'")
     procs = "  ".join(f"{name}:{'up' if p['running'] else 'DOWN'}" for name, p in status["processes"].items())
     lines += [f"processes  {procs}", ""]
     lines.append(f"{'route':16} {'source store':24} {'captured':>9} {'applied':>9} {'writes':>8} "

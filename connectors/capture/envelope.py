@@ -9,6 +9,8 @@ Debezium PostgreSQL connector delivers (``handleJsonBatch``) into change events:
 - a change whose marker says it was applied by the engine on behalf of the other side
   (``origin_side != side``, or ``applied_by_sync``) is an echo: it is dropped and counted,
   which is the loop prevention at the source;
+- an update (op ``u``) carries its normalised before-image in ``before`` (the synced tables are
+  REPLICA IDENTITY FULL): the sinks use it to tell a fast-forward from a concurrent edit;
 - a row change without a marker becomes an event with ``api_id=None`` and ``origin_side=side``
   (the router dead-letters it as an unknown API);
 - a ``platsync_probe`` insert becomes an ``op="probe"`` event keyed by its ``probe_id``;
@@ -161,10 +163,12 @@ class TransactionStamper:
         if not isinstance(version, int) or isinstance(version, bool):
             raise EnvelopeError(f"{table}: version {version!r} is not an integer")
         row = None if op == "d" else self._normalise(table, image)
+        before = value.get("before") if op == "u" else None
         if marker is None:
             self.unmarked += 1
         return [self._event(ordinal, table, op, str(_need(image, "id", value_json)), version, row,
-                            marker, lsn, txid, commit_ts)]
+                            marker, lsn, txid, commit_ts,
+                            self._normalise(table, before) if isinstance(before, dict) else None)]
 
     def markers_state(self) -> dict[str, dict[str, Any]]:
         """The remembered markers as JSON-friendly data (``{txid: marker fields}``), oldest first."""
@@ -233,7 +237,7 @@ class TransactionStamper:
 
     def _event(self, ordinal: int, table: str, op: str, key: str, version: int,
                row: dict[str, RowValue] | None, marker: Marker | None, lsn: int, txid: int,
-               commit_ts: int) -> ChangeEvent:
+               commit_ts: int, before: dict[str, RowValue] | None = None) -> ChangeEvent:
         self.events += 1
         return ChangeEvent(
             event_id=f"{self.side}.{self.store}:{lsn}:{ordinal}",
@@ -251,6 +255,7 @@ class TransactionStamper:
             txid=txid,
             commit_ts_ms=commit_ts,
             captured_ts_ms=self._clock(),
+            before=before,
         )
 
     @staticmethod

@@ -170,7 +170,7 @@ class KeycloakAccountConverter:
             elif self._known.get(username) == fingerprint:
                 self.unchanged += 1  # rows were rewritten but the account is what we already sent
             else:
-                events.append(self._event(account, info))
+                events.append(self._event(account, info, self._known.get(username)))
             self._know(username, fingerprint)
         events.extend(probes)
         events.sort(key=lambda e: e.lsn)
@@ -180,19 +180,25 @@ class KeycloakAccountConverter:
             self.last_commit_ts_ms = max(self.last_commit_ts_ms, event.commit_ts_ms)
         return events
 
-    def _event(self, account: Account, info: _Touched) -> ChangeEvent:
+    def _event(self, account: Account, info: _Touched, base: str | None) -> ChangeEvent:
         op = "d" if account.deleted else ("c" if info.created else "u")
         return ChangeEvent(
+            # The state last known on both sides: the sink tells a fast-forward from a conflict by it.
+            before=None if base is None else {"fingerprint": base},
             event_id=f"{self.side}.{STORE}:{info.lsn}:{account.username}", source_side=self.side,
             source_store=STORE, table=ACCOUNT_TABLE, op=op, key=account.username, version=info.lsn,
             row=account_to_row(account, self.ring), api_id="PRV_STF_003" if info.created else "PRV_ATH_001",
             call_id=None, origin_side=self.side, lsn=info.lsn, txid=info.txid, commit_ts_ms=info.commit_ts_ms,
             captured_ts_ms=int(self.clock() * 1000))
 
-    # The stamper's marker persistence has no equivalent here: accounts are re-read, not stamped.
+    # Accounts are re-read, not stamped: what survives a restart is the state known on both sides.
     def markers_state(self) -> dict[str, Any]:
-        """Nothing to persist (see the module docstring)."""
-        return {}
+        """The last state known on both sides per username (the base of the next change)."""
+        return {"known": dict(self._known)}
 
-    def restore_markers(self, _state: dict[str, Any]) -> None:
-        """Nothing to restore."""
+    def restore_markers(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`markers_state` (before the first batch)."""
+        known = state.get("known") or {}
+        if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
+            raise EnvelopeError("saved Keycloak account states are malformed")
+        self._known.update(known)

@@ -157,3 +157,13 @@ def row_to_account(row: dict[str, RowValue], ring: KeyRing) -> Account:
 
 def _opt(value: RowValue) -> str | None:
     return None if value is None else str(value)
+
+
+def read_accounts_by_username(conn: psycopg.Connection[Any], realm: str, usernames: list[str]) -> dict[str, Account]:
+    """The current accounts of ``usernames`` in ``realm``, by username (absent: no such account)."""
+    if not usernames:
+        return {}
+    ids = [r[0] for r in conn.execute(
+        "SELECT u.id FROM user_entity u JOIN realm r ON r.id = u.realm_id WHERE r.name = %s "
+        "AND u.username = ANY(%s) AND u.service_account_client_link IS NULL", (realm, usernames))]
+    return {a.username: a for a in read_accounts(conn, realm, ids).values()}

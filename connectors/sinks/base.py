@@ -36,6 +36,7 @@ class SinkResult:
     applied: int = 0  # writes that changed the store
     stale: int = 0  # writes skipped by the version guard (already applied, or older)
     rejected: list[RejectedWrite] = field(default_factory=list)
+    conflicts: int = 0  # concurrent edits detected and recorded (docs/conflicts.md)
 
 
 class Sink(Protocol):

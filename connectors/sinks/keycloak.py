@@ -10,7 +10,9 @@ side's META database:
    exactly that fingerprint, once per token (an echo);
 2. after the request succeeded, the applied version (the source LSN) is recorded; a write with
    a version not newer than the applied one from the same origin is stale and skipped, so a
-   replay never puts an older state back.
+   replay never puts an older state back;
+3. an account changed on this side since the state the incoming change was based on is a
+   conflict, decided identically on both sides and recorded (``keycloak_conflicts``).
 
 Keycloak unreachable or answering 5xx -> :class:`StoreUnavailableError` (the batch is retried
 with back-off); a 409 on create means the user exists -> it is updated instead (idempotent);
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from connectors.keycloak.accounts import Account, row_to_account
+from connectors.keycloak.accounts import Account, read_accounts_by_username, row_to_account
 from connectors.keycloak.admin import (
     KeycloakError,
     KeycloakRejectedError,
@@ -33,6 +35,7 @@ from connectors.keycloak.admin import (
 )
 from connectors.keycloak.crypto import CredentialKeyError, KeyRing, key_ring_for
 from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableError
+from connectors.sinks.keycloak_conflicts import account_winner, is_conflict, record_conflict
 from streams.model import Write
 from streams.settings import Settings
 
@@ -55,6 +58,8 @@ class KeycloakSink:
     def __init__(self, settings: Settings, side: str, ring: KeyRing | None = None) -> None:
         self.side = side
         self._meta = settings.libpq_dsn(side, "meta") + " connect_timeout=5"
+        self._keycloak_db = settings.keycloak_db_dsn(side) + " connect_timeout=5"
+        self._realm = settings.keycloak_realm
         self._ring = ring or key_ring_for(settings)
         self._accounts = accounts_for(settings, side)
 
@@ -71,9 +76,10 @@ class KeycloakSink:
         result = SinkResult(stale=len(writes) - len(latest))
         try:
             with psycopg.connect(self._meta, autocommit=True) as meta:
-                applied = {u: (o, v) for u, o, v in meta.execute(
-                    "SELECT username, origin_side, version FROM platsync_keycloak_applied WHERE username = ANY(%s)",
-                    (list(latest),)).fetchall()}
+                applied = {u: (o, v, f) for u, o, v, f in meta.execute(
+                    "SELECT username, origin_side, version, fingerprint FROM platsync_keycloak_applied "
+                    "WHERE username = ANY(%s)", (list(latest),)).fetchall()}
+                current = self._current(list(latest))
                 for username, w in latest.items():
                     prior = applied.get(username)
                     if prior is not None and prior[0] == origin_side and prior[1] >= w.version:
@@ -84,6 +90,15 @@ class KeycloakSink:
                     except (CredentialKeyError, ValueError, KeyError, TypeError) as exc:
                         result.rejected.append(RejectedWrite(w, f"{type(exc).__name__}: {exc}", _hint(exc)))
                         continue
+                    base = (w.before or {}).get("fingerprint") if w.before else None
+                    if is_conflict(account, current.get(username), base if isinstance(base, str) else None,
+                                   prior[2] if prior is not None else None):
+                        wins, rule = account_winner(account, current[username])
+                        record_conflict(meta, self.side, origin_side, account, current[username], wins, rule,
+                                        w.api_id, w.event_id)
+                        if not wins:
+                            result.stale += 1
+                            continue
                     params = {"username": username, "origin": origin_side, "version": w.version,
                               "fingerprint": account.fingerprint()}
                     meta.execute(RECORD_FINGERPRINT, params)
@@ -100,6 +115,14 @@ class KeycloakSink:
         except psycopg.OperationalError as exc:
             raise StoreUnavailableError(f"{self.side}/meta (keycloak guard): {exc}") from exc
         return result
+
+    def _current(self, usernames: list[str]) -> dict[str, Account]:
+        """This side's current accounts (read from Keycloak's database, as the capture does)."""
+        try:
+            with psycopg.connect(self._keycloak_db) as conn:
+                return read_accounts_by_username(conn, self._realm, usernames)
+        except psycopg.OperationalError as exc:
+            raise KeycloakUnavailableError(f"Keycloak's database: {exc}") from exc
 
     def _account(self, w: Write) -> Account:
         if w.row is None:

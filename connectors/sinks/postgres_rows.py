@@ -2,32 +2,49 @@
 
 One transaction per batch: first a ``platsync_txn_marker`` row saying the engine applied
 these changes on behalf of ``origin_side`` (the capture of this side drops them, so they are
-never sent back), then one version-guarded statement per write:
+never sent back), then, per table, the rows concerned are read and locked in one
+``SELECT ... WHERE id = ANY(...) ORDER BY id FOR UPDATE`` and every write is decided in Python
+by :func:`connectors.sinks.conflict_rule.decide` (see ``docs/conflicts.md``):
 
-- upsert: insert, or update only if the stored version is older, and never over a tombstone
-  of the same or a newer version;
-- delete: remove the row only if its version is not newer, and leave a tombstone so a late
-  update cannot resurrect it.
+- upsert of a row this store does not hold: insert, never over a tombstone of the same or a
+  newer version;
+- the same state, or a replay (not above the greatest state received from the other side for
+  the row, kept in ``platsync_row_sync``): nothing;
+- a fast-forward (the row is the state the change was made on, or the last state received):
+  apply it;
+- a conflict (the row was changed here concurrently): apply the incoming version iff it wins
+  by the conflict rule, and record both versions in ``platsync_conflict``, in the same
+  transaction;
+- delete (a hard delete, outside the row rules): remove the row only if its version is not
+  newer, and leave a tombstone so a late update cannot resurrect it.
+
+Bookkeeping, conflicts and rows commit together, so a replayed batch decides the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from sqlalchemy import Table
 
+from connectors.sinks import conflict_log
+from connectors.sinks import conflict_rule as rule
 from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableError
+from connectors.sinks.conflict_log import Plan
 from connectors.stores.tables import SYNCED_TABLES, coerce_row, metadata_for
 from streams.model import Write
 from streams.settings import Settings
 
 APPLY_API_ID = "PLATSYNC_APPLY"
+_ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, KeyError, ValueError,
+               TypeError)
 
 
-def _upsert_sql(table: Table) -> str:
+def _insert_sql(table: Table) -> str:
     cols = [c.name for c in table.columns]
     names = ", ".join(cols)
     params = ", ".join(f"%({c})s" for c in cols)
@@ -40,6 +57,11 @@ def _upsert_sql(table: Table) -> str:
     )
 
 
+def _update_sql(table: Table) -> str:
+    sets = ", ".join(f"{c.name} = %({c.name})s" for c in table.columns if c.name != "id")
+    return f"UPDATE {table.name} SET {sets} WHERE id = %(id)s"
+
+
 def _delete_sql(table: Table) -> tuple[str, str]:
     return (
         f"DELETE FROM {table.name} WHERE id = %(id)s AND version <= %(version)s",
@@ -49,16 +71,17 @@ def _delete_sql(table: Table) -> tuple[str, str]:
     )
 
 
-def _latest_per_key(writes: Sequence[Write]) -> list[Write]:
-    """Keep, per (table, key), only the highest version: the guard makes the rest no-ops."""
-    best: dict[tuple[str, str], Write] = {}
-    for w in writes:
-        k = (w.table, w.key)
-        if k not in best or w.version > best[k].version or (
-                w.version == best[k].version and w.op == "delete"):
-            best[k] = w
-    return list(best.values())
-
+#: One statement for a whole batch's bookkeeping (a JSON array of rows: one parameter to adapt).
+RECEIVED_SQL = """
+INSERT INTO platsync_row_sync (table_name, id, received_version, received_updated_at, received_deleted,
+                               received_approved, received_content_hash)
+SELECT %s, r.id, r.v, r.t, r.d, r.a, r.h FROM jsonb_to_recordset(%s::jsonb)
+    AS r(id text, v bigint, t timestamptz, d boolean, a boolean, h text)
+ON CONFLICT (table_name, id) DO UPDATE SET
+    received_version = EXCLUDED.received_version, received_updated_at = EXCLUDED.received_updated_at,
+    received_deleted = EXCLUDED.received_deleted, received_approved = EXCLUDED.received_approved,
+    received_content_hash = EXCLUDED.received_content_hash
+"""
 
 class PostgresRowSink:
     """Applies routed writes to one PostgreSQL store database of one side."""
@@ -76,7 +99,7 @@ class PostgresRowSink:
         rows = conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()
         conn.rollback()
-        missing = set(self._tables) - {r[0] for r in rows}
+        missing = (set(self._tables) | {"platsync_row_sync", "platsync_conflict"}) - {r[0] for r in rows}
         if missing:
             raise RuntimeError(f"{self.side}/{self.store}: tables missing: {sorted(missing)}; "
                                "run 'platsync up' once to provision the stores")
@@ -91,69 +114,159 @@ class PostgresRowSink:
 
     def apply_batch(self, writes: Sequence[Write], origin_side: str) -> SinkResult:
         """Apply ``writes`` in one transaction; isolate and reject bad rows if the batch fails."""
-        latest = _latest_per_key(writes)
-        result = SinkResult(stale=len(writes) - len(latest))
-        if not latest:
+        result = SinkResult()
+        plans = self._plan(writes, result.rejected)
+        result.stale = len(writes) - len(plans) - len(result.rejected)
+        if not plans:
             return result
         conn = self._connect()
+        rejected_early = len(result.rejected)
         try:
             try:
                 with conn.transaction():
                     self._mark(conn, origin_side)
-                    result.applied = self._apply_all(conn, latest)
-            except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError,
-                    KeyError, ValueError, TypeError):
-                # Something in the batch is bad: redo it write by write, each in a savepoint.
-                result = SinkResult(stale=len(writes) - len(latest))
+                    result.applied, result.conflicts = self._apply_plans(conn, plans, origin_side)
+            except _ROW_ERRORS:
+                # Something in the batch is bad: redo it row by row, each in a savepoint.
+                result.applied = result.conflicts = 0
                 with conn.transaction():
                     self._mark(conn, origin_side)
-                    for w in latest:
+                    for plan in plans:
                         try:
                             with conn.transaction():
-                                result.applied += self._apply_one(conn, w)
-                        except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError,
-                                KeyError, ValueError, TypeError) as exc:
-                            result.rejected.append(RejectedWrite(w, f"{type(exc).__name__}: {exc}", _hint(exc)))
+                                applied, conflicts = self._apply_plans(conn, [plan], origin_side)
+                            result.applied += applied
+                            result.conflicts += conflicts
+                        except _ROW_ERRORS as exc:
+                            result.rejected.append(RejectedWrite(plan.write, f"{type(exc).__name__}: {exc}",
+                                                                 _hint(exc)))
         except psycopg.OperationalError as exc:
             self.close()
             raise StoreUnavailableError(f"{self.side}/{self.store}: {exc}") from exc
-        result.stale += len(latest) - result.applied - len(result.rejected)
+        result.stale += len(plans) - result.applied - (len(result.rejected) - rejected_early)
         return result
+
+    def _plan(self, writes: Sequence[Write], rejected: list[RejectedWrite]) -> list[Plan]:
+        """Validate every write and keep one per row: the greatest state (or a newer hard delete)."""
+        upserts: dict[tuple[str, str], list[tuple[Plan, rule.RankKey]]] = {}
+        deletes: dict[tuple[str, str], Write] = {}
+        for w in writes:
+            try:
+                self._table(w)
+                if w.op == "delete":
+                    best = deletes.get((w.table, w.key))
+                    if best is None or w.version > best.version:
+                        deletes[(w.table, w.key)] = w
+                    continue
+                params = self._upsert_params(w)
+                rank = rule.rank_key(params)
+            except (KeyError, ValueError, TypeError) as exc:
+                rejected.append(RejectedWrite(w, f"{type(exc).__name__}: {exc}", _hint(exc)))
+                continue
+            plan = Plan(w, params, rank)
+            before = self._before_state(w)
+            if before is not None:
+                plan.known.add(before)
+            upserts.setdefault((w.table, w.key), []).append((plan, rank))
+        plans: list[Plan] = []
+        for key, candidates in upserts.items():
+            best, best_rank = max(candidates, key=lambda c: c[1])
+            for other, rank in candidates:  # the states the greatest one descends from
+                best.known |= other.known
+                if other is not best and rank.state != best_rank.state:
+                    best.known.add(rank.state)
+            hard = deletes.pop(key, None)
+            if hard is not None and hard.version >= max(int(c.write.version) for c, _ in candidates):
+                plans.append(Plan(hard))
+            else:
+                plans.append(best)
+        plans.extend(Plan(w) for w in deletes.values())
+        return plans
+
+    @staticmethod
+    def _before_state(w: Write) -> rule.State | None:
+        if not w.before:
+            return None
+        try:
+            return rule.state_of(w.before)
+        except (KeyError, ValueError, TypeError):
+            return None  # an unreadable before-image only costs the fast-forward shortcut
 
     def _mark(self, conn: psycopg.Connection[Any], origin_side: str) -> None:
         conn.execute(
             "INSERT INTO platsync_txn_marker (api_id, origin_side, applied_by_sync) VALUES (%s, %s, true)",
             (APPLY_API_ID, origin_side))
 
-    def _apply_all(self, conn: psycopg.Connection[Any], writes: Sequence[Write]) -> int:
-        """Apply many writes with one pipelined ``executemany`` per (table, op)."""
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for w in writes:
-            params = {"id": w.key, "version": w.version} if w.op == "delete" else self._upsert_params(w)
-            groups.setdefault((w.table, w.op), []).append(params)
-        applied = 0
+    def _apply_plans(self, conn: psycopg.Connection[Any], plans: Sequence[Plan],
+                     origin_side: str) -> tuple[int, int]:
+        """Apply plans with one pipelined statement per (table, kind); return (applied, conflicts)."""
+        applied = conflicts = 0
+        by_table: dict[str, list[Plan]] = {}
+        for plan in plans:
+            by_table.setdefault(plan.write.table, []).append(plan)
         with conn.cursor() as cur:
-            for (table_name, op), rows in groups.items():
+            for table_name in sorted(by_table):
                 table = self._tables[table_name]
-                if op == "delete":
+                group = by_table[table_name]
+                gone = [{"id": p.write.key, "version": p.write.version} for p in group if p.params is None]
+                if gone:
                     delete_sql, tomb_sql = _delete_sql(table)
-                    cur.executemany(delete_sql, rows)
+                    cur.executemany(delete_sql, gone)
                     applied += max(cur.rowcount, 0)
-                    cur.executemany(tomb_sql, rows)
-                else:
-                    cur.executemany(_upsert_sql(table), rows)
-                    applied += max(cur.rowcount, 0)
-        return applied
+                    cur.executemany(tomb_sql, gone)
+                upserts = [p for p in group if p.params is not None]
+                if upserts:
+                    done, found = self._apply_upserts(cur, table, upserts, origin_side)
+                    applied += done
+                    conflicts += found
+        return applied, conflicts
 
-    def _apply_one(self, conn: psycopg.Connection[Any], w: Write) -> int:
-        if w.op == "delete":
-            delete_sql, tomb_sql = _delete_sql(self._table(w))
-            params = {"id": w.key, "version": w.version}
-            cur = conn.execute(delete_sql, params)
-            conn.execute(tomb_sql, params)
-            return 1 if cur.rowcount else 0
-        cur = conn.execute(_upsert_sql(self._table(w)), self._upsert_params(w))
-        return 1 if cur.rowcount else 0
+    def _apply_upserts(self, cur: psycopg.Cursor[Any], table: Table, plans: list[Plan],
+                       origin_side: str) -> tuple[int, int]:
+        ids = [p.write.key for p in plans]
+        cur.execute(f"SELECT xmin::text::bigint AS platsync_xmin, t.* FROM {table.name} t "  # noqa: S608
+                    "WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
+        columns = [d.name for d in cur.description or []]
+        current = {r[1]: dict(zip(columns, r, strict=True)) for r in cur.fetchall()}
+        cur.execute("SELECT id, received_deleted, received_approved, received_version, received_content_hash, "
+                    "received_updated_at FROM platsync_row_sync WHERE table_name = %s AND id = ANY(%s)",
+                    (table.name, ids))
+        received = {r[0]: rule.RankKey(*r[1:]) for r in cur.fetchall()}
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        bookkeeping: list[tuple[str, rule.RankKey]] = []
+        conflicts: list[tuple[Plan, dict[str, Any], rule.Decision]] = []
+        descendants: list[tuple[Plan, rule.Decision]] = []
+        for plan in plans:
+            assert plan.params is not None and plan.rank is not None
+            row = current.get(plan.write.key)
+            here = None if row is None else {k: v for k, v in row.items() if k != "platsync_xmin"}
+            decision = rule.decide(plan.rank, None if here is None else rule.rank_key(here),
+                                   received.get(plan.write.key), plan.known)
+            if decision.received is not None:
+                bookkeeping.append((plan.write.key, decision.received))
+            if decision.kind == rule.CONFLICT:
+                conflicts.append((plan, row or {}, decision))
+            if decision.kind in (rule.CONFLICT, rule.FAST_FORWARD) and plan.known:
+                descendants.append((plan, decision))
+            if decision.apply:
+                (inserts if here is None else updates).append(plan.params)
+        applied = 0
+        if inserts:
+            cur.executemany(_insert_sql(table), inserts)
+            applied += max(cur.rowcount, 0)
+        if updates:
+            cur.executemany(_update_sql(table), updates)
+            applied += max(cur.rowcount, 0)
+        if bookkeeping:
+            cur.execute(RECEIVED_SQL, (table.name, json.dumps([
+                {"id": i, "v": k.version, "t": k.updated_at.isoformat(), "d": k.deleted, "a": k.approved,
+                 "h": k.content_hash} for i, k in bookkeeping])))
+        if descendants:
+            conflict_log.supersede(cur, self.store, self.side, table.name, descendants, origin_side)
+        if conflicts:
+            conflict_log.record(cur, self.store, self.side, table.name, conflicts, origin_side)
+        return applied, len(conflicts)
 
     def _table(self, w: Write) -> Table:
         table = self._tables.get(w.table)
@@ -175,6 +288,8 @@ class PostgresRowSink:
                 raise ValueError(f"content_hash {row['content_hash']} does not match content (sha256 {digest})")
         if row.get("id") != w.key or row.get("version") != w.version:
             raise ValueError(f"row {w.table}/{w.key} disagrees with its change key/version")
+        if row.get("updated_at") is None:
+            raise ValueError(f"row {w.table}/{w.key} has no updated_at (the conflict rule needs it)")
         return row
 
     def close(self) -> None:

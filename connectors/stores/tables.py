@@ -21,6 +21,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Identity,
+    Index,
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from connectors.stores.serials import create_sequences
@@ -83,6 +85,39 @@ def _bookkeeping(metadata: MetaData) -> None:
         Column("dead_letters", BigInteger, nullable=False, server_default=text("0")),
         Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         PrimaryKeyConstraint("route", "source_store"),
+    )
+    # Conflict handling (connectors/sinks/conflict_rule.py, docs/conflicts.md): the greatest state
+    # received from the other side per row (its ordering key), and every conflict detected here.
+    Table(
+        "platsync_row_sync", metadata,
+        Column("table_name", Text, nullable=False),
+        Column("id", Text, nullable=False),
+        Column("received_version", BigInteger, nullable=False),
+        Column("received_updated_at", DateTime(timezone=True), nullable=False),
+        Column("received_deleted", Boolean, nullable=False),
+        Column("received_approved", Boolean, nullable=False),
+        Column("received_content_hash", Text, nullable=False),
+        PrimaryKeyConstraint("table_name", "id"),
+    )
+    Table(
+        "platsync_conflict", metadata,
+        Column("conflict_id", Text, primary_key=True),
+        Column("store", Text, nullable=False),
+        Column("table_name", Text, nullable=False),
+        Column("row_id", Text, nullable=False),
+        Column("local_row", JSONB, nullable=False),  # the version of the local side (bytes as base64)
+        Column("remote_row", JSONB, nullable=False),
+        Column("local_api_id", Text),
+        Column("remote_api_id", Text),
+        Column("winner", Text, nullable=False),  # local | remote
+        Column("rule", Text, nullable=False),
+        Column("detected_on", Text, nullable=False),
+        Column("detected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("event_id", Text),  # the incoming change that revealed it
+        Column("status", Text, nullable=False, server_default=text("'open'")),  # open | resolved
+        Column("resolved_at", DateTime(timezone=True)),
+        Column("resolution", Text),
+        Index("platsync_conflict_row", "table_name", "row_id"),
     )
 
 

@@ -97,6 +97,7 @@ def route(change: ChangeEvent, matrix: Matrix) -> RouteDecision:
             event_id=change.event_id,
             api_id=api.api_id,
             origin_side=change.origin_side,
+            before=change.before if op == "upsert" else None,
         )
         for store in targets
     )

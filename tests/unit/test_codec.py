@@ -26,6 +26,14 @@ def test_round_trip_keeps_every_field_and_value_type() -> None:
     assert isinstance(decoded.row["content"], bytes) and isinstance(decoded.row["version"], int)
 
 
+def test_before_image_round_trips_and_defaults_to_none() -> None:
+    before = {"id": "d-1", "title": "旧", "version": 2, "deleted": False, "content": b"\x01old", "approved_at": None}
+    with_before = change(before=before)
+    decoded = decode_change(encode_change(with_before))
+    assert decoded == with_before and isinstance(decoded.before["content"], bytes)  # type: ignore[index]
+    assert decode_change(encode_change(change())).before is None
+
+
 def test_delete_and_probe_round_trip() -> None:
     for ev in (change(op="d", row=None), change(op="probe", table="platsync_probe", key="0001", version=0,
                                                   row=None, api_id=None, call_id=None)):

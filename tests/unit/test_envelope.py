@@ -42,10 +42,10 @@ def value_of(name: str, index: int) -> dict[str, Any]:
 
 def ev(event_id: str, table: str, op: str, key: str, version: int, row: dict[str, Any] | None,
        api_id: str | None, call_id: str | None, lsn: int, txid: int, commit_ts_ms: int,
-       store: str = "meta", origin_side: str = "local") -> ChangeEvent:
+       store: str = "meta", origin_side: str = "local", before: dict[str, Any] | None = None) -> ChangeEvent:
     return ChangeEvent(event_id=event_id, source_side="local", source_store=store, table=table, op=op, key=key,
                        version=version, row=row, api_id=api_id, call_id=call_id, origin_side=origin_side,
-                       lsn=lsn, txid=txid, commit_ts_ms=commit_ts_ms, captured_ts_ms=NOW)
+                       lsn=lsn, txid=txid, commit_ts_ms=commit_ts_ms, captured_ts_ms=NOW, before=before)
 
 
 PATIENT_V1 = {"id": "pat-0001", "patient_number": "P-000123", "family_name": "山田", "given_name": "太郎",
@@ -72,11 +72,11 @@ CASES: list[tuple[str, str, list[ChangeEvent]]] = [
     ]),
     ("meta_update", "meta", [
         ev("local.meta:31026792:0", "patients", "u", "pat-0001", 2, PATIENT_V2, "PRV_PAT_001", "call-update-2",
-           31026792, 734, 1795322683689),
+           31026792, 734, 1795322683689, before=PATIENT_V1),
     ]),
     ("meta_logical_delete", "meta", [
         ev("local.meta:31027392:0", "patients", "u", "pat-0001", 3, PATIENT_V3, "PRV_PAT_001", "call-ldel-3",
-           31027392, 735, 1795322684049),
+           31027392, 735, 1795322684049, before=PATIENT_V2),
     ]),
     ("meta_hard_delete", "meta", [  # version comes from the before-image (REPLICA IDENTITY FULL)
         ev("local.meta:31027848:0", "patients", "d", "pat-0001", 3, None, "PRV_DOC_008", "call-hdel-4",
@@ -256,6 +256,21 @@ def test_events_round_trip_through_avro_and_coerce_for_the_sinks() -> None:
     assert patient["updated_at"] == datetime(2024, 4, 1, 0, 30, 0, 123456, tzinfo=UTC)
     signed = coerce_row(metadata_for("fructos_own").tables["signed_records"], events[2].row or {})
     assert signed["content"] == PDF_BYTES and signed["approved"] is True
+
+
+def test_updates_carry_the_captured_before_image() -> None:
+    """Real capture: each update's before-image is the state the previous change produced."""
+    events = feed(stamper(), "meta_insert", "meta_update", "meta_logical_delete", "meta_hard_delete")
+    by_op = [(e.op, e.version, e.before is not None) for e in events]
+    assert by_op == [("c", 1, False), ("c", 1, False), ("u", 2, True), ("u", 3, True), ("d", 3, False)]
+    insert, update, logical_delete = events[0], events[2], events[3]
+    assert update.before == insert.row and logical_delete.before == update.row
+    assert (update.before or {})["version"] == 1 and (logical_delete.before or {})["deleted"] is False
+    for event in (update, logical_delete):
+        assert decode_change(encode_change(event)) == event
+    patients = metadata_for("meta").tables["patients"]
+    assert coerce_row(patients, update.before or {})["updated_at"] == datetime(2024, 4, 1, 0, 30, 0, 123456,
+                                                                               tzinfo=UTC)
 
 
 def test_rejects_unknown_store_and_bad_bound() -> None:

@@ -195,7 +195,8 @@ def expected_event(exp: Exp, batch: tuple[str, ...]) -> ChangeEvent:
 
 
 def assert_events(got: list[ChangeEvent], expected: list[Exp], batch: tuple[str, ...]) -> None:
-    assert [dataclasses.replace(e, row=None) for e in got] == [expected_event(x, batch) for x in expected]
+    # ``before`` (the base state) is checked by test_each_change_names_the_state_it_was_based_on.
+    assert [dataclasses.replace(e, row=None, before=None) for e in got] == [expected_event(x, batch) for x in expected]
     for event, exp in zip(got, expected, strict=True):
         if exp.op == "probe":
             continue
@@ -279,6 +280,21 @@ def test_real_batches_give_events_and_counters(batches: list[Batch], expected_co
 
 
 # ---- single behaviours -----------------------------------------------------------------------
+
+def test_each_change_names_the_state_it_was_based_on_also_after_a_restart() -> None:
+    kc = FakeKeycloak()
+    conv = converter(kc)
+    (created,) = run_batch(conv, kc, ("keycloak_create",))
+    assert created.before is None  # nothing known before the account existed
+    (reset,) = run_batch(conv, kc, ("keycloak_password_reset",))
+    assert created.row is not None and reset.before == {"fingerprint": created.row["fingerprint"]}
+    restarted = converter(kc)
+    restarted.restore_markers(conv.markers_state())
+    (update,) = run_batch(restarted, kc, ("keycloak_update",))
+    assert reset.row is not None and update.before == {"fingerprint": reset.row["fingerprint"]}
+    with pytest.raises(EnvelopeError, match="malformed"):
+        converter(kc).restore_markers({"known": {USERNAME: 7}})
+
 
 def test_create_reads_the_touched_user_once_and_asks_for_its_applied_fingerprint() -> None:
     kc = FakeKeycloak()

@@ -118,6 +118,14 @@ def test_ops_map_to_sink_ops(matrix: Matrix, op: str, sink_op: str) -> None:
     ]
 
 
+def test_update_carries_its_before_image_into_every_write(matrix: Matrix) -> None:
+    before = {"id": 42, "title": "old", "version": 2, "content": b"\x00old"}
+    change = make_change(op="u", source_store="fructos_own", api_id="PRV_DOC_009", before=before)
+    writes = route(change, matrix).writes
+    assert [(w.target_store, w.before) for w in writes] == [("fructos_own", before), ("fructos_patient", before)]
+    assert route(make_change(), matrix).writes[0].before is None  # an insert has none
+
+
 def test_delete_by_prv_doc_008_from_remote(matrix: Matrix) -> None:
     change = make_change(source_side="remote", op="d", row=None, api_id="PRV_DOC_008", version=9)
     (write,) = route(change, matrix).writes
