@@ -8,9 +8,10 @@ window is listed with one status:
 - ``copyable``: the other side does not hold it yet but nothing stands in the way; the engine
   copies it as soon as the link and the workers allow (``platsync wait-synced`` tells when);
 - ``not_copyable``: it will not arrive as entered, with the reason: the target refused it (a
-  dead letter, with the error and hint), or the other side holds a different state of the same
-  record that wins by the conflict rule (the conflict id is given; ``platsync conflicts show``
-  has both versions).
+  dead letter, with the error and hint), or the same record was changed on the other side too
+  and that version won by the conflict rule (the conflict id is given; ``platsync conflicts
+  show`` has both versions). A version that lost a conflict is found in the conflict records
+  (its row now holds the winner), by its own update time.
 
 Which API transaction last wrote a row is read from PostgreSQL's ``xmin`` and the
 ``platsync_txn_marker`` rows (as in ``connectors.capture.resync``); the window defaults to the
@@ -101,6 +102,41 @@ def _conflicts_by_row(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], tu
     return {(t, r): (cid, winner, rule) for t, r, cid, winner, rule in rows}
 
 
+def _lost_in_conflicts(conns: list[psycopg.Connection[Any]], store: str, start_ms: int,
+                       end_ms: int | None) -> list[Entry]:
+    """Versions entered in the window that lost a conflict (their rows now hold the winner)."""
+    seen: set[str] = set()
+    entries = []
+    for conn in conns:
+        exists = conn.execute("SELECT to_regclass('platsync_conflict') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            continue
+        for cid, table, row_id, winner, rule, local_row, remote_row, local_api, remote_api in conn.execute(
+                "SELECT conflict_id, table_name, row_id, winner, rule, local_row, remote_row, local_api_id, "
+                "remote_api_id FROM platsync_conflict WHERE table_name <> 'keycloak_account' ORDER BY detected_at"):
+            loser = "remote" if winner == "local" else "local"
+            row = remote_row if loser == "remote" else local_row
+            entered = _ms(row.get("updated_at"))
+            if cid in seen or entered is None or entered < start_ms or (end_ms is not None and entered > end_ms):
+                continue
+            seen.add(cid)
+            entries.append(Entry(loser, store, table, row_id, row.get(LABELS.get(table, "")), int(row["version"]),
+                                 _iso(entered), (remote_api if loser == "remote" else local_api) or "?",
+                                 NOT_COPYABLE, f"conflicting edit on both sides: the {winner} version was kept by "
+                                 f"rule '{rule}'; this version is kept in conflict {cid[:12]} ('platsync "
+                                 "conflicts show')"))
+    return entries
+
+
+def _ms(value: Any) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
 def _entered(conn: psycopg.Connection[Any], side: str, table: str, start_ms: int,
              end_ms: int | None) -> list[tuple[dict[str, Any], str, int]]:
     """Rows last written by an API call of ``side`` inside the window, with the API and time."""
@@ -134,6 +170,8 @@ def build_report(settings: Settings, start_ms: int, end_ms: int | None) -> list[
             with psycopg.connect(settings.libpq_dsn(side, store)) as src, \
                     psycopg.connect(settings.libpq_dsn(other, store)) as dst:
                 conflicts = {**_conflicts_by_row(src), **_conflicts_by_row(dst)}
+                if side == SIDES[0]:  # each store's conflicts once (they name both sides)
+                    entries.extend(_lost_in_conflicts([src, dst], store, start_ms, end_ms))
                 for table in SYNCED_TABLES[store]:
                     rows = _entered(src, side, table, start_ms, end_ms)
                     ids = [r["id"] for r, _, _ in rows]

@@ -143,6 +143,7 @@ class Stack:
         key_ring_for(s)  # create the embedded credential key file once, before any process reads it
         self.keycloak_up(say)
         if read_pid(s.data_dir, self.broker.name) is None:
+            self._stop_kafka_clients(say)
             start_process(s.data_dir, self.broker.spec())
         wait_until(lambda: port_open(s.host, s.broker_listen_port), timeout, "broker",
                    alive=lambda: self._alive("broker"), log=log_path(s.data_dir, "broker"))
@@ -183,6 +184,19 @@ class Stack:
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
         self._modes_up(say)
+
+    def _stop_kafka_clients(self, say: Say) -> None:
+        """Stop captures, workers and mode servers before a broker (re)start.
+
+        A (re)started broker is empty, and it auto-creates a topic that a client produces to with
+        4 partitions; every topic must be created by ``up`` first, with one partition.
+        """
+        pids = self.running()
+        running = [c for c in components(self.settings) if c.kind in ("capture", "worker", "mode") and pids[c.name]]
+        if running:
+            say("the broker is not running: stopping its clients until its topics are created again")
+        for component in running:
+            self._stop(component, pids, say)
 
     def _recover_broker_loss(self, say: Say) -> None:
         """If the broker restarted without its log, re-capture both sides before the engine resumes.

@@ -161,3 +161,29 @@ def wait_for(predicate, timeout_s: float) -> bool:  # noqa: ANN001 - a test help
             return True
         time.sleep(0.3)
     return False
+
+
+def test_recovery_report_marks_the_losing_edit_of_a_conflict_not_copyable(stack: Stack) -> None:
+    s = stack.settings
+    with ReferenceApi(s, "local") as api:
+        (doc_id,) = api.call("PRV_DOC_006", {"patient_id": "p-conflict", "doc_type": "slip", "title": "base",
+                                             "media_type": "text/plain", "content_text": "base",
+                                             "signed_by": "dr"})["written"]["meta"]["documents"]
+    assert platsync(s, "wait-synced", "--timeout", "120", timeout=180).returncode == 0
+    since = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 1))
+    assert platsync(s, "link", "down").returncode == 0
+    try:
+        for side in ("local", "remote"):
+            with ReferenceApi(s, side) as api:
+                api.call("PRV_DOC_007", {"documents": [{"id": doc_id, "title": f"edited on {side}",
+                                                        "content_text": f"{side} text", "signed_by": "dr"}]})
+    finally:
+        assert platsync(s, "link", "up").returncode == 0
+    assert platsync(s, "wait-synced", "--timeout", "120", timeout=180).returncode == 0
+    entries = [e for e in report(s, since)["entries"] if e["row_id"] == doc_id]
+    by_side = {e["side"]: e for e in entries}
+    assert set(by_side) == {"local", "remote"}, entries
+    statuses = sorted(e["status"] for e in by_side.values())
+    assert statuses == ["copied", "not_copyable"], entries
+    loser = next(e for e in by_side.values() if e["status"] == "not_copyable")
+    assert "conflict" in loser["reason"] and "platsync conflicts show" in loser["reason"], loser
