@@ -48,6 +48,13 @@ def cmd_link(args: argparse.Namespace) -> int:
     print(_describe(state))
     if up:
         from infra.local.recovery import pending_sides, recapture_pending
+        from infra.local.stack import Stack
+
+        stack = Stack(settings)
+        down = [name for name, pid in stack.running().items() if pid is None]
+        if down:  # e.g. a worker started during the cut that gave up on the broker
+            print(f"restarting what is not running: {', '.join(down)}", flush=True)
+            stack.up(say=lambda m: print(m, flush=True))
 
         if pending_sides(settings):
             print("re-capturing what the broker lost while the link was down ...", flush=True)

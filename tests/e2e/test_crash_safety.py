@@ -141,3 +141,33 @@ def test_changes_the_broker_held_but_nobody_applied_are_recaptured(stack: Stack)
         titles = {r[0] for r in conn.execute("SELECT title FROM documents WHERE id = ANY(%s)", (docs,))}
     assert titles == {"held-0", "held-1", "held-2"}
     assert can_login(s, "remote", username, password)
+
+
+def test_broker_lost_during_a_cut_recaptures_the_cloud_now_and_the_hospital_at_link_up(stack: Stack) -> None:
+    s = stack.settings
+    assert platsync(s, "link", "down").returncode == 0
+    try:
+        made = {}
+        for side in ("local", "remote"):
+            with ReferenceApi(s, side) as api:
+                made[side] = api.call("PRV_DOC_006", {"patient_id": "p-double", "doc_type": "note",
+                                                      "title": f"double fault {side}", "media_type": "text/plain",
+                                                      "content_text": side, "signed_by": "dr"})[
+                    "written"]["meta"]["documents"][0]
+        broker = read_pid(s.data_dir, "broker")
+        assert broker is not None
+        os.kill(broker, signal.SIGKILL)
+        result = platsync(s, "up", "--detach", timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "re-capture remote/meta" in result.stdout and "re-captured at 'platsync link up'" in result.stdout
+    finally:
+        restored = platsync(s, "link", "up", timeout=300)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "re-capture local/meta" in restored.stdout, restored.stdout
+    synced = platsync(s, "wait-synced", "--timeout", "180", timeout=240)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    for side in ("local", "remote"):
+        with psycopg.connect(s.libpq_dsn(side, "meta")) as conn:
+            titles = {r[0] for r in conn.execute("SELECT title FROM documents WHERE id = ANY(%s)",
+                                                 (list(made.values()),))}
+        assert titles == {"double fault local", "double fault remote"}, (side, titles)
