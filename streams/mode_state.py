@@ -10,12 +10,12 @@
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from streams.jsonfile import read_json, write_json
 from streams.model import SIDES
 from streams.modes import EMERGENCY, MODES, ModeDecision, Override, iso_ms
 from streams.settings import Settings
@@ -44,23 +44,6 @@ def override_path(settings: Settings, side: str) -> Path:
 def _check_side(side: str) -> None:
     if side not in SIDES:
         raise ValueError(f"unknown side {side!r}; expected one of {', '.join(SIDES)}")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file, or ``{}`` if it is absent or unreadable."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Replace ``path`` atomically with ``doc`` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _operator() -> str:

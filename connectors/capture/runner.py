@@ -22,7 +22,6 @@ fails, or a batch cannot be delivered (the supervisor restarts the process); 2 o
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -42,6 +41,7 @@ from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from streams.codec import encode_change
+from streams.jsonfile import read_json, write_json
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -134,28 +134,12 @@ def _retrying(action: Callable[[], T], what: str, retry_file: Path,
             return result
         except errors as exc:
             log.error("%s unreachable, retrying in %.1fs: %s", what, delay, exc)
-            _write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since})
+            write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since})
             if stop is not None and stop.wait(delay):
                 raise DeliveryError(f"{what}: stopped while retrying: {exc}") from exc
             if stop is None:
                 time.sleep(delay)
             delay = min(10.0, delay * 2)
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Atomically replace ``path`` with ``doc`` (write a temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 class Publisher:
@@ -216,13 +200,13 @@ class StoreCapture:
         self.store = store
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
             keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store))
-        saved = _read_json(markers_path(settings, side, store))
+        saved = read_json(markers_path(settings, side, store))
         try:
             self.stamper.restore_markers(saved.get("markers") or {})
         except (EnvelopeError, AttributeError) as exc:  # a damaged file must not stop the capture
             log.warning("%s.%s: ignoring the saved markers: %s", side, store, exc)
         self._saved_markers = self.stamper.markers_state()
-        progress = _read_json(progress_path(settings, side, store))
+        progress = read_json(progress_path(settings, side, store))
         self._base = {k: int(progress.get(k, 0)) for k in ("events_produced", "echoes_dropped", "probes")}
         self.last_lsn = int(progress.get("last_lsn", 0))
         self.last_commit_ts_ms = int(progress.get("last_commit_ts_ms", 0))
@@ -268,14 +252,14 @@ class StoreCapture:
     def _save_state(self, produced: list[ChangeEvent]) -> None:
         markers = self.stamper.markers_state()
         if markers != self._saved_markers:
-            _write_json(markers_path(self.settings, self.side, self.store), {"markers": markers})
+            write_json(markers_path(self.settings, self.side, self.store), {"markers": markers})
             self._saved_markers = markers
         # Positions of what reached Kafka only: dropped echoes and markers never reach a worker, so
         # counting them would show a lag that can never close.
         for event in produced:
             self.last_lsn = max(self.last_lsn, event.lsn)
             self.last_commit_ts_ms = max(self.last_commit_ts_ms, event.commit_ts_ms)
-        _write_json(progress_path(self.settings, self.side, self.store), {
+        write_json(progress_path(self.settings, self.side, self.store), {
             "side": self.side,
             "store": self.store,
             "last_lsn": self.last_lsn,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -35,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from streams.jsonfile import read_json, write_json
 from streams.model import SIDES
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -57,42 +57,27 @@ def enforced_path(settings: Settings) -> Path:
     return settings.data_dir / "state" / "link.enforced.json"
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _write(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def link_is_up(settings: Settings) -> bool:
     """The wanted state: True unless ``platsync link down`` was run (and no ``link up`` since)."""
-    return bool(_read(wanted_path(settings)).get("up", True))
+    return bool(read_json(wanted_path(settings)).get("up", True))
 
 
 def set_link(settings: Settings, up: bool, note: str = "") -> dict[str, Any]:
     """Record the wanted state; the running proxy enforces it within ~0.1 s."""
     doc = {"up": up, "changed_ts_ms": time.time_ns() // 1_000_000, "note": note}
-    _write(wanted_path(settings), doc)
+    write_json(wanted_path(settings), doc)
     return doc
 
 
 def enforced_state(settings: Settings) -> dict[str, Any]:
     """What the proxy last reported (empty if it never ran)."""
-    return _read(enforced_path(settings))
+    return read_json(enforced_path(settings))
 
 
 def wait_enforced(settings: Settings, up: bool, timeout_s: float = 10.0) -> dict[str, Any] | None:
     """Wait until the proxy enforces ``up``; return its report, or None on timeout."""
     deadline = time.monotonic() + timeout_s
-    wanted_ts = _read(wanted_path(settings)).get("changed_ts_ms", 0)
+    wanted_ts = read_json(wanted_path(settings)).get("changed_ts_ms", 0)
     while time.monotonic() < deadline:
         state = enforced_state(settings)
         if state.get("up") == up and state.get("wanted_ts_ms", -1) >= wanted_ts:
@@ -169,7 +154,7 @@ class LinkProxy:
 
     def enforce(self) -> None:
         """Apply the wanted state; on a cut, reset every connection of the cut side now."""
-        wanted = _read(wanted_path(self.settings))
+        wanted = read_json(wanted_path(self.settings))
         up = bool(wanted.get("up", True))
         wanted_ts = int(wanted.get("changed_ts_ms", 0))
         if up == self.up and wanted_ts == self._wanted_ts:
@@ -188,7 +173,7 @@ class LinkProxy:
 
     def report(self) -> None:
         """Write what is enforced (the CLI waits for it)."""
-        _write(enforced_path(self.settings), {
+        write_json(enforced_path(self.settings), {
             "up": self.up, "wanted_ts_ms": self._wanted_ts, "pid": os.getpid(),
             "cut_side": CUT_SIDE, "updated_ts_ms": time.time_ns() // 1_000_000,
             "open_connections": {str(s): sum(1 for v in self._connections.values() if v == s)

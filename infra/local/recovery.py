@@ -12,7 +12,6 @@ from the beginning of the new, re-captured log; the sinks make every repeat harm
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.capture.resync import ResyncReport, resync_keycloak, resync_store
+from streams.jsonfile import read_json, write_json
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.settings import Settings
 
@@ -39,11 +39,7 @@ def _state_path(settings: Settings) -> Path:
 
 
 def _read_state(settings: Settings) -> dict[str, Any]:
-    try:
-        doc = json.loads(_state_path(settings).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    return read_json(_state_path(settings))
 
 
 def tokens_on_broker(settings: Settings, timeout_s: float = 3.0) -> list[str]:
@@ -82,11 +78,7 @@ def write_incarnation(settings: Settings, pending_sides: list[str] | None = None
 
 
 def _save_state(settings: Settings, doc: dict[str, Any]) -> None:
-    path = _state_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(_state_path(settings), doc)
 
 
 def pending_sides(settings: Settings) -> list[str]:
