@@ -28,6 +28,7 @@ from streams.progress import record_progress
 from streams.routing.matrix_model import load_matrix
 from streams.settings import Settings
 from streams.status import worker_state_path
+from streams.transport import RouteApp
 
 log = logging.getLogger("platsync.worker")
 
@@ -61,7 +62,7 @@ def build_applier(settings: Settings, route: str) -> RouteApplier:
 
 def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.App:
     """Build the Faust app applying ``route`` with ``applier``."""
-    app = faust.App(
+    app = RouteApp(
         settings.consumer_group(route),
         broker=f"kafka://{settings.broker_bootstrap}",
         # The worker runs on the side it writes; the link proxy (infra/local/link.py) reads the side here.

@@ -93,6 +93,7 @@ class TransactionStamper:
         self._dates = {t: frozenset(c.name for c in md.tables[t].columns if isinstance(c.type, Date))
                        for t in self._synced}
         self._markers: OrderedDict[int, Marker] = OrderedDict()
+        self._echo_txids: set[int] = set()  # transactions of self._markers that are echoes
         self._same_lsn: tuple[int, int, int] = (-1, -1, 0)  # (txid, lsn, changes seen at that lsn)
         #: Counters since construction (the runner adds the ones restored from its progress file).
         self.events = 0
@@ -110,11 +111,14 @@ class TransactionStamper:
 
         Raises :class:`EnvelopeError` if the record is malformed.
         """
-        if key_json is not None:
-            self._loads(key_json, "key")
         if value_json is None:  # tombstone
             self.ignored += 1
             return []
+        if self._echo_txids and self._is_echo_row(value_json):
+            self.echoes_dropped += 1
+            return []
+        if key_json is not None:
+            self._loads(key_json, "key")
         value = self._loads(value_json, "value")
         if not isinstance(value, dict):
             raise EnvelopeError(f"value is a JSON {type(value).__name__}, expected an object: {value_json[:200]!r}")
@@ -170,6 +174,29 @@ class TransactionStamper:
                             marker, lsn, txid, commit_ts,
                             self._normalise(table, before) if isinstance(before, dict) else None)]
 
+    def _is_echo_row(self, value_json: str) -> bool:
+        """Cheaply recognise a row change of an echo transaction without parsing its JSON.
+
+        The engine's own applies are captured too (PostgreSQL 15's pgoutput cannot filter them by
+        origin), and they are as many as the changes it applies: parsing each one only to drop it
+        was a large part of the capture's cost. The ``source`` block comes after the row images,
+        and a key can only appear unescaped outside string values, so the last ``"txId":`` and
+        ``"table":"`` are the envelope's own.
+        """
+        at = value_json.rfind('"txId":')
+        if at < 0:
+            return False
+        end = at + 7
+        while end < len(value_json) and value_json[end].isdigit():
+            end += 1
+        if end == at + 7 or int(value_json[at + 7:end]) not in self._echo_txids:
+            return False
+        at = value_json.rfind('"table":"')
+        if at < 0:
+            return False
+        table = value_json[at + 9:value_json.find('"', at + 9)]
+        return table in self._synced
+
     def markers_state(self) -> dict[str, dict[str, Any]]:
         """The remembered markers as JSON-friendly data (``{txid: marker fields}``), oldest first."""
         return {str(txid): asdict(m) for txid, m in self._markers.items()}
@@ -178,9 +205,9 @@ class TransactionStamper:
         """Restore markers saved with :meth:`markers_state` (before the first :meth:`convert`)."""
         try:
             for txid, fields in state.items():
-                self._markers[int(txid)] = Marker(
+                self._add_marker(int(txid), Marker(
                     api_id=str(fields["api_id"]), call_id=fields.get("call_id"),
-                    origin_side=str(fields["origin_side"]), applied_by_sync=bool(fields["applied_by_sync"]))
+                    origin_side=str(fields["origin_side"]), applied_by_sync=bool(fields["applied_by_sync"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise EnvelopeError(f"invalid saved marker state: {exc}") from None
         self._trim()
@@ -200,13 +227,19 @@ class TransactionStamper:
         if not isinstance(api_id, str) or not isinstance(origin, str):
             raise EnvelopeError(f"marker of transaction {txid} lacks api_id/origin_side: {after!r}")
         call_id = after.get("call_id")
-        self._markers[txid] = Marker(api_id, None if call_id is None else str(call_id), origin,
-                                     bool(after.get("applied_by_sync")))
+        self._add_marker(txid, Marker(api_id, None if call_id is None else str(call_id), origin,
+                                      bool(after.get("applied_by_sync"))))
+
+    def _add_marker(self, txid: int, marker: Marker) -> None:
+        self._markers[txid] = marker
+        if marker.is_echo(self.side):
+            self._echo_txids.add(txid)
         self._trim()
 
     def _trim(self) -> None:
         while len(self._markers) > self.max_transactions:
-            self._markers.popitem(last=False)
+            txid, _ = self._markers.popitem(last=False)
+            self._echo_txids.discard(txid)
 
     def _ordinal(self, txid: int, lsn: int) -> int:
         """Index of this change among the changes sharing its LSN (multi-row WAL records)."""

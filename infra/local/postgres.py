@@ -117,6 +117,9 @@ class PostgresInstance:
                 "wal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n"
                 "max_connections = 100\nshared_buffers = 64MB\nunix_socket_directories = ''\n"
                 "logging_collector = off\nwal_sender_timeout = 60s\n"
+                # Commit times of every row version: when a change was applied on each side
+                # (the benchmark's commit-to-applied latency, and an operator's diagnostics).
+                "track_commit_timestamp = on\n"
             )
 
     def spec(self) -> ProcessSpec:

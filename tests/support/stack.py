@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from infra.local.broker import Broker
 from infra.local.databases import postgres_instance, provision_side
-from infra.local.process import free_port, read_pid, start_process, stop_process, wait_until
+from infra.local.isolated import PORT_SETTINGS, isolated_settings, make_data_dir
+from infra.local.process import read_pid, start_process, stop_process, wait_until
 from streams.model import SIDES
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 
-
-def make_data_dir(prefix: str = "platsync-test-") -> Path:
-    """A fresh data dir the unprivileged PostgreSQL user can traverse (pytest's tmp is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
-
-
-def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings on free ports rooted in ``data_dir``, ignoring the caller's environment."""
-    return load_settings(
-        env={}, data_dir=data_dir, **{**{name: free_port() for name in PORT_SETTINGS}, **overrides})
-
-
-#: Every port setting of the stack (each test stack gets free ones).
-PORT_SETTINGS = ("broker_port", "broker_listen_port", "pg_local_port", "pg_remote_port", "keycloak_local_port",
-                 "keycloak_remote_port", "mode_local_port", "mode_remote_port")
+__all__ = ["PORT_SETTINGS", "isolated_settings", "make_data_dir", "remove_data_dir", "running_broker",
+           "running_keycloak_standins", "running_postgres"]
 
 
 @contextmanager

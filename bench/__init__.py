@@ -1,0 +1,1 @@
+"""The PLAT Sync benchmark: ``platsync bench [--quick] [--json PATH]`` (see bench/RESULTS.md)."""

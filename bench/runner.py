@@ -1,0 +1,173 @@
+"""``platsync bench``: run every scenario on a fresh embedded stack and report the figures.
+
+Order: start a private stack (fresh data dir, free ports) -> bulk registration -> the same
+rows by native logical replication -> steady traffic -> catch-up after a link cut -> drain and
+stop. Memory of every process of the stack is sampled throughout. The exit code says whether
+every correctness check passed; the targets are reported, never enforced (they are figures of
+a machine, not properties of the code).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.memory import MemorySampler
+from bench.native import measure_native
+from bench.scenarios import Check, bulk_registration, catch_up, steady_traffic
+from infra.local.isolated import isolated_settings, make_data_dir
+from infra.local.stack import Stack
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each scenario does."""
+
+    bulk_documents: int
+    steady_rate_per_s: int
+    steady_duration_s: float
+    catchup_changes: int
+
+
+FULL = Sizes(bulk_documents=50_000, steady_rate_per_s=200, steady_duration_s=60, catchup_changes=100_000)
+QUICK = Sizes(bulk_documents=20_000, steady_rate_per_s=200, steady_duration_s=20, catchup_changes=20_000)
+
+#: key -> (comparison, target) on the 2-core reference machine (issue #5).
+TARGETS: dict[str, tuple[str, float]] = {
+    "bulk_rows_per_s": (">=", 5_000),
+    "steady_p99_ms": ("<=", 300),
+    "catchup_s": ("<=", 30),
+    "peak_rss_mb": ("<=", 2_500),
+}
+#: Shown in the table, in this order.
+TABLE_KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "steady_p50_ms", "steady_p99_ms",
+              "catchup_s", "peak_rss_mb")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(mem_gib, 1),
+            "python": platform.python_version(), "kernel": platform.release()}
+
+
+def commit_id() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def target_status(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target, the measured value and whether it was met."""
+    status = {}
+    for key, (op, target) in TARGETS.items():
+        value = figures.get(key)
+        met = value is not None and (value >= target if op == ">=" else value <= target)
+        status[key] = {"target": f"{op} {target:g}", "value": value, "met": met}
+    return status
+
+
+def render_table(report: dict[str, Any]) -> str:
+    """The figures as a plain-text table."""
+    figures, targets = report["figures"], report["targets"]
+    lines = [f"{'figure':<20} {'value':>12}  {'target':<10} ", "-" * 50]
+    for key in TABLE_KEYS:
+        value = figures.get(key)
+        shown = "-" if value is None else (f"{value:,.3f}" if key == "ratio_vs_native" else f"{value:,.1f}")
+        target = targets.get(key)
+        verdict = "" if target is None else f"{target['target']:<10} {'met' if target['met'] else 'MISSED'}"
+        lines.append(f"{key:<20} {shown:>12}  {verdict}")
+    lines.append("-" * 50)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    lines.append(f"correctness: {len(report['checks']) - len(failed)} of {len(report['checks'])} checks passed"
+                 + "".join(f"\n  FAILED {c['name']}: {c['detail']}" for c in failed))
+    return "\n".join(lines)
+
+
+def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | None = None,
+              keep: bool = False) -> dict[str, Any]:
+    """Run the benchmark; return (and optionally write as JSON) the report."""
+    sizes = QUICK if quick else FULL
+    timeout_s = 600.0
+    data_dir = make_data_dir("platsync-bench-") if work_dir is None else _fresh_dir(work_dir)
+    settings = isolated_settings(data_dir)
+    stack = Stack(settings)
+    figures: dict[str, Any] = {}
+    checks: list[Check] = []
+    started = time.monotonic()
+    say(f"benchmark ({'quick' if quick else 'full'}) in {data_dir}")
+    try:
+        stack.up(say=lambda m: say(f"stack: {m}"))
+        with MemorySampler(stack.running) as memory:
+            bulk = bulk_registration(settings, sizes.bulk_documents, timeout_s, say)
+            figures.update(bulk.figures)
+            checks.extend(bulk.checks)
+            native = measure_native(settings, bulk.context["tag"], bulk.context["last_ids"], bulk.context["rows"],
+                                    timeout_s, say)
+            checks.append(Check("native: the same rows, identical", native.identical,
+                                f"{native.rows} rows replicated natively"))
+            figures.update(native_rows=native.rows, native_seconds=round(native.seconds, 3),
+                           native_rows_per_s=round(native.rows_per_s, 1),
+                           ratio_vs_native=round(figures["bulk_rows_per_s"] / native.rows_per_s, 4))
+            say(f"native: {native.rows:,} rows in {native.seconds:.3f}s = {native.rows_per_s:,.0f} rows/s")
+            for scenario in (lambda: steady_traffic(settings, sizes.steady_rate_per_s, sizes.steady_duration_s,
+                                                    timeout_s, say),
+                             lambda: catch_up(settings, sizes.catchup_changes, timeout_s, say)):
+                result = scenario()
+                figures.update(result.figures)
+                checks.extend(result.checks)
+        figures["peak_rss_mb"] = memory.report.total_mb
+        say("stopping the stack")
+        stack.down(say=lambda m: say(f"stack: {m}"), drain_timeout_s=120)
+    except BaseException:
+        say("benchmark failed; stopping the stack")
+        stack.down(say=lambda m: say(f"stack: {m}"), drain_timeout_s=0)
+        raise
+    finally:
+        if not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    report = {
+        "quick": quick, "sizes": asdict(sizes), "figures": figures, "targets": target_status(figures),
+        "checks": [asdict(c) for c in checks], "peak_rss_mb_by_process": memory.report.peak_mb,
+        "memory_samples": memory.report.samples, "machine": machine(), "commit": commit_id(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "duration_s": round(time.monotonic() - started, 1),
+    }
+    report.update({key: figures.get(key) for key in TABLE_KEYS})
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return report
+
+
+def _fresh_dir(parent: Path) -> Path:
+    import tempfile
+
+    parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="platsync-bench-", dir=parent))
+    path.chmod(0o755)
+    return path

@@ -1,0 +1,26 @@
+"""A private stack (tests, the benchmark): a fresh data dir and free ports, never colliding with a running one."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from infra.local.process import free_port
+from streams.settings import Settings, load_settings
+
+#: Every port setting of the stack (a private stack gets free ones).
+PORT_SETTINGS = ("broker_port", "broker_listen_port", "pg_local_port", "pg_remote_port", "keycloak_local_port",
+                 "keycloak_remote_port", "mode_local_port", "mode_remote_port")
+
+
+def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings on free ports rooted in ``data_dir``, ignoring the caller's environment."""
+    return load_settings(
+        env={}, data_dir=data_dir, **{**{name: free_port() for name in PORT_SETTINGS}, **overrides})
+
+
+def make_data_dir(prefix: str = "platsync-test-") -> Path:
+    """A fresh data dir the unprivileged PostgreSQL user can traverse (pytest's tmp is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
