@@ -34,6 +34,7 @@ from streams.settings import Settings
 Say = Callable[[str], None]
 OTHER = {"local": "remote", "remote": "local"}
 API_BATCH = 1000  # documents per API call when a scenario writes many
+CALLERS_PER_SIDE = 4  # concurrent API callers per side in the steady scenario
 
 
 @dataclass
@@ -108,16 +109,16 @@ def bulk_registration(settings: Settings, documents: int, timeout_s: float, say:
 class _SidePacer(threading.Thread):
     """Calls PRV_DOC_006 with one document on one side at its slots of the shared schedule."""
 
-    def __init__(self, settings: Settings, side: str, tag: str, slots: list[float]) -> None:
-        super().__init__(name=f"steady-{side}", daemon=True)
-        self.settings, self.side, self.tag, self.slots = settings, side, tag, slots
+    def __init__(self, settings: Settings, side: str, tag: str, slots: list[float], seed: int) -> None:
+        super().__init__(name=f"steady-{side}-{seed}", daemon=True)
+        self.settings, self.side, self.tag, self.slots, self.seed = settings, side, tag, slots, seed
         self.ids: dict[str, list[str]] = {"meta": [], "fructos_own": []}
         self.late_ms: list[float] = []
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            docs = new_documents(self.tag, len(self.slots), seed=7 if self.side == "local" else 8)
+            docs = new_documents(self.tag, len(self.slots), seed=self.seed)
             with ReferenceApi(self.settings, self.side) as api:
                 for due, doc in zip(self.slots, docs, strict=True):
                     delay = due - time.monotonic()
@@ -143,7 +144,11 @@ def steady_traffic(settings: Settings, rate_per_s: int, duration_s: float, timeo
     total = int(rate_per_s * duration_s)
     start = time.monotonic() + 1.0
     slots = [start + i / rate_per_s for i in range(total)]
-    pacers = [_SidePacer(settings, side, tag, slots[offset::2]) for offset, side in enumerate(("local", "remote"))]
+    # Open loop: calls start at their slot whatever the previous one took, so each side gets
+    # several callers (a call commits twice, and commits wait for the WAL flush).
+    side_slots = {side: slots[offset::2] for offset, side in enumerate(("local", "remote"))}
+    pacers = [_SidePacer(settings, side, tag, side_slots[side][k::CALLERS_PER_SIDE], seed=10 * k + offset)
+              for offset, side in enumerate(("local", "remote")) for k in range(CALLERS_PER_SIDE)]
     say(f"steady: {rate_per_s} single-document PRV_DOC_006 calls/s for {duration_s:.0f}s, alternating sides "
         f"({total:,} calls)")
     for pacer in pacers:
@@ -155,8 +160,8 @@ def steady_traffic(settings: Settings, rate_per_s: int, duration_s: float, timeo
     elapsed = time.monotonic() - start
     say(f"steady: {total:,} calls made in {elapsed:.1f}s; waiting for both sides")
     for pacer in pacers:
-        wait_rows(settings, OTHER[pacer.side], [Watch(store, ids[-1]) for store, ids in pacer.ids.items()],
-                  timeout_s)
+        wait_rows(settings, OTHER[pacer.side],
+                  [Watch(store, ids[-1]) for store, ids in pacer.ids.items() if ids], timeout_s)
     latencies: list[float] = []
     for store in TAGGED:
         times = {side: commit_times(settings, side, store, tag) for side in ("local", "remote")}

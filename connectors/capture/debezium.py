@@ -33,7 +33,10 @@ BOOKKEEPING_TABLES: tuple[str, ...] = ("platsync_txn_marker", "platsync_probe")
 OFFSET_FLUSH_INTERVAL_MS = 1000
 #: Prefix of the logical decoding messages emitted by the heartbeat action query.
 HEARTBEAT_MESSAGE_PREFIX = "platsync_heartbeat"
-JVM_OPTIONS: tuple[str, ...] = ("-Xms64m", "-Xmx768m", "-XX:+UseSerialGC", "-Xrs")
+#: -XX:TieredStopAtLevel=1 (the quick C1 compiler only): C2 compilation took 3.5 s of CPU per
+#: capture in a 40,000-event bulk right after start, and the whole capture's CPU halved without it
+#: (bench/RESULTS.md); the capture is glue code whose speed C2 barely improves.
+JVM_OPTIONS: tuple[str, ...] = ("-Xms64m", "-Xmx768m", "-XX:+UseSerialGC", "-Xrs", "-XX:TieredStopAtLevel=1")
 
 
 def slot_name(side: str, store: str) -> str:

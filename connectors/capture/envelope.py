@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -67,6 +68,10 @@ class Marker:
     def is_echo(self, side: str) -> bool:
         """True if the transaction was the engine reproducing a change (must not be sent back)."""
         return self.applied_by_sync or self.origin_side != side
+
+
+_TXID = re.compile(r'"txId"\s*:\s*(\d+)')
+_TABLE = re.compile(r'"table"\s*:\s*"([^"\\]*)"')
 
 
 def _now_ms() -> int:
@@ -183,19 +188,13 @@ class TransactionStamper:
         and a key can only appear unescaped outside string values, so the last ``"txId":`` and
         ``"table":"`` are the envelope's own.
         """
-        at = value_json.rfind('"txId":')
-        if at < 0:
+        at = value_json.rfind('"txId"')
+        txid = _TXID.match(value_json, at) if at >= 0 else None
+        if txid is None or int(txid.group(1)) not in self._echo_txids:
             return False
-        end = at + 7
-        while end < len(value_json) and value_json[end].isdigit():
-            end += 1
-        if end == at + 7 or int(value_json[at + 7:end]) not in self._echo_txids:
-            return False
-        at = value_json.rfind('"table":"')
-        if at < 0:
-            return False
-        table = value_json[at + 9:value_json.find('"', at + 9)]
-        return table in self._synced
+        at = value_json.rfind('"table"')
+        table = _TABLE.match(value_json, at) if at >= 0 else None
+        return table is not None and table.group(1) in self._synced
 
     def markers_state(self) -> dict[str, dict[str, Any]]:
         """The remembered markers as JSON-friendly data (``{txid: marker fields}``), oldest first."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Protocol
 
 from sqlalchemy import Table, func, select, update
@@ -117,12 +118,19 @@ class SignedRecordStore(Protocol):
         ...
 
 
+@cache
+def _signed_records_table() -> Table:
+    """The ``signed_records`` table, built once: a store is made per API call, and building the
+    metadata each time was most of a single-document call's CPU."""
+    return fructos_metadata().tables["signed_records"]
+
+
 class PostgresSignedRecordStore:
     """:class:`SignedRecordStore` on the ``signed_records`` table; the caller owns the transaction."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._table: Table = fructos_metadata().tables["signed_records"]
+        self._table: Table = _signed_records_table()
 
     def put(self, record: SignedRecord) -> SignedRecord:
         """Insert a new record; ``ValueError`` if its hash or entity is wrong or it is not version 1."""

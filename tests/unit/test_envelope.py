@@ -287,3 +287,39 @@ def test_fixture_files_are_untouched_debezium_output() -> None:
         for rec in doc["records"]:
             assert rec["destination"].startswith(("platsync.local.", "__debezium-heartbeat.")), path.name
             assert isinstance(rec["value"], str) and isinstance(rec["key"], str)
+
+
+def test_echo_rows_in_debeziums_own_format_are_dropped_without_parsing() -> None:
+    st = TransactionStamper("local", "meta", clock=lambda: NOW)
+    marker, row = (r["value"] for r in load("echo")["records"])  # compact JSON, exactly as captured
+    assert json.loads(marker)["after"]["applied_by_sync"] is True
+    assert st.convert(None, marker) == []
+    assert st.convert(None, row) == []
+    # Proof that the echo was recognised before parsing: a row of that transaction whose row image
+    # is not even valid JSON is dropped as an echo instead of failing.
+    broken = '{"before":null,"after":{"id":"x", oops' + row[row.index(',"source":'):]
+    assert st.convert(None, broken) == []
+    assert st.echoes_dropped == 2
+
+
+def test_echo_fast_path_is_not_fooled_by_row_contents() -> None:
+    st = TransactionStamper("local", "meta", clock=lambda: NOW)
+    marker, row = (r["value"] for r in load("echo")["records"])
+    st.convert(None, marker)
+    echo_txid = json.loads(marker)["source"]["txId"]
+    genuine = value_of("unmarked", 0)
+    # A genuine row whose text contains the echo's txId and a synced table name, as a string value.
+    genuine["after"]["display_name"] = f'"txId":{echo_txid},"table":"staff"'
+    out = st.convert(None, json.dumps(genuine, separators=(",", ":")))
+    assert [e.key for e in out] == [genuine["after"]["id"]] and st.echoes_dropped == 0
+
+
+def test_forgotten_echo_transactions_leave_the_fast_path() -> None:
+    st = TransactionStamper("local", "meta", clock=lambda: NOW, max_transactions=1)
+    marker, row = (r["value"] for r in load("echo")["records"])
+    st.convert(None, marker)
+    other = value_of("meta_insert", 0)  # a genuine marker of another transaction pushes the echo out
+    assert other["source"]["table"] == "platsync_txn_marker"
+    st.convert(None, json.dumps(other))
+    out = st.convert(None, row)
+    assert st.echoes_dropped == 0 and [e.api_id for e in out] == [None]  # unmarked now, not an echo

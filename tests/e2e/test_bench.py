@@ -1,0 +1,47 @@
+"""Smoke test of ``platsync bench --quick``: it completes on a fresh stack and its correctness checks pass.
+
+The figures themselves are machine-dependent and never asserted here (issue #5): only that the
+benchmark ran every scenario, measured something for every key, verified what it measured, and
+left nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "steady_p50_ms", "steady_p99_ms", "catchup_s",
+        "peak_rss_mb")
+
+
+def test_bench_quick_completes_and_verifies_what_it_measured(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "--quick", "--json", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["quick"] is True and report["sizes"]["bulk_documents"] == 20_000
+    for key in KEYS:
+        assert isinstance(report[key], int | float) and report[key] > 0, (key, report[key])
+    assert report["ratio_vs_native"] == pytest.approx(report["bulk_rows_per_s"] / report["native_rows_per_s"],
+                                                      rel=1e-3)
+    assert report["figures"]["bulk_rows"] == 2 * 20_000  # a META row and a signed record per document
+    assert report["figures"]["catchup_changes"] == 20_000
+    assert report["figures"]["steady_calls"] == 200 * 20
+    assert report["steady_p50_ms"] <= report["steady_p99_ms"]
+    names = [c["name"] for c in report["checks"]]
+    assert len(names) >= 15 and all(c["ok"] for c in report["checks"]), report["checks"]
+    assert any("native" in n for n in names) and any("catch-up" in n for n in names)
+    assert set(report["peak_rss_mb_by_process"]) >= {"pg-local", "pg-remote", "broker", "capture-local",
+                                                     "worker-local_to_remote"}
+    for name in ("figure", "bulk_rows_per_s", "correctness:"):
+        assert name in proc.stdout
+    data_dir = re.search(r"benchmark \(quick\) in (\S+)", proc.stdout)
+    assert data_dir and not Path(data_dir.group(1)).exists(), "the benchmark's data dir was left behind"
