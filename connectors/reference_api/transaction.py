@@ -39,6 +39,7 @@ class ApiCall:
         self._conns: dict[str, Connection] = {}
         self.txids: dict[str, int] = {}
         self.written: dict[str, dict[str, list[str]]] = {}
+        self._seen: dict[tuple[str, str], set[str]] = {}
 
     def __enter__(self) -> ApiCall:
         try:
@@ -76,9 +77,10 @@ class ApiCall:
 
     def wrote(self, store: str, table: str, row_id: str) -> None:
         """Record that this call created or changed ``row_id`` in ``store``.``table``."""
-        ids = self.written.setdefault(store, {}).setdefault(table, [])
-        if row_id not in ids:
-            ids.append(row_id)
+        seen = self._seen.setdefault((store, table), set())
+        if row_id not in seen:  # a set: a list's membership test made a 50,000-row bulk quadratic
+            seen.add(row_id)
+            self.written.setdefault(store, {}).setdefault(table, []).append(row_id)
 
     def result(self) -> dict[str, Any]:
         """The call's JSON-able result: API, side, call id, ids written per store and table."""
