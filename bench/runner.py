@@ -133,7 +133,7 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
                                 f"{native.rows} rows replicated natively"))
             figures.update(native_rows=native.rows, native_seconds=round(native.seconds, 3),
                            native_rows_per_s=round(native.rows_per_s, 1),
-                           ratio_vs_native=round(figures["bulk_rows_per_s"] / native.rows_per_s, 4))
+                           ratio_vs_native=round(figures["bulk_rows_per_s"] / native.rows_per_s, 6))
             say(f"native: {native.rows:,} rows in {native.seconds:.3f}s = {native.rows_per_s:,.0f} rows/s")
             for scenario in (lambda: steady_traffic(settings, sizes.steady_rate_per_s, sizes.steady_duration_s,
                                                     timeout_s, say),

@@ -68,6 +68,8 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
         # The worker runs on the side it writes; the link proxy (infra/local/link.py) reads the side here.
         broker_client_id=f"platsync-{ROUTES[route][1]}-worker-{route}",
         store="memory://",
+        # Faust's default data dir is '<app id>-data' in the current directory: keep it in the data dir.
+        datadir=str(settings.data_dir / "faust" / route),
         autodiscover=False,
         web_enabled=False,
         processing_guarantee="at_least_once",

@@ -75,10 +75,13 @@ def decode(contract_name: str, data: bytes | None) -> dict[str, Any]:
     return record
 
 
+_CHANGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ChangeEvent))
+
+
 def encode_change(change: ChangeEvent) -> bytes:
     """Encode a :class:`ChangeEvent` against ``schemas/change_event.avsc``."""
     # A shallow copy: dataclasses.asdict deep-copies and was half of the encoding cost.
-    record = {f.name: getattr(change, f.name) for f in fields(change)}
+    record = {name: getattr(change, name) for name in _CHANGE_FIELDS}
     for image in ("row", "before"):
         value = record[image]
         if value is not None:

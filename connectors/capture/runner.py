@@ -48,6 +48,7 @@ from streams.settings import Settings, SettingsError, load_settings
 log = logging.getLogger("platsync.capture")
 T = TypeVar("T")
 FLUSH_TIMEOUT_S = 30.0
+BROKER_RETRY_MAX_S = 1.0
 CLOSE_TIMEOUT_S = 60.0
 
 
@@ -119,7 +120,7 @@ def retrying_path(settings: Settings, side: str) -> Path:
 
 def _retrying(action: Callable[[], T], what: str, retry_file: Path,
               errors: tuple[type[BaseException], ...] = (psycopg.OperationalError,),
-              stop: threading.Event | None = None) -> T:
+              stop: threading.Event | None = None, max_delay_s: float = 10.0) -> T:
     """Run ``action``, retrying with back-off while ``what`` is unreachable (nothing is acked meanwhile).
 
     While it retries, ``retry_file`` names what is unreachable so that ``platsync status`` shows it.
@@ -139,7 +140,7 @@ def _retrying(action: Callable[[], T], what: str, retry_file: Path,
                 raise DeliveryError(f"{what}: stopped while retrying: {exc}") from exc
             if stop is None:
                 time.sleep(delay)
-            delay = min(10.0, delay * 2)
+            delay = min(max_delay_s, delay * 2)
 
 
 class Publisher:
@@ -154,6 +155,8 @@ class Publisher:
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": 20000,  # then the batch is retried whole (see handleJsonBatch)
+            # librdkafka's default grows to 10 s between reconnects: a restored link would wait for it.
+            "reconnect.backoff.max.ms": 1000,
             "queue.buffering.max.messages": 500000,
             "batch.num.messages": 10000,
         }
@@ -241,8 +244,11 @@ class StoreCapture:
                 events.extend(self.stamper.finish_batch())
             # A broker out of reach (link cut, broker restart) is waited out: the batch stays
             # unacknowledged, so Debezium keeps its position and the slot keeps the WAL.
+            # Retried at least every second: after a link cut, the catch-up starts as soon as the
+            # broker answers again instead of after a long back-off.
             _retrying(lambda: self.publisher.publish(events), f"broker {self.settings.broker_bootstrap}",
-                      retrying_path(self.settings, self.side), (DeliveryError, KafkaException), self.stopping)
+                      retrying_path(self.settings, self.side), (DeliveryError, KafkaException), self.stopping,
+                      max_delay_s=BROKER_RETRY_MAX_S)
             self.batches += 1
             self._save_state(events)
         except BaseException as exc:

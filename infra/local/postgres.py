@@ -120,6 +120,9 @@ class PostgresInstance:
                 # Commit times of every row version: when a change was applied on each side
                 # (the benchmark's commit-to-applied latency, and an operator's diagnostics).
                 "track_commit_timestamp = on\n"
+                # A bulk API call is one transaction: decoding spilled it to disk beyond the default
+                # 64MB (a 50,000-document PRV_DOC_006 writes ~70MB to fructos_own).
+                "logical_decoding_work_mem = 256MB\n"
             )
 
     def spec(self) -> ProcessSpec:
