@@ -8,7 +8,6 @@ so offsets are committed after the sinks flushed (at-least-once).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -21,10 +20,11 @@ import faust
 from connectors.sinks.base import Sink
 from connectors.sinks.keycloak import KeycloakSink
 from connectors.sinks.postgres_rows import PostgresRowSink
-from streams.agents.apply import RouteApplier
+from streams.agents.apply import BatchReport, RouteApplier
+from streams.agents.pipeline import ApplyPipeline
 from streams.deadletter import DeadLetterWriter, IncomingMessage
 from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES
-from streams.progress import record_progress
+from streams.progress import ProgressRecorder
 from streams.routing.matrix_model import load_matrix
 from streams.settings import Settings
 from streams.status import worker_state_path
@@ -57,11 +57,13 @@ def build_applier(settings: Settings, route: str) -> RouteApplier:
         sink.setup()
     return RouteApplier(
         route, load_matrix(), sinks, DeadLetterWriter(settings, route),
-        lambda progress: record_progress(settings, route, target_side, progress))
+        ProgressRecorder(settings, route, target_side))
 
 
 def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.App:
     """Build the Faust app applying ``route`` with ``applier``."""
+    datadir = settings.data_dir / "faust" / route
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = RouteApp(
         settings.consumer_group(route),
         broker=f"kafka://{settings.broker_bootstrap}",
@@ -69,7 +71,7 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
         broker_client_id=f"platsync-{ROUTES[route][1]}-worker-{route}",
         store="memory://",
         # Faust's default data dir is '<app id>-data' in the current directory: keep it in the data dir.
-        datadir=str(settings.data_dir / "faust" / route),
+        datadir=str(datadir),
         autodiscover=False,
         web_enabled=False,
         processing_guarantee="at_least_once",
@@ -92,17 +94,28 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
                                   "updated_ts_ms": int(time.time() * 1000), "retrying": dict(applier.retrying),
                                   **counters})
 
+    def applied(report: BatchReport) -> None:
+        counters["batches"] += 1
+        for key in ("events", "writes", "applied", "dead_letters"):
+            counters[key] += getattr(report, key)
+        publish(True)
+
+    pipeline: ApplyPipeline[IncomingMessage, BatchReport] = ApplyPipeline(
+        applier.apply_batch, applied, depth=settings.worker_batches_in_flight, name=f"apply-{route}")
+
     @app.agent(topic, name=f"apply_{route}")
     async def apply_changes(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.worker_batch_size,
-                                               within=settings.worker_batch_within_s):
+        # noack_take: the events of a batch are acknowledged by the pipeline once it is applied.
+        async for events in stream.noack_take(settings.worker_batch_size, within=settings.worker_batch_within_s):
+            batch = list(events)
             messages = [IncomingMessage(e.message.topic, e.message.partition, e.message.offset,
-                                        e.message.key, e.message.value) for e in events]
-            report = await asyncio.to_thread(applier.apply_batch, messages)
-            counters["batches"] += 1
-            for key in ("events", "writes", "applied", "dead_letters"):
-                counters[key] += getattr(report, key)
-            publish(True)
+                                        e.message.key, e.message.value) for e in batch]
+
+            async def ack(batch: list[Any] = batch) -> None:
+                for event in batch:
+                    await stream.ack(event)
+
+            await pipeline.submit(messages, ack)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app: faust.App, assigned: set[Any], **_: Any) -> None:

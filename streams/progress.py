@@ -45,17 +45,40 @@ ON CONFLICT (route, source_store) DO UPDATE SET
 """
 
 
-def record_progress(settings: Settings, route: str, target_side: str, per_store: dict[str, StoreProgress]) -> None:
-    """Add one batch's progress to the target side's META ``platsync_progress`` table."""
-    rows = [{"route": route, "store": store, **vars(p)} for store, p in per_store.items()]
-    if not rows:
-        return
-    try:
-        with psycopg.connect(settings.libpq_dsn(target_side, "meta") + " connect_timeout=5") as conn:
-            with conn.cursor() as cur:
+class ProgressRecorder:
+    """Adds each batch's progress to the target side's META ``platsync_progress`` table.
+
+    One connection for the worker's life (re-opened after a failure): a new connection per
+    batch cost a process start and a SCRAM authentication on both ends every time.
+    """
+
+    def __init__(self, settings: Settings, route: str, target_side: str) -> None:
+        self.route = route
+        self._conninfo = settings.libpq_dsn(target_side, "meta") + " connect_timeout=5"
+        self._what = f"{target_side}/meta (progress)"
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def __call__(self, per_store: dict[str, StoreProgress]) -> None:
+        """Record one batch's progress (in one transaction)."""
+        rows = [{"route": self.route, "store": store, **vars(p)} for store, p in per_store.items()]
+        if not rows:
+            return
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._conninfo)
+            with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.executemany(UPSERT, rows)
-    except psycopg.OperationalError as exc:
-        raise StoreUnavailableError(f"{target_side}/meta (progress): {exc}") from exc
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise StoreUnavailableError(f"{self._what}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (re-opened by the next call)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
 
 
 def read_progress(settings: Settings, target_side: str) -> list[dict[str, Any]]:

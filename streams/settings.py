@@ -47,6 +47,7 @@ class Settings:
     # Faust worker
     worker_batch_size: int = 1000
     worker_batch_within_s: float = 0.05
+    worker_batches_in_flight: int = 2  # batches applied while the next is collected (streams/agents/pipeline.py)
     worker_session_timeout_s: float = 10.0
     # Keycloak (empty URL: the embedded stand-in on the port below; empty DB DSN: the side's
     # embedded PostgreSQL database "keycloak", which holds Keycloak's own account tables)

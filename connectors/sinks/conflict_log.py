@@ -53,7 +53,8 @@ def supersede(cur: psycopg.Cursor[Any], store: str, side: str, table: str,
         return
     cur.execute(f"SELECT conflict_id, row_id, {column}->>'version', {column}->>'updated_at' "  # noqa: S608
                 "FROM platsync_conflict WHERE status = 'open' AND table_name = %s AND winner = %s "
-                "AND row_id = ANY(%s)", (table, side, [p.write.key for p, _ in incoming]))
+                "AND row_id = ANY(%s)", (table, side, [p.write.key for p, _ in incoming]),
+                prepare=False)  # planned per batch, like the sink's lookups (postgres_rows.py)
     losers: dict[str, dict[str, rule.State]] = {}
     for cid, row_id, version, updated_at in cur.fetchall():
         losers.setdefault(row_id, {})[cid] = rule.State(int(version), rule.utc(updated_at))

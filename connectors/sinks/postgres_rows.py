@@ -30,7 +30,6 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql
 
 from connectors.sinks import conflict_log
 from connectors.sinks import conflict_rule as rule
@@ -45,43 +44,22 @@ _ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingErr
                TypeError)
 
 
-def _array_types(table: Table) -> list[tuple[str, str]]:
-    """Each column of ``table`` with its PostgreSQL type name (for typed array parameters)."""
-    dialect = postgresql.dialect()
-    return [(c.name, c.type.compile(dialect=dialect)) for c in table.columns]
-
-
-def _unnest(table: Table) -> str:
-    """``unnest(%b::type[], ...) AS r(col, ...)``: a whole batch of rows as one set, one parameter per column.
-
-    One statement per batch instead of one per row: the per-statement cost on both the client
-    and the server was most of an apply's CPU.
-    """
-    typed = _array_types(table)
-    arrays = ", ".join(f"%b::{kind}[]" for _, kind in typed)
-    return f"unnest({arrays}) AS r({', '.join(name for name, _ in typed)})"
-
-
 def _insert_sql(table: Table) -> str:
     cols = [c.name for c in table.columns]
     names = ", ".join(cols)
+    params = ", ".join(f"%({c})s" for c in cols)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
     return (
-        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_unnest(table)} "
+        f"INSERT INTO {table.name} ({names}) SELECT {params} "
         f"WHERE NOT EXISTS (SELECT 1 FROM platsync_tombstone t WHERE t.table_name = '{table.name}' "
-        f"AND t.id = r.id AND t.version >= r.version) "
+        f"AND t.id = %(id)s AND t.version >= %(version)s) "
         f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE {table.name}.version < EXCLUDED.version"
     )
 
 
 def _update_sql(table: Table) -> str:
-    sets = ", ".join(f"{c.name} = r.{c.name}" for c in table.columns if c.name != "id")
-    return f"UPDATE {table.name} SET {sets} FROM {_unnest(table)} WHERE {table.name}.id = r.id"
-
-
-def _columns_of(table: Table, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
-    """The rows as one list per column (the ``unnest`` parameters), in the table's column order."""
-    return [[row[c.name] for row in rows] for c in table.columns]
+    sets = ", ".join(f"{c.name} = %({c.name})s" for c in table.columns if c.name != "id")
+    return f"UPDATE {table.name} SET {sets} WHERE id = %(id)s"
 
 
 def _delete_sql(table: Table) -> tuple[str, str]:
@@ -246,13 +224,17 @@ class PostgresRowSink:
     def _apply_upserts(self, cur: psycopg.Cursor[Any], table: Table, plans: list[Plan],
                        origin_side: str) -> tuple[int, int]:
         ids = [p.write.key for p in plans]
+        # prepare=False: a server-side prepared statement gets a generic plan made while the table
+        # was still small -- a sequential scan testing every row against the whole id array. It
+        # stayed cached as the table grew and was most of the sink's CPU (perf: texteq under
+        # ExecEvalScalarArrayOp). Planned per batch, these use the primary-key index.
         cur.execute(f"SELECT xmin::text::bigint AS platsync_xmin, t.* FROM {table.name} t "  # noqa: S608
-                    "WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
+                    "WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,), prepare=False)
         columns = [d.name for d in cur.description or []]
         current = {r[1]: dict(zip(columns, r, strict=True)) for r in cur.fetchall()}
         cur.execute("SELECT id, received_deleted, received_approved, received_version, received_content_hash, "
                     "received_updated_at FROM platsync_row_sync WHERE table_name = %s AND id = ANY(%s)",
-                    (table.name, ids))
+                    (table.name, ids), prepare=False)
         received = {r[0]: rule.RankKey(*r[1:]) for r in cur.fetchall()}
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -275,10 +257,10 @@ class PostgresRowSink:
                 (inserts if here is None else updates).append(plan.params)
         applied = 0
         if inserts:
-            cur.execute(_insert_sql(table), _columns_of(table, inserts))
+            cur.executemany(_insert_sql(table), inserts)
             applied += max(cur.rowcount, 0)
         if updates:
-            cur.execute(_update_sql(table), _columns_of(table, updates))
+            cur.executemany(_update_sql(table), updates)
             applied += max(cur.rowcount, 0)
         if bookkeeping:
             cur.execute(RECEIVED_SQL, (table.name, json.dumps([
