@@ -114,7 +114,7 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
     """Run the benchmark; return (and optionally write as JSON) the report."""
     sizes = QUICK if quick else FULL
     timeout_s = 600.0
-    data_dir = make_data_dir("platsync-bench-") if work_dir is None else _fresh_dir(work_dir)
+    data_dir = make_data_dir("platsync-bench-", work_dir)
     settings = isolated_settings(data_dir)
     stack = Stack(settings)
     figures: dict[str, Any] = {}
@@ -163,11 +163,3 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
         json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
 
-
-def _fresh_dir(parent: Path) -> Path:
-    import tempfile
-
-    parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="platsync-bench-", dir=parent))
-    path.chmod(0o755)
-    return path

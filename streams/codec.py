@@ -35,6 +35,7 @@ class Contract:
     name: str
     schema: Any
     fingerprint: bytes
+    raw: Any  # the .avsc as written (the specialised change encoder reads its layout)
 
 
 @cache
@@ -43,7 +44,7 @@ def load_contract(name: str) -> Contract:
     raw = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text(encoding="utf-8"))
     parsed = fastavro.parse_schema(raw)
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
-    return Contract(name, parsed, hashlib.sha256(canonical).digest()[:8])
+    return Contract(name, parsed, hashlib.sha256(canonical).digest()[:8], raw)
 
 
 def encode(contract_name: str, record: dict[str, Any]) -> bytes:
@@ -82,8 +83,7 @@ _CHANGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ChangeEvent))
 
 @cache
 def _fast_change_encoder() -> Callable[[ChangeEvent], bytes] | None:
-    raw = json.loads((SCHEMA_DIR / "change_event.avsc").read_text(encoding="utf-8"))
-    return change_encoder_for(raw)
+    return change_encoder_for(load_contract("change_event").raw)
 
 
 def encode_change(change: ChangeEvent) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from connectors.sinks.base import StoreUnavailableError
+from connectors.sinks.connection import StoreConnection
 from streams.settings import Settings
 
 
@@ -54,31 +55,25 @@ class ProgressRecorder:
 
     def __init__(self, settings: Settings, route: str, target_side: str) -> None:
         self.route = route
-        self._conninfo = settings.libpq_dsn(target_side, "meta") + " connect_timeout=5"
-        self._what = f"{target_side}/meta (progress)"
-        self._conn: psycopg.Connection[Any] | None = None
+        self._connection = StoreConnection(settings.libpq_dsn(target_side, "meta") + " connect_timeout=5",
+                                           f"{target_side}/meta (progress)")
 
     def __call__(self, per_store: dict[str, StoreProgress]) -> None:
         """Record one batch's progress (in one transaction)."""
         rows = [{"route": self.route, "store": store, **vars(p)} for store, p in per_store.items()]
         if not rows:
             return
+        conn = self._connection.get()
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self._conninfo)
-            with self._conn.transaction(), self._conn.cursor() as cur:
+            with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(UPSERT, rows)
         except psycopg.OperationalError as exc:
             self.close()
-            raise StoreUnavailableError(f"{self._what}: {exc}") from exc
+            raise StoreUnavailableError(f"{self._connection.what}: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection (re-opened by the next call)."""
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        self._connection.close()
 
 
 def read_progress(settings: Settings, target_side: str) -> list[dict[str, Any]]:

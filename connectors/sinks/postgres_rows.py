@@ -35,6 +35,7 @@ from connectors.sinks import conflict_log
 from connectors.sinks import conflict_rule as rule
 from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableError
 from connectors.sinks.conflict_log import Plan
+from connectors.sinks.connection import StoreConnection
 from connectors.stores.tables import SYNCED_TABLES, coerce_row, metadata_for
 from streams.model import Write
 from streams.settings import Settings
@@ -89,13 +90,12 @@ class PostgresRowSink:
     def __init__(self, settings: Settings, side: str, store: str) -> None:
         self.side = side
         self.store = store
-        self._conninfo = settings.libpq_dsn(side, store) + " connect_timeout=5"
+        self._connection = StoreConnection(settings.libpq_dsn(side, store) + " connect_timeout=5", f"{side}/{store}")
         self._tables = {name: metadata_for(store).tables[name] for name in SYNCED_TABLES[store]}
-        self._conn: psycopg.Connection[Any] | None = None
 
     def setup(self) -> None:
         """Connect and check that every synced table exists."""
-        conn = self._connect()
+        conn = self._connection.get()
         rows = conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()
         conn.rollback()
@@ -104,14 +104,6 @@ class PostgresRowSink:
             raise RuntimeError(f"{self.side}/{self.store}: tables missing: {sorted(missing)}; "
                                "run 'platsync up' once to provision the stores")
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            try:
-                self._conn = psycopg.connect(self._conninfo)
-            except psycopg.OperationalError as exc:
-                raise StoreUnavailableError(f"{self.side}/{self.store} unreachable: {exc}") from exc
-        return self._conn
-
     def apply_batch(self, writes: Sequence[Write], origin_side: str) -> SinkResult:
         """Apply ``writes`` in one transaction; isolate and reject bad rows if the batch fails."""
         result = SinkResult()
@@ -119,7 +111,7 @@ class PostgresRowSink:
         result.stale = len(writes) - len(plans) - len(result.rejected)
         if not plans:
             return result
-        conn = self._connect()
+        conn = self._connection.get()
         rejected_early = len(result.rejected)
         try:
             try:
@@ -298,11 +290,7 @@ class PostgresRowSink:
 
     def close(self) -> None:
         """Close the connection (reconnects lazily on the next batch)."""
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
+        self._connection.close()
 
 
 def _hint(exc: BaseException) -> str:

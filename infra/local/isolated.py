@@ -19,8 +19,11 @@ def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
         env={}, data_dir=data_dir, **{**{name: free_port() for name in PORT_SETTINGS}, **overrides})
 
 
-def make_data_dir(prefix: str = "platsync-test-") -> Path:
-    """A fresh data dir the unprivileged PostgreSQL user can traverse (pytest's tmp is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+def make_data_dir(prefix: str = "platsync-test-", parent: Path | None = None) -> Path:
+    """A fresh data dir the unprivileged PostgreSQL user can traverse (pytest's tmp is 0700),
+    in ``parent`` (created if missing) or the system's temp dir."""
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     path.chmod(0o755)
     return path

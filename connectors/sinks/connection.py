@@ -1,0 +1,35 @@
+"""One connection to a store database, opened on first use and re-opened after a failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from connectors.sinks.base import StoreUnavailableError
+
+
+class StoreConnection:
+    """A lazily (re)opened psycopg connection; an unreachable database is :class:`StoreUnavailableError`."""
+
+    def __init__(self, conninfo: str, what: str) -> None:
+        self._conninfo = conninfo
+        self.what = what
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def get(self) -> psycopg.Connection[Any]:
+        """The open connection, connecting first if there is none (or it was closed)."""
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(self._conninfo)
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailableError(f"{self.what} unreachable: {exc}") from exc
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (re-opened by the next :meth:`get`)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
