@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import CpuMeter
 from bench.memory import MemorySampler
 from bench.native import measure_native
 from bench.scenarios import Check, bulk_registration, catch_up, steady_traffic
@@ -109,6 +110,10 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cpu_line(used: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items())
+
+
 def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | None = None,
               keep: bool = False) -> dict[str, Any]:
     """Run the benchmark; return (and optionally write as JSON) the report."""
@@ -119,12 +124,17 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
     stack = Stack(settings)
     figures: dict[str, Any] = {}
     checks: list[Check] = []
+    cpu: dict[str, dict[str, float]] = {}
     started = time.monotonic()
     say(f"benchmark ({'quick' if quick else 'full'}) in {data_dir}")
     try:
         stack.up(say=lambda m: say(f"stack: {m}"))
+        meter = CpuMeter(stack.running)
         with MemorySampler(stack.running) as memory:
+            meter.start()
             bulk = bulk_registration(settings, sizes.bulk_documents, timeout_s, say)
+            cpu["bulk"] = meter.stop()
+            say(f"bulk: CPU seconds {_cpu_line(cpu['bulk'])}")
             figures.update(bulk.figures)
             checks.extend(bulk.checks)
             native = measure_native(settings, bulk.context["tag"], bulk.context["last_ids"], bulk.context["rows"],
@@ -135,10 +145,14 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
                            native_rows_per_s=round(native.rows_per_s, 1),
                            ratio_vs_native=round(figures["bulk_rows_per_s"] / native.rows_per_s, 6))
             say(f"native: {native.rows:,} rows in {native.seconds:.3f}s = {native.rows_per_s:,.0f} rows/s")
-            for scenario in (lambda: steady_traffic(settings, sizes.steady_rate_per_s, sizes.steady_duration_s,
-                                                    timeout_s, say),
-                             lambda: catch_up(settings, sizes.catchup_changes, timeout_s, say)):
+            for name, scenario in (
+                    ("steady", lambda: steady_traffic(settings, sizes.steady_rate_per_s, sizes.steady_duration_s,
+                                                      timeout_s, say)),
+                    ("catchup", lambda: catch_up(settings, sizes.catchup_changes, timeout_s, say))):
+                meter.start()
                 result = scenario()
+                cpu[name] = meter.stop()
+                say(f"{name}: CPU seconds {_cpu_line(cpu[name])}")
                 figures.update(result.figures)
                 checks.extend(result.checks)
         figures["peak_rss_mb"] = memory.report.total_mb
@@ -154,7 +168,7 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
     report = {
         "quick": quick, "sizes": asdict(sizes), "figures": figures, "targets": target_status(figures),
         "checks": [asdict(c) for c in checks], "peak_rss_mb_by_process": memory.report.peak_mb,
-        "memory_samples": memory.report.samples, "machine": machine(), "commit": commit_id(),
+        "memory_samples": memory.report.samples, "cpu_s_by_process": cpu, "machine": machine(), "commit": commit_id(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "duration_s": round(time.monotonic() - started, 1),
     }
     report.update({key: figures.get(key) for key in TABLE_KEYS})

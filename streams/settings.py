@@ -44,6 +44,9 @@ class Settings:
     debezium_poll_interval_ms: int = 50
     debezium_max_batch_size: int = 2048
     debezium_heartbeat_ms: int = 10000
+    # Drop echo rows inside the Debezium engine (connectors/capture/echo_filter.py); needs javac.
+    debezium_echo_filter: bool = True
+    java_cache_dir: str = ""  # empty: ~/.cache/platsync/java (compiled echo filter)
     # Faust worker
     worker_batch_size: int = 1000
     worker_batch_within_s: float = 0.05

@@ -10,6 +10,7 @@ from pathlib import Path
 import faust
 
 from streams.app import build_applier, create_app
+from streams.gc_tuning import tune_for_throughput
 from streams.model import ROUTES
 from streams.settings import load_settings
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     app = create_app(settings, args.route, applier)
     worker = faust.Worker(app, loglevel="INFO", quiet=True, override_logging=False)
+    tune_for_throughput()
     worker.execute_from_commandline()
     return 0
 

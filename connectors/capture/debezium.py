@@ -15,6 +15,7 @@ Measured gotchas handled here (see the project brief, section 2):
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
+from connectors.capture.echo_filter import filter_properties
 from connectors.keycloak.schema import ACCOUNT_TABLES
 from connectors.stores.tables import SYNCED_TABLES
 from streams.settings import Settings
@@ -36,7 +38,7 @@ HEARTBEAT_MESSAGE_PREFIX = "platsync_heartbeat"
 #: -XX:TieredStopAtLevel=1 (the quick C1 compiler only): C2 compilation took 3.5 s of CPU per
 #: capture in a 40,000-event bulk right after start, and the whole capture's CPU halved without it
 #: (bench/RESULTS.md); the capture is glue code whose speed C2 barely improves.
-JVM_OPTIONS: tuple[str, ...] = ("-Xms64m", "-Xmx768m", "-XX:+UseSerialGC", "-Xrs", "-XX:TieredStopAtLevel=1")
+JVM_OPTIONS: tuple[str, ...] = ("-Xms64m", "-Xmx768m", "-Xmn128m", "-XX:+UseSerialGC", "-Xrs", "-XX:TieredStopAtLevel=1")
 
 
 def slot_name(side: str, store: str) -> str:
@@ -71,8 +73,11 @@ def _connection(settings: Settings, side: str, store: str) -> dict[str, Any]:
             "database.dbname": info.get("dbname", "keycloak")}
 
 
-def connector_properties(settings: Settings, side: str, store: str) -> dict[str, str]:
-    """Debezium PostgreSQL connector and embedded-engine properties for one database."""
+def connector_properties(settings: Settings, side: str, store: str, echo_filter: bool = False) -> dict[str, str]:
+    """Debezium PostgreSQL connector and embedded-engine properties for one database.
+
+    ``echo_filter``: install :mod:`connectors.capture.echo_filter` (the JVM must have its classes).
+    """
     name = slot_name(side, store)
     batch = max(1, settings.debezium_max_batch_size)
     props: dict[str, Any] = {
@@ -113,13 +118,16 @@ def connector_properties(settings: Settings, side: str, store: str) -> dict[str,
         # Latency statistics fill a bounded queue under bursts and then log one WARN per event.
         "statistics.metrics.enabled": "false",
     }
+    if echo_filter and store != "keycloak":  # Keycloak's tables carry no transaction markers
+        props.update(filter_properties(side, store, name))
     return {k: str(v) for k, v in props.items()}
 
 
-def start_jvm() -> None:
+def start_jvm(extra_classpath: Sequence[Path] = ()) -> None:
     """Start the JVM on the calling (main) thread with Debezium's jars and the quiet log config.
 
-    A no-op if the JVM already runs. Must be called before any engine is created.
+    ``extra_classpath``: more class directories (the compiled echo filter). A no-op if the JVM
+    already runs. Must be called before any engine is created.
     """
     import jpype
 
@@ -133,7 +141,7 @@ def start_jvm() -> None:
     if isinstance(jvm_path, bytes):
         jvm_path = jvm_path.decode("utf-8")
     jpype.startJVM(jvm_path, *JVM_OPTIONS, f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
-                   "-Dlog4j2.disable.jmx=true", classpath=list(CLASS_PATHS), interrupt=False)
+                   "-Dlog4j2.disable.jmx=true", classpath=[*CLASS_PATHS, *map(str, extra_classpath)], interrupt=False)
 
 
 @dataclass

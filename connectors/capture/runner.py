@@ -36,11 +36,13 @@ import psycopg
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.capture.debezium import CapturingEngine, connector_properties, make_engine, slot_name, start_jvm
+from connectors.capture.echo_filter import compiled_classes, dropped_by_filter
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from streams.codec import encode_change
+from streams.gc_tuning import tune_for_throughput
 from streams.jsonfile import read_json, write_json
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.settings import Settings, SettingsError, load_settings
@@ -197,8 +199,10 @@ class Publisher:
 class StoreCapture:
     """One captured database: its stamper, publisher, progress file and Debezium engine."""
 
-    def __init__(self, settings: Settings, side: str, store: str) -> None:
+    def __init__(self, settings: Settings, side: str, store: str, echo_filter: bool = False) -> None:
         self.settings = settings
+        # Echo rows dropped inside the engine never reach the stamper; counted by the filter.
+        self.echo_filter = echo_filter and store != "keycloak"
         self.side = side
         self.store = store
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
@@ -217,7 +221,8 @@ class StoreCapture:
         self.failure: BaseException | None = None
         self.stopping = threading.Event()
         self.batches = 0
-        self.engine: CapturingEngine = make_engine(connector_properties(settings, side, store), self)
+        self.engine: CapturingEngine = make_engine(
+            connector_properties(settings, side, store, echo_filter=self.echo_filter), self)
         self.thread = threading.Thread(target=self._run, name=f"capture-{side}-{store}", daemon=True)
 
     @property
@@ -272,7 +277,8 @@ class StoreCapture:
             "last_lsn": self.last_lsn,
             "last_commit_ts_ms": self.last_commit_ts_ms,
             "events_produced": self._base["events_produced"] + self.stamper.events,
-            "echoes_dropped": self._base["echoes_dropped"] + self.stamper.echoes_dropped,
+            "echoes_dropped": self._base["echoes_dropped"] + self.stamper.echoes_dropped + (
+                dropped_by_filter(slot_name(self.side, self.store)) if self.echo_filter else 0),
             "probes": self._base["probes"] + self.stamper.probes,
             "updated_ts_ms": time.time_ns() // 1_000_000,
         })
@@ -335,8 +341,11 @@ def run(settings: Settings, side: str) -> int:
     ensure_topics(settings, side)
     (settings.data_dir / "capture").mkdir(parents=True, exist_ok=True)
     retrying_path(settings, side).unlink(missing_ok=True)  # left by a capture killed while retrying
-    start_jvm()
-    captures = [StoreCapture(settings, side, store) for store in CAPTURED_STORES[side]]
+    filter_classes = compiled_classes(settings)
+    start_jvm([filter_classes] if filter_classes else [])
+    captures = [StoreCapture(settings, side, store, echo_filter=filter_classes is not None)
+                for store in CAPTURED_STORES[side]]
+    tune_for_throughput()
     for c in captures:
         c.thread.start()
     log.info("capture %s started: %s", side, ", ".join(c.name for c in captures))
