@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from bench.cpu import CpuMeter
 from bench.memory import MemorySampler, _children_map, process_tree
 from bench.runner import TARGETS, render_table, target_status
 from bench.timing import percentile
@@ -57,3 +58,37 @@ def test_process_tree_and_memory_of_a_real_child() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_cpu_meter_counts_a_component_and_its_exited_children() -> None:
+    # The child burns ~0.4 s itself, then starts a grandchild that burns ~0.4 s and exits (its
+    # time moves into the child's reaped-children counters), then idles.
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n"
+    script = (burn + "import subprocess, sys\n"
+              f"subprocess.run([sys.executable, '-c', {burn!r}], check=True)\n"
+              "print('done', flush=True)\ntime.sleep(30)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        meter = CpuMeter(lambda: {"child": child.pid, "gone": None})
+        meter.start()
+        assert child.stdout is not None and child.stdout.readline().strip() == "done"
+        used = meter.stop()
+        assert 0.7 <= used["child"] <= 5.0
+        assert "gone" not in used
+        assert used["total"] == pytest.approx(used["child"])
+        idle = CpuMeter(lambda: {"child": child.pid})
+        idle.start()
+        assert idle.stop()["child"] < 0.2  # sleeping costs nothing
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_gc_tuning_freezes_start_up_objects_and_raises_the_young_threshold() -> None:
+    code = ("import gc, sys\nfrom streams.gc_tuning import YOUNG_THRESHOLD, tune_for_throughput\n"
+            "tune_for_throughput()\n"
+            "print(gc.get_threshold()[0] == YOUNG_THRESHOLD, gc.get_freeze_count() > 1000,"
+            " sys.getswitchinterval() < 0.005)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
+    assert out.stdout.split() == ["True", "True", "True"], out.stderr
