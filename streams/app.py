@@ -103,10 +103,14 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
     pipeline: ApplyPipeline[IncomingMessage, BatchReport] = ApplyPipeline(
         applier.apply_batch, applied, depth=settings.worker_batches_in_flight, name=f"apply-{route}")
 
+    # A message holds up to capture_events_per_message events (schemas/change_batch.avsc): take as
+    # many messages as keep a batch near worker_batch_size events.
+    take = max(1, settings.worker_batch_size // max(1, settings.capture_events_per_message))
+
     @app.agent(topic, name=f"apply_{route}")
     async def apply_changes(stream: faust.StreamT) -> None:
         # noack_take: the events of a batch are acknowledged by the pipeline once it is applied.
-        async for events in stream.noack_take(settings.worker_batch_size, within=settings.worker_batch_within_s):
+        async for events in stream.noack_take(take, within=settings.worker_batch_within_s):
             batch = list(events)
             messages = [IncomingMessage(e.message.topic, e.message.partition, e.message.offset,
                                         e.message.key, e.message.value) for e in batch]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
@@ -107,6 +107,28 @@ def encode_change_generic(change: ChangeEvent) -> bytes:
         if value is not None:
             record[image] = {k: {"data": v} if isinstance(v, bytes) else v for k, v in value.items()}
     return encode("change_event", record)
+
+
+def encode_change_batch(encoded: Sequence[bytes]) -> bytes:
+    """One ``change_batch`` message holding ``encoded`` (each a complete change-event message)."""
+    return encode("change_batch", {"events": list(encoded)})
+
+
+def split_changes(data: bytes | None) -> list[bytes | None]:
+    """The change-event messages carried by one Kafka message value, in order.
+
+    A ``change_batch`` gives its elements; anything else is returned as the only element (a single
+    change event, or bytes that :func:`decode_change` will then refuse). Raises
+    :class:`DecodeError` if the value claims to be a ``change_batch`` but is corrupt.
+    """
+    if data is not None and data[1:9] == load_contract("change_batch").fingerprint and data[:1] == MAGIC:
+        return list(decode("change_batch", data)["events"])
+    return [data]
+
+
+def decode_changes(data: bytes | None) -> list[ChangeEvent]:
+    """Every change event of one Kafka message value (:func:`split_changes`, then :func:`decode_change`)."""
+    return [decode_change(element) for element in split_changes(data)]
 
 
 def decode_change(data: bytes | None) -> ChangeEvent:

@@ -46,6 +46,9 @@ class Settings:
     debezium_heartbeat_ms: int = 10000
     # Drop echo rows inside the Debezium engine (connectors/capture/echo_filter.py); needs javac.
     debezium_echo_filter: bool = True
+    # Change events per Kafka message (schemas/change_batch.avsc) and the message size budget.
+    capture_events_per_message: int = 100
+    capture_message_max_bytes: int = 262_144
     java_cache_dir: str = ""  # empty: ~/.cache/platsync/java (compiled echo filter)
     # Faust worker
     worker_batch_size: int = 1000

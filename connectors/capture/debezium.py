@@ -37,8 +37,10 @@ OFFSET_FLUSH_INTERVAL_MS = 1000
 HEARTBEAT_MESSAGE_PREFIX = "platsync_heartbeat"
 #: -XX:TieredStopAtLevel=1 (the quick C1 compiler only): C2 compilation took 3.5 s of CPU per
 #: capture in a 40,000-event bulk right after start, and the whole capture's CPU halved without it
-#: (bench/RESULTS.md); the capture is glue code whose speed C2 barely improves.
-JVM_OPTIONS: tuple[str, ...] = ("-Xms64m", "-Xmx768m", "-Xmn128m", "-XX:+UseSerialGC", "-Xrs", "-XX:TieredStopAtLevel=1")
+#: (bench/RESULTS.md); the capture is glue code whose speed C2 barely improves. -Xmn128m: Debezium's
+#: queued records outlived a small young generation, were promoted and cost full collections.
+JVM_OPTIONS: tuple[str, ...] = ("-Xms64m", "-Xmx768m", "-Xmn128m", "-XX:+UseSerialGC", "-Xrs",
+                                "-XX:TieredStopAtLevel=1")
 
 
 def slot_name(side: str, store: str) -> str:

@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,7 +41,7 @@ from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
-from streams.codec import encode_change
+from streams.codec import encode_change, encode_change_batch
 from streams.gc_tuning import tune_for_throughput
 from streams.jsonfile import read_json, write_json
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
@@ -163,6 +163,8 @@ class Publisher:
             "batch.num.messages": 10000,
         }
         self._producer = Producer(self._config)
+        self._max_events = max(1, settings.capture_events_per_message)
+        self._max_bytes = max(1, settings.capture_message_max_bytes)
         self._errors: list[str] = []
         self._acked = 0
 
@@ -173,12 +175,20 @@ class Publisher:
             self._acked += 1
 
     def publish(self, events: Sequence[ChangeEvent]) -> None:
-        """Produce ``events`` in order and block until each one is acknowledged; raise otherwise."""
+        """Produce ``events`` in order and block until each message is acknowledged; raise otherwise.
+
+        Consecutive events share a message (``change_batch``) up to ``capture_events_per_message``
+        events or ``capture_message_max_bytes``: the consumers' and the broker's cost is mostly per
+        message. A group of one is sent as a plain ``change_event`` message.
+        """
         self._errors.clear()
         self._acked = 0
-        for event in events:
-            value = encode_change(event)
-            key = f"{event.table}:{event.key}".encode()
+        messages = 0
+        for group in _groups([(e, encode_change(e)) for e in events], self._max_events, self._max_bytes):
+            first = group[0][0]
+            value = group[0][1] if len(group) == 1 else encode_change_batch([v for _, v in group])
+            key = f"{first.table}:{first.key}".encode()
+            messages += 1
             while True:
                 try:
                     self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
@@ -186,14 +196,29 @@ class Publisher:
                 except BufferError:
                     self._producer.poll(0.05)
         remaining = self._producer.flush(FLUSH_TIMEOUT_S)
-        if remaining or self._errors or self._acked != len(events):
+        if remaining or self._errors or self._acked != messages:
             # After timed-out messages the idempotent producer bumps its epoch, which the broker
             # answers with PRODUCER_FENCED: start over with a new producer (a new producer id).
             self._producer.purge()
             self._producer = Producer(self._config)
             raise DeliveryError(
-                f"{self.topic}: {len(events)} events produced, {self._acked} acknowledged, {remaining} "
-                f"still queued; errors: {self._errors[:5]}")
+                f"{self.topic}: {len(events)} events in {messages} messages produced, {self._acked} acknowledged, "
+                f"{remaining} still queued; errors: {self._errors[:5]}")
+
+
+def _groups(encoded: Sequence[tuple[ChangeEvent, bytes]], max_events: int,
+            max_bytes: int) -> Iterator[list[tuple[ChangeEvent, bytes]]]:
+    """Consecutive slices of ``encoded`` within both limits (an event larger than ``max_bytes`` alone)."""
+    group: list[tuple[ChangeEvent, bytes]] = []
+    size = 0
+    for item in encoded:
+        if group and (len(group) >= max_events or size + len(item[1]) > max_bytes):
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += len(item[1])
+    if group:
+        yield group
 
 
 class StoreCapture:

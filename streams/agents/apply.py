@@ -9,14 +9,15 @@ idempotent, version-guarded sinks absorb.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from connectors.sinks.base import Sink, StoreUnavailableError
-from streams.codec import DecodeError, decode_change
+from streams.codec import DecodeError, decode_change, split_changes
 from streams.deadletter import DeadLetterWriter, IncomingMessage
 from streams.model import ROUTES, ChangeEvent, Write
 from streams.progress import StoreProgress
@@ -27,7 +28,8 @@ log = logging.getLogger("platsync.apply")
 T = TypeVar("T")
 
 HINTS = {
-    "decode": "the message is not a valid ChangeEvent (schemas/change_event.avsc); check the capture version",
+    "decode": ("the message is not a valid ChangeEvent or ChangeBatch (schemas/change_event.avsc, "
+               "change_batch.avsc); check the capture version"),
     "unknown_api": ("the transaction carried no known API id: call platsync_mark_api(api_id) first in every "
                     "transaction that writes a source store (docs/integration.md), or add the API to the matrix"),
     "undeclared_source": ("the API wrote a store the matrix does not list as its source: fix the application "
@@ -72,9 +74,10 @@ class RouteApplier:
 
     def apply_batch(self, messages: Sequence[IncomingMessage]) -> BatchReport:
         """Process ``messages`` fully (blocking and retrying while a target store is unreachable)."""
-        report = BatchReport(events=len(messages))
+        report = BatchReport()
         writes_by_store: dict[str, list[tuple[Write, IncomingMessage]]] = {}
-        for msg in messages:
+        for msg in self._events_of(messages, report):
+            report.events += 1
             change = self._decode(msg, report)
             if change is None:
                 continue
@@ -104,6 +107,22 @@ class RouteApplier:
             self.dead_letters.flush()
         self._retry(lambda: self.record_progress(report.progress), "progress")
         return report
+
+    def _events_of(self, messages: Sequence[IncomingMessage], report: BatchReport) -> Iterator[IncomingMessage]:
+        """One message per change event: the elements of ``change_batch`` messages are taken apart
+        (each keeps its batch's topic, partition and offset), a corrupt batch is dead-lettered whole."""
+        for msg in messages:
+            try:
+                elements = split_changes(msg.value)
+            except DecodeError as exc:
+                report.events += 1
+                self._dead_letter(msg, "decode", str(exc), HINTS["decode"], report, None)
+                continue
+            if len(elements) == 1 and elements[0] is msg.value:
+                yield msg
+            else:
+                for value in elements:
+                    yield dataclasses.replace(msg, value=value)
 
     def _decode(self, msg: IncomingMessage, report: BatchReport) -> ChangeEvent | None:
         try:

@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from connectors.capture.debezium import slot_name
 from connectors.capture.runner import capture_ready, progress_path
 from infra.local.process import free_port, stop_pid
-from streams.codec import decode_change
+from streams.codec import decode_changes
 from streams.model import ChangeEvent
 from streams.settings import Settings
 from tests.support.stack import isolated_settings as stack_settings_for
@@ -124,8 +124,9 @@ class Reader:
             assert time.monotonic() < deadline, f"{self.topic}: timed out with {len(self.events)} events"
             for msg in self.consumer.consume(5000, 0.05):
                 if not msg.error():
-                    self.events.append(event := decode_change(msg.value()))
-                    self.seen.add(event.key)
+                    for event in decode_changes(msg.value()):
+                        self.events.append(event)
+                        self.seen.add(event.key)
             if on_poll:
                 on_poll()
         return self.events

@@ -13,7 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
-from streams.codec import decode_change
+from streams.codec import decode_changes
 from streams.model import SIDES, other_side
 from streams.settings import Settings
 from tests.support.helpers import accounts, can_login, users
@@ -109,9 +109,9 @@ def test_no_plaintext_password_in_any_topic_or_log_and_no_echo(stack: Stack) -> 
     for log in (s.data_dir / "logs").glob("*.log"):
         assert password not in log.read_text(errors="replace"), log
     # No echo: the remote capture never produced this account back.
-    back = [decode_change(v) for _, v in topic_messages(s, s.topic("remote", "keycloak"))]
+    back = [e for _, v in topic_messages(s, s.topic("remote", "keycloak")) for e in decode_changes(v)]
     assert not [e for e in back if e.key == username]
-    local = [decode_change(v) for _, v in topic_messages(s, s.topic("local", "keycloak"))]
+    local = [e for _, v in topic_messages(s, s.topic("local", "keycloak")) for e in decode_changes(v)]
     mine = [e for e in local if e.key == username]
     assert mine and {e.api_id for e in mine} <= {"PRV_STF_003", "PRV_ATH_001"}
     assert all(isinstance(e.row["credential"], bytes) for e in mine if e.row)

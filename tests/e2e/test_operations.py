@@ -3,6 +3,7 @@ replay and restart."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -19,7 +20,7 @@ from connectors.reference_api.service import ReferenceApi
 from infra.local.process import read_pid
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
-from streams.codec import decode, decode_change, encode_change
+from streams.codec import DecodeError, decode, decode_changes, encode_change, encode_change_batch
 from streams.model import ChangeEvent
 from streams.settings import Settings
 from tests.support.helpers import platsync
@@ -51,6 +52,17 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 20) -> list[by
     finally:
         consumer.close()
     return values
+
+
+def readable_changes(values: list[bytes]) -> list[ChangeEvent]:
+    """The change events of ``values``, skipping what the dead-letter tests injected."""
+    events: list[ChangeEvent] = []
+    for value in values:
+        try:
+            events.extend(decode_changes(value))
+        except DecodeError:
+            continue
+    return events
 
 
 def doc_payload(tag: str, n: int = 1) -> dict:
@@ -109,6 +121,41 @@ def test_bad_input_is_dead_lettered_and_the_route_continues(stack: Stack) -> Non
     assert all(d["original_value"] is not None and d["hint"] for d in letters)
 
 
+def test_a_change_batch_is_taken_apart_and_each_bad_event_dead_lettered_alone(stack: Stack) -> None:
+    s = stack.settings
+    topic = s.topic("local", "meta")
+    with ReferenceApi(s, "local") as api:
+        real_id = api.call("PRV_STF_001", {"staff_code": "batch-src", "display_name": "束", "role": "clerk"})[
+            "written"]["meta"]["staff"][0]
+    synced(s)
+    real = next(e for e in readable_changes(read_topic(s, topic)) if e.key == real_id)
+    assert real.row is not None
+    good = dataclasses.replace(real, event_id="local.meta:batch:0", key="batch-good",
+                               row={**real.row, "id": "batch-good", "staff_code": "batch-good"})
+    unknown = dataclasses.replace(good, event_id="local.meta:batch:1", key="batch-unknown", api_id="PRV_XXX_999",
+                                  row={**good.row, "id": "batch-unknown"})
+    garbage = b"\x50not a change event"
+    batch = encode_change_batch([garbage, encode_change(unknown), encode_change(good)])
+    corrupt = encode_change_batch([encode_change(good), encode_change(good)])[:-4]
+    producer = Producer({"bootstrap.servers": s.broker_bootstrap})
+    producer.produce(topic, key=b"batch", value=batch)
+    producer.produce(topic, key=b"corrupt-batch", value=corrupt)
+    producer.flush(10)
+    with ReferenceApi(s, "local") as api:
+        after = api.call("PRV_STF_001", {"staff_code": "after-batch", "display_name": "後", "role": "clerk"})
+    synced(s)
+    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+        assert conn.execute("SELECT staff_code FROM staff WHERE id = 'batch-good'").fetchone() == ("batch-good",)
+        assert conn.execute("SELECT count(*) FROM staff WHERE id = 'batch-unknown'").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM staff WHERE id = %s",
+                            (after["written"]["meta"]["staff"][0],)).fetchone() == (1,)
+    letters = [decode("dead_letter", v) for v in read_topic(s, s.dead_letter_topic("local_to_remote"))]
+    mine = {(d["error_kind"], d["original_key"], d["original_value"]) for d in letters
+            if d["original_key"] in (b"batch", b"corrupt-batch")}
+    assert mine == {("decode", b"batch", garbage), ("unknown_api", b"batch", encode_change(unknown)),
+                    ("decode", b"corrupt-batch", corrupt)}
+
+
 def test_concurrent_writes_on_both_sides_converge_without_loops(stack: Stack) -> None:
     s = stack.settings
     created: dict[str, list[str]] = {"local": [], "remote": []}
@@ -149,10 +196,11 @@ def test_concurrent_writes_on_both_sides_converge_without_loops(stack: Stack) ->
     for side in ("local", "remote"):
         for value in read_topic(s, s.topic(side, "meta")):
             try:
-                ev = decode_change(value)
+                events = decode_changes(value)
             except Exception:  # noqa: BLE001 - garbage injected by the dead-letter test
                 continue
-            assert ev.origin_side == side and ev.source_side == side
+            for ev in events:
+                assert ev.origin_side == side and ev.source_side == side
 
 
 def test_kill_9_of_worker_and_capture_mid_stream_loses_nothing(stack: Stack) -> None:

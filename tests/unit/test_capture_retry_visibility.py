@@ -33,3 +33,14 @@ def test_retry_is_visible_while_it_lasts_and_cleared_after(tmp_path: Path) -> No
     assert errors and "local Keycloak database unreachable, retrying" in errors[0]
     assert not retry_file.exists()
     assert not [e for e in collect_status(settings)["errors"] if e.startswith("capture")]
+
+
+def test_publisher_groups_consecutive_events_within_both_limits() -> None:
+    from connectors.capture.runner import _groups
+
+    items = [(f"e{i}", b"x" * size) for i, size in enumerate([10, 10, 10, 50, 10, 200, 10])]
+    groups = [[name for name, _ in g] for g in _groups(items, 3, 60)]  # type: ignore[arg-type]
+    # at most 3 events and 60 bytes per message, order kept, a 200-byte event alone
+    assert groups == [["e0", "e1", "e2"], ["e3", "e4"], ["e5"], ["e6"]]
+    assert [n for g in groups for n in g] == [name for name, _ in items]
+    assert list(_groups([], 3, 60)) == []

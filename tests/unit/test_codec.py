@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from streams.codec import MAGIC, DecodeError, decode_change, encode, encode_change, load_contract
+from streams.codec import (
+    MAGIC,
+    DecodeError,
+    decode_change,
+    decode_changes,
+    encode,
+    encode_change,
+    encode_change_batch,
+    load_contract,
+    split_changes,
+)
 from streams.model import ChangeEvent
 
 
@@ -75,3 +85,26 @@ def test_invalid_op_is_refused() -> None:
 def test_fingerprint_is_stable_per_contract() -> None:
     assert load_contract("change_event").fingerprint == load_contract("change_event").fingerprint
     assert load_contract("change_event").fingerprint != load_contract("dead_letter").fingerprint
+
+
+def test_a_change_batch_carries_complete_change_event_messages_in_order() -> None:
+    events = [change(key=f"k{i}") for i in range(5)]
+    encoded = [encode_change(e) for e in events]
+    batch = encode_change_batch(encoded)
+    assert batch[:1] == MAGIC and batch[1:9] == load_contract("change_batch").fingerprint
+    assert split_changes(batch) == encoded
+    assert decode_changes(batch) == events
+    assert split_changes(encoded[0]) == [encoded[0]]  # a single change event is its own only element
+    assert decode_changes(encoded[0]) == [events[0]]
+    assert split_changes(encode_change_batch([])) == []
+
+
+def test_a_corrupt_change_batch_is_refused_as_a_whole() -> None:
+    batch = encode_change_batch([encode_change(change()), encode_change(change(key="b"))])
+    for broken in (batch[:-3], batch[:12], batch + b"\x00"):
+        with pytest.raises(DecodeError, match="change_batch"):
+            split_changes(broken)
+    # An element that is not a change event is only found out when that element is decoded.
+    assert split_changes(encode_change_batch([b"junk"])) == [b"junk"]
+    with pytest.raises(DecodeError):
+        decode_changes(encode_change_batch([b"junk"]))
