@@ -130,7 +130,12 @@ def env(pg_settings: Settings) -> Iterator[ModeEnv]:
 
 def test_both_sides_start_normal_with_the_header(env: ModeEnv) -> None:
     for side in ("local", "remote"):
-        body = env.wait_mode(side, "normal", 15, "side is reachable")
+        env.wait_mode(side, "normal", 15, "side is reachable")
+        # The peer's mode is what its last heartbeat said: a start-up "recovery" may still be
+        # shown for one heartbeat after the peer itself turned normal.
+        header, body = env.wait_for(side, lambda b: b["mode"] == "normal" and b["peer"]["mode"] == "normal",
+                                    5, "peer seen normal")
+        assert header == "normal" and body is not None
         assert body["side"] == side and body["since"] and body["peer_last_seen_ts_ms"] > 0
         assert body["peer"]["side"] != side and body["peer"]["mode"] == "normal"
         assert env.status(side, "/healthz")[0] == "normal"
