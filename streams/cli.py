@@ -204,9 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     link_cli.register(sub, common)
     mode_cli.register(sub, common)
     recovery_cli.register(sub, common)
-    from streams import bench_cli, conflicts_cli
+    from streams import bench_cli, conflicts_cli, dlq_cli
 
     conflicts_cli.register(sub, common)
+    dlq_cli.register(sub, common)
     bench_cli.register(sub)
     return parser
 
