@@ -22,7 +22,10 @@ from connectors.sinks.keycloak import KeycloakSink
 from connectors.sinks.postgres_rows import PostgresRowSink
 from streams.agents.apply import BatchReport, RouteApplier
 from streams.agents.pipeline import ApplyPipeline
+from streams.confluent_wire import codec_for
 from streams.deadletter import DeadLetterWriter, IncomingMessage
+from streams.kafka_config import faust_broker_options
+from streams.metrics import Health, WorkerMetrics
 from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES
 from streams.progress import ProgressRecorder
 from streams.routing.matrix_model import load_matrix
@@ -55,18 +58,41 @@ def build_applier(settings: Settings, route: str) -> RouteApplier:
     sinks["keycloak"] = KeycloakSink(settings, target_side)
     for sink in sinks.values():
         sink.setup()
+    codec = codec_for(settings)  # with a schema registry: registers schemas/*.avsc, refuses incompatible ones
     return RouteApplier(
-        route, load_matrix(), sinks, DeadLetterWriter(settings, route),
-        ProgressRecorder(settings, route, target_side))
+        route, load_matrix(), sinks, DeadLetterWriter(settings, route, codec=codec),
+        ProgressRecorder(settings, route, target_side), codec=codec)
 
 
-def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.App:
-    """Build the Faust app applying ``route`` with ``applier``."""
+def _add_apply_checks(health: Health, applier: RouteApplier, pipeline: ApplyPipeline[Any, Any]) -> None:
+    """Liveness: no failed batch, no batch applying for longer than the stall limit unless it is
+    retrying an unreachable store (waiting, not stuck); readiness: nothing being retried."""
+
+    def apply_alive() -> str | None:
+        if pipeline.failure is not None:  # the agent stops consuming: only a restart helps
+            return f"a batch failed: {type(pipeline.failure).__name__}"
+        started = applier.busy_since
+        if started is not None and not applier.retrying and time.monotonic() - started > health.stall_after_s:
+            return f"a batch has been applying for more than {health.stall_after_s:g}s"
+        return None
+
+    def not_retrying() -> str | None:
+        retrying = sorted(applier.retrying)
+        return f"retrying unreachable {', '.join(retrying)}" if retrying else None
+
+    health.add_check(apply_alive)
+    health.add_check(not_retrying, readiness=True)
+
+
+def create_app(settings: Settings, route: str, applier: RouteApplier, metrics: WorkerMetrics | None = None,
+               health: Health | None = None) -> faust.App:
+    """Build the Faust app applying ``route`` with ``applier``; ``metrics`` get every applied batch,
+    ``health`` the event loop's beats, readiness (partitions assigned) and the apply checks."""
     datadir = settings.data_dir / "faust" / route
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = RouteApp(
         settings.consumer_group(route),
-        broker=f"kafka://{settings.broker_bootstrap}",
+        **faust_broker_options(settings, f"worker-{route}"),  # broker URL, TLS/SASL (streams/kafka_config.py)
         # The worker runs on the side it writes; the link proxy (infra/local/link.py) reads the side here.
         broker_client_id=f"platsync-{ROUTES[route][1]}-worker-{route}",
         store="memory://",
@@ -81,6 +107,8 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
         topic_partitions=1,
         topic_disable_leader=True,
         producer_max_batch_size=16,
+        # At least the largest message (a single large signed record), or its partition would stall.
+        consumer_max_fetch_size=settings.kafka_message_max_bytes + 65536,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -90,6 +118,9 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
     counters = {"batches": 0, "events": 0, "writes": 0, "applied": 0, "dead_letters": 0}
 
     def publish(ready: bool) -> None:
+        if health is not None:
+            health.beat("event_loop")
+            health.set_ready(ready, "no partitions assigned (not consuming yet)")
         _write_state(state_path, {"route": route, "pid": os.getpid(), "ready": ready,
                                   "updated_ts_ms": int(time.time() * 1000), "retrying": dict(applier.retrying),
                                   **counters})
@@ -98,10 +129,14 @@ def create_app(settings: Settings, route: str, applier: RouteApplier) -> faust.A
         counters["batches"] += 1
         for key in ("events", "writes", "applied", "dead_letters"):
             counters[key] += getattr(report, key)
+        if metrics is not None:
+            metrics.record(report)
         publish(True)
 
     pipeline: ApplyPipeline[IncomingMessage, BatchReport] = ApplyPipeline(
         applier.apply_batch, applied, depth=settings.worker_batches_in_flight, name=f"apply-{route}")
+    if health is not None:
+        _add_apply_checks(health, applier, pipeline)
 
     # A message holds up to capture_events_per_message events (schemas/change_batch.avsc): take as
     # many messages as keep a batch near worker_batch_size events.

@@ -41,10 +41,10 @@ def insert_probes(settings: Settings) -> dict[tuple[str, str], str]:
     for side in SIDES:
         for store in CAPTURED_STORES[side]:
             if store == "keycloak":
-                with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5") as conn:
+                with psycopg.connect(settings.keycloak_db_dsn(side, "operator") + " connect_timeout=5") as conn:
                     probes[(side, store)] = _emit_keycloak_probe(conn)
                 continue
-            with psycopg.connect(settings.libpq_dsn(side, store) + " connect_timeout=5") as conn:
+            with psycopg.connect(settings.libpq_dsn(side, store, "operator") + " connect_timeout=5") as conn:
                 probes[(side, store)] = conn.execute(PROBE_SQL).fetchone()[0]  # type: ignore[index]
     return probes
 

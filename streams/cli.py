@@ -199,9 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--to-beginning", action="store_true")
     group.add_argument("--to-time", help="ISO 8601 time, e.g. 2026-11-22T09:00:00+09:00")
     p.set_defaults(func=cmd_replay)
-    from streams import link_cli, mode_cli, recovery_cli
+    from streams import access_cli, k8s_cli, link_cli, mode_cli, recovery_cli, stamp_cli
 
     link_cli.register(sub, common)
+    k8s_cli.register(sub, common)
+    stamp_cli.register(sub, common)
+    access_cli.register(sub, common)
     mode_cli.register(sub, common)
     recovery_cli.register(sub, common)
     from streams import bench_cli, conflicts_cli, dlq_cli

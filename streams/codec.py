@@ -133,9 +133,44 @@ def decode_changes(data: bytes | None) -> list[ChangeEvent]:
 
 def decode_change(data: bytes | None) -> ChangeEvent:
     """Decode a change event; raise :class:`DecodeError` if it is not a valid one."""
-    record = decode("change_event", data)
+    record = decode("change_event", data)  # the body of change_from_record, inline: the worker's hot path
     for image in ("row", "before"):
         value = record.get(image)
         if value is not None:
             record[image] = {k: v["data"] if isinstance(v, dict) else v for k, v in value.items()}
     return ChangeEvent(**record)
+
+
+def change_from_record(record: dict[str, Any]) -> ChangeEvent:
+    """The :class:`ChangeEvent` of a decoded ``change_event`` record (Binary column values unwrapped)."""
+    for image in ("row", "before"):
+        value = record.get(image)
+        if value is not None:
+            record[image] = {k: v["data"] if isinstance(v, dict) else v for k, v in value.items()}
+    return ChangeEvent(**record)
+
+
+@dataclass(frozen=True)
+class MessageCodec:
+    """The message functions of one process: :data:`PLAIN` (this module's framing, no registry) or
+    the Confluent wire format against a schema registry (:func:`streams.confluent_wire.codec_for`).
+
+    Callers hold the codec and call its functions; with :data:`PLAIN` they are this module's
+    functions themselves, so the no-registry path does no extra work per message.
+    """
+
+    encode: Callable[[str, dict[str, Any]], bytes]
+    decode: Callable[[str, bytes | None], dict[str, Any]]
+    encode_change: Callable[[ChangeEvent], bytes]
+    encode_change_batch: Callable[[Sequence[bytes]], bytes]
+    split_changes: Callable[[bytes | None], list[bytes | None]]
+    decode_change: Callable[[bytes | None], ChangeEvent]
+    name: str = "plain"
+
+    def decode_changes(self, data: bytes | None) -> list[ChangeEvent]:
+        """Every change event of one Kafka message value."""
+        return [self.decode_change(element) for element in self.split_changes(data)]
+
+
+#: No schema registry: the framing of this module (format byte 'P' and the contract's fingerprint).
+PLAIN = MessageCodec(encode, decode, encode_change, encode_change_batch, split_changes, decode_change)

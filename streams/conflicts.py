@@ -123,7 +123,7 @@ def _stores() -> list[tuple[str, str]]:
 
 
 def _connect(settings: Settings, side: str, store: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(settings.libpq_dsn(side, store) + " connect_timeout=5", row_factory=dict_row)
+    return psycopg.connect(settings.libpq_dsn(side, store, "operator") + " connect_timeout=5", row_factory=dict_row)
 
 
 def _has_table(conn: psycopg.Connection[Any]) -> bool:

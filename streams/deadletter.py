@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Producer
 
-from streams.codec import encode
+from streams.codec import MessageCodec
+from streams.confluent_wire import codec_for
+from streams.kafka_config import client_config
 from streams.model import ROUTES
 from streams.settings import Settings
 
@@ -27,19 +29,24 @@ class IncomingMessage:
 class DeadLetterWriter:
     """Buffers dead letters of one route and produces them durably on :meth:`flush`."""
 
-    def __init__(self, settings: Settings, route: str) -> None:
+    def __init__(self, settings: Settings, route: str, client_id: str | None = None,
+                 codec: MessageCodec | None = None, principal: str | None = None) -> None:
         self.route = route
+        self._encode = (codec or codec_for(settings)).encode  # plain framing or the Confluent wire format
         self.topic = settings.dead_letter_topic(route)
         self._producer = Producer({
-            "bootstrap.servers": settings.broker_bootstrap, "enable.idempotence": True,
             # The worker runs on the side it writes: its client id names that side for the link.
-            "client.id": f"platsync-{ROUTES[route][1]}-worker-{route}-dlq",
+            **client_config(settings, client_id or f"platsync-{ROUTES[route][1]}-worker-{route}-dlq",
+                            principal or f"worker-{route}"),
+            "enable.idempotence": True,
+            # A dead letter carries the original message, which may be as large as a message may be.
+            "message.max.bytes": 2 * settings.kafka_message_max_bytes,
             "acks": "all", "linger.ms": 5})
         self._pending: list[bytes] = []
 
     def add(self, msg: IncomingMessage, kind: str, error: str, hint: str) -> None:
         """Queue a dead letter for ``msg``."""
-        self._pending.append(encode("dead_letter", {
+        self._pending.append(self._encode("dead_letter", {
             "route": self.route, "source_topic": msg.topic, "source_partition": msg.partition,
             "source_offset": msg.offset, "original_key": msg.key, "original_value": msg.value,
             "error_kind": kind, "error": error, "hint": hint, "failed_ts_ms": int(time.time() * 1000)}))

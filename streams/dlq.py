@@ -25,7 +25,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.codec import DecodeError, decode, decode_change, split_changes
+from streams.codec import PLAIN, DecodeError, MessageCodec
+from streams.kafka_config import client_config
 from streams.model import ROUTES
 from streams.settings import Settings
 
@@ -73,13 +74,14 @@ def retried_topic(settings: Settings) -> str:
 
 
 def _consumer_config(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.broker_bootstrap, "client.id": OPERATOR_CLIENT_ID,
+    return {**client_config(settings, OPERATOR_CLIENT_ID),
             "group.id": f"{OPERATOR_CLIENT_ID}-{time.time_ns()}", "enable.auto.commit": False,
             "enable.partition.eof": True, "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
             "socket.timeout.ms": 10000}
 
 
-def _read_topic(settings: Settings, topic: str, timeout_s: float) -> list[tuple[int, int, bytes | None, bytes | None]]:
+def read_topic_records(settings: Settings, topic: str,
+                       timeout_s: float) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """Every record of ``topic`` as (partition, offset, key, value), read to the end of each partition.
 
     The embedded broker reports a wrong high watermark (see BRIEF), so the end is "partition EOF and
@@ -121,14 +123,26 @@ def _read_topic(settings: Settings, topic: str, timeout_s: float) -> list[tuple[
         consumer.close()
 
 
-def read_dead_letters(settings: Settings, routes: Iterable[str] = tuple(ROUTES),
-                      timeout_s: float = 30.0) -> list[StoredDeadLetter]:
+def message_codec(settings: Settings) -> MessageCodec:
+    """How this engine's messages are framed: plain, or the Confluent wire format of a registry
+    (looked up only: an operator tool registers nothing)."""
+    if not settings.schema_registry_url:
+        return PLAIN
+    from streams.confluent_wire import codec_for
+
+    return codec_for(settings, register=False)
+
+
+def read_dead_letters(settings: Settings, routes: Iterable[str] = tuple(ROUTES), timeout_s: float = 30.0,
+                      codec: MessageCodec | None = None) -> list[StoredDeadLetter]:
     """Every dead letter of ``routes``, oldest first per route."""
+    codec = codec or message_codec(settings)
     letters: list[StoredDeadLetter] = []
     for route in routes:
-        for partition, offset, _key, value in _read_topic(settings, settings.dead_letter_topic(route), timeout_s):
+        topic = settings.dead_letter_topic(route)
+        for partition, offset, _key, value in read_topic_records(settings, topic, timeout_s):
             try:
-                record = decode("dead_letter", value)
+                record = codec.decode("dead_letter", value)
             except DecodeError as exc:  # not ours: say so instead of hiding it
                 record = {"route": route, "source_topic": "?", "source_partition": -1, "source_offset": -1,
                           "original_key": None, "original_value": value, "error_kind": "unreadable_dead_letter",
@@ -141,7 +155,7 @@ def read_dead_letters(settings: Settings, routes: Iterable[str] = tuple(ROUTES),
 def read_retry_marks(settings: Settings, timeout_s: float = 30.0) -> dict[str, RetryMark]:
     """The latest retry of each dead letter that was re-driven, by dead-letter id."""
     marks: dict[str, RetryMark] = {}
-    for _partition, _offset, _key, value in _read_topic(settings, retried_topic(settings), timeout_s):
+    for _partition, _offset, _key, value in read_topic_records(settings, retried_topic(settings), timeout_s):
         try:
             data = json.loads(value or b"")
             mark = RetryMark(str(data["id"]), int(data["retried_ts_ms"]), str(data["topic"]),
@@ -181,15 +195,15 @@ def redact(text: str) -> str:
     return text
 
 
-def describe_original(value: bytes | None, reveal: bool) -> dict[str, Any]:
+def describe_original(value: bytes | None, reveal: bool, codec: MessageCodec = PLAIN) -> dict[str, Any]:
     """What the dead letter's original bytes are: the change event's identity always, row values only
     with ``reveal`` (otherwise each field's type and size)."""
     if value is None:
         return {"bytes": 0, "readable": False, "note": "no original bytes kept (see the error)"}
     summary: dict[str, Any] = {"bytes": len(value)}
     try:
-        elements = split_changes(value)
-        change = decode_change(elements[0]) if len(elements) == 1 else None
+        elements = codec.split_changes(value)
+        change = codec.decode_change(elements[0]) if len(elements) == 1 else None
     except DecodeError as exc:
         change, summary["decode_error"] = None, str(exc)
     if change is None:
@@ -225,7 +239,7 @@ def iso(ts_ms: int) -> str:
 
 def ensure_retried_topic(settings: Settings) -> None:
     """Create the retry bookkeeping topic (one partition) unless it exists."""
-    admin = AdminClient({"bootstrap.servers": settings.broker_bootstrap, "client.id": OPERATOR_CLIENT_ID})
+    admin = AdminClient(client_config(settings, OPERATOR_CLIENT_ID))
     topic = retried_topic(settings)
     if topic in admin.list_topics(timeout=10).topics:
         return
@@ -255,7 +269,7 @@ def retry(settings: Settings, letters: Sequence[StoredDeadLetter], marks: dict[s
     if not todo:
         return []
     ensure_retried_topic(settings)
-    producer = Producer({"bootstrap.servers": settings.broker_bootstrap, "client.id": OPERATOR_CLIENT_ID,
+    producer = Producer({**client_config(settings, OPERATOR_CLIENT_ID),
                          "acks": "all", "enable.idempotence": True, "message.timeout.ms": 30000})
     delivered: dict[str, tuple[str, int, int]] = {}
     errors: list[str] = []

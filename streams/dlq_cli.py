@@ -78,16 +78,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Show one dead letter: metadata, error, hint and what its original bytes are."""
-    from streams.dlq import describe_original
+    from streams.dlq import describe_original, message_codec
 
-    _settings_, letters, marks = _load(args)
+    settings, letters, marks = _load(args)
     letter = next((x for x in letters if x.id == args.id), None)
     if letter is None:
         print(f"no dead letter {args.id!r} (ids look like local_to_remote:0:12; see 'platsync dlq list')",
               file=sys.stderr)
         return 3
     shown = _summary(letter, marks, args.reveal)
-    shown["original"] = describe_original(letter.record["original_value"], args.reveal)
+    shown["original"] = describe_original(letter.record["original_value"], args.reveal, message_codec(settings))
     if args.json:
         print(json.dumps(shown, ensure_ascii=False, indent=2))
         return 0

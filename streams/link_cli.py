@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from streams.settings import Settings, load_settings
@@ -28,6 +29,11 @@ def cmd_link(args: argparse.Namespace) -> int:
     from infra.local.process import read_pid
 
     settings = _settings(args)
+    if settings.broker_bootstrap_servers:
+        print(f"platsync link: the stack uses the Kafka cluster {settings.broker_bootstrap_servers}; the cuttable "
+              "link exists only in front of the embedded broker (cut the network itself to test an outage)",
+              file=sys.stderr)
+        return 2
     if args.action == "status":
         state = enforced_state(settings)
         if args.json:

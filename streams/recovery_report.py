@@ -30,6 +30,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.stores.tables import SYNCED_TABLES
+from streams.kafka_config import client_config
 from streams.model import DATABASE_STORES, SIDES, other_side, route_for_source
 from streams.settings import Settings
 
@@ -66,9 +67,10 @@ def last_outage(settings: Settings) -> tuple[int, int | None] | None:
 
 def dead_lettered_keys(settings: Settings, route: str, timeout_s: float = 3.0) -> dict[tuple[str, str], str]:
     """(table, key) -> "error (hint)" of every change of ``route`` in its dead-letter topic."""
-    from streams.codec import decode, decode_change
+    from streams.confluent_wire import codec_for
 
-    consumer = Consumer({"bootstrap.servers": settings.broker_bootstrap, "client.id": "platsync-admin-report",
+    codec = codec_for(settings, register=False)  # plain framing, or the registry's wire format (read only)
+    consumer = Consumer({**client_config(settings, "platsync-admin-report"),
                          "group.id": f"platsync-report-{time.time_ns()}", "enable.auto.commit": False})
     found: dict[tuple[str, str], str] = {}
     try:
@@ -82,8 +84,8 @@ def dead_lettered_keys(settings: Settings, route: str, timeout_s: float = 3.0) -
                 continue
             deadline = time.monotonic() + 1.0
             try:
-                letter = decode("dead_letter", msg.value())
-                change = decode_change(letter["original_value"])
+                letter = codec.decode("dead_letter", msg.value())
+                change = codec.decode_change(letter["original_value"])
             except Exception:  # noqa: BLE001 - garbage has no record to report
                 continue
             found[(change.table, change.key)] = f"{letter['error']} ({letter['hint']})"
@@ -167,8 +169,8 @@ def build_report(settings: Settings, start_ms: int, end_ms: int | None) -> list[
         for store in DATABASE_STORES[side]:
             if store not in DATABASE_STORES[other]:
                 continue  # fructos_patient exists in the cloud only; nothing is copied back into it
-            with psycopg.connect(settings.libpq_dsn(side, store)) as src, \
-                    psycopg.connect(settings.libpq_dsn(other, store)) as dst:
+            with psycopg.connect(settings.libpq_dsn(side, store, "operator")) as src, \
+                    psycopg.connect(settings.libpq_dsn(other, store, "operator")) as dst:
                 conflicts = {**_conflicts_by_row(src), **_conflicts_by_row(dst)}
                 if side == SIDES[0]:  # each store's conflicts once (they name both sides)
                     entries.extend(_lost_in_conflicts([src, dst], store, start_ms, end_ms))

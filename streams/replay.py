@@ -14,12 +14,13 @@ from confluent_kafka.admin import AdminClient
 from infra.local.process import read_pid, stop_pid
 from infra.local.stack import Stack
 from streams.app import source_topics
+from streams.kafka_config import client_config
 from streams.settings import Settings
 
 
 def target_offsets(settings: Settings, route: str, to_beginning: bool, to_time: str | None) -> list[TopicPartition]:
     """The offsets each of the route's source partitions must restart from."""
-    consumer = Consumer({"bootstrap.servers": settings.broker_bootstrap,
+    consumer = Consumer({**client_config(settings),
                          "group.id": f"{settings.consumer_group(route)}-replay-probe", "enable.auto.commit": False})
     try:
         topics = source_topics(settings, route)
@@ -57,7 +58,7 @@ def replay_route(settings: Settings, route: str, to_beginning: bool, to_time: st
         say(f"stopping {name} (pid {pid}) so its consumer group can be moved")
         stop_pid(pid, timeout_s=60)
         (settings.data_dir / "run" / f"{name}.pid").unlink(missing_ok=True)
-    admin = AdminClient({"bootstrap.servers": settings.broker_bootstrap})
+    admin = AdminClient(client_config(settings))
     group = settings.consumer_group(route)
     futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, offsets)])
     for fut in futures.values():

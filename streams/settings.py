@@ -33,9 +33,30 @@ class Settings:
     broker_listen_port: int = 19093  # where the broker itself listens, behind the link proxy
     pg_local_port: int = 15432
     pg_remote_port: int = 15433
+    # Production (infra/k8s, docs/kubernetes.md): each side's PostgreSQL host and the Kafka bootstrap
+    # list. Empty: ``host`` and ``host:broker_port`` (the embedded stack).
+    pg_local_host: str = ""
+    pg_remote_host: str = ""
+    broker_bootstrap_servers: str = ""
+    # Broker connection security (docs/broker_security.md): plaintext | ssl | sasl_ssl. On the embedded
+    # stack the link proxy (infra/local/link.py) is the TLS/SASL endpoint. Empty username/password: the
+    # embedded stack's generated per-process users; empty CA file: its generated CA
+    # (<data_dir>/secrets/broker/).
+    broker_security_protocol: str = "plaintext"
+    broker_sasl_mechanism: str = "SCRAM-SHA-256"  # SCRAM-SHA-256 | SCRAM-SHA-512 | PLAIN
+    broker_username: str = ""
+    broker_password: str = ""
+    broker_ca_file: str = ""
     pg_bin_dir: str = ""  # empty: auto-detect (pg_config, then /usr/lib/postgresql/*/bin)
-    pg_user: str = "platsync"
+    pg_user: str = "platsync"  # the admin: provisioning only (streams/access_policy.py, docs/security.md)
     pg_password: str = "platsync"
+    # Least-privilege roles: each process connects as its own role (capture, apply, app, operator).
+    # false: every process connects as pg_user. Empty passwords: generated once per side in <data_dir>/secrets/.
+    pg_least_privilege: bool = True
+    pg_capture_password: str = ""
+    pg_apply_password: str = ""
+    pg_app_password: str = ""
+    pg_operator_password: str = ""
     topic_prefix: str = "platsync"
     # Debezium
     # How often each Debezium engine looks for new changes when idle. Every wake costs about a
@@ -50,6 +71,10 @@ class Settings:
     capture_events_per_message: int = 100
     capture_message_max_bytes: int = 262_144
     java_cache_dir: str = ""  # empty: ~/.cache/platsync/java (compiled echo filter)
+    # Largest change message (one event, e.g. a signed PDF) the engine produces and consumes. A real
+    # Kafka's topics need max.message.bytes at least this (Kafka's default is about 1 MB). A change
+    # above it is dead-lettered by the capture without its bytes ("oversized"); raise this, then resync.
+    kafka_message_max_bytes: int = 16_777_216
     # Faust worker
     worker_batch_size: int = 1000
     worker_batch_within_s: float = 0.05
@@ -75,36 +100,82 @@ class Settings:
     mode_local_port: int = 18090
     mode_remote_port: int = 18091
     mode_peer_timeout_s: float = 10.0
+    # Confluent-compatible schema registry (docs/schema_registry.md). Empty URL: no registry, messages
+    # keep the plain framing of streams/codec.py. Otherwise messages use the Confluent wire format and
+    # every process registers schemas/*.avsc (subjects by RecordNameStrategy) at start.
+    schema_registry_url: str = ""
+    schema_registry_user: str = ""  # HTTP basic auth (both empty: none)
+    schema_registry_password: str = ""
+    schema_registry_compatibility: str = "BACKWARD"  # set on every subject at start
+    schema_registry_timeout_s: float = 5.0  # per HTTP request
+    schema_registry_start_wait_s: float = 30.0  # how long a starting process waits for an unreachable registry
+    # Observability (docs/observability.md): /metrics, /healthz, /readyz of each long-running process
+    metrics_enabled: bool = True
+    metrics_capture_local_port: int = 19100
+    metrics_capture_remote_port: int = 19101
+    metrics_worker_local_to_remote_port: int = 19102
+    metrics_worker_remote_to_local_port: int = 19103
+    metrics_mode_local_port: int = 19104
+    metrics_mode_remote_port: int = 19105
+    metrics_stall_after_s: float = 30.0  # /healthz turns 503 when a process loop made no progress for this long
+    log_format: str = "text"  # text | json (streams/logs.py)
     # Supervisor
     ready_timeout_s: float = 120.0
     status_interval_s: float = 1.0
 
+    def __post_init__(self) -> None:
+        from streams.kafka_config import validate_broker_security
+
+        validate_broker_security(self)
+
     @property
     def broker_bootstrap(self) -> str:
-        """``host:port`` of the Kafka-compatible broker."""
-        return f"{self.host}:{self.broker_port}"
+        """Bootstrap servers of the Kafka-compatible broker (``host:broker_port`` unless configured)."""
+        return self.broker_bootstrap_servers or f"{self.host}:{self.broker_port}"
 
     def mode_port(self, side: str) -> int:
         """Port of a side's HTTP status endpoint (``X-Hybridmode``)."""
         return {"local": self.mode_local_port, "remote": self.mode_remote_port}[side]
 
+    def metrics_port(self, process: str) -> int:
+        """Metrics/health port of a long-running process: ``capture-<side>``, ``worker-<route>``, ``mode-<side>``."""
+        name = f"metrics_{process.replace('-', '_')}_port"
+        port = getattr(self, name, None)
+        if not isinstance(port, int) or process.count("-") != 1:
+            raise SettingsError(f"no metrics port for process {process!r}: expected capture-<side>, "
+                                "worker-<route> or mode-<side>")
+        return port
+
     def pg_port(self, side: str) -> int:
         """The PostgreSQL port of one side."""
         return {"local": self.pg_local_port, "remote": self.pg_remote_port}[side]
 
-    def dsn(self, side: str, store: str) -> str:
-        """SQLAlchemy URL of a store's database on one side (psycopg 3 driver)."""
+    def pg_host(self, side: str) -> str:
+        """The PostgreSQL host of one side (``host`` unless ``pg_<side>_host`` is set)."""
+        return {"local": self.pg_local_host, "remote": self.pg_remote_host}[side] or self.host
+
+    def pg_credentials(self, side: str, role: str = "admin") -> tuple[str, str]:
+        """(user, password) of a database role on one side (roles: streams/access_policy.py)."""
+        from streams.access_policy import role_credentials
+
+        return role_credentials(self, side, role)
+
+    def dsn(self, side: str, store: str, role: str = "admin") -> str:
+        """SQLAlchemy URL of a store's database on one side as ``role`` (psycopg 3 driver)."""
+        from urllib.parse import quote
+
+        user, password = self.pg_credentials(side, role)
         return (
-            f"postgresql+psycopg://{self.pg_user}:{self.pg_password}@{self.host}:"
+            f"postgresql+psycopg://{quote(user, safe='')}:{quote(password, safe='')}@{self.pg_host(side)}:"
             f"{self.pg_port(side)}/{store}"
         )
 
-    def libpq_dsn(self, side: str, store: str) -> str:
-        """Plain libpq connection string of a store's database on one side."""
-        return (
-            f"host={self.host} port={self.pg_port(side)} dbname={store} "
-            f"user={self.pg_user} password={self.pg_password}"
-        )
+    def libpq_dsn(self, side: str, store: str, role: str = "admin") -> str:
+        """Plain libpq connection string of a store's database on one side as ``role``."""
+        user, password = self.pg_credentials(side, role)
+        if not password.isalnum():  # libpq's quoting of values with spaces, quotes or backslashes
+            password = "'" + password.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return f"host={self.pg_host(side)} port={self.pg_port(side)} dbname={store} user={user} password={password}"
 
     def keycloak_url(self, side: str) -> str:
         """Base URL of a side's Keycloak (the embedded stand-in unless configured)."""
@@ -116,10 +187,13 @@ class Settings:
         """Port of a side's embedded Keycloak stand-in."""
         return {"local": self.keycloak_local_port, "remote": self.keycloak_remote_port}[side]
 
-    def keycloak_db_dsn(self, side: str) -> str:
-        """libpq DSN of the database holding a side's Keycloak account tables (captured)."""
+    def keycloak_db_dsn(self, side: str, role: str = "admin") -> str:
+        """libpq DSN of the database holding a side's Keycloak account tables (captured), as ``role``.
+
+        A configured DSN is used as given, whatever the role (its user is Keycloak's database owner's
+        choice; docs/security.md)."""
         configured = {"local": self.keycloak_local_db, "remote": self.keycloak_remote_db}[side]
-        return configured or self.libpq_dsn(side, "keycloak")
+        return configured or self.libpq_dsn(side, "keycloak", role)
 
     def topic(self, side: str, store: str) -> str:
         """Topic holding the changes captured from ``store`` on ``side``."""

@@ -64,15 +64,20 @@ def captured_tables(store: str) -> tuple[str, ...]:
 
 
 def _connection(settings: Settings, side: str, store: str) -> dict[str, Any]:
-    """Database connection properties: the side's instance, or Keycloak's database."""
+    """Database connection properties (the capture role): the side's instance, or Keycloak's database."""
     if store != "keycloak":
-        return {"database.hostname": settings.host, "database.port": settings.pg_port(side),
-                "database.user": settings.pg_user, "database.password": settings.pg_password,
-                "database.dbname": store}
-    info = conninfo_to_dict(settings.keycloak_db_dsn(side))
+        user, password = settings.pg_credentials(side, "capture")
+        return {"database.hostname": settings.pg_host(side), "database.port": settings.pg_port(side),
+                "database.user": user, "database.password": password, "database.dbname": store}
+    info = conninfo_to_dict(settings.keycloak_db_dsn(side, "capture"))
     return {"database.hostname": info.get("host", settings.host), "database.port": info.get("port", 5432),
             "database.user": info.get("user", ""), "database.password": info.get("password", ""),
             "database.dbname": info.get("dbname", "keycloak")}
+
+
+def _external_keycloak_db(settings: Settings, side: str, store: str) -> bool:
+    configured = {"local": settings.keycloak_local_db, "remote": settings.keycloak_remote_db}[side]
+    return store == "keycloak" and bool(configured)
 
 
 def connector_properties(settings: Settings, side: str, store: str, echo_filter: bool = False) -> dict[str, str]:
@@ -91,7 +96,9 @@ def connector_properties(settings: Settings, side: str, store: str, echo_filter:
         "slot.name": name,
         "slot.drop.on.stop": "false",
         "publication.name": name,
-        "publication.autocreate.mode": "filtered",
+        # Created by the provisioning admin (infra/local/db_roles.py): the capture role owns no table.
+        # A configured (external) Keycloak database: Debezium creates it, as that database's user.
+        "publication.autocreate.mode": "filtered" if _external_keycloak_db(settings, side, store) else "disabled",
         "table.include.list": ",".join(captured_tables(store)),
         "snapshot.mode": "no_data",
         # Values easy to convert without the JSON schemas: ISO-8601 strings for every temporal

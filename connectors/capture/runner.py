@@ -39,11 +39,16 @@ from connectors.capture.debezium import CapturingEngine, connector_properties, m
 from connectors.capture.echo_filter import compiled_classes, dropped_by_filter
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
+from connectors.capture.oversized import OversizedChanges, producer_max_bytes
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
-from streams.codec import encode_change, encode_change_batch
+from streams.codec import MessageCodec
+from streams.confluent_wire import codec_for
 from streams.gc_tuning import tune_for_throughput
 from streams.jsonfile import read_json, write_json
+from streams.kafka_config import OPERATOR, client_config
+from streams.logs import configure_for, configure_logging
+from streams.metrics import CaptureMetrics, Health, MetricsPortError, capture_metrics, serve
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -69,7 +74,9 @@ def markers_path(settings: Settings, side: str, store: str) -> Path:
 
 
 def _store_dsn(settings: Settings, side: str, store: str) -> str:
-    return settings.keycloak_db_dsn(side) if store == "keycloak" else settings.libpq_dsn(side, store)
+    if store == "keycloak":
+        return settings.keycloak_db_dsn(side, "capture")
+    return settings.libpq_dsn(side, store, "capture")
 
 
 def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = None) -> bool:
@@ -93,13 +100,13 @@ def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverte
 
     def read(user_ids: list[str]) -> dict[str, Account]:
         def query() -> dict[str, Account]:
-            with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5") as conn:
+            with psycopg.connect(settings.keycloak_db_dsn(side, "capture") + " connect_timeout=5") as conn:
                 return read_accounts(conn, realm, user_ids)
         return _retrying(query, f"{side} Keycloak database", retry_file)
 
     def applied(usernames: list[str]) -> dict[str, tuple[str, str]]:
         def query() -> dict[str, tuple[str, str]]:
-            with psycopg.connect(settings.libpq_dsn(side, "meta") + " connect_timeout=5") as conn:
+            with psycopg.connect(settings.libpq_dsn(side, "meta", "capture") + " connect_timeout=5") as conn:
                 rows = conn.execute("SELECT username, fingerprint, applied_at::text FROM platsync_keycloak_applied "
                                     "WHERE username = ANY(%s)", (usernames,)).fetchall()
             return {username: (fingerprint, token) for username, fingerprint, token in rows}
@@ -107,12 +114,18 @@ def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverte
 
     def realm_id() -> str | None:
         def query() -> str | None:
-            with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5") as conn:
+            with psycopg.connect(settings.keycloak_db_dsn(side, "capture") + " connect_timeout=5") as conn:
                 row = conn.execute("SELECT id FROM realm WHERE name = %s", (realm,)).fetchone()
             return None if row is None else str(row[0])
         return _retrying(query, f"{side} Keycloak database", retry_file)
 
     return KeycloakAccountConverter(side, read, applied, key_ring_for(settings), realm_id)
+
+
+def failure_path(settings: Settings, side: str, store: str) -> Path:
+    """The full text of the last batch failure of one captured database (may quote row values,
+    so it is kept out of the logs)."""
+    return settings.data_dir / "state" / "capture" / f"{side}.{store}.failure.json"
 
 
 def retrying_path(settings: Settings, side: str) -> Path:
@@ -148,11 +161,14 @@ def _retrying(action: Callable[[], T], what: str, retry_file: Path,
 class Publisher:
     """Produces change events to one topic and waits until the broker acknowledged all of them."""
 
-    def __init__(self, settings: Settings, topic: str, client_id: str) -> None:
+    def __init__(self, settings: Settings, topic: str, client_id: str, codec: MessageCodec | None = None,
+                 principal: str = OPERATOR) -> None:
         self.topic = topic
+        # Plain framing, or the Confluent wire format with a schema registry (streams/confluent_wire.py).
+        codec = codec or codec_for(settings)
+        self._encode_change, self._encode_batch = codec.encode_change, codec.encode_change_batch
         self._config = {
-            "bootstrap.servers": settings.broker_bootstrap,
-            "client.id": client_id,
+            **client_config(settings, client_id, principal),  # bootstrap, TLS/SASL (streams/kafka_config.py)
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -161,8 +177,11 @@ class Publisher:
             "reconnect.backoff.max.ms": 1000,
             "queue.buffering.max.messages": 500000,
             "batch.num.messages": 10000,
+            "message.max.bytes": producer_max_bytes(settings),
         }
         self._producer = Producer(self._config)
+        # The topic is <prefix>.<side>.<store>: its side names the route an oversized change belonged to.
+        self.oversized = OversizedChanges(settings, topic.rsplit(".", 2)[-2], topic, client_id, codec)
         self._max_events = max(1, settings.capture_events_per_message)
         self._max_bytes = max(1, settings.capture_message_max_bytes)
         self._errors: list[str] = []
@@ -170,7 +189,7 @@ class Publisher:
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
-            self._errors.append(f"{msg.key()!r}: {err}")
+            self._errors.append(str(err))  # not the key: a Keycloak change is keyed by its username
         else:
             self._acked += 1
 
@@ -184,7 +203,13 @@ class Publisher:
         self._errors.clear()
         self._acked = 0
         messages = 0
-        for group in _groups([(e, encode_change(e)) for e in events], self._max_events, self._max_bytes):
+        encode_change, encode_change_batch = self._encode_change, self._encode_batch
+        encoded = self.oversized.split([(e, encode_change(e)) for e in events])
+        try:
+            self.oversized.flush()
+        except RuntimeError as exc:  # retried with the batch, like an unacknowledged change
+            raise DeliveryError(f"{self.topic}: dead letters of oversized changes not acknowledged: {exc}") from exc
+        for group in _groups(encoded, self._max_events, self._max_bytes):
             first = group[0][0]
             value = group[0][1] if len(group) == 1 else encode_change_batch([v for _, v in group])
             key = f"{first.table}:{first.key}".encode()
@@ -224,26 +249,30 @@ def _groups(encoded: Sequence[tuple[ChangeEvent, bytes]], max_events: int,
 class StoreCapture:
     """One captured database: its stamper, publisher, progress file and Debezium engine."""
 
-    def __init__(self, settings: Settings, side: str, store: str, echo_filter: bool = False) -> None:
+    def __init__(self, settings: Settings, side: str, store: str, echo_filter: bool = False,
+                 metrics: CaptureMetrics | None = None, codec: MessageCodec | None = None) -> None:
         self.settings = settings
         self.side = side
         self.store = store
+        self.metrics = metrics
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
             keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store))
         saved = read_json(markers_path(settings, side, store))
         try:
             self.stamper.restore_markers(saved.get("markers") or {})
         except (EnvelopeError, AttributeError) as exc:  # a damaged file must not stop the capture
-            log.warning("%s.%s: ignoring the saved markers: %s", side, store, exc)
+            log.warning("%s.%s: ignoring the saved markers (%s)", side, store, type(exc).__name__)
         self._saved_markers = self.stamper.markers_state()
         progress = read_json(progress_path(settings, side, store))
         self._base = {k: int(progress.get(k, 0)) for k in ("events_produced", "echoes_dropped", "probes")}
         self.last_lsn = int(progress.get("last_lsn", 0))
         self.last_commit_ts_ms = int(progress.get("last_commit_ts_ms", 0))
-        self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-capture-{store}")
+        self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-capture-{store}", codec,
+                                   principal=f"capture-{side}")
         self.failure: BaseException | None = None
         self.stopping = threading.Event()
         self.batches = 0
+        self._counted = (0, 0)  # (events, echoes) of this process already added to the metrics
         properties = connector_properties(settings, side, store, echo_filter=echo_filter)
         # Echo rows dropped inside the engine never reach the stamper; they are counted by the filter
         # (connector_properties decides which stores get it).
@@ -283,7 +312,13 @@ class StoreCapture:
             self.batches += 1
             self._save_state(events)
         except BaseException as exc:
-            log.error("%s: batch failed, offsets not committed: %s", self.name, exc)
+            # The exception's text may quote row values (PHI): the log names its class and the file
+            # (not a log) that holds the text; the supervisor restarts us.
+            failure = failure_path(self.settings, self.side, self.store)
+            write_json(failure, {"side": self.side, "store": self.store, "error_class": type(exc).__name__,
+                                 "error": str(exc)[:4000], "failed_ts_ms": time.time_ns() // 1_000_000})
+            log.error("%s: batch failed, offsets not committed: %s (details in %s)", self.name,
+                      type(exc).__name__, failure)
             self.failure = self.failure or exc
             raise
 
@@ -297,25 +332,32 @@ class StoreCapture:
         for event in produced:
             self.last_lsn = max(self.last_lsn, event.lsn)
             self.last_commit_ts_ms = max(self.last_commit_ts_ms, event.commit_ts_ms)
+        echoes = self.stamper.echoes_dropped + (
+            dropped_by_filter(slot_name(self.side, self.store)) if self.echo_filter else 0)
+        if self.metrics is not None:
+            events = self.stamper.events
+            self.metrics.record_batch(self.store, events - self._counted[0], echoes - self._counted[1],
+                                      self.last_lsn, self.last_commit_ts_ms)
+            self._counted = (events, echoes)
         write_json(progress_path(self.settings, self.side, self.store), {
             "side": self.side,
             "store": self.store,
             "last_lsn": self.last_lsn,
             "last_commit_ts_ms": self.last_commit_ts_ms,
             "events_produced": self._base["events_produced"] + self.stamper.events,
-            "echoes_dropped": self._base["echoes_dropped"] + self.stamper.echoes_dropped + (
-                dropped_by_filter(slot_name(self.side, self.store)) if self.echo_filter else 0),
+            "echoes_dropped": self._base["echoes_dropped"] + echoes,
             "probes": self._base["probes"] + self.stamper.probes,
             "updated_ts_ms": time.time_ns() // 1_000_000,
         })
 
     def problem(self) -> str | None:
-        """Why this capture cannot continue, or None while it runs fine."""
+        """Why this capture cannot continue, or None while it runs fine (no row values: it is logged)."""
         if self.failure is not None:
-            return f"handler failed: {type(self.failure).__name__}: {self.failure}"
+            where = failure_path(self.settings, self.side, self.store)
+            return f"handler failed: {type(self.failure).__name__} (details in {where})"
         error = self.engine.python_error()
         if error is not None:
-            return f"handler failed: {type(error).__name__}: {error}"
+            return f"handler failed: {type(error).__name__}"
         if self.engine.completed.is_set():
             outcome = self.engine.outcomes[-1]
             return f"Debezium engine stopped (success={outcome.success}): {outcome.message} {outcome.error or ''}"
@@ -348,7 +390,8 @@ def ensure_topics(settings: Settings, side: str) -> None:
 
     topics = [settings.topic(side, s) for s in CAPTURED_STORES[side]]
     try:
-        Broker(settings.host, settings.broker_port).ensure_topics(topics, client_id=f"platsync-{side}-capture-admin")
+        Broker(settings.host, settings.broker_port, client_options=client_config(settings, principal=f"capture-{side}")
+               ).ensure_topics(topics, client_id=f"platsync-{side}-capture-admin")
     except (ProcessError, KafkaException) as exc:
         log.warning("capture %s: cannot check the topics now (%s); publishing will retry", side, exc)
 
@@ -364,25 +407,54 @@ def run(settings: Settings, side: str) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    metrics = capture_metrics(side, CAPTURED_STORES[side])
+    health = Health(settings.metrics_stall_after_s)
+    health.beat("main")
+    retry_file = retrying_path(settings, side)
+    health.add_check(lambda: f"retrying: {read_json(retry_file).get('what', 'a store')} unreachable"
+                     if retry_file.exists() else None, readiness=True)
+    server = serve(settings, f"capture-{side}", metrics.registry, health)
+    try:
+        return _run_captures(settings, side, stop, received, metrics, health)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _run_captures(settings: Settings, side: str, stop: threading.Event, received: list[int],
+                  metrics: CaptureMetrics, health: Health) -> int:
+    """The body of :func:`run`: start the engines, watch them, close them."""
     ensure_topics(settings, side)
     (settings.data_dir / "capture").mkdir(parents=True, exist_ok=True)
     retrying_path(settings, side).unlink(missing_ok=True)  # left by a capture killed while retrying
+    codec = codec_for(settings)  # with a schema registry: registers schemas/*.avsc, refuses incompatible ones
     filter_classes = compiled_classes(settings)
     start_jvm([filter_classes] if filter_classes else [])
-    captures = [StoreCapture(settings, side, store, echo_filter=filter_classes is not None)
-                for store in CAPTURED_STORES[side]]
+    captures = [StoreCapture(settings, side, store, echo_filter=filter_classes is not None, metrics=metrics,
+                             codec=codec) for store in CAPTURED_STORES[side]]
     tune_for_throughput()
     for c in captures:
         c.thread.start()
     log.info("capture %s started: %s", side, ", ".join(c.name for c in captures))
     code = 0
+    next_slot_check: float | None = 0.0  # until every slot streams; then readiness follows the retry file
     while not stop.wait(0.2):
+        health.beat("main")
         problems = [(c.name, p) for c in captures if (p := c.problem()) is not None]
         if problems:
             for name, problem in problems:
                 log.error("capture %s: %s; exiting so that the supervisor restarts the capture", name, problem)
+            health.fail(f"{problems[0][0]}: {problems[0][1]}")
             code = 1
             break
+        if next_slot_check is not None and time.monotonic() >= next_slot_check:
+            if capture_ready(settings, side):
+                health.set_ready(True)
+                next_slot_check = None
+            else:
+                health.set_ready(False, "replication slots not active yet")
+                next_slot_check = time.monotonic() + 2.0
+    health.set_ready(False, "stopping")
     if received:
         log.info("capture %s: signal %d received, closing engines", side, received[0])
     for c in captures:
@@ -405,15 +477,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="settings TOML file")
     parser.add_argument("--data-dir", type=Path, default=None, help="data directory (overrides the settings)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s [%(threadName)s] %(name)s - %(message)s")
+    configure_logging(f"capture-{args.side}")
     try:
         settings = load_settings(config=args.config, data_dir=args.data_dir)
-    except SettingsError as exc:
+        configure_for(settings, f"capture-{args.side}")
+    except (SettingsError, ValueError) as exc:
         log.error("capture %s: bad settings: %s", args.side, exc)
         return 2
     try:
         return run(settings, args.side)
+    except MetricsPortError as exc:
+        log.error("%s", exc)
+        return 2
     except Exception:  # noqa: BLE001 - a clear error and a non-zero exit for the supervisor
         log.exception("capture %s failed", args.side)
         return 1

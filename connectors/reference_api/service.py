@@ -108,7 +108,7 @@ class ReferenceApi:
     def _engine(self, store: str) -> Engine:
         engine = self._engines.get(store)
         if engine is None:
-            engine = create_engine(self.settings.dsn(self.side, store), pool_size=2, max_overflow=2)
+            engine = create_engine(self.settings.dsn(self.side, store, "app"), pool_size=2, max_overflow=2)
             with engine.connect() as conn:
                 configured = conn.execute(text("SELECT current_setting('platsync.side', true)")).scalar()
             if configured != self.side:

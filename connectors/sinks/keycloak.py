@@ -57,8 +57,8 @@ class KeycloakSink:
 
     def __init__(self, settings: Settings, side: str, ring: KeyRing | None = None) -> None:
         self.side = side
-        self._meta = settings.libpq_dsn(side, "meta") + " connect_timeout=5"
-        self._keycloak_db = settings.keycloak_db_dsn(side) + " connect_timeout=5"
+        self._meta = settings.libpq_dsn(side, "meta", "apply") + " connect_timeout=5"
+        self._keycloak_db = settings.keycloak_db_dsn(side, "apply") + " connect_timeout=5"
         self._realm = settings.keycloak_realm
         self._ring = ring or key_ring_for(settings)
         self._accounts = accounts_for(settings, side)

@@ -90,7 +90,8 @@ class PostgresRowSink:
     def __init__(self, settings: Settings, side: str, store: str) -> None:
         self.side = side
         self.store = store
-        self._connection = StoreConnection(settings.libpq_dsn(side, store) + " connect_timeout=5", f"{side}/{store}")
+        self._connection = StoreConnection(settings.libpq_dsn(side, store, "apply") + " connect_timeout=5",
+                                           f"{side}/{store}")
         self._tables = {name: metadata_for(store).tables[name] for name in SYNCED_TABLES[store]}
 
     def setup(self) -> None:

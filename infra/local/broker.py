@@ -12,8 +12,10 @@ connection crosses the cuttable link.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -39,11 +41,15 @@ class Broker:
     port: int  # the port clients use (advertised)
     listen_port: int = 0  # where the broker listens; 0: the advertised port itself (no proxy)
     name: str = "broker"
+    # A Kafka cluster outside the stack (settings.broker_bootstrap_servers): no process of ours to run.
+    bootstrap_servers: str = ""
+    # TLS/SASL client settings (streams.kafka_config.client_config); bootstrap and client id are set here
+    client_options: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def bootstrap(self) -> str:
-        """``host:port`` for Kafka clients."""
-        return f"{self.host}:{self.port}"
+        """``host:port`` for Kafka clients (the external cluster's bootstrap servers, if one is set)."""
+        return self.bootstrap_servers or f"{self.host}:{self.port}"
 
     def spec(self) -> ProcessSpec:
         """How to run the broker on loopback with in-memory storage."""
@@ -57,26 +63,31 @@ class Broker:
 
     def ready(self) -> bool:
         """True once the broker answers a metadata request."""
-        if not port_open(self.host, self.port):
+        if not self.bootstrap_servers and not port_open(self.host, self.port):
             return False
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            AdminClient({**self.client_options, "bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
             return True
         except Exception:  # noqa: BLE001 - any client error means "not ready yet"
             return False
 
-    def ensure_topics(self, names: list[str], partitions: int = 1, client_id: str = "platsync-admin") -> None:
+    def ensure_topics(self, names: list[str], partitions: int = 1, client_id: str = "platsync-admin",
+                      max_message_bytes: int = 33_554_432) -> None:
         """Create the missing topics explicitly (auto-created ones would get 4 partitions).
 
         ``client_id`` names the calling process's side (``platsync-<side>-...``) for the link.
         """
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "client.id": client_id})
+        admin = AdminClient({**self.client_options, "bootstrap.servers": self.bootstrap, "client.id": client_id})
         existing = set(admin.list_topics(timeout=10).topics)
         missing = [n for n in names if n not in existing]
         if not missing:
             return
-        futures = admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
+        if self.bootstrap_servers:  # a real cluster: its default replication, and room for large records
+            new = [NewTopic(n, num_partitions=partitions, replication_factor=-1,
+                            config={"max.message.bytes": str(max_message_bytes)}) for n in missing]
+        else:
+            new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
+        futures = admin.create_topics(new)
         for name, fut in futures.items():
             try:
                 fut.result(timeout=10)

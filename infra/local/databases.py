@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine
 
 from connectors.stores.tables import create_schema
+from infra.local.db_roles import provision_store_access
 from infra.local.postgres import PostgresInstance, find_pg_bin_dir
 from streams.model import DATABASE_STORES
 from streams.settings import Settings
@@ -25,7 +26,8 @@ def postgres_instance(settings: Settings, side: str) -> PostgresInstance:
 
 
 def provision_side(settings: Settings, side: str) -> None:
-    """Create the side's databases and store schemas (idempotent; the server must be running)."""
+    """Create the side's databases, store schemas, least-privilege roles and grants, and the capture
+    publications (idempotent; the server must be running)."""
     stores = DATABASE_STORES[side]
     postgres_instance(settings, side).ensure_databases(stores)
     for store in stores:
@@ -35,3 +37,4 @@ def provision_side(settings: Settings, side: str) -> None:
                 create_schema(conn, store, side, store)
         finally:
             engine.dispose()
+    provision_store_access(settings, side)

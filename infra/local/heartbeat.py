@@ -19,8 +19,10 @@ from typing import Any
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.codec import DecodeError
-from streams.modes import decode_heartbeat, encode_heartbeat, heartbeat_record, heartbeat_topic, iso_ms
+from streams.codec import DecodeError, MessageCodec
+from streams.confluent_wire import codec_for
+from streams.kafka_config import client_config
+from streams.modes import HEARTBEAT_CONTRACT, heartbeat_record, heartbeat_topic, iso_ms
 from streams.settings import Settings
 
 log = logging.getLogger("platsync.mode")
@@ -40,8 +42,10 @@ class HeartbeatLink:
     """Publishes this side's heartbeats and follows the other side's (runs in its own thread)."""
 
     def __init__(self, settings: Settings, side: str, incarnation: str, interval_s: float,
-                 publish_timeout_s: float, current_mode: Callable[[], str]) -> None:
+                 publish_timeout_s: float, current_mode: Callable[[], str], codec: MessageCodec | None = None) -> None:
         self.settings, self.side, self.incarnation = settings, side, incarnation
+        # Plain framing, or the Confluent wire format with a schema registry (registers the contracts now).
+        self._codec = codec or codec_for(settings)
         self.interval_s, self.publish_timeout_ms = interval_s, int(publish_timeout_s * 1000)
         self.topic = heartbeat_topic(settings)
         self._current_mode = current_mode
@@ -55,7 +59,7 @@ class HeartbeatLink:
         self._failing_logged_at: float | None = None  # monotonic time of the last "cannot publish" log line
         self._peer: dict[str, Any] = {}
         self._topic_ready = False
-        common = {"bootstrap.servers": settings.broker_bootstrap, "client.id": client_id(side),
+        common = {**client_config(settings, client_id(side), f"mode-{side}"),
                   "reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000, "socket.timeout.ms": 5000,
                   "log_level": 2, "error_cb": self._on_error}
         self._producer = Producer({**common, "linger.ms": 0, "acks": 1, "enable.idempotence": False,
@@ -89,7 +93,7 @@ class HeartbeatLink:
                     if failing else "", "last_ack_ts_ms": self._last_ack_ms}
 
     def _ensure_topic(self) -> None:
-        admin = AdminClient({"bootstrap.servers": self.settings.broker_bootstrap, "client.id": client_id(self.side),
+        admin = AdminClient({**client_config(self.settings, client_id(self.side), f"mode-{self.side}"),
                              "log_level": 2, "socket.timeout.ms": 2000})
         if self.topic not in admin.list_topics(timeout=2).topics:
             fut = admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=1)])[self.topic]
@@ -112,7 +116,8 @@ class HeartbeatLink:
             self._consumer.assign([TopicPartition(self.topic, 0, OFFSET_END)])
             self._assigned = True
         sent = now_ms()
-        value = encode_heartbeat(heartbeat_record(self.side, sent, self._current_mode(), self.incarnation))
+        value = self._codec.encode(HEARTBEAT_CONTRACT, heartbeat_record(self.side, sent, self._current_mode(),
+                                                                         self.incarnation))
         try:
             self._producer.produce(self.topic, value=value, key=self.side.encode(), partition=0,
                                    on_delivery=lambda err, msg, s=sent: self._on_delivery(err, msg.offset(), s))
@@ -138,7 +143,7 @@ class HeartbeatLink:
                         self._topic_ready = False
                     continue
                 try:
-                    beat = decode_heartbeat(msg.value())
+                    beat = self._codec.decode(HEARTBEAT_CONTRACT, msg.value())
                 except DecodeError as exc:
                     log.warning("ignoring a message on %s at offset %s: %s", self.topic, msg.offset(), exc)
                     continue

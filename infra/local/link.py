@@ -15,6 +15,12 @@ connection of local-side clients and refuse new ones, so those processes really 
 broker (connection resets, timeouts), while the cloud side keeps working; ``link up`` lets
 them reconnect. Clients that name no side (operator tools) are never cut.
 
+With ``broker_security_protocol`` ``ssl`` or ``sasl_ssl`` the proxy is also the broker's TLS
+endpoint (the generated certificate, infra/local/broker_secrets.py) and, for ``sasl_ssl``, it
+authenticates every connection (infra/local/kafka_sasl.py) before forwarding it: the embedded
+broker can do neither (docs/broker_security.md). The client id is read from the first request
+after the TLS handshake, as in plaintext; upstream, the broker is reached in plaintext on loopback.
+
 State: ``<data_dir>/state/link.json`` is the wanted state (written by the CLI);
 ``<data_dir>/state/link.enforced.json`` is what the proxy enforces (written by it).
 """
@@ -27,6 +33,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -34,7 +41,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from infra.local.kafka_sasl import AuthFailed, UserStore, authenticate
 from streams.jsonfile import read_json, write_json
+from streams.logs import configure_for, configure_logging
 from streams.model import SIDES
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -115,13 +124,14 @@ def parse_client_id(first_bytes: bytes) -> str | None:
 class LinkProxy:
     """The cuttable TCP proxy in front of the broker."""
 
-    def __init__(self, settings: Settings, upstream_port: int) -> None:
+    def __init__(self, settings: Settings, upstream_port: int, users: UserStore | None = None) -> None:
         self.settings = settings
         self.upstream_port = upstream_port
+        self.users = users  # set: every connection must authenticate (SASL) before anything is forwarded
         self.up = link_is_up(settings)
         self._wanted_ts = 0
         self._connections: dict[asyncio.StreamWriter, str | None] = {}
-        self.counters = {"connections": 0, "cut": 0, "refused": 0}
+        self.counters = {"connections": 0, "cut": 0, "refused": 0, "auth_failed": 0}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Classify one client connection by its first request, then pipe it to the broker."""
@@ -144,13 +154,35 @@ class LinkProxy:
             writer.close()
             return
         self._connections[writer] = side
-        up_writer.write(head + rest)
+        if self.users is not None and not await self._authenticate(head + rest, reader, writer, up_reader, up_writer):
+            return
+        if self.users is None:
+            up_writer.write(head + rest)
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             self._connections.pop(writer, None)
             for w in (writer, up_writer):
                 w.close()
+
+    async def _authenticate(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> bool:
+        """SASL-authenticate a connection (infra/local/kafka_sasl.py); on failure close it and return False."""
+        assert self.users is not None
+        try:
+            frame = first[4:] + await reader.readexactly(_HEADER.unpack_from(first)[0] - (len(first) - 4))
+            user = await asyncio.wait_for(
+                authenticate(frame, reader, writer, up_reader, up_writer, self.users), timeout=30)
+            log.debug("authenticated %s", user)
+            return True
+        except (AuthFailed, TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError, struct.error,
+                ValueError) as exc:
+            self.counters["auth_failed"] += 1
+            log.warning("connection refused: %s", exc)
+            self._connections.pop(writer, None)
+            for w in (writer, up_writer):
+                w.close()
+            return False
 
     def enforce(self) -> None:
         """Apply the wanted state; on a cut, reset every connection of the cut side now."""
@@ -203,13 +235,29 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
+def endpoint_security(settings: Settings) -> tuple[ssl.SSLContext | None, UserStore | None]:
+    """The proxy's TLS server context and SASL users for ``broker_security_protocol`` (None, None: plaintext).
+
+    The broker behind the proxy cannot do TLS or provision SASL users itself (docs/broker_security.md),
+    so the proxy, the only endpoint clients are given, terminates TLS and authenticates.
+    """
+    if settings.broker_security_protocol == "plaintext":
+        return None, None
+    from infra.local.broker_secrets import endpoint_users, server_ssl_context
+
+    users = UserStore(endpoint_users(settings)) if settings.broker_security_protocol == "sasl_ssl" else None
+    return server_ssl_context(settings), users
+
+
 async def serve(settings: Settings, listen_port: int, upstream_port: int, stop: asyncio.Event) -> None:
     """Run the proxy until ``stop`` is set."""
-    proxy = LinkProxy(settings, upstream_port)
-    server = await asyncio.start_server(proxy.handle, settings.host, listen_port, reuse_address=True)
+    tls, users = endpoint_security(settings)
+    proxy = LinkProxy(settings, upstream_port, users)
+    server = await asyncio.start_server(proxy.handle, settings.host, listen_port, reuse_address=True, ssl=tls,
+                                        ssl_handshake_timeout=30 if tls else None)
     proxy.report()
-    log.info("link proxy on %s:%d -> broker %s:%d (link %s)", settings.host, listen_port, settings.host,
-             upstream_port, "up" if proxy.up else "DOWN")
+    log.info("link proxy on %s:%d (%s) -> broker %s:%d (link %s)", settings.host, listen_port,
+             settings.broker_security_protocol, settings.host, upstream_port, "up" if proxy.up else "DOWN")
     ticks = 0
     async with server:
         while not stop.is_set():
@@ -232,11 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s - %(message)s")
+    configure_logging("link")
     try:
         settings = load_settings(config=args.config, data_dir=args.data_dir)
-    except SettingsError as exc:
+        configure_for(settings, "link")
+    except (SettingsError, ValueError) as exc:
         log.error("bad settings: %s", exc)
         return 2
 

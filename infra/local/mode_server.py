@@ -32,11 +32,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from connectors.sinks.base import StoreUnavailableError
 from infra.local.heartbeat import HeartbeatLink, now_ms
 from infra.local.process import ProcessSpec
+from streams.logs import configure_for, configure_logging
+from streams.metrics import Health, MetricsPortError, mode_metrics, serve
 from streams.mode_state import advance, read_json, read_override, state_path, write_json
 from streams.model import SIDES, other_side
 from streams.modes import MODES, NORMAL, ModeInputs, decide_mode, heartbeat_topic, iso_ms
+from streams.schema_registry import SchemaRegistryError
 from streams.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.mode")
@@ -116,6 +120,9 @@ class ModeServer:
         # Until the hooks first answer, "catching up" is unknown: it must not end a restored recovery.
         self._hooks: dict[str, Any] = {"catching_up": True, "catching_up_note": "not checked yet",
                                        "open_conflicts": 0, "hook_errors": [], "hooks_checked_ts_ms": None}
+        self.metrics = mode_metrics(side, MODES)
+        self.health = Health(settings.metrics_stall_after_s)
+        self.health.add_check(self._threads_alive)
         self.link = HeartbeatLink(settings, side, self.incarnation, interval_s,
                                   publish_timeout_s if publish_timeout_s is not None
                                   else default_publish_timeout(peer_timeout_s, interval_s),
@@ -170,6 +177,8 @@ class ModeServer:
         decision = decide_mode(inputs)
         if decision.mode != previous:
             log.info("mode %s -> %s: %s", previous, decision.mode, decision.reason)
+        self.metrics.record(decision.mode, int(hooks["open_conflicts"]), inputs.peer_last_seen_ms, at)
+        self.health.beat("decide")
         with self._lock:
             state = advance(self.state, decision, at)
             state.update(
@@ -198,6 +207,14 @@ class ModeServer:
             thread = threading.Thread(target=target, name=f"mode-{self.side}-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        self.health.set_ready(True)
+
+    def _threads_alive(self) -> str | None:
+        """Liveness check: every activity thread still runs (until stopped)."""
+        if self._stop.is_set():
+            return None
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        return f"thread exited: {', '.join(dead)}" if dead else None
 
     def stop(self) -> None:
         """Stop the threads, close the Kafka clients, mark the state file as stopped."""
@@ -249,14 +266,19 @@ class ModeServer:
             loop.add_signal_handler(sig, stop.set)
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await runner.setup()
+        metrics_server = None
         try:
             await web.TCPSite(runner, self.settings.host, self.port).start()  # bind first: OSError if taken
+            metrics_server = serve(self.settings, f"mode-{self.side}", self.metrics.registry, self.health)
             self.start()
             try:
                 await stop.wait()
             finally:
+                self.health.set_ready(False, "stopping")
                 await loop.run_in_executor(None, self.stop)
         finally:
+            if metrics_server is not None:
+                metrics_server.stop()
             await runner.cleanup()
 
     def serve(self) -> None:
@@ -304,11 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conflicts-hook", default="infra.local.mode_server:open_conflicts_from_store",
                         help="module:function(settings) -> int")
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                        format=f"%(asctime)s %(levelname)s mode-{args.side}: %(message)s")
+    configure_logging(f"mode-{args.side}")
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config, data_dir=args.data_dir)
+        configure_for(settings, f"mode-{args.side}")
         catching_up, conflicts = load_hook(args.catching_up_hook), load_hook(args.conflicts_hook)
     except (SettingsError, ValueError, ImportError, AttributeError) as exc:
         print(f"mode-{args.side}: {exc}", file=sys.stderr)
@@ -320,12 +342,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mode-{args.side}: --publish-timeout must be at least twice --interval", file=sys.stderr)
         return 2
     port = args.port if args.port is not None else settings.mode_port(args.side)
-    server = ModeServer(settings, args.side, port, peer_timeout, catching_up, conflicts, args.interval,
-                        publish_timeout, args.recovery_min_s)
+    try:
+        server = ModeServer(settings, args.side, port, peer_timeout, catching_up, conflicts, args.interval,
+                            publish_timeout, args.recovery_min_s)
+    except (SchemaRegistryError, StoreUnavailableError) as exc:  # the schema registry refused or is unreachable
+        print(f"mode-{args.side}: cannot start: {exc}", file=sys.stderr)
+        return 2
     log.info("serving %s side on http://%s:%s (broker %s, topic %s, peer timeout %gs)", args.side, settings.host,
              port, settings.broker_bootstrap, heartbeat_topic(settings), peer_timeout)
     try:
         server.serve()
+    except MetricsPortError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"mode-{args.side}: cannot serve on {settings.host}:{port}: {exc}", file=sys.stderr)
         return 2

@@ -130,7 +130,10 @@ class PostgresInstance:
         return ProcessSpec(
             name=self.name,
             argv=[str(self.bin_dir / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-                  "-c", f"listen_addresses={self.host}"],
+                  "-c", f"listen_addresses={self.host}",
+                  # No row values in the server log (docs/observability.md): errors without their
+                  # DETAIL ("Key (...)=(...)", "Failing row contains ...") and without the statement.
+                  "-c", "log_error_verbosity=terse", "-c", "log_min_error_statement=panic"],
         )
 
     def start(self, timeout_s: float = 60.0) -> int:

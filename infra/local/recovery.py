@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.capture.resync import ResyncReport, resync_keycloak, resync_store
 from streams.jsonfile import read_json, write_json
+from streams.kafka_config import client_config
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.settings import Settings
 
@@ -44,7 +45,7 @@ def _read_state(settings: Settings) -> dict[str, Any]:
 
 def tokens_on_broker(settings: Settings, timeout_s: float = 3.0) -> list[str]:
     """Every incarnation token the broker holds (read from the beginning of the topic)."""
-    consumer = Consumer({"bootstrap.servers": settings.broker_bootstrap, "client.id": ADMIN_CLIENT_ID,
+    consumer = Consumer({**client_config(settings, ADMIN_CLIENT_ID),
                          "group.id": f"platsync-incarnation-{uuid.uuid4().hex}", "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(incarnation_topic(settings), 0, 0)])
@@ -67,8 +68,7 @@ def tokens_on_broker(settings: Settings, timeout_s: float = 3.0) -> list[str]:
 def write_incarnation(settings: Settings, pending_sides: list[str] | None = None) -> str:
     """Write a new token to the broker and remember it (and sides still to re-capture) in the data dir."""
     token = uuid.uuid4().hex
-    producer = Producer({"bootstrap.servers": settings.broker_bootstrap, "client.id": ADMIN_CLIENT_ID,
-                         "acks": "all"})
+    producer = Producer({**client_config(settings, ADMIN_CLIENT_ID), "acks": "all"})
     producer.produce(incarnation_topic(settings), value=token.encode())
     if producer.flush(10):
         raise RuntimeError("the broker did not acknowledge the incarnation token")
@@ -110,10 +110,12 @@ def ensure_incarnation(settings: Settings) -> None:
 def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
     """Re-capture every database store of ``side`` into its topics."""
     from connectors.capture.runner import Publisher
+    from streams.confluent_wire import codec_for
 
     report = ResyncReport(side)
+    codec = codec_for(settings)
     for store in CAPTURED_STORES[side]:
-        publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-resync-{store}")
+        publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-resync-{store}", codec)
         started = time.monotonic()
 
         def publish(events: list[ChangeEvent], publisher: Any = publisher, store: str = store,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -57,7 +57,9 @@ def components(settings: Settings) -> list[Component]:
     return (
         [Component(f"pg-{side}", "postgres", side) for side in SIDES]
         + [Component(f"keycloak-{side}", "keycloak", side) for side in embedded_keycloak_sides(settings)]
-        + [Component("broker", "broker", ""), Component("link", "link", "")]
+        # A Kafka cluster of its own (broker_bootstrap_servers) replaces the embedded broker and the link.
+        + ([] if settings.broker_bootstrap_servers
+           else [Component("broker", "broker", ""), Component("link", "link", "")])
         + [Component(f"capture-{side}", "capture", side) for side in SIDES]
         + [Component(f"worker-{route}", "worker", route) for route in ROUTES]
         + [Component(f"mode-{side}", "mode", side) for side in SIDES]
@@ -91,7 +93,8 @@ def _toml_str(value: str) -> str:
 
 
 def prepare_keycloak_capture(settings: Settings, side: str, say: Say) -> None:
-    """Full before-images on Keycloak's account tables, so a deleted row still names its user."""
+    """Full before-images on Keycloak's account tables, so a deleted row still names its user; the
+    least-privilege grants and the capture's publication on the embedded Keycloak database."""
     try:
         with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5", autocommit=True) as conn:
             for table in ACCOUNT_TABLES:
@@ -99,6 +102,9 @@ def prepare_keycloak_capture(settings: Settings, side: str, say: Say) -> None:
     except psycopg.Error as exc:
         say(f"WARNING: cannot set REPLICA IDENTITY FULL on {side} Keycloak's account tables ({exc}); "
             "ask the database owner to run it (docs/keycloak.md), or deletions cannot be synced")
+    from infra.local.db_roles import provision_keycloak_access
+
+    provision_keycloak_access(settings, side, say)  # the capture and apply roles' grants, the publication
 
 
 class Stack:
@@ -106,12 +112,15 @@ class Stack:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port)
+        self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port,
+                             bootstrap_servers=settings.broker_bootstrap_servers)
 
     def _python_spec(self, name: str, module: str, *args: str) -> ProcessSpec:
         return ProcessSpec(name=name, argv=[sys.executable, "-m", module, *args,
                                             "--config", str(settings_file(self.settings)),
-                                            "--data-dir", str(self.settings.data_dir)])
+                                            "--data-dir", str(self.settings.data_dir)],
+                           # PostgreSQL shows each session's process (pg_stat_activity.application_name).
+                           env={"PGAPPNAME": name})
 
     def topics(self) -> list[str]:
         """Every topic the stack uses: one per captured database, one dead-letter topic per route."""
@@ -141,17 +150,14 @@ class Stack:
             provision_side(s, side)
             say(f"PostgreSQL {side:6} ready on {s.host}:{pg.port} (databases: {', '.join(DATABASE_STORES[side])})")
         key_ring_for(s)  # create the embedded credential key file once, before any process reads it
+        self._broker_security_up(say)
         self.keycloak_up(say)
-        if read_pid(s.data_dir, self.broker.name) is None:
-            self._stop_kafka_clients(say)
-            start_process(s.data_dir, self.broker.spec())
-        wait_until(lambda: port_open(s.host, s.broker_listen_port), timeout, "broker",
-                   alive=lambda: self._alive("broker"), log=log_path(s.data_dir, "broker"))
-        if read_pid(s.data_dir, "link") is None:
-            start_process(s.data_dir, self._python_spec("link", "infra.local.link"))
-        wait_until(self.broker.ready, timeout, "broker behind the link proxy", alive=lambda: self._alive("link"),
-                   log=log_path(s.data_dir, "link"))
-        self.broker.ensure_topics(self.topics())
+        if s.broker_bootstrap_servers:
+            wait_until(self.broker.ready, timeout, f"Kafka cluster {s.broker_bootstrap_servers}")
+        else:
+            self._embedded_broker_up(timeout, say)
+        # The dead-letter topics hold whole original messages plus their metadata: twice the limit.
+        self.broker.ensure_topics(self.topics(), max_message_bytes=2 * s.kafka_message_max_bytes)
         say(f"broker ready on {s.broker_bootstrap} ({len(self.topics())} topics)")
         self._recover_broker_loss(say)
         from connectors.capture.runner import capture_ready
@@ -184,6 +190,31 @@ class Stack:
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
         self._modes_up(say)
+
+    def _embedded_broker_up(self, timeout: float, say: Say) -> None:
+        """Start the embedded broker and the link proxy in front of it unless they run."""
+        s = self.settings
+        if read_pid(s.data_dir, self.broker.name) is None:
+            self._stop_kafka_clients(say)
+            start_process(s.data_dir, self.broker.spec())
+        wait_until(lambda: port_open(s.host, s.broker_listen_port), timeout, "broker",
+                   alive=lambda: self._alive("broker"), log=log_path(s.data_dir, "broker"))
+        if read_pid(s.data_dir, "link") is None:
+            start_process(s.data_dir, self._python_spec("link", "infra.local.link"))
+        wait_until(self.broker.ready, timeout, "broker behind the link proxy", alive=lambda: self._alive("link"),
+                   log=log_path(s.data_dir, "link"))
+
+    def _broker_security_up(self, say: Say) -> None:
+        """Generate the broker endpoint's CA, certificate and users once (docs/broker_security.md)."""
+        from streams.kafka_config import client_config
+
+        s = self.settings
+        if s.broker_security_protocol != "plaintext":
+            from infra.local.broker_secrets import ensure_broker_secrets
+
+            secrets = ensure_broker_secrets(s)
+            say(f"broker endpoint: {s.broker_security_protocol} (CA {secrets.ca})")
+        self.broker = replace(self.broker, client_options=client_config(s))
 
     def _stop_kafka_clients(self, say: Say) -> None:
         """Stop captures, workers and mode servers before a broker (re)start.

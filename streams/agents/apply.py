@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from connectors.sinks.base import Sink, StoreUnavailableError
-from streams.codec import DecodeError, decode_change, split_changes
+from streams.codec import PLAIN, DecodeError, MessageCodec
 from streams.deadletter import DeadLetterWriter, IncomingMessage
 from streams.model import ROUTES, ChangeEvent, Write
 from streams.progress import StoreProgress
@@ -25,7 +26,9 @@ from streams.routing.matrix_model import Matrix
 from streams.routing.route import RoutingError, UndeclaredSourceError, UnknownApiError, route
 
 log = logging.getLogger("platsync.apply")
+_EXCEPTION_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*(Error|Exception|Violation)")
 T = TypeVar("T")
+SCHEMA_REGISTRY = "schema registry"  # what the worker's state names while the registry is unreachable
 
 HINTS = {
     "decode": ("the message is not a valid ChangeEvent or ChangeBatch (schemas/change_event.avsc, "
@@ -38,8 +41,18 @@ HINTS = {
 
 
 @dataclass
+class TargetCounts:
+    """What one target store's sink did with one batch."""
+
+    applied: int = 0
+    stale: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+
+
+@dataclass
 class BatchReport:
-    """What one batch did, for logs and tests."""
+    """What one batch did, for logs, metrics (streams/metrics.py) and tests."""
 
     events: int = 0
     writes: int = 0
@@ -48,6 +61,8 @@ class BatchReport:
     skipped: int = 0
     dead_letters: int = 0
     progress: dict[str, StoreProgress] = field(default_factory=dict)
+    targets: dict[str, TargetCounts] = field(default_factory=dict)  # per target store
+    dead_letter_kinds: dict[str, int] = field(default_factory=dict)  # error kind -> count
 
 
 class RouteApplier:
@@ -61,8 +76,11 @@ class RouteApplier:
         dead_letters: DeadLetterWriter,
         record_progress: Callable[[dict[str, StoreProgress]], None],
         retry_backoff_s: tuple[float, float] = (0.5, 10.0),
+        codec: MessageCodec = PLAIN,
     ) -> None:
         self.route_name = route_name
+        # Plain framing or the Confluent wire format (streams/confluent_wire.py); bound once, no per-event cost.
+        self._split_changes, self._decode_change = codec.split_changes, codec.decode_change
         self.source_side, self.target_side = ROUTES[route_name]
         self.matrix = matrix
         self.sinks = sinks
@@ -71,9 +89,20 @@ class RouteApplier:
         self.retry_backoff_s = retry_backoff_s
         #: Stores currently unreachable (what -> last error), published in the worker's state file.
         self.retrying: dict[str, str] = {}
+        #: Failed attempts per unreachable target since start (the metrics read it when scraped).
+        self.retry_attempts: dict[str, int] = {}
+        #: ``time.monotonic()`` when the batch being applied started; None between batches (liveness).
+        self.busy_since: float | None = None
 
     def apply_batch(self, messages: Sequence[IncomingMessage]) -> BatchReport:
         """Process ``messages`` fully (blocking and retrying while a target store is unreachable)."""
+        self.busy_since = time.monotonic()
+        try:
+            return self._apply_batch(messages)
+        finally:
+            self.busy_since = None
+
+    def _apply_batch(self, messages: Sequence[IncomingMessage]) -> BatchReport:
         report = BatchReport()
         writes_by_store: dict[str, list[tuple[Write, IncomingMessage]]] = {}
         for msg in self._events_of(messages, report):
@@ -113,7 +142,10 @@ class RouteApplier:
         (each keeps its batch's topic, partition and offset), a corrupt batch is dead-lettered whole."""
         for msg in messages:
             try:
-                elements = split_changes(msg.value)
+                try:
+                    elements = self._split_changes(msg.value)
+                except StoreUnavailableError:  # the schema registry: wait for it, never dead-letter for it
+                    elements = self._retry(lambda msg=msg: self._split_changes(msg.value), SCHEMA_REGISTRY)
             except DecodeError as exc:
                 report.events += 1
                 self._dead_letter(msg, "decode", str(exc), HINTS["decode"], report, None)
@@ -126,7 +158,10 @@ class RouteApplier:
 
     def _decode(self, msg: IncomingMessage, report: BatchReport) -> ChangeEvent | None:
         try:
-            change = decode_change(msg.value)
+            try:
+                change = self._decode_change(msg.value)
+            except StoreUnavailableError:  # the schema registry: wait for it, never dead-letter for it
+                change = self._retry(lambda: self._decode_change(msg.value), SCHEMA_REGISTRY)
         except DecodeError as exc:
             self._dead_letter(msg, "decode", str(exc), HINTS["decode"], report, None)
             return None
@@ -148,6 +183,7 @@ class RouteApplier:
         result = self._retry(lambda: sink.apply_batch(writes, self.source_side), f"{self.target_side}/{store}")
         report.applied += result.applied
         report.stale += result.stale
+        report.targets[store] = TargetCounts(result.applied, result.stale, result.conflicts, len(result.rejected))
         for rejected in result.rejected:
             msg = by_event[rejected.write.event_id]
             self._dead_letter(msg, "sink_rejected", f"{self.target_side}/{store}: {rejected.error}",
@@ -157,9 +193,13 @@ class RouteApplier:
 
     def _dead_letter(self, msg: IncomingMessage, kind: str, error: str, hint: str, report: BatchReport,
                      source_store: str | None) -> None:
-        log.warning("dead letter on %s (%s@%d): %s: %s", self.route_name, msg.topic, msg.offset, kind, error)
+        # The error may quote row values (a constraint's "DETAIL: Key (...)=(...)"): it goes to the
+        # dead-letter record (access-controlled), the log gets where, the kind and the error's class.
+        log.warning("dead letter on %s (%s[%d]@%d): %s (%s); details in %s", self.route_name, msg.topic,
+                    msg.partition, msg.offset, kind, _error_class(error), self.dead_letters.topic)
         self.dead_letters.add(msg, kind, error, hint)
         report.dead_letters += 1
+        report.dead_letter_kinds[kind] = report.dead_letter_kinds.get(kind, 0) + 1
         store = source_store or _store_of(msg)
         report.progress.setdefault(store, StoreProgress()).dead_letters += 1
 
@@ -172,9 +212,20 @@ class RouteApplier:
                 return result
             except StoreUnavailableError as exc:
                 self.retrying[what] = str(exc)
-                log.error("%s: %s unavailable, retrying in %.1fs: %s", self.route_name, what, delay, exc)
+                self.retry_attempts[what] = self.retry_attempts.get(what, 0) + 1
+                log.error("%s: %s unavailable, retrying in %.1fs: %s", self.route_name, what, delay,
+                          str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
             time.sleep(delay)
             delay = min(cap, delay * 2)
+
+
+def _error_class(error: str) -> str:
+    """The exception class leading ``error`` (``UniqueViolation: ...``, ``side/store: KeyError: ...``),
+    or ``"see the record"``: anything else in the text may be a row value and is not logged."""
+    for part in error.split(": ", 2)[:2]:
+        if _EXCEPTION_NAME.fullmatch(part):
+            return part
+    return "see the record"
 
 
 def _store_of(msg: IncomingMessage) -> str:

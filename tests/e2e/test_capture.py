@@ -26,6 +26,7 @@ from connectors.capture.debezium import slot_name
 from connectors.capture.runner import capture_ready, progress_path
 from infra.local.process import free_port, stop_pid
 from streams.codec import decode_changes
+from streams.kafka_config import client_config
 from streams.model import ChangeEvent
 from streams.settings import Settings
 from tests.support.stack import isolated_settings as stack_settings_for
@@ -113,7 +114,7 @@ class Reader:
         self.topic = topic
         self.events: list[ChangeEvent] = []
         self.seen: set[str] = set()  # keys seen so far (cheap progress checks on large streams)
-        self.consumer = Consumer({"bootstrap.servers": settings.broker_bootstrap, "group.id": f"t-{time.time_ns()}",
+        self.consumer = Consumer({**client_config(settings), "group.id": f"t-{time.time_ns()}",
                                   "enable.auto.commit": False, "session.timeout.ms": 6000})
         self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
 

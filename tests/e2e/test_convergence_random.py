@@ -28,7 +28,7 @@ from streams.settings import Settings
 from tests.support.helpers import platsync
 from tests.support.snapshot import snapshot
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
 STEPS = 70
 BUDGET_S = 150.0

@@ -95,6 +95,7 @@ def assert_converged(stack: Stack, acked: list[str]) -> None:
     assert not missing, f"{len(missing)} acknowledged documents lost"
 
 
+@pytest.mark.embedded_broker
 def test_broker_kill_9_mid_stream_is_recovered_by_recapture(stack: Stack) -> None:
     acked = run_writers_and_kill(stack, "broker")
     result = platsync(stack.settings, "up", "--detach", timeout=300)
@@ -111,6 +112,7 @@ def test_postgres_kill_9_mid_stream_then_up_converges(stack: Stack, victim: str)
     assert_converged(stack, acked)
 
 
+@pytest.mark.embedded_broker
 def test_changes_the_broker_held_but_nobody_applied_are_recaptured(stack: Stack) -> None:
     """Deterministic loss: the worker is stopped, the capture published, then the broker dies."""
     s = stack.settings
@@ -143,6 +145,7 @@ def test_changes_the_broker_held_but_nobody_applied_are_recaptured(stack: Stack)
     assert can_login(s, "remote", username, password)
 
 
+@pytest.mark.embedded_broker
 def test_broker_lost_during_a_cut_recaptures_the_cloud_now_and_the_hospital_at_link_up(stack: Stack) -> None:
     s = stack.settings
     assert platsync(s, "link", "down").returncode == 0

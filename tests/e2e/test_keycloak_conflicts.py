@@ -15,7 +15,7 @@ from infra.local.stack import Stack
 from streams.settings import Settings
 from tests.support.helpers import can_login, platsync, users
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
 
 def synced(s: Settings) -> None:

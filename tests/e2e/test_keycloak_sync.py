@@ -13,7 +13,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
-from streams.codec import decode_changes
+from streams.codec import MessageCodec
+from streams.kafka_config import client_config
 from streams.model import SIDES, other_side
 from streams.settings import Settings
 from tests.support.helpers import accounts, can_login, users
@@ -28,7 +29,7 @@ def synced(s: Settings) -> None:
 
 def topic_messages(s: Settings, topic: str) -> list[tuple[bytes, bytes]]:
     """(key, value) of every message of a single-partition topic."""
-    consumer = Consumer({"bootstrap.servers": s.broker_bootstrap, "group.id": f"scan-{uuid.uuid4()}",
+    consumer = Consumer({**client_config(s), "group.id": f"scan-{uuid.uuid4()}",
                          "enable.auto.commit": False})
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     out: list[tuple[bytes, bytes]] = []
@@ -91,7 +92,7 @@ def test_authentication_update_syncs_password_and_disable(stack: Stack, side: st
     assert accounts(s, other).find_user(username)["enabled"] is False
 
 
-def test_no_plaintext_password_in_any_topic_or_log_and_no_echo(stack: Stack) -> None:
+def test_no_plaintext_password_in_any_topic_or_log_and_no_echo(stack: Stack, codec: MessageCodec) -> None:
     s = stack.settings
     username, password = f"audit-{uuid.uuid4().hex[:6]}", f"Plain-{uuid.uuid4().hex}"
     with ReferenceApi(s, "local") as api:
@@ -109,9 +110,9 @@ def test_no_plaintext_password_in_any_topic_or_log_and_no_echo(stack: Stack) -> 
     for log in (s.data_dir / "logs").glob("*.log"):
         assert password not in log.read_text(errors="replace"), log
     # No echo: the remote capture never produced this account back.
-    back = [e for _, v in topic_messages(s, s.topic("remote", "keycloak")) for e in decode_changes(v)]
+    back = [e for _, v in topic_messages(s, s.topic("remote", "keycloak")) for e in codec.decode_changes(v)]
     assert not [e for e in back if e.key == username]
-    local = [e for _, v in topic_messages(s, s.topic("local", "keycloak")) for e in decode_changes(v)]
+    local = [e for _, v in topic_messages(s, s.topic("local", "keycloak")) for e in codec.decode_changes(v)]
     mine = [e for e in local if e.key == username]
     assert mine and {e.api_id for e in mine} <= {"PRV_STF_003", "PRV_ATH_001"}
     assert all(isinstance(e.row["credential"], bytes) for e in mine if e.row)

@@ -20,7 +20,7 @@ from infra.local.stack import Stack
 from streams.settings import Settings
 from tests.support.helpers import platsync
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
 PATIENT = {"family_name": "佐藤", "given_name": "花子", "birth_date": "1980-01-02", "sex": "female",
            "institution_code": "1310000001"}

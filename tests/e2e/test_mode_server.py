@@ -25,6 +25,7 @@ from infra.local.broker import Broker
 from infra.local.process import free_port, pid_alive, read_pid, start_process, stop_process, wait_until
 from infra.local.stack import write_settings_file
 from streams import mode_cli
+from streams.kafka_config import client_config
 from streams.mode_state import read_mode, state_path
 from streams.modes import heartbeat_topic
 from streams.settings import Settings
@@ -144,7 +145,7 @@ def test_both_sides_start_normal_with_the_header(env: ModeEnv) -> None:
     assert remote is not None and remote["catching_up"] is False and remote["open_conflicts"] >= 0
     if importlib.util.find_spec("streams.conflicts") is None:
         assert "streams.conflicts is not available" in (env.settings.data_dir / "logs" / "mode-remote.log").read_text()
-    topics = AdminClient({"bootstrap.servers": env.settings.broker_bootstrap}).list_topics(timeout=5).topics
+    topics = AdminClient(client_config(env.settings)).list_topics(timeout=5).topics
     assert len(topics[heartbeat_topic(env.settings)].partitions) == 1
     assert read_mode(env.settings, "local")["running"] is True
 

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -406,6 +407,11 @@ def test_authentication_update_changes_only_keycloak(engines: dict[tuple[str, st
 
 def test_store_of_the_wrong_side_is_refused(pg: Settings) -> None:
     swapped = dataclasses.replace(pg, pg_local_port=pg.pg_remote_port)
+    # The local application's role password does not open the remote side's databases ...
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(swapped.libpq_dsn("local", "meta", "app") + " connect_timeout=5").close()
+    # ... and with the remote side's credentials, the side setting of the database still refuses.
+    swapped = dataclasses.replace(swapped, pg_app_password=pg.pg_credentials("remote", "app")[1])
     with ReferenceApi(swapped, "local") as api, pytest.raises(ApiError, match="platsync.side='remote'"):
         api.register_staff(STAFF)
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from infra.local.keycloak_standin import standin_ready, standin_url
+from streams.logs import configure_for, configure_logging
 from streams.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main", "signing_key", "standin_ready"]
@@ -44,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-verify-profile", action="store_true",
                         help="model realms whose VERIFY_PROFILE required action is disabled")
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s keycloak-standin: %(message)s")
+    configure_logging(f"keycloak-{args.side}")
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config, data_dir=args.data_dir)
-    except SettingsError as exc:
+        configure_for(settings, f"keycloak-{args.side}")
+    except (SettingsError, ValueError) as exc:
         print(f"keycloak-standin: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,214 @@
+"""The stamper of one side (Kubernetes): raw Debezium records from Kafka Connect -> change events.
+
+On Kubernetes Debezium runs in Kafka Connect (infra/k8s): each captured database's connector
+writes every record, JSON without schemas like the embedded engine's, to ONE raw topic with one
+partition (``<prefix>.raw.<side>.<store>``), so that a transaction's marker row comes before its
+rows. ``platsync stamp --side S`` consumes those topics and does what the embedded runner's
+handler does for a Debezium batch (:mod:`connectors.capture.runner`), with the same parts:
+:class:`~connectors.capture.envelope.TransactionStamper` (Keycloak:
+:func:`~connectors.capture.runner.keycloak_converter`), the runner's
+:class:`~connectors.capture.runner.Publisher` to ``settings.topic(side, store)``, the same marker
+and progress files under ``<data_dir>/state/capture/`` (a persistent volume on Kubernetes).
+
+Order per poll (at-least-once; the sinks are idempotent): convert -> publish and wait for every
+acknowledgement (retrying while the broker is away) -> save markers and progress -> dead letters
+acknowledged -> commit the consumer offsets after the last record handled. A record that is not a
+Debezium envelope this capture understands is not lost: it goes, with its original bytes, to the
+dead-letter topic of the route it belonged to (``platsync dlq list``), and the stamper goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from connectors.capture.envelope import EnvelopeError, TransactionStamper
+from connectors.capture.keycloak_converter import KeycloakAccountConverter
+from connectors.capture.runner import DeliveryError, Publisher, keycloak_converter, markers_path, progress_path
+from streams.confluent_wire import codec_for
+from streams.deadletter import DeadLetterWriter, IncomingMessage
+from streams.jsonfile import read_json, write_json
+from streams.kafka_config import client_config
+from streams.model import CAPTURED_STORES, ChangeEvent, route_for_source
+from streams.settings import Settings
+
+log = logging.getLogger("platsync.stamp")
+MAX_RECORDS = 2048
+RETRY_MAX_S = 1.0
+MALFORMED = "malformed_envelope"
+HINT = ("the raw record is not a Debezium change envelope of this store: check the KafkaConnector's converters "
+        "(JsonConverter, schemas.enable=false) and transforms; 'platsync dlq retry' re-drives it after a fix")
+
+StamperFactory = Callable[[Settings, str, str], "TransactionStamper | KeycloakAccountConverter"]
+
+
+def raw_topic(settings: Settings, side: str, store: str) -> str:
+    """The raw topic Kafka Connect writes one database's Debezium records to (infra/k8s)."""
+    return f"{settings.topic_prefix}.raw.{side}.{store}"
+
+
+def stamp_group(settings: Settings, side: str) -> str:
+    """The stamper's consumer group."""
+    return f"{settings.topic_prefix}-stamp-{side}"
+
+
+def default_stamper(settings: Settings, side: str, store: str) -> TransactionStamper | KeycloakAccountConverter:
+    """The embedded runner's converter of one store."""
+    return keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store)
+
+
+@dataclass
+class StoreStamp:
+    """One raw topic: its converter, publisher and saved state."""
+
+    settings: Settings
+    side: str
+    store: str
+    stamper: TransactionStamper | KeycloakAccountConverter
+    publisher: Publisher
+    saved_markers: dict[str, Any] = field(default_factory=dict)
+    last_lsn: int = 0
+    last_commit_ts_ms: int = 0
+
+    def restore(self) -> None:
+        """Markers (and Keycloak account states) saved by an earlier run of this side's capture."""
+        try:
+            self.stamper.restore_markers(read_json(markers_path(self.settings, self.side, self.store)).get("markers")
+                                         or {})
+        except (EnvelopeError, AttributeError) as exc:
+            log.warning("%s.%s: ignoring the saved markers (%s)", self.side, self.store, type(exc).__name__)
+        self.saved_markers = self.stamper.markers_state()
+        progress = read_json(progress_path(self.settings, self.side, self.store))
+        self.last_lsn = int(progress.get("last_lsn", 0))
+        self.last_commit_ts_ms = int(progress.get("last_commit_ts_ms", 0))
+
+    def save(self, produced: Sequence[ChangeEvent]) -> None:
+        """Persist markers (when they changed) and progress, as the embedded runner does."""
+        markers = self.stamper.markers_state()
+        if markers != self.saved_markers:
+            write_json(markers_path(self.settings, self.side, self.store), {"markers": markers})
+            self.saved_markers = markers
+        for event in produced:
+            self.last_lsn = max(self.last_lsn, event.lsn)
+            self.last_commit_ts_ms = max(self.last_commit_ts_ms, event.commit_ts_ms)
+        write_json(progress_path(self.settings, self.side, self.store), {
+            "side": self.side, "store": self.store, "last_lsn": self.last_lsn,
+            "last_commit_ts_ms": self.last_commit_ts_ms, "events_produced": self.stamper.events,
+            "echoes_dropped": self.stamper.echoes_dropped, "probes": self.stamper.probes,
+            "updated_ts_ms": time.time_ns() // 1_000_000})
+
+
+@dataclass
+class PollReport:
+    """What one poll did."""
+
+    records: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    #: store -> (events published, echoes dropped, last LSN, last commit time ms): for the metrics
+    per_store: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+
+
+class SideStamper:
+    """Consumes one side's raw topics and publishes their change events (see the module docstring)."""
+
+    def __init__(self, settings: Settings, side: str, stores: Sequence[str] | None = None,
+                 stamper_factory: StamperFactory = default_stamper, stop: threading.Event | None = None,
+                 on_retry: Callable[[str], None] = lambda _what: None) -> None:
+        self.settings, self.side = settings, side
+        self.stop = stop or threading.Event()
+        self.on_retry = on_retry  # called while waiting out a failure (the CLI keeps its health current)
+        codec = codec_for(settings)  # with a schema registry: the Confluent wire format, like the runner
+        self.stores: dict[str, StoreStamp] = {}
+        for store in stores or CAPTURED_STORES[side]:
+            stamp = StoreStamp(settings, side, store, stamper_factory(settings, side, store),
+                               Publisher(settings, settings.topic(side, store), f"platsync-{side}-stamp-{store}",
+                                         codec=codec, principal=f"capture-{side}"))
+            stamp.restore()
+            self.stores[raw_topic(settings, side, store)] = stamp
+        self.dead_letters = DeadLetterWriter(settings, route_for_source(side), client_id=f"platsync-{side}-stamp-dlq",
+                                             codec=codec, principal=f"capture-{side}")
+        self.consumer = Consumer({
+            **client_config(settings, f"platsync-{side}-stamp", f"capture-{side}"),
+            "group.id": stamp_group(settings, side),
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "enable.partition.eof": False,
+        })
+        self.consumer.subscribe(sorted(self.stores))
+
+    def poll_once(self, timeout_s: float = 0.5) -> PollReport:
+        """Handle what one poll returns; offsets are committed only after everything was acknowledged."""
+        messages = self.consumer.consume(num_messages=MAX_RECORDS, timeout=timeout_s)
+        report = PollReport()
+        by_topic: dict[str, list[Message]] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(err)
+            by_topic.setdefault(msg.topic(), []).append(msg)
+        for topic, records in by_topic.items():
+            stamp = self.stores[topic]
+            echoes = stamp.stamper.echoes_dropped
+            events = self._convert(records, stamp, report)
+            self._retry(lambda s=stamp, e=events: s.publisher.publish(e), f"publishing to {stamp.publisher.topic}")
+            stamp.save(events)
+            report.records += len(records)
+            report.events += len(events)
+            report.per_store[stamp.store] = (len(events), stamp.stamper.echoes_dropped - echoes, stamp.last_lsn,
+                                             stamp.last_commit_ts_ms)
+        if report.dead_letters:
+            self._retry(self.dead_letters.flush, "writing dead letters")
+        if by_topic:
+            offsets = {(m.topic(), m.partition()): m.offset() + 1 for ms in by_topic.values() for m in ms}
+            self.consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
+                                 asynchronous=False)
+        return report
+
+    def _convert(self, records: list[Message], stamp: StoreStamp, report: PollReport) -> list[ChangeEvent]:
+        events: list[ChangeEvent] = []
+        for msg in records:
+            value = msg.value()
+            try:
+                text = None if value is None else value.decode("utf-8")
+                events.extend(stamp.stamper.convert(None, text))
+            except (EnvelopeError, UnicodeDecodeError) as exc:
+                # The error text may quote row values: it goes to the dead letter, not to the log.
+                log.warning("%s offset %d: dead-lettered (%s)", msg.topic(), msg.offset(), type(exc).__name__)
+                self.dead_letters.add(IncomingMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), value),
+                                      MALFORMED, str(exc), HINT)
+                report.dead_letters += 1
+        if isinstance(stamp.stamper, KeycloakAccountConverter):
+            events.extend(stamp.stamper.finish_batch())
+        return events
+
+    def _retry(self, action: Callable[[], Any], what: str) -> None:
+        """Run ``action`` until it succeeds (the broker may be away); :class:`DeliveryError` once stopped."""
+        delay = 0.1
+        while True:
+            try:
+                action()
+                return
+            except (DeliveryError, KafkaException, RuntimeError) as exc:
+                log.error("%s failed, retrying in %.1fs: %s", what, delay, type(exc).__name__)
+                self.on_retry(what)
+                if self.stop.wait(delay):
+                    raise DeliveryError(f"{what}: stopped while retrying") from exc
+                delay = min(RETRY_MAX_S, delay * 2)
+
+    def assigned(self) -> bool:
+        """True once the group gave this stamper its partitions."""
+        return bool(self.consumer.assignment())
+
+    def close(self) -> None:
+        """Leave the group (offsets are committed per poll)."""
+        self.consumer.close()

@@ -1,0 +1,201 @@
+"""The inputs of ``platsync k8s render``: ``infra/k8s/deployment.toml``, validated.
+
+The file has two tables:
+
+- ``[k8s]``: what only a Kubernetes deployment has (namespace, images, replica and partition
+  counts, resources, network ranges); :class:`DeploymentConfig` lists every key with its default;
+- ``[settings]``: the PLAT Sync settings of the pods (``streams/settings.py``), written into the
+  pods' ConfigMap as their ``platsync.toml``. Secrets never go here: the pods receive them from
+  Kubernetes Secrets as ``PLATSYNC_*`` environment variables (docs/kubernetes.md).
+
+One :class:`DeploymentError` lists every fault found, so that an operator fixes them in one go.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from streams.settings import Settings, SettingsError, load_settings
+
+K8S_DIR = Path(__file__).resolve().parent
+DEFAULT_DEPLOYMENT_FILE = K8S_DIR / "deployment.toml"
+DEFAULT_OUT_DIR = K8S_DIR / "manifests"
+#: Settings that hold credentials: refused in ``[settings]`` (they come from Secrets).
+SECRET_SETTINGS = frozenset({"pg_password", "keycloak_admin_password", "credential_keys", "schema_registry_password"})
+_SECRET_SUFFIXES = ("_password", "_keys", "_secret", "_token")
+#: Settings every pod gets from the generator (its own Kafka user, TLS to Strimzi, the data volume).
+GENERATED_SETTINGS = frozenset({"broker_username", "broker_security_protocol", "broker_sasl_mechanism",
+                                "broker_ca_file", "data_dir"})
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Mi|Gi|Ki|Ti)?$")
+_CIDR = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class DeploymentError(ValueError):
+    """The deployment file is invalid; ``faults`` lists every problem."""
+
+    def __init__(self, source: str, faults: list[str]) -> None:
+        self.faults = faults
+        super().__init__(f"{source}: " + "; ".join(faults))
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits of one container (Kubernetes quantities)."""
+
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+    def as_k8s(self) -> dict[str, dict[str, str]]:
+        """The container ``resources`` block."""
+        return {"requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+                "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit}}
+
+
+# Derived from bench/RESULTS.md (peak RSS per process of the embedded stack under the bulk and
+# catch-up loads): capture-local 514 MB (one JVM with Debezium plus Python), broker 314 MB,
+# pg-local 306 MB; the Python processes stay well below the capture. Limits leave ~50% headroom.
+DEFAULT_RESOURCES: dict[str, Resources] = {
+    "connect": Resources("500m", "1Gi", "2", "1536Mi"),  # JVM -Xmx768m in the embedded capture
+    "stamper": Resources("250m", "256Mi", "1", "512Mi"),  # the capture's Python half
+    "worker": Resources("250m", "256Mi", "1", "768Mi"),
+    "mode": Resources("50m", "96Mi", "250m", "192Mi"),
+    "registry": Resources("100m", "512Mi", "500m", "768Mi"),
+    "kafka": Resources("500m", "2Gi", "2", "4Gi"),
+    "operator": Resources("100m", "256Mi", "500m", "512Mi"),  # Strimzi entity operator containers
+}
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """Everything of the Kubernetes deployment that the PLAT Sync settings do not hold."""
+
+    namespace: str = "platsync"
+    kubernetes_version: str = "1.35.0"  # the schemas the manifests are validated against
+    image: str = "registry.example.org/platsync/platsync:0.1.0"  # the engine image (docs/kubernetes.md)
+    image_pull_policy: str = "IfNotPresent"
+    kafka_cluster: str = "platsync"
+    kafka_version: str = "4.1.0"
+    kafka_nodes: int = 3  # KafkaNodePool replicas (combined controller+broker nodes)
+    kafka_storage: str = "100Gi"
+    topic_replicas: int = 3
+    min_insync_replicas: int = 2
+    retention_ms: int = 1_209_600_000  # 14 days: the retained log must outlast the longest outage
+    source_topic_partitions: int = 1
+    worker_replicas: dict[str, int] = field(default_factory=lambda: {"local_to_remote": 1, "remote_to_local": 1})
+    connect_image: str = "registry.example.org/platsync/platsync-connect:3.6.3"  # spec.build output
+    connect_push_secret: str = "platsync-registry-push"
+    debezium_plugin_url: str = ("https://repo1.maven.org/maven2/io/debezium/debezium-connector-postgres/"
+                                "3.6.3.Final/debezium-connector-postgres-3.6.3.Final-plugin.tar.gz")
+    echo_filter_jar_url: str = "https://artifacts.example.org/platsync/platsync-echo-filter.jar"
+    echo_filter_jar_sha512: str = ""
+    schema_registry_image: str = "confluentinc/cp-schema-registry:7.9.0"
+    container_port: int = 9102  # metrics/health of every PLAT Sync pod
+    mode_port: int = 8090  # X-Hybridmode status endpoint
+    stamper_storage: str = "1Gi"  # markers and progress of the stamper (PersistentVolumeClaim)
+    local_db_cidrs: tuple[str, ...] = ("10.10.0.0/16",)  # hospital-side PostgreSQL and Keycloak
+    remote_db_cidrs: tuple[str, ...] = ("10.20.0.0/16",)  # cloud-side PostgreSQL and Keycloak
+    db_port: int = 5432
+    keycloak_ports: tuple[int, ...] = (443, 8443, 8080)
+    resources: dict[str, Resources] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The validated deployment file: Kubernetes knobs plus the pods' settings."""
+
+    config: DeploymentConfig
+    settings: Settings
+    settings_table: dict[str, Any]  # exactly what the pods' platsync.toml holds
+    source: Path
+
+
+def _check_config(cfg: DeploymentConfig) -> list[str]:
+    faults: list[str] = []
+    if not _DNS_LABEL.match(cfg.namespace):
+        faults.append(f"namespace {cfg.namespace!r} is not a DNS label")
+    if not _DNS_LABEL.match(cfg.kafka_cluster):
+        faults.append(f"kafka_cluster {cfg.kafka_cluster!r} is not a DNS label")
+    for name in ("kafka_nodes", "topic_replicas", "min_insync_replicas", "source_topic_partitions"):
+        if getattr(cfg, name) < 1:
+            faults.append(f"{name} must be >= 1")
+    if cfg.topic_replicas > cfg.kafka_nodes:
+        faults.append(f"topic_replicas {cfg.topic_replicas} > kafka_nodes {cfg.kafka_nodes}")
+    if cfg.min_insync_replicas > cfg.topic_replicas:
+        faults.append(f"min_insync_replicas {cfg.min_insync_replicas} > topic_replicas {cfg.topic_replicas}")
+    for cidr in (*cfg.local_db_cidrs, *cfg.remote_db_cidrs):
+        if not _CIDR.match(cidr):
+            faults.append(f"{cidr!r} is not an IPv4 CIDR")
+    for name, res in cfg.resources.items():
+        for f in fields(res):
+            if not _QUANTITY.match(getattr(res, f.name)):
+                faults.append(f"resources.{name}.{f.name} {getattr(res, f.name)!r} is not a quantity")
+    return faults
+
+
+def _config_from(table: dict[str, Any], faults: list[str]) -> DeploymentConfig:
+    known = {f.name: f for f in fields(DeploymentConfig)}
+    values: dict[str, Any] = {}
+    defaults = DeploymentConfig()
+    for key, raw in table.items():
+        if key not in known:
+            faults.append(f"[k8s] unknown key {key!r}; known: {', '.join(sorted(known))}")
+            continue
+        default = getattr(defaults, key)
+        if key == "resources":
+            merged = dict(defaults.resources)
+            for comp, spec in (raw or {}).items():
+                if comp not in merged:
+                    faults.append(f"[k8s.resources] unknown component {comp!r}; known: {', '.join(sorted(merged))}")
+                    continue
+                try:
+                    merged[comp] = dataclasses.replace(merged[comp], **spec)
+                except TypeError as exc:
+                    faults.append(f"[k8s.resources.{comp}] {exc}")
+            values[key] = merged
+        elif key == "worker_replicas":
+            if not isinstance(raw, dict) or set(raw) - set(default):
+                faults.append(f"[k8s] worker_replicas must map routes ({', '.join(default)}) to counts")
+                continue
+            values[key] = {**default, **{k: int(v) for k, v in raw.items()}}
+        elif isinstance(default, tuple):
+            values[key] = tuple(raw)
+        elif type(raw) is not type(default):
+            faults.append(f"[k8s] {key} expects {type(default).__name__}, got {raw!r}")
+        else:
+            values[key] = raw
+    return DeploymentConfig(**values)
+
+
+def load_deployment(path: Path = DEFAULT_DEPLOYMENT_FILE) -> Deployment:
+    """Read and validate the deployment file; raise :class:`DeploymentError` listing every fault."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise DeploymentError(str(path), [str(exc)]) from None
+    faults: list[str] = [f"unknown table [{t}]; expected [k8s] and [settings]" for t in data
+                         if t not in ("k8s", "settings")]
+    cfg = _config_from(data.get("k8s", {}), faults)
+    faults += _check_config(cfg)
+    table = dict(data.get("settings", {}))
+    for key in sorted(table):
+        if key in SECRET_SETTINGS or key.endswith(_SECRET_SUFFIXES):
+            faults.append(f"[settings] {key} is a credential: it comes from a Secret, not from this file")
+        elif key in GENERATED_SETTINGS:
+            faults.append(f"[settings] {key} is set by the generator for every pod (docs/kubernetes.md)")
+    settings = Settings()
+    try:
+        settings = load_settings(env={}, **{k: v for k, v in table.items() if k not in GENERATED_SETTINGS},
+                                 data_dir="/var/lib/platsync")
+    except SettingsError as exc:
+        faults.append(f"[settings] {exc}")
+    if faults:
+        raise DeploymentError(str(path), faults)
+    return Deployment(cfg, settings, table, path)

@@ -1,0 +1,75 @@
+"""NetworkPolicies: deny everything, then allow exactly the paths the pipeline needs.
+
+- DNS for every pod;
+- Kafka clients (``platsync.io/kafka-client``) -> the Kafka pods' TLS listener (Strimzi adds the
+  listener's ingress policy from ``networkPolicyPeers``; Strimzi's own pods talk among themselves);
+- database clients (``platsync.io/db-client``) of a side -> that side's PostgreSQL and Keycloak
+  ranges only: hospital-side pods never reach the cloud's databases and the other way round;
+- the schema registry <- Kafka clients; the mode servers' X-Hybridmode port and every pod's
+  metrics port <- any namespace (tighten to the monitoring namespace where it is known).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.k8s.config import Deployment
+from infra.k8s.kafka import TLS_PORT
+from infra.k8s.workloads import REGISTRY_PORT
+from streams.model import SIDES
+
+API = "networking.k8s.io/v1"
+#: The Kubernetes API server: Strimzi's entity operator and the Connect build talk to it.
+API_SERVER_PORTS = (443, 6443)
+
+
+def _policy(dep: Deployment, name: str, selector: dict[str, Any], ingress: list[dict[str, Any]] | None = None,
+            egress: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    types = []
+    spec: dict[str, Any] = {"podSelector": selector}
+    if ingress is not None:
+        types.append("Ingress")
+        spec["ingress"] = ingress
+    if egress is not None:
+        types.append("Egress")
+        spec["egress"] = egress
+    spec["policyTypes"] = types
+    return {"apiVersion": API, "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": dep.config.namespace}, "spec": spec}
+
+
+def network_policies(dep: Deployment) -> list[dict[str, Any]]:
+    """Every NetworkPolicy of the namespace."""
+    cfg = dep.config
+    kafka_pods = {"matchLabels": {"strimzi.io/cluster": cfg.kafka_cluster, "strimzi.io/kind": "Kafka"}}
+    strimzi_pods = {"matchExpressions": [{"key": "strimzi.io/cluster", "operator": "Exists"}]}
+    kafka_client = {"matchLabels": {"platsync.io/kafka-client": "true"}}
+    policies = [
+        _policy(dep, "default-deny", {}, ingress=[], egress=[]),
+        _policy(dep, "allow-dns", {}, egress=[{
+            "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]),
+        # Strimzi's pods: among themselves (replication, controllers, entity operator) and the API server.
+        _policy(dep, "strimzi-egress", strimzi_pods, egress=[
+            {"to": [{"podSelector": strimzi_pods}]},
+            {"ports": [{"protocol": "TCP", "port": p} for p in API_SERVER_PORTS]}]),
+        _policy(dep, "kafka-clients-egress", kafka_client, egress=[
+            {"to": [{"podSelector": kafka_pods}], "ports": [{"protocol": "TCP", "port": TLS_PORT}]},
+            {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "platsync-schema-registry"}}}],
+             "ports": [{"protocol": "TCP", "port": REGISTRY_PORT}]}]),
+        _policy(dep, "schema-registry-ingress", {"matchLabels": {"app.kubernetes.io/name": "platsync-schema-registry"}},
+                ingress=[{"from": [{"podSelector": kafka_client}],
+                          "ports": [{"protocol": "TCP", "port": REGISTRY_PORT}]}]),
+        _policy(dep, "metrics-ingress", {"matchLabels": {"app.kubernetes.io/part-of": "platsync"}},
+                ingress=[{"from": [{"namespaceSelector": {}}],
+                          "ports": [{"protocol": "TCP", "port": cfg.container_port}]}]),
+        _policy(dep, "mode-ingress", {"matchLabels": {"platsync.io/component": "mode"}},
+                ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": cfg.mode_port}]}]),
+    ]
+    for side in SIDES:
+        cidrs = cfg.local_db_cidrs if side == "local" else cfg.remote_db_cidrs
+        ports = [{"protocol": "TCP", "port": p} for p in (cfg.db_port, *cfg.keycloak_ports)]
+        policies.append(_policy(dep, f"{side}-databases-egress",
+                                {"matchLabels": {"platsync.io/side": side, "platsync.io/db-client": "true"}},
+                                egress=[{"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": ports}]))
+    return policies

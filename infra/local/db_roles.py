@@ -1,0 +1,124 @@
+"""Provision the least-privilege database roles of :mod:`streams.access_policy` on one side (as the admin).
+
+Idempotent, run by every ``platsync up``: creates or updates each role (attributes, password),
+revokes what a role held before and grants exactly the policy's privileges in one transaction per
+database (no window in which a running process loses a privilege it keeps), and creates or
+updates the Debezium publications, so that the capture role needs no table ownership.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+from streams.access_policy import (
+    KEYCLOAK_DB,
+    ROLE_NAMES,
+    connect_roles,
+    db_grants,
+    db_roles,
+    ensure_role_password,
+)
+from streams.settings import Settings
+
+log = logging.getLogger("platsync.provision")
+Say = Callable[[str], None]
+
+
+def admin_conninfo(settings: Settings, side: str, database: str) -> str:
+    """libpq DSN of ``database`` on ``side`` as the admin."""
+    return settings.libpq_dsn(side, database) + " connect_timeout=5"
+
+
+def ensure_roles(settings: Settings, side: str) -> None:
+    """Create or update every login role of the policy on ``side``'s instance (cluster-wide objects)."""
+    with psycopg.connect(admin_conninfo(settings, side, "postgres"), autocommit=True) as conn:
+        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
+        for role in db_roles(settings):
+            if role.key not in ROLE_NAMES:
+                continue
+            password = ensure_role_password(settings, side, role.key)
+            verb = "ALTER" if role.name in existing else "CREATE"
+            conn.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD {}").format(
+                sql.SQL(verb), sql.Identifier(role.name), sql.SQL(" ".join(role.attributes)), sql.Literal(password)))
+
+
+def publication_statements(conn: psycopg.Connection, name: str, tables: tuple[str, ...]) -> list[sql.Composable]:
+    """What makes publication ``name`` publish exactly ``tables`` (schema-qualified), if anything."""
+    current = {f"{s}.{t}" for s, t in conn.execute(
+        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,))}
+    exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone() is not None
+    if exists and current == set(tables):
+        return []
+    listed = sql.SQL(", ").join(sql.Identifier(*t.split(".", 1)) for t in tables)
+    verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
+    return [sql.SQL(verb).format(sql.Identifier(name), listed)]
+
+
+def grant_database(settings: Settings, side: str, database: str) -> None:
+    """Revoke and re-grant every role's privileges on ``database`` (one transaction), and its publication."""
+    from connectors.capture.debezium import captured_tables, slot_name
+
+    grants = [g for g in db_grants(side) if g.database == database]
+    with psycopg.connect(admin_conninfo(settings, side, database)) as conn:
+        present = {r[0] for r in conn.execute(
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S')")}
+        db = sql.Identifier(database)
+        conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
+        for name in ROLE_NAMES.values():
+            role = sql.Identifier(name)
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, role))
+            conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role))
+            conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(role))
+        for key in connect_roles(side, database):
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(ROLE_NAMES[key])))
+        missing = []
+        for grant in grants:
+            sequence = None
+            if grant.object_type == "identity":
+                table, column = grant.name.split(".", 1)
+                row = conn.execute("SELECT pg_get_serial_sequence(%s, %s)", (table, column)).fetchone()
+                sequence = row[0] if row else None
+                if sequence is None:
+                    missing.append(grant.name)
+                    continue
+            elif grant.name not in present:
+                missing.append(grant.name)
+                continue
+            conn.execute(grant.sql(ROLE_NAMES[grant.role], sequence))  # type: ignore[arg-type]
+        # The capture's publication: created here, so that Debezium needs no table ownership.
+        for statement in publication_statements(conn, slot_name(side, database), captured_tables(database)):
+            conn.execute(statement)
+    if missing:
+        log.warning("%s/%s: not granted, objects missing: %s", side, database, ", ".join(sorted(set(missing))))
+
+
+def _store_databases(side: str) -> tuple[str, ...]:
+    from streams.model import DATABASE_STORES
+
+    return DATABASE_STORES[side]
+
+
+def provision_store_access(settings: Settings, side: str) -> None:
+    """Roles, grants and publications of ``side``'s store databases (the schemas must exist)."""
+    ensure_roles(settings, side)
+    for database in _store_databases(side):
+        grant_database(settings, side, database)
+
+
+def provision_keycloak_access(settings: Settings, side: str, say: Say) -> None:
+    """Grants and the publication on ``side``'s embedded Keycloak database (its tables must exist).
+
+    A configured (external) Keycloak database is left to its owner: docs/security.md lists what to grant.
+    """
+    if {"local": settings.keycloak_local_db, "remote": settings.keycloak_remote_db}[side]:
+        return
+    try:
+        ensure_roles(settings, side)
+        grant_database(settings, side, KEYCLOAK_DB)
+    except psycopg.Error as exc:
+        say(f"WARNING: cannot grant the capture/apply roles on {side} Keycloak's database ({exc})")
