@@ -28,25 +28,25 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaException
 
 from connectors.capture.debezium import CapturingEngine, connector_properties, make_engine, slot_name, start_jvm
 from connectors.capture.echo_filter import compiled_classes, dropped_by_filter
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
-from connectors.capture.oversized import OversizedChanges, producer_max_bytes
+from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from streams.codec import MessageCodec
 from streams.confluent_wire import codec_for
 from streams.gc_tuning import tune_for_throughput
 from streams.jsonfile import read_json, write_json
-from streams.kafka_config import OPERATOR, client_config
+from streams.kafka_config import client_config
 from streams.logs import configure_for, configure_logging
 from streams.metrics import CaptureMetrics, Health, MetricsPortError, capture_metrics, serve
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
@@ -54,13 +54,8 @@ from streams.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.capture")
 T = TypeVar("T")
-FLUSH_TIMEOUT_S = 30.0
 BROKER_RETRY_MAX_S = 1.0
 CLOSE_TIMEOUT_S = 60.0
-
-
-class DeliveryError(RuntimeError):
-    """The broker did not acknowledge every event of a batch."""
 
 
 def progress_path(settings: Settings, side: str, store: str) -> Path:
@@ -156,94 +151,6 @@ def _retrying(action: Callable[[], T], what: str, retry_file: Path,
             if stop is None:
                 time.sleep(delay)
             delay = min(max_delay_s, delay * 2)
-
-
-class Publisher:
-    """Produces change events to one topic and waits until the broker acknowledged all of them."""
-
-    def __init__(self, settings: Settings, topic: str, client_id: str, codec: MessageCodec | None = None,
-                 principal: str = OPERATOR) -> None:
-        self.topic = topic
-        # Plain framing, or the Confluent wire format with a schema registry (streams/confluent_wire.py).
-        codec = codec or codec_for(settings)
-        self._encode_change, self._encode_batch = codec.encode_change, codec.encode_change_batch
-        self._config = {
-            **client_config(settings, client_id, principal),  # bootstrap, TLS/SASL (streams/kafka_config.py)
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.timeout.ms": 20000,  # then the batch is retried whole (see handleJsonBatch)
-            # librdkafka's default grows to 10 s between reconnects: a restored link would wait for it.
-            "reconnect.backoff.max.ms": 1000,
-            "queue.buffering.max.messages": 500000,
-            "batch.num.messages": 10000,
-            "message.max.bytes": producer_max_bytes(settings),
-        }
-        self._producer = Producer(self._config)
-        # The topic is <prefix>.<side>.<store>: its side names the route an oversized change belonged to.
-        self.oversized = OversizedChanges(settings, topic.rsplit(".", 2)[-2], topic, client_id, codec)
-        self._max_events = max(1, settings.capture_events_per_message)
-        self._max_bytes = max(1, settings.capture_message_max_bytes)
-        self._errors: list[str] = []
-        self._acked = 0
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self._errors.append(str(err))  # not the key: a Keycloak change is keyed by its username
-        else:
-            self._acked += 1
-
-    def publish(self, events: Sequence[ChangeEvent]) -> None:
-        """Produce ``events`` in order and block until each message is acknowledged; raise otherwise.
-
-        Consecutive events share a message (``change_batch``) up to ``capture_events_per_message``
-        events or ``capture_message_max_bytes``: the consumers' and the broker's cost is mostly per
-        message. A group of one is sent as a plain ``change_event`` message.
-        """
-        self._errors.clear()
-        self._acked = 0
-        messages = 0
-        encode_change, encode_change_batch = self._encode_change, self._encode_batch
-        encoded = self.oversized.split([(e, encode_change(e)) for e in events])
-        try:
-            self.oversized.flush()
-        except RuntimeError as exc:  # retried with the batch, like an unacknowledged change
-            raise DeliveryError(f"{self.topic}: dead letters of oversized changes not acknowledged: {exc}") from exc
-        for group in _groups(encoded, self._max_events, self._max_bytes):
-            first = group[0][0]
-            value = group[0][1] if len(group) == 1 else encode_change_batch([v for _, v in group])
-            key = f"{first.table}:{first.key}".encode()
-            messages += 1
-            while True:
-                try:
-                    self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
-        if remaining or self._errors or self._acked != messages:
-            # After timed-out messages the idempotent producer bumps its epoch, which the broker
-            # answers with PRODUCER_FENCED: start over with a new producer (a new producer id).
-            self._producer.purge()
-            self._producer = Producer(self._config)
-            raise DeliveryError(
-                f"{self.topic}: {len(events)} events in {messages} messages produced, {self._acked} acknowledged, "
-                f"{remaining} still queued; errors: {self._errors[:5]}")
-
-
-def _groups(encoded: Sequence[tuple[ChangeEvent, bytes]], max_events: int,
-            max_bytes: int) -> Iterator[list[tuple[ChangeEvent, bytes]]]:
-    """Consecutive slices of ``encoded`` within both limits (an event larger than ``max_bytes`` alone)."""
-    group: list[tuple[ChangeEvent, bytes]] = []
-    size = 0
-    for item in encoded:
-        if group and (len(group) >= max_events or size + len(item[1]) > max_bytes):
-            yield group
-            group, size = [], 0
-        group.append(item)
-        size += len(item[1])
-    if group:
-        yield group
 
 
 class StoreCapture:

@@ -7,7 +7,7 @@ rows. ``platsync stamp --side S`` consumes those topics and does what the embedd
 handler does for a Debezium batch (:mod:`connectors.capture.runner`), with the same parts:
 :class:`~connectors.capture.envelope.TransactionStamper` (Keycloak:
 :func:`~connectors.capture.runner.keycloak_converter`), the runner's
-:class:`~connectors.capture.runner.Publisher` to ``settings.topic(side, store)``, the same marker
+:class:`~connectors.capture.publisher.Publisher` to ``settings.topic(side, store)``, the same marker
 and progress files under ``<data_dir>/state/capture/`` (a persistent volume on Kubernetes).
 
 Order per poll (at-least-once; the sinks are idempotent): convert -> publish and wait for every
@@ -30,7 +30,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
-from connectors.capture.runner import DeliveryError, Publisher, keycloak_converter, markers_path, progress_path
+from connectors.capture.publisher import DeliveryError, Publisher
+from connectors.capture.runner import keycloak_converter, markers_path, progress_path
 from streams.confluent_wire import codec_for
 from streams.deadletter import DeadLetterWriter, IncomingMessage
 from streams.jsonfile import read_json, write_json

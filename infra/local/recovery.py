@@ -109,7 +109,7 @@ def ensure_incarnation(settings: Settings) -> None:
 
 def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
     """Re-capture every database store of ``side`` into its topics."""
-    from connectors.capture.runner import Publisher
+    from connectors.capture.publisher import Publisher
     from streams.confluent_wire import codec_for
 
     report = ResyncReport(side)

@@ -36,7 +36,7 @@ def test_retry_is_visible_while_it_lasts_and_cleared_after(tmp_path: Path) -> No
 
 
 def test_publisher_groups_consecutive_events_within_both_limits() -> None:
-    from connectors.capture.runner import _groups
+    from connectors.capture.publisher import _groups
 
     items = [(f"e{i}", b"x" * size) for i, size in enumerate([10, 10, 10, 50, 10, 200, 10])]
     groups = [[name for name, _ in g] for g in _groups(items, 3, 60)]  # type: ignore[arg-type]
