@@ -36,7 +36,7 @@ from streams.kafka_config import client_config
 from streams.model import ROUTES, ChangeEvent
 from streams.modes import encode_heartbeat, heartbeat_record, heartbeat_topic
 from streams.settings import Settings
-from tests.support.cleanup import forget_rows
+from tests.support.cleanup import mirror_rows
 
 pytestmark = pytest.mark.e2e
 SEED = int(os.environ.get("PLATSYNC_FUZZ_SEED", "20261202"))
@@ -248,6 +248,6 @@ def test_bad_input_at_every_consumer_is_dead_lettered_and_good_input_applied(sta
                 found = dict(conn.execute(f"SELECT id, {column} FROM {table} WHERE id = ANY(%s)",
                                           (list(wanted),)).fetchall())
             assert found == {row_id: row[column] for row_id, row in wanted.items()}, f"seed {SEED}: {route}/{store}"
-            # Injected straight into the topic, these rows exist on the target side only: forget them, so
-            # later tests comparing both sides find converged stores.
-            assert forget_rows(s, target, store, table, wanted, ROUTES[route][0]) == len(wanted)
+            # Injected straight into the topic, these rows exist on the target side only: give the source
+            # side the same rows, so later tests comparing both sides or replaying the topics find them converged.
+            assert mirror_rows(s, target, ROUTES[route][0], store, table, wanted) == len(wanted)

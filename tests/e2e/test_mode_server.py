@@ -8,6 +8,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,6 +110,8 @@ def env(pg_settings: Settings) -> Iterator[ModeEnv]:
     data_dir = make_data_dir("platsync-mode-")
     (data_dir / "logs").mkdir()
     settings = dataclasses.replace(pg_settings, data_dir=data_dir, broker_port=free_port())
+    # The session's PostgreSQL: its roles' passwords were generated into its data dir (streams/access_policy.py).
+    shutil.copytree(pg_settings.data_dir / "secrets", data_dir / "secrets")
     config = write_settings_file(settings, data_dir / "mode-test.toml")
     running = ModeEnv(settings, config, {"local": free_port(), "remote": free_port()})
     set_hooks(data_dir)

@@ -1,5 +1,6 @@
-"""The whole engine with a schema registry: a private stack configured with ``schema_registry_url``
-pointing at a stand-in registry this test starts. API calls sync both ways, every message on the
+"""The whole engine with a schema registry, on a Kafka cluster of its own: a private stack configured with
+``schema_registry_url`` pointing at a stand-in registry this test starts and ``broker_bootstrap_servers``
+pointing at a broker it does not own. API calls sync both ways, every message on the
 broker is in the Confluent wire format with a registered id, and a message written without the
 registry (plain framing) is dead-lettered with a clear error while the route continues."""
 
@@ -11,29 +12,40 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from connectors.reference_api.service import ReferenceApi
-from infra.local.stack import Stack
+from infra.local.process import free_port, read_pid
+from infra.local.stack import Stack, components
 from streams import codec as plain
 from streams.barrier import wait_synced
 from streams.codec import MessageCodec
 from streams.confluent_wire import codec_for, header, register_contracts
+from streams.kafka_config import client_config
 from streams.model import ChangeEvent
 from streams.modes import heartbeat_topic
 from streams.schema_registry import SchemaRegistryClient
 from streams.settings import Settings
+from tests.support.helpers import platsync
 from tests.support.schema_registry import running_registry_standin
-from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
+from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_broker
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def registry_stack() -> Iterator[Stack]:
+    """A private stack with a stand-in registry, on a broker it does not own (``broker_bootstrap_servers``:
+    the broker binary started beside it, standing in for a Kafka cluster), so that one stack start covers
+    both the registry and the external-cluster path."""
     data_dir = make_data_dir("platsync-e2e-registry-")
+    cluster_dir = make_data_dir("platsync-e2e-cluster-")
     try:
-        with running_registry_standin(data_dir, state_file=data_dir / "schema-registry.json") as url:
-            stack = Stack(isolated_settings(data_dir, schema_registry_url=url))
+        cluster = isolated_settings(cluster_dir, broker_port=free_port())
+        with running_broker(cluster), \
+                running_registry_standin(data_dir, state_file=data_dir / "schema-registry.json") as url:
+            stack = Stack(isolated_settings(data_dir, schema_registry_url=url,
+                                            broker_bootstrap_servers=cluster.broker_bootstrap))
             try:
                 stack.up(say=lambda m: print(f"[registry stack] {m}"))
                 yield stack
@@ -41,6 +53,18 @@ def registry_stack() -> Iterator[Stack]:
                 stack.down(say=lambda m: print(f"[registry stack] {m}"), drain_timeout_s=0)  # nothing to keep
     finally:
         remove_data_dir(data_dir)
+        remove_data_dir(cluster_dir)
+
+
+def test_a_stack_on_a_kafka_cluster_of_its_own_runs_no_broker_or_link(registry_stack: Stack) -> None:
+    """``broker_bootstrap_servers`` replaces the embedded broker and the link: the stack starts neither,
+    created its topics on the cluster, and ``platsync link`` says the link does not exist."""
+    s = registry_stack.settings
+    assert {c.kind for c in components(s)}.isdisjoint({"broker", "link"})
+    assert read_pid(s.data_dir, "broker") is None and read_pid(s.data_dir, "link") is None
+    assert set(registry_stack.topics()) <= set(AdminClient(client_config(s)).list_topics(timeout=10).topics)
+    cut = platsync(s, "link", "down")
+    assert cut.returncode == 2 and "only in front of the embedded broker" in cut.stderr
 
 
 def read_topic(settings: Settings, topic: str, quiet_s: float = 1.5, limit: int = 10**9) -> list[bytes]:
