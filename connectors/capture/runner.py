@@ -177,6 +177,7 @@ class StoreCapture:
         self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-capture-{store}", codec,
                                    principal=f"capture-{side}")
         self.failure: BaseException | None = None
+        self.close_error: BaseException | None = None  # raised by the engine's run while closing
         self.stopping = threading.Event()
         self.batches = 0
         self._counted = (0, 0)  # (events, echoes) of this process already added to the metrics
@@ -196,7 +197,22 @@ class StoreCapture:
         try:
             self.engine.run()
         except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            if self.stopping.is_set():
+                # Raised by the engine while it is being closed: judged at exit by the engine's own
+                # completion report (a clean close flushed the offsets).
+                log.warning("%s: the engine's run ended with %s while closing", self.name, type(exc).__name__)
+                self.close_error = exc
+                return
             self.failure = self.failure or exc
+
+    def closed_cleanly(self) -> bool:
+        """After close: no handler or engine failure, and Debezium reported a successful completion if
+        its run raised while closing."""
+        if self.failure is not None:
+            return False
+        if self.close_error is None:
+            return True
+        return self.engine.completed.is_set() and bool(self.engine.outcomes) and self.engine.outcomes[-1].success
 
     def handleJsonBatch(self, records: Any) -> None:  # noqa: N802 - the Java callback's name
         """Convert, publish and acknowledge one Debezium batch (called on the engine's thread)."""
@@ -371,7 +387,11 @@ def _run_captures(settings: Settings, side: str, stop: threading.Event, received
         log.error("capture %s: engines did not stop within %.0fs", side, CLOSE_TIMEOUT_S)
         code = code or 1
     for c in captures:
-        if code == 0 and c.failure is not None:
+        if code == 0 and not c.closed_cleanly():
+            outcome = c.engine.outcomes[-1] if c.engine.outcomes else None
+            log.error("capture %s: did not close cleanly: %s", c.name,
+                      type(c.failure or c.close_error).__name__ if (c.failure or c.close_error) else
+                      f"engine outcome {outcome.success if outcome else 'missing'}")
             code = 1
     log.info("capture %s stopped (exit %d)", side, code)
     return code
