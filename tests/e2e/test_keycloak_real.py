@@ -19,6 +19,7 @@ import pytest
 from keycloak import KeycloakAdmin
 
 from tests.support import keycloak_scenarios as sc
+from tests.support.docker import docker_unavailable_reason
 
 pytestmark = pytest.mark.e2e
 
@@ -28,22 +29,6 @@ REALM = "plat"
 ADMIN_USER = "platsync-admin"
 ADMIN_PASSWORD = f"adm-{uuid.uuid4().hex}"
 DB_USER, DB_PASSWORD = "keycloak", f"db-{uuid.uuid4().hex}"
-
-
-def docker_unavailable_reason() -> str | None:
-    """Why no container can be started here, or None if a Docker engine answers a ping."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no usable engine"
-        return (f"no Docker engine reachable ({type(exc).__name__}: {str(exc)[:160]}); the real-Keycloak "
-                f"scenarios ({KEYCLOAK_IMAGE}) run wherever Docker is available")
-    return None
 
 
 @dataclass(frozen=True)
@@ -70,7 +55,7 @@ def create_realm(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def real_keycloak() -> Iterator[RealKeycloak]:
-    reason = docker_unavailable_reason()
+    reason = docker_unavailable_reason(f"the real-Keycloak scenarios ({KEYCLOAK_IMAGE}) run")
     if reason is not None:
         pytest.skip(reason)
     from testcontainers.community.keycloak import KeycloakContainer

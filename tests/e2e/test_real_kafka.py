@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.docker import docker_unavailable_reason
 from tests.support.real_kafka import (
     E2E_KAFKA_ENV,
     E2E_KAFKA_TESTCONTAINERS,
     KAFKA_IMAGE,
     REGISTRY_IMAGE,
-    docker_unavailable_reason,
 )
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def test_the_e2e_suite_passes_on_a_real_kafka_and_schema_registry() -> None:
     if os.environ.get(E2E_KAFKA_ENV):
         pytest.skip("already the real-Kafka run (this test starts it)")
     reason = docker_unavailable_reason(f"the e2e suite on a real Kafka ({KAFKA_IMAGE}) and schema registry "
-                                       f"({REGISTRY_IMAGE})")
+                                       f"({REGISTRY_IMAGE}) runs")
     if reason is not None:
         pytest.skip(reason)
     child = subprocess.run(

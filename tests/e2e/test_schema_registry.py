@@ -34,49 +34,18 @@ from streams.schema_registry import (
     SchemaRegistryClient,
 )
 from streams.settings import load_settings
+from tests.support.docker import docker_unavailable_reason
+from tests.support.real_kafka import KAFKA_IMAGE, REGISTRY_IMAGE, kafka_and_registry
 from tests.support.schema_registry import running_registry_standin
 from tests.support.stack import make_data_dir, remove_data_dir
 
 pytestmark = pytest.mark.e2e
-
-KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
-REGISTRY_IMAGE = "confluentinc/cp-schema-registry:7.6.0"
-
 
 def record(name: str, *fields: dict) -> str:
     return json.dumps({"type": "record", "name": name, "namespace": "test.platsync", "fields": list(fields)})
 
 
 A = {"name": "a", "type": "string"}
-
-
-def docker_unavailable_reason() -> str | None:
-    """Why no container can be started here, or None if a Docker engine answers a ping."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no usable engine"
-        return (f"no Docker engine reachable ({type(exc).__name__}: {str(exc)[:120]}); the same cases run against "
-                f"the real Confluent Schema Registry ({REGISTRY_IMAGE} with {KAFKA_IMAGE}) wherever Docker is "
-                "available")
-    return None
-
-
-def _wait_ready(client: SchemaRegistryClient, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            client.subjects()
-            return
-        except Exception:  # noqa: BLE001 - not serving yet
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -93,24 +62,12 @@ def registry(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[str]:
         with running_registry_standin(data_dir, "registry-cases") as url:
             yield url
         return
-    reason = docker_unavailable_reason()
+    reason = docker_unavailable_reason(f"the same cases run against the real Confluent Schema Registry "
+                                       f"({REGISTRY_IMAGE} with {KAFKA_IMAGE})")
     if reason is not None:
         pytest.skip(reason)
-    from testcontainers.community.kafka import KafkaContainer
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.network import Network
-
-    with Network() as network:
-        with KafkaContainer(KAFKA_IMAGE).with_network(network).with_network_aliases("kafka"):
-            registry_container = (DockerContainer(REGISTRY_IMAGE).with_network(network).with_exposed_ports(8081)
-                                  .with_env("SCHEMA_REGISTRY_HOST_NAME", "schema-registry")
-                                  .with_env("SCHEMA_REGISTRY_LISTENERS", "http://0.0.0.0:8081")
-                                  .with_env("SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS", "PLAINTEXT://kafka:9092"))
-            with registry_container:
-                url = (f"http://{registry_container.get_container_host_ip()}:"
-                       f"{registry_container.get_exposed_port(8081)}")
-                _wait_ready(SchemaRegistryClient(url), 120)
-                yield url
+    with kafka_and_registry() as (_bootstrap, url):
+        yield url
 
 
 def test_register_is_idempotent_and_ids_are_global(registry: str) -> None:

@@ -14,22 +14,6 @@ E2E_KAFKA_ENV = "PLATSYNC_E2E_KAFKA"
 E2E_KAFKA_TESTCONTAINERS = "testcontainers"
 
 
-def docker_unavailable_reason(what: str) -> str | None:
-    """Why no container can be started here (naming ``what`` would run), or None if Docker answers."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no usable engine"
-        return (f"no Docker engine reachable ({type(exc).__name__}: {str(exc)[:120]}); {what} runs wherever "
-                "Docker is available")
-    return None
-
-
 def _wait_registry(url: str, timeout_s: float) -> None:
     import urllib.request
 
