@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.codec import PLAIN, DecodeError, MessageCodec
 from streams.kafka_config import client_config
@@ -238,17 +237,17 @@ def iso(ts_ms: int) -> str:
 
 
 def ensure_retried_topic(settings: Settings) -> None:
-    """Create the retry bookkeeping topic (one partition) unless it exists."""
-    admin = AdminClient(client_config(settings, OPERATOR_CLIENT_ID))
-    topic = retried_topic(settings)
-    if topic in admin.list_topics(timeout=10).topics:
-        return
-    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise DeadLetterError(f"cannot create {topic}: {exc}") from exc
+    """Create the retry bookkeeping topic (one partition) unless it exists, as ``platsync up`` creates the
+    stack's topics (the embedded broker, or a Kafka cluster of its own)."""
+    from infra.local.broker import Broker
+    from infra.local.process import ProcessError
+
+    broker = Broker(settings.host, settings.broker_port, bootstrap_servers=settings.broker_bootstrap_servers,
+                    client_options=client_config(settings, OPERATOR_CLIENT_ID))
+    try:
+        broker.ensure_topics([retried_topic(settings)], client_id=OPERATOR_CLIENT_ID)
+    except (ProcessError, KafkaException) as exc:
+        raise DeadLetterError(f"cannot create {retried_topic(settings)}: {exc}") from exc
 
 
 def retry(settings: Settings, letters: Sequence[StoredDeadLetter], marks: dict[str, RetryMark], *,
