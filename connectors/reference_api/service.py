@@ -29,9 +29,10 @@ from connectors.keycloak.admin import accounts_for
 from connectors.reference_api import payloads as p
 from connectors.reference_api.accounts_api import create_staff_account, update_account
 from connectors.reference_api.errors import ApiError, PayloadError
+from connectors.reference_api.numbers import claim_or_refuse
 from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
-from connectors.stores.serials import next_document_numbers, next_patient_number
+from connectors.stores.serials import DOCUMENT_NUMBER, PATIENT_NUMBER, next_document_numbers, next_patient_number
 from connectors.stores.tables import meta_metadata
 from streams.model import SIDES
 from streams.settings import Settings
@@ -193,7 +194,11 @@ class ReferenceApi:
         pt = _typed(payload, p.PatientPayload, p.parse_patient)
         patient_id, record_id = _new_id(), _new_id()
         with self._begin("PRV_PAT_001", call_id) as call:
-            # Without a given number, the side's own range assigns one (never collides with the other side).
+            # Without a given number, the side's own range assigns one (never collides with the other side);
+            # a given one must be from this side's range and unused (serials.claim_given_numbers).
+            if pt.patient_number:
+                claim_or_refuse(call.conn("meta"), "PRV_PAT_001", self.side, PATIENT_NUMBER,
+                                [("patient_number", pt.patient_number)])
             number = pt.patient_number or next_patient_number(call.conn("meta"), self.side)
             fields = {"family_name": pt.family_name, "given_name": pt.given_name,
                       "birth_date": pt.birth_date.isoformat(), "sex": pt.sex,
@@ -255,7 +260,8 @@ class ReferenceApi:
         return self._finish(call)
 
     def _put_record(self, call: ApiCall, record: SignedRecord, copy_to_patient_store: bool = False) -> None:
-        PostgresSignedRecordStore(call.conn("fructos_own")).put(record)
+        # The copy is the record as fructos_own stored it (its updated_at too): the same state.
+        record = PostgresSignedRecordStore(call.conn("fructos_own")).put(record)
         call.wrote("fructos_own", "signed_records", record.id)
         if copy_to_patient_store and PostgresSignedRecordStore(call.conn("fructos_patient")).copy(record):
             call.wrote("fructos_patient", "signed_records", record.id)
@@ -272,6 +278,10 @@ class ReferenceApi:
             raise TypeError("register_documents expects NewDocument items")
         with self._begin("PRV_DOC_006", call_id) as call:
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
+            bulk = not isinstance(payload, Mapping) or "documents" in payload
+            claim_or_refuse(call.conn("meta"), "PRV_DOC_006", self.side, DOCUMENT_NUMBER,
+                            [(f"documents[{i}].document_number" if bulk else "document_number", d.document_number)
+                             for i, d in enumerate(docs) if d.document_number])
             numbers = iter(next_document_numbers(call.conn("meta"), self.side,
                                                  sum(1 for d in docs if not d.document_number)))
             rows = []
@@ -329,7 +339,8 @@ class ReferenceApi:
                           call_id: str | None = None) -> dict[str, Any]:
         """PRV_DOC_009: set ``status = 'approved'``, ``approved_by``, ``approved_at`` in META and
         ``approved`` on the signed record (both version + 1); on the remote side the approved
-        record is also upserted into fructos_patient (same id, content, hash and version).
+        record is also upserted into fructos_patient (the same state: id, content, hash, version
+        and updated_at).
         Approving an already approved document records the new approver (version + 1)."""
         approvals = _typed(payload, p.ApprovalsPayload, p.parse_document_approval).documents
         with self._begin("PRV_DOC_009", call_id) as call:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any, Protocol
 
@@ -55,6 +56,11 @@ class SignedRecord:
 
     ``subject_id`` is the id of the META row the record belongs to (a PLAT user, a patient or
     a document); ``entity`` says which of the three (see :data:`ENTITIES`).
+
+    ``updated_at`` is when the store wrote this version (``None`` for a record not read from a
+    store). It is not part of the record's value (equality ignores it), but it is part of the
+    state's identity for the sync (``version`` and ``updated_at``, see ``docs/conflicts.md``):
+    :meth:`PostgresSignedRecordStore.copy` writes it verbatim.
     """
 
     id: str
@@ -67,6 +73,7 @@ class SignedRecord:
     version: int = 1
     deleted: bool = False
     approved: bool = False
+    updated_at: datetime | None = field(default=None, compare=False)
 
     @classmethod
     def new(cls, id: str, entity: str, subject_id: str, media_type: str, content: bytes,
@@ -82,7 +89,7 @@ class SignedRecord:
                    media_type=row["media_type"], content=bytes(row["content"]),
                    content_hash=row["content_hash"], signed_by=row["signed_by"],
                    version=int(row["version"]), deleted=bool(row["deleted"]),
-                   approved=bool(row["approved"]))
+                   approved=bool(row["approved"]), updated_at=row.get("updated_at"))
 
 
 class SignedRecordStore(Protocol):
@@ -114,7 +121,7 @@ class SignedRecordStore(Protocol):
         ...
 
     def copy(self, record: SignedRecord) -> bool:
-        """Write ``record`` as is (same id, content, hash, version); return False if stale."""
+        """Write ``record`` as is (same id, content, hash, version, updated_at); False if stale."""
         ...
 
 
@@ -185,16 +192,21 @@ class PostgresSignedRecordStore:
     def copy(self, record: SignedRecord) -> bool:
         """Upsert ``record`` verbatim (e.g. into 患者管理FRUCtoS), guarded by version.
 
-        An existing row is replaced only if its version is lower than ``record.version``;
-        returns whether a row was written.
+        The copy is the same state as the original: every column, ``updated_at`` included, is
+        the record's own (as read back from the store that wrote it). A second clock read here
+        would give the copy a state of its own, and the next change of the original, whose
+        before-image names the original's state, would be taken for a concurrent edit of the
+        copy (a false conflict). Only a record never read from a store (``updated_at`` None)
+        gets this transaction's ``now()``. An existing row is replaced only if its version is
+        lower than ``record.version``; returns whether a row was written.
         """
         verify_content_hash(record.content, record.content_hash, record.id)
         values = _values(record)
-        stmt = pg_insert(self._table).values(**values, updated_at=func.now())
+        values["updated_at"] = func.now() if record.updated_at is None else record.updated_at
+        stmt = pg_insert(self._table).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[self._table.c.id],
-            set_={name: stmt.excluded[name] for name in values if name != "id"}
-            | {"updated_at": func.now()},
+            set_={name: stmt.excluded[name] for name in values if name != "id"},
             where=self._table.c.version < stmt.excluded.version,
         ).returning(self._table.c.id)
         return self._conn.execute(stmt).first() is not None
