@@ -152,7 +152,8 @@ def _database_grants(database: str) -> tuple[DbGrant, ...]:
     grants += [DbGrant(APP, database, "table", MARKER, ("SELECT",)),
                DbGrant(APP, database, "table", MARKER, ("INSERT",), marker_in)]
     if database == "meta":
-        grants += [DbGrant(APP, database, "sequence", s.sequence, ("USAGE",)) for s in SERIALS]
+        # UPDATE: a given number of the side's range advances the sequence past it (serials.claim_given_numbers).
+        grants += [DbGrant(APP, database, "sequence", s.sequence, ("USAGE", "SELECT", "UPDATE")) for s in SERIALS]
     grants += [DbGrant(OPERATOR, database, "table", t, ("SELECT",)) for t in tables]
     grants += [DbGrant(OPERATOR, database, "table", CONFLICT, ("UPDATE",), CONFLICT_RESOLUTION_COLUMNS),
                DbGrant(OPERATOR, database, "table", PROBE, ("INSERT",), _input_columns(database, PROBE)),

@@ -4,7 +4,10 @@ Every parser takes the decoded JSON (a ``dict``) and returns a frozen dataclass,
 :class:`PayloadError` naming the API, the JSON path of the fault and what was expected, e.g.
 ``PRV_DOC_007 payload: documents[1].title: expected a non-empty string, got number``.
 Unknown keys are refused (a misspelt optional key would otherwise be silently ignored).
-Error messages never echo payload values.
+Every text field is checked before any store is touched: no NUL character, no unpaired
+surrogate, no control character (tab and line breaks only in free text), and a maximum length
+-- Keycloak's own limits for the fields of a Keycloak account, the product's limits otherwise
+(:mod:`connectors.reference_api.reader`). Error messages never echo payload values.
 
 Payload formats (``?`` = optional; "string" = non-empty string):
 
@@ -12,9 +15,11 @@ Payload formats (``?`` = optional; "string" = non-empty string):
 ``PRV_PAT_001``  ``{family_name, given_name, birth_date: "YYYY-MM-DD", sex, institution_code,
                  patient_number?}``
 ``PRV_STF_001``  ``{staff_code, display_name, role}``
-``PRV_STF_003``  ``{staff_code, display_name, role, username, password}`` -- the password is
-                 never stored in META, logged or returned (its Keycloak part is issue #3)
-``PRV_ATH_001``  not parsed here (Keycloak account sync is issue #3)
+``PRV_STF_003``  ``{staff_code, display_name, role, username, password, email, family_name?,
+                 given_name?}`` -- the password is never stored in META, logged or returned;
+                 the names default to ``display_name`` (Keycloak's first and last name rules)
+``PRV_ATH_001``  ``{username, password?, temporary?: bool, enabled?: bool, required_actions?:
+                 [string]}`` (at least one change)
 ``PRV_DOC_006``  ``{documents: [NEW, ...]}`` or a single ``NEW`` as the payload (bulk of one);
                  ``NEW = {patient_id, doc_type, title, media_type, content_base64 | content_text,
                  signed_by, content_hash?, document_number?}`` (without a number, the side's
@@ -28,7 +33,9 @@ Payload formats (``?`` = optional; "string" = non-empty string):
 Document content is exactly one of ``content_base64`` (standard base64 of the bytes) or
 ``content_text`` (stored as its UTF-8 bytes). ``content_hash``, if given, must be the sha256 hex
 digest of the decoded content (an end-to-end integrity check by the caller). Ids must be unique
-within one bulk call.
+within one bulk call, and so must given document numbers. A given patient or document number
+is checked here for its form only; :mod:`connectors.stores.serials` checks it against the side's
+range and the numbers already used.
 """
 
 from __future__ import annotations
@@ -39,83 +46,30 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, NoReturn
+from typing import Any
 
+from connectors.reference_api import reader as r
 from connectors.reference_api.errors import PayloadError
+from connectors.reference_api.reader import JsonObject, json_type, string_item
 from connectors.stores.fructos import content_sha256
+from connectors.stores.serials import number_key
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;.*)?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_KEYS = ("content_base64", "content_text")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string" if value.strip() else "an empty string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
-
-
-class _Obj:
-    """A JSON object being read at ``path`` on behalf of ``api``."""
-
-    def __init__(self, api: str, path: str, value: Any, allowed: tuple[str, ...]) -> None:
-        self.api, self.path = api, path
-        if not isinstance(value, Mapping):
-            self.fail("", f"expected a JSON object, got {_json_type(value)}")
-        self.data: Mapping[str, Any] = value
-        for key in value:
-            if key not in allowed:
-                self.fail(str(key), f"unexpected key; allowed keys: {', '.join(allowed)}")
-
-    def at(self, key: str) -> str:
-        """The JSON path of ``key`` inside this object."""
-        if not key:
-            return self.path or "$"
-        return f"{self.path}.{key}" if self.path else key
-
-    def fail(self, key: str, expected: str) -> NoReturn:
-        raise PayloadError(self.api, self.at(key), expected)
-
-    def string(self, key: str, *, required: bool = True) -> str | None:
-        """A non-empty string (whitespace only counts as empty)."""
-        if key not in self.data:
-            if required:
-                self.fail(key, "missing; expected a non-empty string")
-            return None
-        value = self.data[key]
-        if not isinstance(value, str) or not value.strip():
-            self.fail(key, f"expected a non-empty string, got {_json_type(value)}")
-        return value
-
-    def req(self, key: str) -> str:
-        """A required non-empty string."""
-        value = self.string(key)
-        assert value is not None
-        return value
-
-    def array(self, key: str) -> list[Any]:
-        """A required non-empty JSON array."""
-        if key not in self.data:
-            self.fail(key, "missing; expected a non-empty array")
-        value = self.data[key]
-        if not isinstance(value, list | tuple) or not value:
-            got = "an empty array" if isinstance(value, list | tuple) else _json_type(value)
-            self.fail(key, f"expected a non-empty array, got {got}")
-        return list(value)
+class _Obj(JsonObject):
+    """A payload object: :class:`JsonObject` plus document content and media types."""
 
     def content(self, *, required: bool) -> bytes | None:
-        """Exactly one of ``content_base64``/``content_text``, decoded; checked against ``content_hash``."""
+        """Exactly one of ``content_base64``/``content_text``, decoded; checked against ``content_hash``.
+
+        Content is bytes (stored as ``bytea``), so it has no text limits of its own: its size is
+        bounded by the broker's message limit (an oversized change is dead-lettered by the capture).
+        """
         given = [key for key in _CONTENT_KEYS if key in self.data]
         if len(given) > 1:
             self.fail(given[1], "give either content_base64 or content_text, not both")
@@ -126,8 +80,12 @@ class _Obj:
                 self.fail("content_hash", "given without content_base64 or content_text")
             return None
         key = given[0]
-        text = self.req(key)
+        text = self.data[key]
+        if not isinstance(text, str) or not text.strip():
+            self.fail(key, f"expected a non-empty string, got {json_type(text)}")
         if key == "content_text":
+            if _SURROGATE.search(text):
+                self.fail(key, "contains an unpaired UTF-16 surrogate (not valid Unicode text)")
             content = text.encode("utf-8")
         else:
             try:
@@ -147,6 +105,17 @@ class _Obj:
         value = self.string("media_type", required=required)
         if value is not None and not _MEDIA_TYPE_RE.match(value):
             self.fail("media_type", "expected a media type such as application/pdf")
+        return value
+
+    def number(self, key: str) -> str | None:
+        """An optional given patient or document number (see :mod:`connectors.stores.serials`)."""
+        value = self.string(key, r.NUMBER, required=False)
+        if value is None:
+            return None
+        if any(c.isspace() for c in value):
+            self.fail(key, "expected a number without spaces")
+        if r.has_non_ascii_digit(value):
+            self.fail(key, "expected ASCII digits 0-9 (not full-width or other digits)")
         return value
 
 
@@ -264,15 +233,15 @@ class ApprovalsPayload:
 def parse_user(data: Any) -> UserPayload:
     """Parse a PRV_USR_001 payload."""
     o = _Obj("PRV_USR_001", "", data, ("login_id", "display_name", "institution_code", "profile"))
-    return UserPayload(o.req("login_id"), o.req("display_name"), o.req("institution_code"),
-                       o.string("profile", required=False))
+    return UserPayload(o.req("login_id"), o.req("display_name", r.NAME), o.req("institution_code"),
+                       o.string("profile", r.PROFILE, required=False))
 
 
 def parse_patient(data: Any) -> PatientPayload:
     """Parse a PRV_PAT_001 payload (``birth_date`` as ``YYYY-MM-DD``)."""
     o = _Obj("PRV_PAT_001", "", data, ("family_name", "given_name", "birth_date", "sex",
                                        "institution_code", "patient_number"))
-    family, given, raw_date = o.req("family_name"), o.req("given_name"), o.req("birth_date")
+    family, given, raw_date = o.req("family_name", r.NAME), o.req("given_name", r.NAME), o.req("birth_date")
     try:
         if not _DATE_RE.match(raw_date):
             raise ValueError(raw_date)
@@ -280,26 +249,31 @@ def parse_patient(data: Any) -> PatientPayload:
     except ValueError:
         o.fail("birth_date", "expected a calendar date as YYYY-MM-DD")
     return PatientPayload(family, given, birth_date, o.req("sex"), o.req("institution_code"),
-                          o.string("patient_number", required=False))
+                          o.number("patient_number"))
 
 
 def parse_staff(data: Any) -> StaffPayload:
     """Parse a PRV_STF_001 payload."""
     o = _Obj("PRV_STF_001", "", data, ("staff_code", "display_name", "role"))
-    return StaffPayload(o.req("staff_code"), o.req("display_name"), o.req("role"))
+    return StaffPayload(o.req("staff_code"), o.req("display_name", r.NAME), o.req("role"))
 
 
 def parse_staff_with_credentials(data: Any) -> StaffCredentialsPayload:
     """Parse a PRV_STF_003 payload."""
     o = _Obj("PRV_STF_003", "", data, ("staff_code", "display_name", "role", "username", "password", "email",
                                        "family_name", "given_name"))
-    # Keycloak's default user profile requires e-mail and names before a login is allowed.
-    email = o.req("email")
-    if "@" not in email:
-        o.fail("email", "expected an e-mail address")
-    return StaffCredentialsPayload(o.req("staff_code"), o.req("display_name"), o.req("role"),
-                                   o.req("username"), o.req("password"), email,
-                                   o.string("family_name", required=False), o.string("given_name", required=False))
+    # Keycloak's default user profile requires e-mail and names before a login is allowed, and
+    # limits them (reader.KC_*): refused here, before either store is touched.
+    family = o.string("family_name", r.KC_PERSON_NAME, required=False)
+    given = o.string("given_name", r.KC_PERSON_NAME, required=False)
+    display_name = o.req("display_name", r.NAME if family and given else r.KC_PERSON_NAME)
+    email = o.req("email", r.KC_EMAIL)
+    problem = r.email_problem(email)
+    if problem is not None:
+        o.fail("email", problem)
+    return StaffCredentialsPayload(o.req("staff_code"), display_name, o.req("role"),
+                                   o.req("username", r.KC_USERNAME), o.req("password", r.PASSWORD), email,
+                                   family, given)
 
 
 _NEW_DOC_KEYS = ("patient_id", "doc_type", "title", "media_type", *_CONTENT_KEYS, "content_hash",
@@ -307,26 +281,35 @@ _NEW_DOC_KEYS = ("patient_id", "doc_type", "title", "media_type", *_CONTENT_KEYS
 
 
 def _new_document(o: _Obj) -> NewDocument:
-    patient_id, doc_type, title = o.req("patient_id"), o.req("doc_type"), o.req("title")
+    patient_id, doc_type, title = o.req("patient_id"), o.req("doc_type"), o.req("title", r.TITLE)
     media_type = o.media_type(required=True)
     content = o.content(required=True)
     assert media_type is not None and content is not None
     return NewDocument(patient_id, doc_type, title, media_type, content, o.req("signed_by"),
-                       o.string("document_number", required=False))
+                       o.number("document_number"))
 
 
 def parse_document_registration(data: Any) -> DocumentsPayload:
     """Parse a PRV_DOC_006 payload: ``{documents: [...]}`` or one document (a bulk of one)."""
     api = "PRV_DOC_006"
     if isinstance(data, Mapping) and "documents" in data:
-        root = _Obj(api, "", data, ("documents",))
-        return DocumentsPayload(tuple(_new_document(o) for o in _items(root, "documents", _NEW_DOC_KEYS)))
+        items = _items(_Obj(api, "", data, ("documents",)), "documents", _NEW_DOC_KEYS)
+        docs = [_new_document(o) for o in items]
+        seen: dict[int | str, int] = {}
+        for i, (item, doc) in enumerate(zip(items, docs, strict=True)):
+            if doc.document_number is None:
+                continue
+            key = number_key(doc.document_number)
+            if key in seen:
+                item.fail("document_number", f"duplicate number; the same number is already at index {seen[key]}")
+            seen[key] = i
+        return DocumentsPayload(tuple(docs))
     return DocumentsPayload((_new_document(_Obj(api, "", data, _NEW_DOC_KEYS)),))
 
 
 def _document_change(o: _Obj) -> DocumentChange:
     doc_id = o.req("id")
-    title, doc_type = o.string("title", required=False), o.string("doc_type", required=False)
+    title, doc_type = o.string("title", r.TITLE, required=False), o.string("doc_type", required=False)
     media_type = o.media_type(required=False)
     content = o.content(required=False)
     signed_by = o.req("signed_by")
@@ -353,8 +336,7 @@ def parse_document_deletion(data: Any) -> DocumentIdsPayload:
         raw = root.array("ids")
         ids = []
         for i, value in enumerate(raw):
-            if not isinstance(value, str) or not value.strip():
-                raise PayloadError(root.api, f"ids[{i}]", f"expected a non-empty string, got {_json_type(value)}")
+            value = string_item(root.api, f"ids[{i}]", value)
             if value in ids:
                 raise PayloadError(root.api, f"ids[{i}]",
                                    f"duplicate id; the same id is already at index {ids.index(value)}")
@@ -403,17 +385,19 @@ class AuthUpdatePayload:
 def parse_auth_update(data: Any) -> AuthUpdatePayload:
     """Parse a PRV_ATH_001 payload: ``username`` plus at least one of the changes."""
     o = _Obj("PRV_ATH_001", "", data, ("username", "password", "temporary", "enabled", "required_actions"))
-    username, password = o.req("username"), o.string("password", required=False)
+    username, password = o.req("username", r.KC_USERNAME_LOOKUP), o.string("password", r.PASSWORD, required=False)
     flags: dict[str, bool | None] = {}
     for key in ("temporary", "enabled"):
         value = o.data.get(key)
         if value is not None and not isinstance(value, bool):
-            o.fail(key, f"expected true or false, got {_json_type(value)}")
+            o.fail(key, f"expected true or false, got {json_type(value)}")
         flags[key] = value
     actions = o.data.get("required_actions")
     if actions is not None and (not isinstance(actions, list | tuple)
                                 or not all(isinstance(a, str) and a.strip() for a in actions)):
         o.fail("required_actions", "expected an array of non-empty strings")
+    for i, action in enumerate(actions or ()):
+        string_item(o.api, f"required_actions[{i}]", action, r.REQUIRED_ACTION)
     if password is None and flags["enabled"] is None and actions is None:
         o.fail("", "expected at least one of password, enabled, required_actions")
     if flags["temporary"] is not None and password is None:

@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from connectors.keycloak.admin import KeycloakAuthError, login
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.service import ReferenceApi
 from connectors.stores.fructos import PostgresSignedRecordStore, RecordNotFoundError, SignedRecord
+from connectors.stores.serials import PATIENT_NUMBER_RANGES
 from connectors.stores.tables import SYNCED_TABLES
 from streams.model import DATABASE_STORES, SIDES
 from streams.settings import Settings
@@ -67,6 +69,12 @@ PATIENT = {"family_name": "山田", "given_name": "太郎", "birth_date": "1980-
 STAFF = {"staff_code": "S-1", "display_name": "佐藤", "role": "nurse"}
 
 Key = tuple[str, str, str]  # side, store, table
+
+
+def patient(side: str) -> dict[str, Any]:
+    """PATIENT with a fresh given patient number of ``side``'s range (a given number must be unused)."""
+    low, _high = PATIENT_NUMBER_RANGES[side]
+    return PATIENT | {"patient_number": f"{low + secrets.randbelow(10**8):09d}"}
 Snapshot = dict[Key, dict[str, dict[str, Any]]]
 
 
@@ -177,7 +185,7 @@ def record_of(after: Snapshot, side: str, doc_id: str, store: str = "fructos_own
 PayloadMaker = Callable[[ReferenceApi], dict[str, Any]]
 PAYLOADS: dict[str, PayloadMaker] = {
     "PRV_USR_001": lambda api: USER,
-    "PRV_PAT_001": lambda api: PATIENT,
+    "PRV_PAT_001": lambda api: patient(api.side),
     "PRV_STF_001": lambda api: STAFF,
     "PRV_STF_003": lambda api: STAFF | {"username": f"sato-{api.side}", "password": PASSWORD,
                                         "email": f"sato-{api.side}@example.jp"},
@@ -194,7 +202,8 @@ PAYLOADS: dict[str, PayloadMaker] = {
 def test_api_writes_exactly_its_source_stores(engines: dict[tuple[str, str], Engine],
                                               apis: dict[str, ReferenceApi], api_id: str, side: str) -> None:
     api = apis[side]
-    result, before, after = check_call(engines, api, api_id, PAYLOADS[api_id](api))
+    payload = PAYLOADS[api_id](api)
+    result, before, after = check_call(engines, api, api_id, payload)
     meta = {t: after[(side, "meta", t)] for t in SYNCED_TABLES["meta"]}
     if api_id in ("PRV_USR_001", "PRV_PAT_001"):
         table, entity = ("plat_users", "plat_user") if api_id == "PRV_USR_001" else ("patients", "patient")
@@ -204,7 +213,7 @@ def test_api_writes_exactly_its_source_stores(engines: dict[tuple[str, str], Eng
             entity, row_id, "application/json")
         assert record["content_hash"] == hashlib.sha256(record["content"]).hexdigest()
         profile = json.loads(record["content"].decode("utf-8"))
-        assert profile == (USER if api_id == "PRV_USR_001" else PATIENT)
+        assert profile == payload  # the given patient number is kept as given
     if api_id == "PRV_STF_003":
         (staff_id,) = result["written"]["meta"]["staff"]
         assert meta["staff"][staff_id]["username"] == f"sato-{side}"
@@ -365,7 +374,7 @@ def test_ids_never_collide_across_sides(engines: dict[tuple[str, str], Engine],
                                         apis: dict[str, ReferenceApi]) -> None:
     for side in SIDES:
         apis[side].register_user(USER)
-        apis[side].register_patient(PATIENT)
+        apis[side].register_patient(patient(side))
         apis[side].register_staff(STAFF)
         make_docs(apis[side], 5)
     ids: list[str] = []
