@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
+import re
 from datetime import date
 
 import pytest
@@ -181,3 +183,146 @@ def test_auth_update_payload_hides_the_password() -> None:
                                   "required_actions": ["CONFIGURE_TOTP"]})
     assert (parsed.username, parsed.password, parsed.temporary, parsed.enabled) == ("u", "s3cret!", True, None)
     assert parsed.required_actions == ("CONFIGURE_TOTP",) and "s3cret" not in repr(parsed)
+
+
+# -- text fields (issue 13, items 7 and 8): NUL characters and over-long values, for every text field of every API --
+
+STAFF_003 = STAFF | {"username": "sato", "password": "pw-秘密", "email": "sato@example.jp",
+                     "family_name": "佐藤", "given_name": "花子"}
+ATH = {"username": "sato", "password": "pw", "required_actions": ["UPDATE_PASSWORD"]}
+DOC_CHANGE = {"id": "d1", "title": "改訂", "doc_type": "summary", "media_type": "text/plain",
+              "content_text": "x", "content_hash": hashlib.sha256(b"x").hexdigest(), "signed_by": "dr"}
+BULK_NEW = {"documents": [NEW_DOC | {"document_number": "0000000042",
+                                     "content_hash": hashlib.sha256("本文".encode()).hexdigest()}]}
+
+#: (API, valid payload, JSON path of the text field, its maximum length) -- every text field of every API.
+TEXT_FIELDS: list[tuple[str, dict, str, int]] = [
+    *[("PRV_USR_001", USER | {"profile": "内科"}, k, n) for k, n in
+      (("login_id", 255), ("display_name", 255), ("institution_code", 255), ("profile", 4000))],
+    *[("PRV_PAT_001", PATIENT | {"patient_number": "000123"}, k, n) for k, n in
+      (("family_name", 255), ("given_name", 255), ("birth_date", 255), ("sex", 255), ("institution_code", 255),
+       ("patient_number", 64))],
+    *[("PRV_STF_001", STAFF, k, 255) for k in ("staff_code", "display_name", "role")],
+    *[("PRV_STF_003", STAFF_003, k, n) for k, n in
+      (("staff_code", 255), ("display_name", 255), ("role", 255), ("username", 255), ("password", 1024),
+       ("email", 255), ("family_name", 255), ("given_name", 255))],
+    *[("PRV_ATH_001", ATH, k, n) for k, n in (("username", 255), ("password", 1024), ("required_actions[0]", 255))],
+    *[("PRV_DOC_006", BULK_NEW, f"documents[0].{k}", n) for k, n in
+      (("patient_id", 255), ("doc_type", 255), ("title", 1000), ("media_type", 255), ("signed_by", 255),
+       ("document_number", 64), ("content_hash", 255))],
+    *[("PRV_DOC_007", {"documents": [DOC_CHANGE]}, f"documents[0].{k}", n) for k, n in
+      (("id", 255), ("title", 1000), ("doc_type", 255), ("media_type", 255), ("signed_by", 255),
+       ("content_hash", 255))],
+    ("PRV_DOC_008", {"ids": ["d1"]}, "ids[0]", 255),
+    ("PRV_DOC_008", {"documents": [{"id": "d1"}]}, "documents[0].id", 255),
+    *[("PRV_DOC_009", {"documents": [{"id": "d1", "approved_by": "chief"}]}, f"documents[0].{k}", 255)
+      for k in ("id", "approved_by")],
+]
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def with_value(payload: dict, path: str, value: str) -> dict:
+    """A deep copy of ``payload`` with the field at ``path`` (``documents[0].title``) set to ``value``."""
+    doc = copy.deepcopy(payload)
+    steps = [int(i) if i else k for k, i in _STEP.findall(path)]
+    node = doc
+    for step in steps[:-1]:
+        node = node[step]
+    node[steps[-1]] = value
+    return doc
+
+
+def over_long(path: str, max_len: int) -> str:
+    """A value of ``max_len + 1`` characters that is otherwise valid for the field."""
+    if path.endswith("email"):
+        return "a" * 60 + "@" + "b" * (max_len - 63) + ".jp"
+    if path.endswith("number"):
+        return "9" * (max_len + 1)
+    return "山" * (max_len + 1)
+
+
+@pytest.mark.parametrize(("api", "payload", "path", "max_len"), TEXT_FIELDS,
+                         ids=[f"{a}:{p}" for a, _, p, _ in TEXT_FIELDS])
+def test_every_text_field_refuses_a_nul_character_without_echoing_it(api: str, payload: dict, path: str,
+                                                                      max_len: int) -> None:
+    p.PARSERS[api](payload)  # the payload is valid without the NUL
+    err = error(p.PARSERS[api], with_value(payload, path, "PII-山田花子\u0000b"))
+    assert (err.api, err.path) == (api, path)
+    assert "NUL character" in err.expected
+    assert "PII" not in str(err) and "山田花子" not in str(err) and "\x00" not in str(err)
+
+
+@pytest.mark.parametrize(("api", "payload", "path", "max_len"), TEXT_FIELDS,
+                         ids=[f"{a}:{p}" for a, _, p, _ in TEXT_FIELDS])
+def test_every_text_field_refuses_an_over_long_value_and_accepts_its_maximum(api: str, payload: dict, path: str,
+                                                                              max_len: int) -> None:
+    value = over_long(path, max_len)
+    assert len(value) == max_len + 1
+    err = error(p.PARSERS[api], with_value(payload, path, value))
+    assert (err.api, err.path) == (api, path)
+    assert f"expected at most {max_len} " in err.expected and f"got {max_len + 1}" in err.expected
+    assert value[:20] not in str(err)
+    if not path.endswith(("birth_date", "media_type", "content_hash")):  # these have a format of their own
+        p.PARSERS[api](with_value(payload, path, value[:-2] + value[-1]))  # exactly the maximum is accepted
+
+
+@pytest.mark.parametrize(("api", "payload", "path"), [
+    ("PRV_STF_003", STAFF_003, "username"), ("PRV_STF_003", STAFF_003, "family_name"),
+    ("PRV_STF_003", STAFF_003, "given_name"), ("PRV_STF_003", {k: v for k, v in STAFF_003.items()
+                                                               if k != "given_name"}, "display_name"),
+    ("PRV_ATH_001", ATH, "username"),
+])
+def test_keycloak_fields_count_utf16_code_units_like_keycloak(api: str, payload: dict, path: str) -> None:
+    # U+20BB7 (𠮷) is one character but two UTF-16 code units: Keycloak (Java) counts 2.
+    err = error(p.PARSERS[api], with_value(payload, path, "𠮷" * 128))
+    assert err.path == path and "at most 255 UTF-16 code units" in err.expected and "got 256" in err.expected
+    p.PARSERS[api](with_value(payload, path, "𠮷" * 127 + "a"))
+
+
+def test_stf_003_names_follow_keycloaks_person_name_rule() -> None:
+    for bad in ("山田 (内科)", "a<b", "Dr. Sato; MD", "tab\there"):
+        err = error(p.parse_staff_with_credentials, STAFF_003 | {"family_name": bad})
+        assert err.path == "family_name" and ("Keycloak refuses in person names" in err.expected
+                                              or "control character" in err.expected)
+    # display_name becomes the names when they are not given, and only then follows the rule
+    no_names = {k: v for k, v in STAFF_003.items() if k not in ("family_name", "given_name")}
+    assert error(p.parse_staff_with_credentials, no_names | {"display_name": "佐藤 (内科)"}).path == "display_name"
+    assert p.parse_staff_with_credentials(STAFF_003 | {"display_name": "佐藤 (内科)"}).display_name == "佐藤 (内科)"
+    assert p.parse_staff(STAFF | {"display_name": "佐藤 (内科)"}).display_name == "佐藤 (内科)"
+
+
+def test_stf_003_username_and_email_follow_keycloaks_rules() -> None:
+    assert "expected at least 3" in error(p.parse_staff_with_credentials, STAFF_003 | {"username": "ab"}).expected
+    local_65 = "a" * 65 + "@example.jp"
+    err = error(p.parse_staff_with_credentials, STAFF_003 | {"email": local_65})
+    assert err.path == "email" and "local part has at most 64" in err.expected and local_65 not in str(err)
+    p.parse_staff_with_credentials(STAFF_003 | {"email": "a" * 64 + "@example.jp"})
+    assert error(p.parse_staff_with_credentials, STAFF_003 | {"email": "a b@example.jp"}).path == "email"
+
+
+@pytest.mark.parametrize("value", ["a\ud800b", "\udfff"])
+def test_an_unpaired_surrogate_is_refused(value: str) -> None:
+    err = error(p.parse_staff, STAFF | {"display_name": value})
+    assert err.path == "display_name" and "unpaired UTF-16 surrogate" in err.expected
+    doc = {k: v for k, v in NEW_DOC.items()} | {"content_text": value}
+    assert error(p.parse_document_registration, doc).path == "content_text"
+
+
+def test_control_characters_are_refused_except_line_breaks_in_free_text() -> None:
+    for value in ("a\x01b", "a\x1bb", "a\x7fb", "a\nb"):
+        assert "control character" in error(p.parse_staff, STAFF | {"role": value}).expected
+        assert "control character" in error(p.parse_document_update, {"documents": [
+            {"id": "d", "title": value, "signed_by": "x"}]}).expected
+    assert p.parse_user(USER | {"profile": "内科\n\t外科\r\n"}).profile == "内科\n\t外科\r\n"
+    assert "other than tab" in error(p.parse_user, USER | {"profile": "a\x0bb"}).expected
+
+
+def test_document_content_is_bytes_and_may_hold_nul() -> None:
+    parsed = p.parse_document_registration(NEW_DOC | {"content_text": "a\x00b"})
+    assert parsed.documents[0].content == b"a\x00b"
+
+
+def test_given_document_numbers_are_unique_within_a_bulk_by_value() -> None:
+    docs = {"documents": [NEW_DOC | {"document_number": "0000000042"}, NEW_DOC, NEW_DOC | {"document_number": "42"}]}
+    err = error(p.parse_document_registration, docs)
+    assert err.path == "documents[2].document_number" and "already at index 0" in err.expected
