@@ -34,9 +34,11 @@ lost (:func:`conflict_id`), so the two sides' detections of it share one id; a r
 is superseded when the losing side's later version, built on it, arrives (:func:`superseded`).
 
 **State identity** is ``(version, updated_at)``: the sinks copy rows verbatim, so the same state
-has the same pair on both sides. :func:`decide` uses it to tell, for an incoming state A and the
-current row T: an insert, the same state, a replay, a fast-forward (T is the state A was made on,
-or the last state received from the other side) or a conflict (anything else).
+has the same pair on both sides (and an API's copy of a record into another store must carry its
+original's ``updated_at``, see ``PostgresSignedRecordStore.copy``). :func:`decide` uses it to
+tell, for an incoming state A and the current row T: an insert, the same state, a replay, a
+fast-forward (T is the state A was made on, or the last state received from the other side) or
+a conflict (anything else).
 
 Rows given to this module are *typed* (``datetime`` timestamps, ``date``, ``bytes``), as read from
 PostgreSQL or produced by :func:`connectors.stores.tables.coerce_row`.

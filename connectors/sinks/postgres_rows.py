@@ -14,7 +14,7 @@ by :func:`connectors.sinks.conflict_rule.decide` (see ``docs/conflicts.md``):
   apply it;
 - a conflict (the row was changed here concurrently): apply the incoming version iff it wins
   by the conflict rule, and record both versions in ``platsync_conflict``, in the same
-  transaction;
+  transaction (not in a store that copies another one, see :func:`records_conflicts`);
 - delete (a hard delete, outside the row rules): remove the row only if its version is not
   newer, and leave a tombstone so a late update cannot resurrect it.
 
@@ -38,6 +38,7 @@ from connectors.sinks.conflict_log import Plan
 from connectors.sinks.connection import StoreConnection
 from connectors.stores.tables import SYNCED_TABLES, coerce_row, metadata_for
 from streams.model import Write
+from streams.routing.matrix_model import Matrix, load_matrix
 from streams.settings import Settings
 
 APPLY_API_ID = "PLATSYNC_APPLY"
@@ -84,12 +85,29 @@ ON CONFLICT (table_name, id) DO UPDATE SET
     received_content_hash = EXCLUDED.received_content_hash
 """
 
+
+def records_conflicts(store: str, matrix: Matrix | None = None) -> bool:
+    """Whether the sink of ``store`` records conflicts: not if another store feeds it.
+
+    A store fed by another store of its side (``fructos_patient``, fed by ``fructos_own``) holds
+    copies of some states of that store's rows only: the matrix routes PRV_USR_001 and
+    PRV_DOC_009 into it, not the updates between them. Its row can therefore be an earlier state
+    of an incoming change than the change's before-image, which nothing in the change reveals,
+    so a change that does not fast-forward there proves no concurrent edit. Such a change is
+    still decided by the conflict rule (the greater key is kept), but a conflict is recorded
+    only in the store that receives every state of the row, on both sides: a real concurrent
+    edit always shows there, under one id for both sides (``docs/conflicts.md``).
+    """
+    return (matrix or load_matrix()).feed_source(store) == store
+
+
 class PostgresRowSink:
     """Applies routed writes to one PostgreSQL store database of one side."""
 
     def __init__(self, settings: Settings, side: str, store: str) -> None:
         self.side = side
         self.store = store
+        self.records_conflicts = records_conflicts(store)
         self._connection = StoreConnection(settings.libpq_dsn(side, store, "apply") + " connect_timeout=5",
                                            f"{side}/{store}")
         self._tables = {name: metadata_for(store).tables[name] for name in SYNCED_TABLES[store]}
@@ -242,7 +260,7 @@ class PostgresRowSink:
                                    received.get(plan.write.key), plan.known)
             if decision.received is not None:
                 bookkeeping.append((plan.write.key, decision.received))
-            if decision.kind == rule.CONFLICT:
+            if decision.kind == rule.CONFLICT and self.records_conflicts:
                 conflicts.append((plan, row or {}, decision))
             if decision.kind in (rule.CONFLICT, rule.FAST_FORWARD) and plan.known:
                 descendants.append((plan, decision))

@@ -5,14 +5,18 @@ on the local side, approved on the remote side, then approved again on the local
 as a conflict in the remote ``fructos_patient`` store. The remote APIs that write 患者管理FRUCtoS
 (PRV_DOC_009, PRV_USR_001) copy the record they wrote to ``fructos_own``; the copy must be the
 same state (same ``version`` *and* ``updated_at``), or the next change of the record, whose
-before-image is the ``fructos_own`` state, does not match it. The real running stack: captures,
-broker, workers, sinks.
+before-image is the ``fructos_own`` state, does not match it. And since ``fructos_patient``
+receives only some states of a record (not PRV_DOC_007 or PRV_DOC_008), a change there that does
+not fast-forward proves no concurrent edit: conflicts are recorded where every state arrives.
+The real running stack (captures, broker, workers, sinks); the last tests at sink level, as in
+tests/e2e/test_conflicts.py.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -26,6 +30,7 @@ from streams.conflicts import open_conflict_count
 from streams.mode_state import read_mode
 from streams.model import DATABASE_STORES
 from streams.settings import Settings
+from tests.e2e.test_conflicts import Sides, assert_one_conflict_each_side
 
 pytestmark = pytest.mark.e2e
 
@@ -151,3 +156,51 @@ def test_plat_users_copied_to_the_patient_store_are_the_same_state(stack: Stack)
     assert conflicts_about(s, set(records)) == []
     assert_mode_can_be_normal(s, open_before)
 
+
+def test_an_update_between_two_approvals_is_not_a_conflict(stack: Stack) -> None:
+    """PRV_DOC_007 does not reach fructos_patient: the approval after it skips a state there."""
+    s = stack.settings
+    open_before = open_conflict_count(s)
+    with ReferenceApi(s, "local") as local, ReferenceApi(s, "remote") as remote:
+        doc_id, record_id = new_document(local, "承認後更新")
+        synced(s)
+        approve(remote, doc_id, "chief-remote")
+        synced(s)
+        local.call("PRV_DOC_007", {"documents": [{"id": doc_id, "title": "改訂", "content_text": "改訂本文",
+                                                  "signed_by": "dr"}]})
+        synced(s)
+        approve(local, doc_id, "chief-local")
+        synced(s)
+    assert conflicts_about(s, {doc_id, record_id}) == []
+    record = assert_record_converged(s, record_id)
+    assert (record["version"], record["approved"], bytes(record["content"])) == (4, True, "改訂本文".encode())
+    assert_mode_can_be_normal(s, open_before)
+
+
+# -- concurrent approvals: still one conflict per store that receives every state --------------
+
+@pytest.fixture()
+def both(pg_settings: Settings) -> Iterator[Sides]:
+    sides = Sides(pg_settings)
+    yield sides
+    sides.close()
+
+
+@pytest.mark.parametrize("first", ["local", "remote"])
+def test_concurrent_approvals_are_recorded_where_every_state_arrives(both: Sides, first: str) -> None:
+    """Approved on both sides while cut off: the later approval wins; META and fructos_own record it
+    on both sides; remote fructos_patient follows the same rule and records nothing of its own."""
+    doc_id = both.new_synced_doc()
+    second = "remote" if first == "local" else "local"
+    sent = {side: both.call(side, "PRV_DOC_009", {"documents": [{"id": doc_id, "approved_by": side}]}, doc_id)
+            for side in (first, second)}
+    on_remote = both.deliver("remote", sent["local"])
+    both.deliver("local", sent["remote"])
+    both.assert_identical(doc_id)
+    assert_one_conflict_each_side(both, doc_id, second, "later updated_at")
+    record_id = both.ids("remote", doc_id)["fructos_patient"]
+    assert on_remote["fructos_patient"].conflicts == 0
+    assert both.conflicts("remote", "fructos_patient", record_id) == []
+    kept = both.row("remote", "fructos_own", record_id)
+    assert kept is not None and both.row("remote", "fructos_patient", record_id) == kept
+    assert both.row("local", "meta", doc_id)["approved_by"] == second  # type: ignore[index]

@@ -135,6 +135,31 @@ def test_superseded_names_the_open_losses_an_incoming_version_descends_from() ->
     assert rule.superseded(lost, {rule.state_of(V1)}) == []
 
 
+def test_a_copy_is_its_originals_state_only_with_the_same_updated_at() -> None:
+    """Issue 13 item 5: remote fructos_patient holds a copy of the remote fructos_own record; the
+    next local change of that record carries the fructos_own state as its before-image."""
+    original = record(2, approved=True)
+    built_on_it = {**record(3, approved=True), "updated_at": T0 + timedelta(seconds=5)}
+    since = {rule.state_of(original)}
+    same = rule.decide(key(built_on_it), key(dict(original)), None, since)
+    assert (same.kind, same.apply) == (rule.FAST_FORWARD, True)
+    restamped = {**original, "updated_at": T0 + timedelta(milliseconds=2)}  # a second clock read
+    assert rule.decide(key(built_on_it), key(restamped), None, since).kind == rule.CONFLICT
+
+
+def test_a_store_that_missed_states_keeps_the_descendant_but_records_no_conflict() -> None:
+    """fructos_patient gets PRV_DOC_009, not the PRV_DOC_007 between: v4 (built on v3) meets v2."""
+    from connectors.sinks.postgres_rows import records_conflicts
+
+    v2 = record(2, approved=True)
+    v3 = {**record(3, approved=True, content=b"edit"), "updated_at": T0 + timedelta(seconds=3)}
+    v4 = {**record(4, approved=True, content=b"edit"), "updated_at": T0 + timedelta(seconds=4)}
+    decision = rule.decide(key(v4), key(v2), None, {rule.state_of(v3)})
+    assert (decision.kind, decision.apply) == (rule.CONFLICT, True)  # undetectable, but v4 is kept
+    assert {s: records_conflicts(s) for s in ("meta", "fructos_own", "fructos_patient")} == {
+        "meta": True, "fructos_own": True, "fructos_patient": False}
+
+
 def test_module_is_pure() -> None:
     code = ("import sys, connectors.sinks.conflict_rule\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('psycopg', 'sqlalchemy', 'socket', "
