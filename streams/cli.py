@@ -103,15 +103,35 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    """Run one reference API on one side with a JSON payload file."""
+    """Run one reference API on one side with a JSON payload file.
+
+    Any failure prints exactly one line without payload values and exits 1; the value-free
+    detail goes to ``<data dir>/logs/call-errors.log`` (connectors/reference_api/call_errors.py).
+    """
+    from connectors.reference_api.call_errors import one_line, write_detail
     from connectors.reference_api.service import ReferenceApi
 
-    payload = json.loads(Path(args.file).read_text(encoding="utf-8")) if args.file != "-" else json.load(sys.stdin)
-    api = ReferenceApi(_settings(args), args.side)
+    settings = _settings(args)
     try:
-        result = api.call(args.api_id, payload)
-    finally:
-        api.close()
+        raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_bytes().decode("utf-8")
+    except OSError as exc:
+        print(f"platsync call: cannot read the payload file {args.file}: {exc.strerror or type(exc).__name__}",
+              file=sys.stderr)
+        return 1
+    except UnicodeDecodeError as exc:
+        print(f"platsync call: {one_line(exc, args.api_id, args.side, None)}", file=sys.stderr)
+        return 1
+    try:
+        payload = json.loads(raw)
+        api = ReferenceApi(settings, args.side)
+        try:
+            result = api.call(args.api_id, payload)
+        finally:
+            api.close()
+    except Exception as exc:  # noqa: BLE001 - one redacted line, whatever failed
+        detail = write_detail(settings.data_dir / "logs" / "call-errors.log", exc, args.api_id, args.side)
+        print(f"platsync call: {one_line(exc, args.api_id, args.side, detail)}", file=sys.stderr)
+        return 1
     print(json.dumps(result, ensure_ascii=False, indent=2))
     return 0
 

@@ -3,9 +3,16 @@
 The admin authenticates in realm ``master`` (client ``admin-cli``) and manages one realm. Every
 call maps python-keycloak's exceptions onto three kinds the engine acts on:
 
-- :class:`KeycloakUnavailableError` - connection refused, timeout, 5xx: retry with back-off;
+- :class:`KeycloakUnavailableError` - connection refused, timeout, 5xx: retry with back-off
+  (``status`` is the 5xx, None for a connection failure; ``maybe_applied`` tells whether the
+  request may have been processed, so that a non-idempotent create is not repeated blindly);
 - :class:`KeycloakRejectedError` - any other 4xx, with the status and Keycloak's own message
-  (:class:`KeycloakUserExistsError` for 409, :class:`KeycloakNotFoundError` for 404);
+  (:class:`KeycloakUserExistsError` for 409, :class:`KeycloakNotFoundError` for 404). A user
+  refused by the declarative user profile (Keycloak 24+) answers 400 with one
+  ``{"field", "errorMessage", "params"}`` object, or ``{"errors": [...]}`` of them
+  (``UserResource.validateUserProfile``, ``ErrorResponse.errors``): ``field_errors`` holds
+  them, without the ``params`` that are not numbers (Keycloak puts the refused value there for
+  some validators).
 - :class:`KeycloakConfigError` - unknown realm, bad admin credentials, unreachable at
   :meth:`KeycloakAccounts.check` (worker start).
 
@@ -22,8 +29,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import requests
 from keycloak import KeycloakAdmin, KeycloakOpenID
 from keycloak import exceptions as kc
 
@@ -47,16 +56,41 @@ class KeycloakConfigError(KeycloakError):
 
 
 class KeycloakUnavailableError(KeycloakError):
-    """Keycloak is unreachable, timed out or failed (5xx): retry later."""
+    """Keycloak is unreachable, timed out or failed (5xx): retry later.
+
+    ``status`` is the HTTP status of a 5xx answer (None: no answer); ``maybe_applied`` is False
+    when Keycloak certainly did not process the request (no connection, or an answer: Keycloak
+    rolls a failed request's transaction back), True when it may have (no answer after sending).
+    """
+
+    def __init__(self, message: str, status: int | None = None, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.maybe_applied = maybe_applied
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One user-profile refusal: the field, Keycloak's message key, and its numeric parameters."""
+
+    field: str
+    message: str
+    limits: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        limits = f" (limits {', '.join(map(str, self.limits))})" if self.limits else ""
+        return f"{self.field}: {self.message}{limits}"
 
 
 class KeycloakRejectedError(KeycloakError):
     """Keycloak refused the request (4xx other than an expired token)."""
 
-    def __init__(self, status: int, message: str, what: str = "") -> None:
+    def __init__(self, status: int, message: str, what: str = "",
+                 field_errors: tuple[FieldError, ...] = ()) -> None:
         super().__init__(f"{what}: {status} {message}" if what else f"{status} {message}")
         self.status = status
         self.message = message
+        self.field_errors = field_errors
 
 
 class KeycloakUserExistsError(KeycloakRejectedError):
@@ -77,18 +111,42 @@ class KeycloakAuthError(KeycloakError):
         self.description = description
 
 
+def field_errors(exc: kc.KeycloakError) -> tuple[FieldError, ...]:
+    """The user-profile refusals of an error body (``{"field", ...}`` or ``{"errors": [...]}``)."""
+    try:
+        doc = json.loads(exc.response_body or b"")
+    except ValueError:
+        return ()
+    items = doc.get("errors") if isinstance(doc, dict) and isinstance(doc.get("errors"), list) else [doc]
+    out = []
+    for item in items:
+        if isinstance(item, dict) and item.get("field") and item.get("errorMessage"):
+            params = item.get("params") if isinstance(item.get("params"), list) else []
+            limits = tuple(p for p in params if isinstance(p, int) and not isinstance(p, bool))
+            out.append(FieldError(str(item["field"]), str(item["errorMessage"]), limits))
+    return tuple(out)
+
+
 def error_message(exc: kc.KeycloakError) -> str:
-    """Keycloak's own message from an error body (``errorMessage``, ``error_description`` or ``error``)."""
+    """Keycloak's own message from an error body (``errorMessage``, ``error_description`` or ``error``).
+
+    User-profile refusals are given as ``field: message`` (never their ``params``, which may hold
+    the refused value); an unknown JSON body is named by its keys only, for the same reason.
+    """
     body = exc.response_body or b""
     try:
         doc = json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")[:200] or str(exc.error_message)
+    fields = field_errors(exc)
+    if fields:
+        return "; ".join(map(str, fields))
     if isinstance(doc, dict):
         for key in ("errorMessage", "error_description", "error"):
             if doc.get(key):
                 return str(doc[key])
-    return json.dumps(doc)[:200]
+        return f"a JSON object with keys {', '.join(sorted(map(str, doc)))}"
+    return f"a JSON {type(doc).__name__}"
 
 
 def _error_code(exc: kc.KeycloakError) -> str:
@@ -104,18 +162,33 @@ def _token_problem(exc: kc.KeycloakError) -> bool:
     return exc.response_code == 401 or (exc.response_code == 400 and _error_code(exc) == "invalid_grant")
 
 
+def _never_sent(exc: BaseException) -> bool:
+    """True if the request behind ``exc`` never reached Keycloak (no connection could be made)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, requests.exceptions.ConnectTimeout):
+            return True
+        if isinstance(seen, requests.exceptions.ConnectionError) and not isinstance(seen, requests.exceptions.Timeout):
+            text = str(seen)
+            return "NewConnectionError" in text or "Failed to establish a new connection" in text
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def classify(exc: kc.KeycloakError, what: str) -> KeycloakError:
     """Map a python-keycloak exception onto the connector's error kinds."""
     status = exc.response_code
     if isinstance(exc, kc.KeycloakConnectionError) or status is None or status >= 500:
         detail = f"HTTP {status}" if status else str(exc.__cause__ or exc.error_message)
-        return KeycloakUnavailableError(f"{what}: Keycloak unavailable ({detail})")
+        answered = status is not None and not isinstance(exc, kc.KeycloakConnectionError)
+        return KeycloakUnavailableError(f"{what}: Keycloak unavailable ({detail})", status if answered else None,
+                                        maybe_applied=not answered and not _never_sent(exc))
     message = error_message(exc)
     if status == 409:
         return KeycloakUserExistsError(status, message, what)
     if status == 404:
         return KeycloakNotFoundError(status, message, what)
-    return KeycloakRejectedError(status, message, what)
+    return KeycloakRejectedError(status, message, what, field_errors(exc))
 
 
 class KeycloakAccounts:

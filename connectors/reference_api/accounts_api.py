@@ -3,15 +3,64 @@
 The password goes only to the side's own Keycloak, which hashes it; it is never stored in
 META, logged or returned. Each change is one Admin API request, so Keycloak applies it in one
 transaction (the capture then sees a whole account, never half of one).
+
+Errors say what happened without payload values (no username, no name, no e-mail):
+
+- Keycloak refused the request (4xx): "Keycloak refused the account (HTTP 400): firstName:
+  error-invalid-length-too-long (limits 255)" -- the field and Keycloak's message key only;
+- Keycloak could not be reached, or answered 5xx: the request is retried a few times within a
+  couple of seconds (:data:`RETRY_DELAYS_S`); only if that persists is the side's Keycloak
+  reported unreachable. A create whose first attempt may have been processed (no answer after
+  the request was sent) is not repeated: the account may exist, and the error says so.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from connectors.keycloak.admin import KeycloakAccounts, KeycloakError, KeycloakUnavailableError, KeycloakUserExistsError
+from connectors.keycloak.admin import (
+    KeycloakAccounts,
+    KeycloakError,
+    KeycloakRejectedError,
+    KeycloakUnavailableError,
+    KeycloakUserExistsError,
+)
 from connectors.reference_api import payloads as p
 from connectors.reference_api.errors import ApiError
+
+T = TypeVar("T")
+
+#: Pauses between attempts while Keycloak is unreachable or answers 5xx (bounded: ~2 s in all).
+RETRY_DELAYS_S: tuple[float, ...] = (0.2, 0.6, 1.2)
+
+
+def _attempts(fn: Callable[[], T], *, repeatable: bool) -> T:
+    """Run ``fn``, again after each of :data:`RETRY_DELAYS_S` while Keycloak is unavailable.
+
+    A non-``repeatable`` request (a create) is only repeated when Keycloak certainly did not
+    process it (:attr:`KeycloakUnavailableError.maybe_applied` is False).
+    """
+    for delay in (*RETRY_DELAYS_S, None):
+        try:
+            return fn()
+        except KeycloakUnavailableError as exc:
+            if delay is None or (not repeatable and exc.maybe_applied):
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _unavailable(api: str, side: str, exc: KeycloakUnavailableError, outcome: str) -> ApiError:
+    answer = f"HTTP {exc.status}" if exc.status else "no answer"
+    return ApiError(f"{api}: the {side} Keycloak is unreachable or failing ({answer}, {len(RETRY_DELAYS_S) + 1} "
+                    f"attempts in {sum(RETRY_DELAYS_S):.0f} s); {outcome}")
+
+
+def _refused(api: str, what: str, exc: KeycloakRejectedError, outcome: str) -> ApiError:
+    detail = "; ".join(map(str, exc.field_errors)) if exc.field_errors else exc.message
+    return ApiError(f"{api}: Keycloak refused {what} (HTTP {exc.status}): {detail}; {outcome}")
 
 
 def create_staff_account(accounts: KeycloakAccounts, side: str, s: p.StaffCredentialsPayload) -> str:
@@ -20,21 +69,35 @@ def create_staff_account(accounts: KeycloakAccounts, side: str, s: p.StaffCreden
            "firstName": s.given_name or s.display_name, "lastName": s.family_name or s.display_name,
            "attributes": {"staff_code": [s.staff_code], "role": [s.role]},
            "credentials": [{"type": "password", "value": s.password, "temporary": False}]}
+    api, nothing = "PRV_STF_003", "nothing written"
     try:
-        return accounts.create_user(rep)
+        return _attempts(lambda: accounts.create_user(rep), repeatable=False)
     except KeycloakUserExistsError:
-        raise ApiError(f"PRV_STF_003: username {s.username!r} already has a Keycloak account") from None
+        raise ApiError(f"{api}: the username (or e-mail) already has a Keycloak account on the {side} side; "
+                       f"{nothing}") from None
     except KeycloakUnavailableError as exc:
-        raise ApiError(f"PRV_STF_003: the {side} Keycloak is unreachable, nothing written: {exc}") from None
+        if exc.maybe_applied and not exc.status:
+            raise ApiError(f"{api}: the {side} Keycloak did not answer the account creation; the account may "
+                           "or may not exist now (look it up before repeating the call); nothing written to "
+                           "META") from None
+        raise _unavailable(api, side, exc, nothing) from None
+    except KeycloakRejectedError as exc:
+        raise _refused(api, "the account", exc, nothing) from None
     except KeycloakError as exc:
-        raise ApiError(f"PRV_STF_003: Keycloak refused the account: {exc}") from None
+        raise ApiError(f"{api}: Keycloak refused the account ({type(exc).__name__}); {nothing}") from None
 
 
 def update_account(accounts: KeycloakAccounts, side: str, a: p.AuthUpdatePayload) -> None:
     """Apply a PRV_ATH_001 change (password, enabled, required actions) in one request."""
-    user = accounts.find_user(a.username)
+    api, nothing = "PRV_ATH_001", "nothing changed"
+    try:
+        user = _attempts(lambda: accounts.find_user(a.username), repeatable=True)
+    except KeycloakUnavailableError as exc:
+        raise _unavailable(api, side, exc, nothing) from None
+    except KeycloakRejectedError as exc:
+        raise _refused(api, "the account lookup", exc, nothing) from None
     if user is None:
-        raise ApiError(f"PRV_ATH_001: no Keycloak account {a.username!r} on the {side} side")
+        raise ApiError(f"{api}: no Keycloak account with that username on the {side} side; {nothing}")
     rep: dict[str, Any] = {}
     if a.enabled is not None:
         rep["enabled"] = a.enabled
@@ -42,9 +105,11 @@ def update_account(accounts: KeycloakAccounts, side: str, a: p.AuthUpdatePayload
         rep["requiredActions"] = list(a.required_actions)
     if a.password is not None:
         rep["credentials"] = [{"type": "password", "value": a.password, "temporary": a.temporary}]
-    try:
-        accounts.update_user(user["id"], rep)
+    try:  # a PUT of the same representation is idempotent: repeatable
+        _attempts(lambda: accounts.update_user(user["id"], rep), repeatable=True)
     except KeycloakUnavailableError as exc:
-        raise ApiError(f"PRV_ATH_001: the {side} Keycloak is unreachable, nothing changed: {exc}") from None
+        raise _unavailable(api, side, exc, nothing) from None
+    except KeycloakRejectedError as exc:
+        raise _refused(api, "the change", exc, nothing) from None
     except KeycloakError as exc:
-        raise ApiError(f"PRV_ATH_001: Keycloak refused the change: {exc}") from None
+        raise ApiError(f"{api}: Keycloak refused the change ({type(exc).__name__}); {nothing}") from None

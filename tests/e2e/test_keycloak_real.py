@@ -6,6 +6,10 @@ what the engine's capture reads. The realm is created through the Admin API with
 profile's unmanaged attributes enabled (the engine syncs custom attributes, which Keycloak 24+
 drops otherwise) and the master realm's default settings otherwise.
 
+The over-long-field answers (HTTP 400 naming the field, ``over_long_fields`` and
+``OVER_LONG_FIRST_NAME_BODY``) are checked here too, so the stand-in's user-profile validation is held
+to the real server's wherever Docker exists.
+
 Skipped, with the reason, where no Docker engine is reachable (as on the development machines).
 """
 
@@ -88,6 +92,12 @@ def test_scenario(real_keycloak: RealKeycloak, scenario: Callable[[str, str, str
 
 def test_real_keycloak_writes_accounts_into_its_tables_like_the_standin(real_keycloak: RealKeycloak) -> None:
     sc.table_layout(*real_keycloak.args(), real_keycloak.dsn)
+
+
+def test_real_keycloak_refuses_an_over_long_field_exactly_as_the_standin_does(real_keycloak: RealKeycloak) -> None:
+    # The stand-in answers this body (test_keycloak_standin.py); here the real server is held to it.
+    # Every over-long field's answer is also checked by the shared scenario over_long_fields.
+    assert sc.over_long_first_name(*real_keycloak.args()) == (400, sc.OVER_LONG_FIRST_NAME_BODY)
 
 
 def test_real_keycloak_rehashes_an_imported_hash_on_login(real_keycloak: RealKeycloak) -> None:

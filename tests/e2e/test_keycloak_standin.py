@@ -15,9 +15,11 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ import pytest
 import requests
 
 from connectors.keycloak.admin import KeycloakAccounts, login
+from connectors.reference_api import payloads as p
+from connectors.reference_api.accounts_api import create_staff_account, update_account
+from connectors.reference_api.errors import ApiError
 from infra.local.databases import postgres_instance
 from infra.local.keycloak_standin import standin_ready, standin_url
 from infra.local.process import ProcessSpec, free_port, log_path, start_process, stop_process, wait_until
@@ -224,3 +229,144 @@ def test_sigterm_stops_the_standin_with_exit_code_0(standins: Standins, tmp_path
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+# -- issue 13, item 8: an over-long field is Keycloak's 400 naming the field, not a 500 taken for "unreachable" --
+
+def test_the_default_user_profile_refuses_over_long_and_bad_fields_with_keycloaks_400(standins: Standins) -> None:
+    url, realm, admin_user, admin_password = standins.args("local")
+    auth = {"Authorization": f"Bearer {login(url, 'master', admin_user, admin_password)['access_token']}"}
+    users = f"{url}/admin/realms/{realm}/users"
+    email = "a" * 65 + "@hospital.example"  # a local part over EmailValidator's 64
+    cases = [  # field, value, Keycloak's ErrorRepresentation (UserResource.validateUserProfile)
+        ("firstName", "長" * 300, {"field": "firstName", "errorMessage": "error-invalid-length-too-long",
+                                   "params": ["firstName", None, 255]}),
+        ("lastName", "𠮷" * 128, {"field": "lastName", "errorMessage": "error-invalid-length-too-long",
+                                  "params": ["lastName", None, 255]}),  # 256 UTF-16 code units, as Java counts
+        ("username", "ab", {"field": "username", "errorMessage": "error-invalid-length",
+                            "params": ["username", 3, 255]}),
+        ("firstName", "PII-山田花子\u0000b", {"field": "firstName",
+                                            "errorMessage": "error-person-name-invalid-character",
+                                            "params": ["firstName"]}),
+        ("email", email, {"field": "email", "errorMessage": "error-invalid-email", "params": ["email", email]}),
+    ]
+    for field, value, body in cases:
+        username = sc.new_username("prof")
+        refused = requests.post(users, json=sc.profile(username) | {field: value}, headers=auth, timeout=10)
+        assert (refused.status_code, refused.json()) == (400, body), field
+        assert standins.accounts("local").find_user(username) is None
+    assert sc.over_long_first_name(url, realm, admin_user, admin_password) == (400, sc.OVER_LONG_FIRST_NAME_BODY)
+    assert requests.post(users, json=sc.profile(sc.new_username("ok")) | {"firstName": "長" * 255},
+                         headers=auth, timeout=10).status_code == 201
+    assert "Uncaught server error" not in standins.log("local")
+
+
+def test_connector_reports_a_refused_field_as_refused_without_the_value(standins: Standins) -> None:
+    from connectors.keycloak.admin import KeycloakRejectedError
+
+    kc = standins.accounts("local")
+    name = "PII-" + "長" * 300
+    with pytest.raises(KeycloakRejectedError) as info:
+        kc.create_user(sc.profile(sc.new_username("conn")) | {"firstName": name, "lastName": name})
+    assert info.value.status == 400
+    assert {(f.field, f.message, f.limits) for f in info.value.field_errors} == {
+        ("firstName", "error-invalid-length-too-long", (255,)), ("lastName", "error-invalid-length-too-long", (255,))}
+    assert "PII" not in str(info.value) and "長長" not in str(info.value)
+    with pytest.raises(KeycloakRejectedError) as bad_email:
+        kc.create_user(sc.profile(sc.new_username("mail"), email="PII-" + "x" * 70 + "@hospital.example"))
+    assert [(f.field, f.message) for f in bad_email.value.field_errors] == [("email", "error-invalid-email")]
+    assert "PII" not in str(bad_email.value)  # Keycloak's params carry the address; the connector drops them
+
+
+class FlakyProxy:
+    """A reverse proxy in front of a stand-in that answers 503 to the next ``failures`` user creations."""
+
+    def __init__(self, target: str) -> None:
+        self.target, self.failures, self.seen = target, 0, 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                return
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "POST" and self.path.rstrip("/").endswith("/users"):
+                    proxy.seen += 1
+                    if proxy.failures > 0:
+                        proxy.failures -= 1
+                        self.send_response(503)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", "2")
+                        self.end_headers()
+                        self.wfile.write(b"{}")
+                        return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                answer = requests.request(self.command, proxy.target + self.path, headers=headers, data=body,
+                                          timeout=10, allow_redirects=False)
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _relay  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def staff(username: str, **changes: Any) -> p.StaffCredentialsPayload:
+    parsed = p.parse_staff_with_credentials({"staff_code": "S-9", "display_name": "佐藤", "role": "doctor",
+                                             "username": username, "password": sc.new_password(),
+                                             "email": f"{username.lower()}@hospital.example"})
+    return dataclasses.replace(parsed, **changes)
+
+
+def test_reference_api_tells_refused_from_unreachable_and_retries_a_transient_failure(standins: Standins) -> None:
+    _url, realm, admin_user, admin_password = standins.args("local")
+    direct = standins.accounts("local")
+    # A 4xx is reported as what it is: the refused field, not "unreachable", and never the value.
+    username = sc.new_username("stf3")
+    with pytest.raises(ApiError) as refused:
+        create_staff_account(direct, "local", staff(username, display_name="PII-" + "長" * 300))
+    message = str(refused.value)
+    assert "refused the account (HTTP 400)" in message and "firstName: error-invalid-length-too-long" in message
+    assert "unreachable" not in message and "PII" not in message and username.lower() not in message.lower()
+    assert direct.find_user(username) is None
+    proxy = FlakyProxy(standins.url("local"))
+    try:
+        via_proxy = sc.accounts(proxy.url, realm, admin_user, admin_password)
+        # A transient 5xx is retried (bounded) and the account is created once.
+        proxy.failures = 2
+        created = create_staff_account(via_proxy, "local", staff(username))
+        assert proxy.seen == 3 and direct.find_user(username)["id"] == created
+        # A 5xx that persists is reported unreachable after the bounded retry.
+        proxy.failures, proxy.seen = 100, 0
+        started = time.monotonic()
+        with pytest.raises(ApiError, match=r"the local Keycloak is unreachable or failing \(HTTP 503, 4 attempts"):
+            create_staff_account(via_proxy, "local", staff(sc.new_username("down")))
+        assert proxy.seen == 4 and time.monotonic() - started < 10
+    finally:
+        proxy.close()
+    # No connection at all: unreachable, after the same bounded retry.
+    closed = sc.accounts(f"http://127.0.0.1:{free_port()}", realm, admin_user, admin_password)
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=r"unreachable or failing \(no answer, 4 attempts"):
+        create_staff_account(closed, "local", staff(sc.new_username("gone")))
+    assert time.monotonic() - started < 10
+    with pytest.raises(ApiError, match="unreachable or failing") as ath:
+        update_account(closed, "local", p.parse_auth_update({"username": username, "enabled": False}))
+    assert username.lower() not in str(ath.value).lower()

@@ -13,8 +13,11 @@ import dataclasses
 import hashlib
 import json
 import secrets
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,6 +31,8 @@ from connectors.reference_api.service import ReferenceApi
 from connectors.stores.fructos import PostgresSignedRecordStore, RecordNotFoundError, SignedRecord
 from connectors.stores.serials import PATIENT_NUMBER_RANGES
 from connectors.stores.tables import SYNCED_TABLES
+from infra.local.process import free_port
+from infra.local.stack import write_settings_file
 from streams.model import DATABASE_STORES, SIDES
 from streams.settings import Settings
 from tests.support.stack import isolated_settings as stack_settings
@@ -404,8 +409,9 @@ def test_authentication_update_changes_only_keycloak(engines: dict[tuple[str, st
         api.call("PRV_ATH_001", {"username": user, "enabled": False})
         with pytest.raises(KeycloakAuthError):
             login(url, realm, user, PASSWORD + "2")
-        with pytest.raises(ApiError, match="no Keycloak account 'nobody'"):
+        with pytest.raises(ApiError, match=f"no Keycloak account with that username on the {side} side") as absent:
             api.call("PRV_ATH_001", {"username": "nobody", "enabled": True})
+        assert "nobody" not in str(absent.value)  # errors never echo payload values
     with pytest.raises(ApiError, match="already has a Keycloak account"):
         apis["local"].call("PRV_STF_003", STAFF | {"username": "ath-local", "password": "x", "email": "a@b.jp"})
     before = snapshot(engines)
@@ -434,3 +440,108 @@ def test_binary_content_round_trips(engines: dict[tuple[str, str], Engine],
     result, _, after = check_call(engines, apis["remote"], "PRV_DOC_006", doc)
     (doc_id,) = result["written"]["meta"]["documents"]
     assert record_of(after, "remote", doc_id)["content"] == raw
+
+
+# -- issue 13, items 7 and 8: refused text fields and `platsync call`'s one redacted line -----------------------
+
+SECRET_VALUE = "PII-山田花子"
+
+
+def run_call(pg: Settings, tmp_path: Any, api_id: str, side: str, payload: str,
+             settings: Settings | None = None) -> subprocess.CompletedProcess[str]:
+    """``platsync call`` as an operator runs it, on this module's stores."""
+    config = write_settings_file(settings or pg, tmp_path / f"call-{uuid.uuid4().hex[:6]}.toml")
+    payload_file = tmp_path / f"payload-{uuid.uuid4().hex[:6]}.json"
+    payload_file.write_text(payload, encoding="utf-8")
+    return subprocess.run([sys.executable, "-m", "streams.cli", "call", api_id, "--side", side,  # noqa: S603
+                           "--file", str(payload_file), "--config", str(config), "--data-dir", str(pg.data_dir)],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+
+
+def assert_one_redacted_line(done: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """Exit non-zero, nothing on stdout, exactly one line on stderr, no value, no SQLAlchemy dump."""
+    assert done.returncode != 0 and done.stdout == "", (done.returncode, done.stdout)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    line = lines[0]
+    for leak in (SECRET_VALUE, "山田花子", "\\x00", "parameters", "[SQL", "Background on this error"):
+        assert leak not in line, line
+    for text_ in expected:
+        assert text_ in line, line
+    return line
+
+
+def test_nul_character_is_refused_before_any_store_with_one_line(engines: dict[tuple[str, str], Engine],
+                                                                 apis: dict[str, ReferenceApi], pg: Settings,
+                                                                 tmp_path: Path) -> None:
+    # The black-box run of issue 13: PRV_STF_001 with a NUL in display_name printed a SQLAlchemy dump with it.
+    before = snapshot(engines)
+    payload = json.dumps({"staff_code": "S-nul", "display_name": SECRET_VALUE + "\u0000b", "role": "doctor"})
+    assert_one_redacted_line(run_call(pg, tmp_path, "PRV_STF_001", "local", payload),
+                             "PRV_STF_001 payload: display_name: contains a NUL character")
+    for api_id, side, bad in (("PRV_USR_001", "remote", USER | {"profile": SECRET_VALUE + "\u0000"}),
+                              ("PRV_DOC_006", "local", {"documents": [new_doc() | {"title": SECRET_VALUE + "\u0000"}]}),
+                              ("PRV_DOC_009", "remote", {"documents": [{"id": "x", "approved_by": "\u0000"}]})):
+        with pytest.raises(PayloadError, match="NUL character") as info:
+            apis[side].call(api_id, bad)
+        assert SECRET_VALUE not in str(info.value)
+    assert snapshot(engines) == before
+
+
+def test_over_long_display_name_of_stf_003_is_refused_up_front_not_unreachable(
+        engines: dict[tuple[str, str], Engine], pg: Settings, tmp_path: Path) -> None:
+    # The black-box run of issue 13: a 300-character display name reported "the local Keycloak is unreachable".
+    before = snapshot(engines)
+    username = f"long-{uuid.uuid4().hex[:6]}"
+    payload = json.dumps(STAFF | {"display_name": SECRET_VALUE + "長" * 296, "username": username,
+                                  "password": PASSWORD, "email": f"{username}@example.jp"})
+    line = assert_one_redacted_line(run_call(pg, tmp_path, "PRV_STF_003", "local", payload),
+                                    "PRV_STF_003 payload: display_name: expected at most 255 UTF-16 code units")
+    assert "unreachable" not in line and PASSWORD not in line
+    assert snapshot(engines) == before
+    from connectors.keycloak.admin import accounts_for
+    assert accounts_for(pg, "local").find_user(username) is None
+
+
+def test_a_value_keycloak_refuses_after_the_parser_is_reported_as_refused(
+        engines: dict[tuple[str, str], Engine], apis: dict[str, ReferenceApi]) -> None:
+    # A typed payload skips the parser: Keycloak's own 400 must read as a refusal, and META stays unwritten.
+    from connectors.reference_api import payloads as p
+
+    username = f"typed-{uuid.uuid4().hex[:6]}"
+    typed = p.StaffCredentialsPayload("S-9", SECRET_VALUE + "長" * 300, "doctor", username, PASSWORD,
+                                      f"{username}@example.jp")
+    before = snapshot(engines)
+    with pytest.raises(ApiError) as info:
+        apis["remote"].register_staff_with_credentials(typed)
+    message = str(info.value)
+    assert "Keycloak refused the account (HTTP 400)" in message and "error-invalid-length-too-long" in message
+    assert "unreachable" not in message and SECRET_VALUE not in message and username not in message
+    assert snapshot(engines) == before
+
+
+def test_every_call_failure_prints_one_redacted_line(engines: dict[tuple[str, str], Engine], pg: Settings,
+                                                     tmp_path: Path) -> None:
+    # A row the store itself refuses (a constraint the parser cannot know): the driver's error names the value.
+    with engines[("local", "meta")].begin() as conn:
+        conn.execute(text("ALTER TABLE staff ADD CONSTRAINT test_no_secret CHECK (display_name NOT LIKE 'PII-%')"))
+    try:
+        done = run_call(pg, tmp_path, "PRV_STF_001", "local",
+                        json.dumps({"staff_code": "S-chk", "display_name": SECRET_VALUE, "role": "doctor"}))
+        line = assert_one_redacted_line(done, "PRV_STF_001 on the local side failed", "SQLSTATE 23514",
+                                        "call-errors.log")
+    finally:
+        with engines[("local", "meta")].begin() as conn:
+            conn.execute(text("ALTER TABLE staff DROP CONSTRAINT test_no_secret"))
+    detail = (pg.data_dir / "logs" / "call-errors.log").read_text(encoding="utf-8")
+    assert "IntegrityError" in detail and "INSERT INTO staff" in detail and SECRET_VALUE not in detail
+    assert str(pg.data_dir / "logs" / "call-errors.log") in line
+    # Not JSON, an unknown API, a store that is down, a document that does not exist: one line each.
+    assert_one_redacted_line(run_call(pg, tmp_path, "PRV_STF_001", "local", '{"staff_code": "S", '),
+                             "the payload is not valid JSON")
+    assert_one_redacted_line(run_call(pg, tmp_path, "PRV_XYZ_001", "local", "{}"), "unknown API")
+    down = dataclasses.replace(pg, pg_local_port=free_port())
+    assert_one_redacted_line(run_call(pg, tmp_path, "PRV_STF_001", "local", json.dumps(STAFF), settings=down),
+                             "PRV_STF_001 on the local side failed", "could not be reached")
+    assert_one_redacted_line(run_call(pg, tmp_path, "PRV_DOC_008", "remote", json.dumps({"ids": [str(uuid.uuid4())]})),
+                             "PRV_DOC_008 refused, nothing written: no document with id")

@@ -28,6 +28,7 @@ from connectors.keycloak.admin import (
     KeycloakAuthError,
     KeycloakConfigError,
     KeycloakNotFoundError,
+    KeycloakRejectedError,
     KeycloakUnavailableError,
     KeycloakUserExistsError,
     login,
@@ -289,6 +290,60 @@ def error_bodies(url: str, realm: str, admin_user: str, admin_password: str) -> 
     assert (error.status, error.error, error.description) == (400, "invalid_grant", "Account is not fully set up")
 
 
+def _field_errors(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return body["errors"] if "errors" in body else [body]
+
+
+#: Keycloak 24+'s answer to a 256-character first name (UserResource.validateUserProfile with the default
+#: profile's ``length`` max 255: LengthValidator's message and ``[attribute, min, max]``), which the
+#: stand-in must give exactly: test_keycloak_real.py checks it against the real server.
+OVER_LONG_FIRST_NAME_BODY = {"field": "firstName", "errorMessage": "error-invalid-length-too-long",
+                             "params": ["firstName", None, 255]}
+
+
+def over_long_first_name(url: str, realm: str, admin_user: str, admin_password: str) -> tuple[int, Any]:
+    """Status and JSON body of ``POST /users`` with a first name of 256 characters."""
+    auth = {"Authorization": f"Bearer {login(url, 'master', admin_user, admin_password)['access_token']}"}
+    answer = requests.post(f"{url}/admin/realms/{realm}/users", headers=auth, timeout=10,
+                           json=profile(new_username("fn")) | {"firstName": "長" * 256})
+    return answer.status_code, answer.json()
+
+
+def over_long_fields(url: str, realm: str, admin_user: str, admin_password: str) -> None:
+    """A field over the default user profile's limit (255; username 3-255) is HTTP 400 naming the field
+    (Keycloak 24+'s declarative user profile), not a server error; nothing is created or changed."""
+    users = f"{url}/admin/realms/{realm}/users"
+    auth = {"Authorization": f"Bearer {login(url, 'master', admin_user, admin_password)['access_token']}"}
+    kc = accounts(url, realm, admin_user, admin_password)
+    long_name = "長" * 256
+    long_email = "a" * 64 + "@" + ".".join(["b" * 60] * 3) + ".cccccccc"  # 256, labels and local part valid
+    for field, value, message in (("firstName", long_name, "error-invalid-length-too-long"),
+                                  ("lastName", long_name, "error-invalid-length-too-long"),
+                                  ("email", long_email, "error-invalid-length-too-long"),
+                                  ("username", "u" * 256, "error-invalid-length")):
+        username = new_username("long")
+        refused = requests.post(users, json=profile(username) | {field: value}, headers=auth, timeout=10)
+        assert refused.status_code == 400, (field, refused.status_code, refused.text[:300])
+        errors = _field_errors(refused.json())
+        mine = [e for e in errors if e["field"] == field and e["errorMessage"] == message]
+        assert mine and 255 in mine[0]["params"], (field, errors)
+        assert kc.find_user(username) is None
+    username = new_username("long2")
+    both = requests.post(users, json=profile(username) | {"firstName": long_name, "lastName": long_name},
+                         headers=auth, timeout=10)
+    assert both.status_code == 400
+    assert {(e["field"], e["errorMessage"]) for e in both.json()["errors"]} == {
+        ("firstName", "error-invalid-length-too-long"), ("lastName", "error-invalid-length-too-long")}
+    # Exactly 255 is accepted; an update over the limit is refused the same way and changes nothing.
+    user_id = kc.create_user(profile(username) | {"lastName": "長" * 255})
+    with pytest.raises(KeycloakRejectedError) as info:
+        kc.update_user(user_id, profile(username) | {"lastName": long_name})
+    assert info.value.status == 400 and [(f.field, f.message) for f in info.value.field_errors] == [
+        ("lastName", "error-invalid-length-too-long")] and 255 in info.value.field_errors[0].limits
+    assert long_name not in str(info.value)
+    assert kc.get_user(user_id)["lastName"] == "長" * 255
+
+
 def account_rows(conn: psycopg.Connection[Any], user_id: str) -> dict[str, list[dict[str, Any]]]:
     """The rows of one user in Keycloak's account tables."""
     def rows(sql: str) -> list[dict[str, Any]]:
@@ -396,5 +451,5 @@ ALL_SCENARIOS: list[Scenario] = [
     create_user_then_login, duplicate_username_conflicts, update_attributes_actions_enabled,
     disable_refuses_login, reset_password, import_password_hash, delete_password_credential, delete_user_then_404,
     configuration_errors,
-    unknown_token_is_recovered, error_bodies,
+    unknown_token_is_recovered, error_bodies, over_long_fields,
 ]

@@ -13,6 +13,10 @@ bodies (sources: Keycloak's ``KeycloakErrorHandler``, ``UsersResource``/``UserRe
   whose hash misses the realm's policy is re-hashed after the successful check, in place. In realms
   other than master, Keycloak 24+ also triggers VERIFY_PROFILE when e-mail, first or last name is
   missing (declarative user profile, issue keycloak#36108), which the stand-in reproduces.
+- User representations are validated like Keycloak 24+'s default declarative user profile
+  (:mod:`infra.local.keycloak_standin.profile`): an over-long username, e-mail, first or last
+  name is HTTP 400 ``{"field": ..., "errorMessage": "error-invalid-length-too-long", "params":
+  [...]}`` before anything is stored.
 - Only master-realm users may call ``/admin`` (the stand-in has no roles: every master user is an
   admin). Tokens are HS256 JWTs (see :mod:`infra.local.keycloak_standin.tokens`).
 
@@ -39,6 +43,7 @@ from infra.local.keycloak_standin.passwords import (
     valid_password_documents,
     verify_password,
 )
+from infra.local.keycloak_standin.profile import validate_profile
 from infra.local.keycloak_standin.storage import AccountStore, PasswordChange, StoreError, make_engine
 
 log = logging.getLogger("platsync.keycloak_standin")
@@ -272,6 +277,7 @@ async def create_user(request: web.Request) -> web.Response:
     """``POST /admin/realms/{realm}/users``: 201 with the new user's URL in ``Location``."""
     realm_id = await _admin(request)
     rep = await _body(request)
+    validate_profile(rep)
     passwords = await _password_changes(rep.get("credentials"))
     user_id = await _db(request.app[STORE].create_user, realm_id, rep, passwords)
     location = f"{request.scheme}://{request.host}{request.path.rstrip('/')}/{user_id}"
@@ -297,6 +303,7 @@ async def update_user(request: web.Request) -> web.Response:
     """``PUT /admin/realms/{realm}/users/{id}``: fields present are updated, credentials stored."""
     realm_id, user_id = await _user_id(request)
     rep = await _body(request)
+    validate_profile(rep)
     passwords = await _password_changes(rep.get("credentials"))
     if not await _db(request.app[STORE].update_user, realm_id, user_id, rep, passwords):
         return _json(404, {"error": "User not found"})
