@@ -1,4 +1,5 @@
-"""Fuzzing every route's consumer with generated bad input, mixed with good input, on the real stack.
+"""Fuzzing every route's consumer with generated bad input, mixed with good input, on the real stack;
+and fuzzing every reference API's payload with bad text and foreign numbers (refused, never echoed).
 
 Every route's source topics get a seeded variety of bad messages (random bytes, empty and null values,
 truncated and padded events, another contract's records, events of unknown APIs, of undeclared
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 import urllib.request
 import uuid
@@ -26,7 +28,9 @@ import psycopg
 import pytest
 from confluent_kafka import Producer
 
+from connectors.reference_api.errors import PayloadError
 from connectors.reference_api.service import ReferenceApi
+from connectors.stores.serials import DOCUMENT_NUMBER_RANGES, PATIENT_NUMBER_RANGES
 from infra.local.process import read_pid
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
@@ -251,3 +255,108 @@ def test_bad_input_at_every_consumer_is_dead_lettered_and_good_input_applied(sta
             # Injected straight into the topic, these rows exist on the target side only: give the source
             # side the same rows, so later tests comparing both sides or replaying the topics find them converged.
             assert mirror_rows(s, target, ROUTES[route][0], store, table, wanted) == len(wanted)
+
+
+# -- the reference APIs' payloads (issue 13): NUL characters, unpaired surrogates, control characters,
+# over-long values in every text field, given numbers from the other side's range -------------------------
+
+API_FUZZ_CALLS = 160
+MARKER = "PII-山田花子"
+_CONTENT_FIELDS = ("content_text", "content_base64")
+
+
+def _valid_payloads(side: str, doc_ids: list[str], tag: str) -> dict[str, dict]:
+    new_doc = {"patient_id": f"p-{tag}", "doc_type": "note", "title": "題", "media_type": "text/plain",
+               "content_text": "本文", "signed_by": "dr", "document_number": f"SLIP-{tag}"}
+    return {
+        "PRV_USR_001": {"login_id": f"u-{tag}", "display_name": "山田", "institution_code": "131", "profile": "内科"},
+        "PRV_PAT_001": {"family_name": "山田", "given_name": "太郎", "birth_date": "1980-01-02", "sex": "male",
+                        "institution_code": "131", "patient_number": f"H-{tag}"},
+        "PRV_STF_001": {"staff_code": f"S-{tag}", "display_name": "佐藤", "role": "nurse"},
+        "PRV_STF_003": {"staff_code": f"S-{tag}", "display_name": "佐藤", "role": "nurse", "username": f"fz-{tag}",
+                        "password": "pw-秘密", "email": f"fz-{tag}@example.jp", "family_name": "佐藤",
+                        "given_name": "花子"},
+        "PRV_ATH_001": {"username": f"fz-{tag}", "password": "pw", "required_actions": ["UPDATE_PASSWORD"]},
+        "PRV_DOC_006": {"documents": [new_doc]},
+        "PRV_DOC_007": {"documents": [{"id": doc_ids[0], "title": "改", "doc_type": "x", "media_type": "text/plain",
+                                       "content_text": "新", "signed_by": "dr"}]},
+        "PRV_DOC_008": {"ids": [doc_ids[1]]},
+        "PRV_DOC_009": {"documents": [{"id": doc_ids[2], "approved_by": "chief"}]},
+    }
+
+
+def _text_paths(node: object, path: str = "") -> list[str]:
+    """JSON paths of every string in ``node`` except document content (bytes, binary-safe)."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() if k not in _CONTENT_FIELDS
+                for p in _text_paths(v, f"{path}.{k}" if path else k)]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _text_paths(v, f"{path}[{i}]")]
+    return [path] if isinstance(node, str) else []
+
+
+def _set(node: dict, path: str, value: str) -> None:
+    steps = [int(s[1:-1]) if s.startswith("[") else s for s in re.findall(r"\[\d+\]|[^.\[\]]+", path)]
+    target = node
+    for step in steps[:-1]:
+        target = target[step]
+    target[steps[-1]] = value
+
+
+def test_bad_text_and_foreign_numbers_in_every_api_payload_are_refused_without_echo(stack: Stack) -> None:
+    s = stack.settings
+    rng = random.Random(SEED)
+    tag = uuid.uuid4().hex[:8]
+    doc_ids: dict[str, list[str]] = {}
+    for side in ("local", "remote"):
+        with ReferenceApi(s, side) as api:
+            doc_ids[side] = api.call("PRV_DOC_006", {"documents": [
+                {"patient_id": f"p-{tag}", "doc_type": "note", "title": f"t{i}", "media_type": "text/plain",
+                 "content_text": "x", "signed_by": "dr"} for i in range(3)]})["written"]["meta"]["documents"]
+    mutations = {
+        "nul": lambda v: MARKER + "\u0000" + v, "surrogate": lambda v: MARKER + "\ud83d" + v,
+        "control": lambda v: MARKER + "\u0007" + v, "over_long": lambda v: MARKER + "長" * 5000,
+    }
+    expected = {"nul": "NUL character", "surrogate": "unpaired UTF-16 surrogate", "control": "control character",
+                "over_long": "expected at most"}
+    call_ids: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    apis = {side: ReferenceApi(s, side) for side in ("local", "remote")}
+    try:
+        for n in range(API_FUZZ_CALLS):
+            side = rng.choice(["local", "remote"])
+            payloads = _valid_payloads(side, doc_ids[side], f"{tag}-{n}")
+            api_id = rng.choice(sorted(payloads))
+            payload = payloads[api_id]
+            numbered = {"PRV_PAT_001": "patient_number", "PRV_DOC_006": "documents[0].document_number"}
+            if api_id in numbered and rng.random() < 0.3:  # a number of the other side's range
+                path, kind = numbered[api_id], "foreign_number"
+                other = "remote" if side == "local" else "local"
+                ranges = (PATIENT_NUMBER_RANGES if api_id == "PRV_PAT_001" else DOCUMENT_NUMBER_RANGES)[other]
+                _set(payload, path, str(rng.randint(*ranges)))
+            else:
+                path, kind = rng.choice(_text_paths(payload)), rng.choice(sorted(mutations))
+                steps = re.findall(r"\[\d+\]|[^.\[\]]+", path)
+                value: object = payload
+                for step in steps:
+                    value = value[int(step[1:-1])] if step.startswith("[") else value[step]  # type: ignore[index]
+                _set(payload, path, mutations[kind](str(value)))
+            call_id = f"fuzz-api-{tag}-{n}"
+            call_ids.append(call_id)
+            with pytest.raises(PayloadError) as info:
+                apis[side].call(api_id, payload, call_id=call_id)
+            err = info.value
+            assert (err.api, err.path) == (api_id, path), (SEED, n, api_id, kind, str(err))
+            assert (expected.get(kind) or "outside the") in err.expected, (SEED, n, api_id, kind, str(err))
+            assert MARKER not in str(err) and "長長" not in str(err) and "\x00" not in str(err)
+            seen.add((api_id, kind))
+    finally:
+        for api in apis.values():
+            api.close()
+    assert {api_id for api_id, _ in seen} == set(_valid_payloads("local", ["a", "b", "c"], "x")), seen
+    assert {kind for _, kind in seen} == {*mutations, "foreign_number"}, seen
+    for side in ("local", "remote"):  # nothing written: no transaction of any refused call was committed
+        for store in ("meta", "fructos_own"):
+            with psycopg.connect(s.libpq_dsn(side, store)) as conn:
+                assert conn.execute("SELECT count(*) FROM platsync_txn_marker WHERE call_id = ANY(%s)",
+                                    (call_ids,)).fetchone() == (0,), (side, store)

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from connectors.reference_api.errors import PayloadError
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
@@ -116,3 +117,31 @@ def test_no_plaintext_password_in_any_topic_or_log_and_no_echo(stack: Stack, cod
     mine = [e for e in local if e.key == username]
     assert mine and {e.api_id for e in mine} <= {"PRV_STF_003", "PRV_ATH_001"}
     assert all(isinstance(e.row["credential"], bytes) for e in mine if e.row)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_names_at_keycloaks_limit_sync_and_over_long_ones_change_nothing_anywhere(stack: Stack, side: str) -> None:
+    # Issue 13, item 8: the limit is Keycloak's (255 UTF-16 code units), checked before either store is touched;
+    # a name exactly at it is created, captured and applied on the other side like any other.
+    s = stack.settings
+    other = other_side(side)
+    username, password = f"max-{side}-{uuid.uuid4().hex[:6]}", f"pw-{uuid.uuid4()}"
+    longest = "長" * 253 + "𠮷"  # 254 characters, 255 UTF-16 code units
+    base = {"staff_code": f"M-{username}", "display_name": "最長", "role": "doctor", "username": username,
+            "password": password, "email": f"{username}@example.jp"}
+    synced(s)
+    before, kc_before = snapshot(s), {x: users(s, x) for x in SIDES}
+    with ReferenceApi(s, side) as api:
+        for field in ("display_name", "family_name", "given_name"):
+            with pytest.raises(PayloadError, match=f"{field}: expected at most 255 UTF-16 code units") as info:
+                api.call("PRV_STF_003", base | {field: "長" * 254 + "𠮷𠮷"})
+            assert "長長" not in str(info.value) and "unreachable" not in str(info.value)
+        synced(s)
+        assert changed(before, snapshot(s)) == {} and {x: users(s, x) for x in SIDES} == kc_before
+        result = api.call("PRV_STF_003", base | {"family_name": longest, "given_name": longest})
+    synced(s)
+    (staff_id,) = result["written"]["meta"]["staff"]
+    assert changed(before, snapshot(s)) == {(side, "meta", "staff"): {staff_id}, (other, "meta", "staff"): {staff_id}}
+    account = accounts(s, other).find_user(username)
+    assert (account["firstName"], account["lastName"]) == (longest, longest)
+    assert can_login(s, other, username, password)
