@@ -112,6 +112,7 @@ def create_app(settings: Settings, route: str, applier: RouteApplier, metrics: W
         key_serializer="raw",
         value_serializer="raw",
     )
+    app.broker_retry_backoff_ms = settings.broker_reconnect_backoff_ms
     topic = app.topic(*source_topics(settings, route), key_type=bytes, value_type=bytes,
                       key_serializer="raw", value_serializer="raw")
     state_path = worker_state_path(settings, route)

@@ -117,12 +117,21 @@ def _checked_ca(settings: Settings) -> Path:
 
 
 def client_config(settings: Settings, client_id: str | None = None, principal: str = OPERATOR) -> dict[str, Any]:
-    """confluent-kafka connection settings: bootstrap servers, TLS, SASL (and ``client.id`` if given).
+    """confluent-kafka connection settings: bootstrap servers, reconnect back-off, log level, TLS, SASL
+    (and ``client.id`` if given).
 
     ``principal`` names the process (``capture-local``, ``worker-local_to_remote``, ``mode-remote``,
     ``operator``): its own user on the embedded stack with SASL.
     """
-    config: dict[str, Any] = {"bootstrap.servers": settings.broker_bootstrap}
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.broker_bootstrap,
+        "reconnect.backoff.ms": settings.broker_reconnect_backoff_ms,
+        "reconnect.backoff.max.ms": settings.broker_reconnect_backoff_max_ms,
+        # Connection attempts and disconnects are informational lines (%6) of each attempt: during a
+        # cut they flooded the logs (issue 13). Warnings and errors stay; the engine's own code logs a
+        # cut once and then a periodic summary.
+        "log_level": 4,
+    }
     if client_id is not None:
         config["client.id"] = client_id
     protocol = settings.broker_security_protocol

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from streams.log_repeats import RepeatSummaryFilter
+
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(threadName)s] %(process_name)s %(name)s - %(message)s"
 MASK = "[redacted]"
@@ -121,12 +123,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+#: Third-party loggers that log every failed connection attempt themselves (Faust's Kafka client).
+CHATTY_LOGGERS = ("aiokafka",)
+
+
 def configure_logging(process_name: str, log_format: str = "text", level: int = logging.INFO,
-                      secrets: Iterable[str] = (), stream: TextIO | None = None) -> logging.Handler:
+                      secrets: Iterable[str] = (), stream: TextIO | None = None,
+                      repeat_summary_s: float = 60.0) -> logging.Handler:
     """Set up the root logger of a process (replacing earlier handlers); return its handler.
 
-    ``secrets`` are values to mask wherever they appear (see :func:`secrets_of`). Raises
-    ``ValueError`` for an unknown ``log_format``.
+    ``secrets`` are values to mask wherever they appear (see :func:`secrets_of`). Warnings and errors
+    of :data:`CHATTY_LOGGERS` are logged once per kind, then summarised every ``repeat_summary_s``
+    (streams/log_repeats.py). Raises ``ValueError`` for an unknown ``log_format``.
     """
     if log_format not in FORMATS:
         raise ValueError(f"log_format {log_format!r}: expected one of {', '.join(FORMATS)}")
@@ -134,6 +142,7 @@ def configure_logging(process_name: str, log_format: str = "text", level: int = 
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     # Handler filters see records of every logger (a logger's filters would miss its children's).
     handler.addFilter(_ProcessNameFilter(process_name))
+    handler.addFilter(RepeatSummaryFilter(CHATTY_LOGGERS, repeat_summary_s))
     handler.addFilter(RedactingFilter(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -175,4 +184,5 @@ def configure_for(settings: Any, process_name: str) -> logging.Handler:
         secrets += [entry.partition(":")[2].strip() for entry in spec.split(",")]
     except (OSError, AttributeError, TypeError):
         pass
-    return configure_logging(process_name, getattr(settings, "log_format", "text"), secrets=secrets)
+    return configure_logging(process_name, getattr(settings, "log_format", "text"), secrets=secrets,
+                             repeat_summary_s=getattr(settings, "log_repeat_summary_s", 60.0))

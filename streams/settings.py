@@ -75,6 +75,15 @@ class Settings:
     # Kafka's topics need max.message.bytes at least this (Kafka's default is about 1 MB). A change
     # above it is dead-lettered by the capture without its bytes ("oversized"); raise this, then resync.
     kafka_message_max_bytes: int = 16_777_216
+    # Every Kafka client's wait before reconnecting to an unreachable broker: from the first value,
+    # doubling (librdkafka, jittered -25%..+50%) up to the second. The cap bounds how late catch-up
+    # starts after a link is restored; the first value bounds a cut's reconnect rate even when
+    # something accepts connections and resets them (a proxy, a load balancer), which resets
+    # librdkafka's doubling: 50 ms by default gave ~20 attempts/s per client (issue 13).
+    broker_reconnect_backoff_ms: int = 1000
+    broker_reconnect_backoff_max_ms: int = 2000
+    # Repeated broker-connection errors are logged once, then summarised at most this often.
+    log_repeat_summary_s: float = 60.0
     # Faust worker
     worker_batch_size: int = 1000
     worker_batch_within_s: float = 0.05

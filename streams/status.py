@@ -74,6 +74,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         retrying = worker.get("retrying") or {}
         for what, error in sorted(retrying.items()):
             errors.append(f"{route}: {what} unavailable, retrying: {error}")
+        if worker.get("waiting_for"):  # started while the broker is out of reach (streams/worker.py)
+            errors.append(f"{route}: waiting for the {worker['waiting_for']} (unreachable); it consumes once "
+                          "the broker answers")
         routes[route] = {"source_side": source_side, "target_side": target_side, "stores": stores,
                          "retrying": retrying}
     from connectors.capture.runner import retrying_path

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from streams.agents.apply import RouteApplier
 from streams.app import build_applier, create_app
 from streams.gc_tuning import tune_for_throughput
+from streams.jsonfile import write_json
+from streams.kafka_config import client_config
+from streams.log_repeats import OutageLog
 from streams.logs import configure_for, configure_logging, redact, secrets_of
 from streams.metrics import Health, MetricsPortError, WorkerMetrics, serve, worker_metrics
 from streams.model import CAPTURED_STORES, ROUTES
 from streams.settings import Settings, SettingsError, load_settings
+from streams.status import worker_state_path
+
+log = logging.getLogger("platsync.worker")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except MetricsPortError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if not wait_for_broker(settings, args.route):
+        return 0  # stopped by a signal while waiting: nothing was consumed, nothing to commit
     app = create_app(settings, args.route, applier, metrics, health)
     worker = faust.Worker(app, loglevel="INFO", quiet=True, override_logging=False)
     tune_for_throughput()
@@ -53,6 +68,44 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
     return 0
+
+
+def wait_for_broker(settings: Settings, route: str) -> bool:
+    """Wait until the broker answers, however long a link cut lasts; False if SIGTERM/SIGINT came first.
+
+    Faust gives up at once when it cannot bootstrap, so a worker started during a cut (a hospital
+    server rebooted in an outage) would exit and stay down until someone restarts it. Waiting here
+    keeps it running and makes it consume as soon as the link is back. The worker's state file says
+    what it waits for (``platsync status``); the log gets the outage once plus periodic summaries.
+    """
+    stop = threading.Event()
+
+    def _on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    client_id = f"platsync-{ROUTES[route][1]}-worker-{route}"  # names the side for the link proxy
+    admin = AdminClient({**client_config(settings, client_id, f"worker-{route}"), "socket.timeout.ms": 5000})
+    what = f"broker {settings.broker_bootstrap}"
+    outage = OutageLog(log, what, settings.log_repeat_summary_s)
+    delay = settings.broker_reconnect_backoff_ms / 1000
+    try:
+        while not stop.is_set():
+            try:
+                admin.list_topics(timeout=5)
+                outage.recovered()
+                return True
+            except KafkaException as exc:
+                outage.failed(str(exc.args[0] if exc.args else exc), delay)
+                write_json(worker_state_path(settings, route), {
+                    "route": route, "pid": os.getpid(), "ready": False, "waiting_for": what,
+                    "updated_ts_ms": time.time_ns() // 1_000_000})
+            stop.wait(delay)
+            delay = min(settings.broker_reconnect_backoff_max_ms / 1000, delay * 2)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _observability(settings: Settings, route: str, applier: RouteApplier) -> tuple[WorkerMetrics, Health]:

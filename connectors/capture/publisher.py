@@ -3,6 +3,8 @@ may commit its offsets (at-least-once), oversized changes dead-lettered instead 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator, Sequence
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -36,8 +38,6 @@ class Publisher:
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": 20000,  # then the batch is retried whole (see handleJsonBatch)
-            # librdkafka's default grows to 10 s between reconnects: a restored link would wait for it.
-            "reconnect.backoff.max.ms": 1000,
             "queue.buffering.max.messages": 500000,
             "batch.num.messages": 10000,
             "message.max.bytes": producer_max_bytes(settings),
@@ -56,8 +56,18 @@ class Publisher:
         else:
             self._acked += 1
 
-    def publish(self, events: Sequence[ChangeEvent]) -> None:
-        """Produce ``events`` in order and block until each message is acknowledged; raise otherwise.
+    def _flush(self, stop: threading.Event | None) -> int:
+        """Wait up to :data:`FLUSH_TIMEOUT_S` for every delivery report, or until ``stop`` is set (a
+        process stopping during a link cut must not wait out the timeout); return what is still queued."""
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        while True:
+            remaining = int(self._producer.flush(max(0.0, min(0.5, deadline - time.monotonic()))))
+            if not remaining or time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                return remaining
+
+    def publish(self, events: Sequence[ChangeEvent], stop: threading.Event | None = None) -> None:
+        """Produce ``events`` in order and block until each message is acknowledged; raise otherwise
+        (also when ``stop`` is set while waiting).
 
         Consecutive events share a message (``change_batch``) up to ``capture_events_per_message``
         events or ``capture_message_max_bytes``: the consumers' and the broker's cost is mostly per
@@ -83,7 +93,7 @@ class Publisher:
                     break
                 except BufferError:
                     self._producer.poll(0.05)
-        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
+        remaining = self._flush(stop)
         if remaining or self._errors or self._acked != messages:
             # After timed-out messages the idempotent producer bumps its epoch, which the broker
             # answers with PRODUCER_FENCED: start over with a new producer (a new producer id).

@@ -47,6 +47,7 @@ from streams.confluent_wire import codec_for
 from streams.gc_tuning import tune_for_throughput
 from streams.jsonfile import read_json, write_json
 from streams.kafka_config import client_config
+from streams.log_repeats import OutageLog
 from streams.logs import configure_for, configure_logging
 from streams.metrics import CaptureMetrics, Health, MetricsPortError, capture_metrics, serve
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
@@ -86,6 +87,25 @@ def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = 
         if not row or not row[0]:
             return False
     return True
+
+
+def capture_retrying(settings: Settings, side: str, pid: int | None = None) -> str | None:
+    """What the capture of ``side`` is waiting for right now (e.g. ``broker 127.0.0.1:19092``), or None.
+
+    With ``pid``, only what that capture process reported (not a file left by an earlier one).
+    """
+    state = read_json(retrying_path(settings, side))
+    what = state.get("what")
+    if pid is not None and state.get("pid") != pid:
+        return None
+    return str(what) if what else None
+
+
+def capture_waiting_for_broker(settings: Settings, side: str, pid: int | None = None) -> bool:
+    """True while the capture of ``side`` (process ``pid``) holds a batch because the broker is out of
+    reach (link cut, broker down): its engines stand still and the replication slots keep every change."""
+    what = capture_retrying(settings, side, pid)
+    return what is not None and what.startswith("broker")
 
 
 def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverter:
@@ -130,22 +150,28 @@ def retrying_path(settings: Settings, side: str) -> Path:
 
 def _retrying(action: Callable[[], T], what: str, retry_file: Path,
               errors: tuple[type[BaseException], ...] = (psycopg.OperationalError,),
-              stop: threading.Event | None = None, max_delay_s: float = 10.0) -> T:
+              stop: threading.Event | None = None, max_delay_s: float = 10.0,
+              summary_every_s: float = 60.0) -> T:
     """Run ``action``, retrying with back-off while ``what`` is unreachable (nothing is acked meanwhile).
 
-    While it retries, ``retry_file`` names what is unreachable so that ``platsync status`` shows it.
-    ``stop`` (set at shutdown) ends the retries with :class:`DeliveryError`.
+    While it retries, ``retry_file`` names what is unreachable so that ``platsync status`` shows it;
+    the log gets the outage's start, a summary every ``summary_every_s`` and its end, not a line per
+    attempt (a long link cut must not flood it). ``stop`` (set at shutdown) ends the retries with
+    :class:`DeliveryError`.
     """
     delay = 0.5
     since = time.time_ns() // 10**6
+    outage = OutageLog(log, what, summary_every_s)
     while True:
         try:
             result = action()
             retry_file.unlink(missing_ok=True)
+            outage.recovered()
             return result
         except errors as exc:
-            log.error("%s unreachable, retrying in %.1fs: %s", what, delay, exc)
-            write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since})
+            outage.failed(str(exc).strip()[:500], delay)
+            write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since,
+                                    "attempts": outage.attempts, "pid": os.getpid()})
             if stop is not None and stop.wait(delay):
                 raise DeliveryError(f"{what}: stopped while retrying: {exc}") from exc
             if stop is None:
@@ -229,12 +255,19 @@ class StoreCapture:
             # unacknowledged, so Debezium keeps its position and the slot keeps the WAL.
             # Retried at least every second: after a link cut, the catch-up starts as soon as the
             # broker answers again instead of after a long back-off.
-            _retrying(lambda: self.publisher.publish(events), f"broker {self.settings.broker_bootstrap}",
-                      retrying_path(self.settings, self.side), (DeliveryError, KafkaException), self.stopping,
-                      max_delay_s=BROKER_RETRY_MAX_S)
+            _retrying(lambda: self.publisher.publish(events, self.stopping),
+                      f"broker {self.settings.broker_bootstrap}", retrying_path(self.settings, self.side),
+                      (DeliveryError, KafkaException), self.stopping,
+                      max_delay_s=BROKER_RETRY_MAX_S, summary_every_s=self.settings.log_repeat_summary_s)
             self.batches += 1
             self._save_state(events)
         except BaseException as exc:
+            if isinstance(exc, DeliveryError) and self.stopping.is_set():
+                # Stopped while the broker was out of reach: not a failure. Nothing of this batch was
+                # acknowledged, so Debezium captures it again at the next start.
+                log.info("%s: stopped while waiting for the broker; the batch is captured again at the next "
+                         "start", self.name)
+                raise
             # The exception's text may quote row values (PHI): the log names its class and the file
             # (not a log) that holds the text; the supervisor restarts us.
             failure = failure_path(self.settings, self.side, self.store)

@@ -60,7 +60,7 @@ class HeartbeatLink:
         self._peer: dict[str, Any] = {}
         self._topic_ready = False
         common = {**client_config(settings, client_id(side), f"mode-{side}"),
-                  "reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 1000, "socket.timeout.ms": 5000,
+                  "socket.timeout.ms": 5000,
                   "log_level": 2, "error_cb": self._on_error}
         self._producer = Producer({**common, "linger.ms": 0, "acks": 1, "enable.idempotence": False,
                                    "message.timeout.ms": max(1000, self.publish_timeout_ms)})

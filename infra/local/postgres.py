@@ -14,12 +14,23 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from infra.local.process import ProcessError, ProcessSpec, log_path, read_pid, wait_until
+from infra.local.process import (
+    ProcessError,
+    ProcessSpec,
+    log_path,
+    pid_alive,
+    read_pid,
+    run_dir,
+    wait_until,
+    write_pid_file,
+)
 
 SERVER_USER = "postgres"
 
@@ -136,14 +147,29 @@ class PostgresInstance:
                   "-c", "log_error_verbosity=terse", "-c", "log_min_error_statement=panic"],
         )
 
-    def start(self, timeout_s: float = 60.0) -> int:
-        """Start the server as the unprivileged user and wait until it accepts connections."""
+    def start(self, timeout_s: float = 60.0, say: Callable[[str], None] | None = None) -> int:
+        """Start the server as the unprivileged user and wait until it accepts connections.
+
+        The lock file of a postmaster that died (``kill -9``, a crash) is recognised and cleared
+        first, once the crashed server's backends have let go of its memory (:func:`clear_stale_lock`).
+        """
+        what = f"PostgreSQL {self.name} on port {self.port}"
+
+        def alive() -> bool:
+            return read_pid(self.data_dir, self.name) is not None
+
         pid = read_pid(self.data_dir, self.name)
-        if pid is None:
-            pid = _start_as_server_user(self.data_dir, self.spec())
-        wait_until(self.ready, timeout_s, f"PostgreSQL {self.name} on port {self.port}",
-                   alive=lambda: read_pid(self.data_dir, self.name) is not None,
-                   log=log_path(self.data_dir, self.name))
+        if pid is not None:
+            try:
+                wait_until(self.ready, timeout_s, what, alive=alive, log=log_path(self.data_dir, self.name))
+                return pid
+            except ProcessError:
+                if alive():
+                    raise
+                # It died meanwhile (a kill -9 that had not landed yet when we looked): start it again.
+        clear_stale_lock(self.pgdata, timeout_s, say=say, what=f"PostgreSQL {self.name}")
+        pid = _start_as_server_user(self.data_dir, self.spec())
+        wait_until(self.ready, timeout_s, what, alive=alive, log=log_path(self.data_dir, self.name))
         return pid
 
     def conninfo(self, dbname: str = "postgres") -> str:
@@ -173,10 +199,89 @@ class PostgresInstance:
         return signal.SIGINT
 
 
+def _lock_file_owner(pgdata: Path) -> tuple[int, int | None] | None:
+    """The postmaster pid and the shared memory id recorded in ``postmaster.pid`` (None: no lock)."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text(encoding="ascii", errors="replace").splitlines()
+        pid = int(lines[0].strip())
+    except (OSError, ValueError, IndexError):
+        return None
+    shmid: int | None = None
+    if len(lines) > 6 and len(parts := lines[6].split()) == 2:
+        try:
+            shmid = int(parts[1])
+        except ValueError:
+            shmid = None
+    return pid, shmid
+
+
+def shared_memory_attached(shmid: int | None) -> int:
+    """How many processes still have the System V segment ``shmid`` attached (0 if it is gone).
+
+    PostgreSQL refuses to start while the segment of a previous postmaster has attached processes
+    (its orphaned backends): they still use the data directory.
+    """
+    if shmid is None:
+        return 0
+    try:
+        lines = Path("/proc/sysvipc/shm").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return 0
+    header = lines[0].split() if lines else []
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) == len(header) and int(fields[header.index("shmid")]) == shmid:
+            return int(fields[header.index("nattch")])
+    return 0
+
+
+def _is_postgres(pid: int) -> bool:
+    """True if ``pid`` runs the PostgreSQL server binary (not a recycled pid of another program)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text(encoding="ascii", errors="replace").strip() in ("postgres",
+                                                                                                 "postmaster")
+    except OSError:
+        return True  # cannot tell: assume the worst, never remove a live server's lock
+
+
+def clear_stale_lock(pgdata: Path, timeout_s: float, say: Callable[[str], None] | None = None,
+                     what: str = "PostgreSQL") -> None:
+    """Remove ``postmaster.pid`` left by a postmaster that died, never the lock of a live server.
+
+    Right after a ``kill -9`` the postmaster is often still a zombie (not yet reaped by its parent):
+    PostgreSQL's own check (``kill(pid, 0)``) then takes it for a running server and refuses to start
+    ("lock file postmaster.pid already exists"). A zombie cannot run anything, so its lock is stale
+    once no orphaned backend is attached to its shared memory any more; we wait for that (backends
+    exit within about a second of noticing their postmaster's death). A live postmaster is an error.
+    """
+    owner = _lock_file_owner(pgdata)
+    if owner is None:
+        return
+    pid, shmid = owner
+    try:
+        os.waitpid(pid, os.WNOHANG)  # our own child (tests start servers in-process): reap it
+    except ChildProcessError:
+        pass
+    if pid_alive(pid) and _is_postgres(pid):
+        raise ProcessError(f"{what}: a server (pid {pid}) already runs on {pgdata} without the stack's pid "
+                           f"file; stop it (kill -INT {pid}) or give this stack another data dir")
+    deadline = time.monotonic() + timeout_s
+    announced = False
+    while (attached := shared_memory_attached(shmid)) > 0:
+        if time.monotonic() > deadline:
+            raise ProcessError(f"{what}: {attached} process(es) of the crashed server (pid {pid}) still use "
+                               f"its shared memory after {timeout_s:.0f}s; find them with 'ps -u postgres'")
+        if say is not None and not announced:
+            say(f"{what}: waiting for {attached} backend(s) of the crashed server (pid {pid}) to exit")
+            announced = True
+        time.sleep(0.1)
+    (pgdata / "postmaster.pid").unlink(missing_ok=True)
+    if say is not None:
+        say(f"{what}: removed the lock file of the crashed server (pid {pid})")
+
+
 def _start_as_server_user(data_dir: Path, spec: ProcessSpec) -> int:
     """Like :func:`infra.local.process.start_process`, dropping to the server user when root."""
-    from infra.local.process import pid_path, run_dir
-
     user = _server_user()
     log = log_path(data_dir, spec.name)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -189,5 +294,5 @@ def _start_as_server_user(data_dir: Path, spec: ProcessSpec) -> int:
             extra_groups=[] if user else None,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
         )
-    pid_path(data_dir, spec.name).write_text(f"{proc.pid}\n")
+    write_pid_file(data_dir, spec.name, proc.pid)
     return proc.pid

@@ -61,14 +61,48 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+def process_start_time(pid: int) -> str:
+    """When ``pid`` started (clock ticks since boot, from /proc), or "" if unknown: with the boot id it
+    tells the process we started from a later one that got the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def write_pid_file(data_dir: Path, name: str, pid: int) -> None:
+    """Record ``pid`` as the process ``name``, with its start time and the boot it belongs to."""
+    pid_path(data_dir, name).write_text(f"{pid}\n{process_start_time(pid)}\n{_boot_id()}\n")
+
+
 def read_pid(data_dir: Path, name: str) -> int | None:
-    """The pid recorded for ``name`` if that process is still alive."""
+    """The pid recorded for ``name`` if that very process is still alive.
+
+    A pid file outlives its process (``kill -9``, a reboot); its pid may then belong to another
+    program, which must neither count as running nor ever be signalled. The recorded start time and
+    boot id tell them apart (a pid file of the older one-line format is checked by liveness only).
+    """
     path = pid_path(data_dir, name)
     try:
-        pid = int(path.read_text().strip())
+        lines = path.read_text().split("\n")
+        pid = int(lines[0].strip())
     except (OSError, ValueError):
         return None
-    return pid if pid_alive(pid) else None
+    if not pid_alive(pid):
+        return None
+    started = lines[1].strip() if len(lines) > 1 else ""
+    boot = lines[2].strip() if len(lines) > 2 else ""
+    if (boot and boot != _boot_id()) or (started and started != process_start_time(pid)):
+        return None
+    return pid
 
 
 def start_process(data_dir: Path, spec: ProcessSpec) -> int:
@@ -89,7 +123,7 @@ def start_process(data_dir: Path, spec: ProcessSpec) -> int:
             env=env,
             start_new_session=True,
         )
-    pid_path(data_dir, spec.name).write_text(f"{proc.pid}\n")
+    write_pid_file(data_dir, spec.name, proc.pid)
     return proc.pid
 
 
@@ -161,16 +195,30 @@ def wait_until(
     what: str,
     alive: Callable[[], bool] | None = None,
     log: Path | None = None,
+    waiting_for: Callable[[], str | None] | None = None,
+    say: Callable[[str], None] | None = None,
+    say_every_s: float = 10.0,
 ) -> None:
-    """Poll ``check`` until true; raise :class:`ProcessError` naming ``what`` on timeout or death."""
-    deadline = time.monotonic() + timeout_s
+    """Poll ``check`` until true; raise :class:`ProcessError` naming ``what`` on timeout or death.
+
+    With ``say``, every ``say_every_s`` seconds of waiting it tells what it waits for (``waiting_for``
+    explains why ``what`` is not ready yet, e.g. "the broker is unreachable"); a timeout names it too.
+    """
+    start = time.monotonic()
+    deadline = start + timeout_s
+    next_say = start + say_every_s
     while time.monotonic() < deadline:
         if check():
             return
         if alive is not None and not alive():
             raise ProcessError(f"{what}: process exited before becoming ready{_tail(log)}")
+        if say is not None and time.monotonic() >= next_say:
+            reason = waiting_for() if waiting_for is not None else None
+            say(f"still waiting for {what} ({time.monotonic() - start:.0f}s){': ' + reason if reason else ''}")
+            next_say += say_every_s
         time.sleep(0.1)
-    raise ProcessError(f"{what}: not ready after {timeout_s:.0f}s{_tail(log)}")
+    reason = waiting_for() if waiting_for is not None else None
+    raise ProcessError(f"{what}: not ready after {timeout_s:.0f}s{' (' + reason + ')' if reason else ''}{_tail(log)}")
 
 
 def _tail(log: Path | None, lines: int = 15) -> str:

@@ -146,7 +146,7 @@ class Stack:
             if not pg.initialised():
                 say(f"initialising PostgreSQL for {side} in {pg.pgdata}")
                 pg.init()
-            pg.start(timeout)
+            pg.start(timeout, say=say)
             provision_side(s, side)
             say(f"PostgreSQL {side:6} ready on {s.host}:{pg.port} (databases: {', '.join(DATABASE_STORES[side])})")
         key_ring_for(s)  # create the embedded credential key file once, before any process reads it
@@ -160,17 +160,12 @@ class Stack:
         self.broker.ensure_topics(self.topics(), max_message_bytes=2 * s.kafka_message_max_bytes)
         say(f"broker ready on {s.broker_bootstrap} ({len(self.topics())} topics)")
         self._recover_broker_loss(say)
-        from connectors.capture.runner import capture_ready
-
         for side in SIDES:
             name = f"capture-{side}"
             if read_pid(s.data_dir, name) is None:
                 start_process(s.data_dir, self._python_spec(name, "connectors.capture.runner", "--side", side))
         for side in SIDES:
-            name = f"capture-{side}"
-            wait_until(lambda side=side: capture_ready(s, side), timeout, f"Debezium capture of {side}",
-                       alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
-            say(f"capture {side:6} streaming ({', '.join(CAPTURED_STORES[side])})")
+            self._wait_capture(side, say)
         from streams.status import worker_state_path
 
         for route in ROUTES:
@@ -190,6 +185,36 @@ class Stack:
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
         self._modes_up(say)
+
+    def _wait_capture(self, side: str, say: Say) -> None:
+        """Wait until the capture of ``side`` streams, or holds its changes because the broker is out of
+        reach: a side cut off by the link must start fully all the same (docs/outages.md)."""
+        from connectors.capture.runner import capture_ready, capture_retrying, capture_waiting_for_broker
+
+        s = self.settings
+        name = f"capture-{side}"
+        stores = ", ".join(CAPTURED_STORES[side])
+
+        def pid() -> int:
+            return read_pid(s.data_dir, name) or -1
+
+        def started() -> bool:
+            return capture_ready(s, side) or capture_waiting_for_broker(s, side, pid())
+
+        def reason() -> str:
+            what = capture_retrying(s, side, pid())
+            return f"it retries {what} (unreachable)" if what else "its replication slots are not streaming yet"
+
+        wait_until(started, s.ready_timeout_s, f"Debezium capture of {side}", alive=lambda: self._alive(name),
+                   log=log_path(s.data_dir, name), waiting_for=reason, say=say)
+        from infra.local.link import CUT_SIDE, link_is_up
+
+        cut = side == CUT_SIDE and not link_is_up(s)
+        if capture_ready(s, side) and not capture_waiting_for_broker(s, side, pid()) and not cut:
+            say(f"capture {side:6} streaming ({stores})")
+        else:
+            say(f"capture {side:6} started; the broker is out of reach{' (link down)' if cut else ''}: changes "
+                f"of {stores} wait in the replication slots until it is back")
 
     def _embedded_broker_up(self, timeout: float, say: Say) -> None:
         """Start the embedded broker and the link proxy in front of it unless they run."""
@@ -338,8 +363,8 @@ class Stack:
 
     def _stop(self, component: Component, pids: dict[str, int | None], say: Say) -> None:
         pid = pids[component.name]
-        if pid is None:
-            return
+        if pid is None or read_pid(self.settings.data_dir, component.name) != pid:
+            return  # not running, or it exited since ``pids`` was read (its pid may be another's now)
         sig = postgres_instance(self.settings, component.side_or_route).stop_signal() \
             if component.kind == "postgres" else 15
         clean = stop_pid(pid, timeout_s=60.0, sig=sig)

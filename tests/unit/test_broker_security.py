@@ -37,11 +37,12 @@ def settings_for(tmp_path: Path, **overrides: object):
     return load_settings(env={}, data_dir=tmp_path, **overrides)
 
 
-def test_plaintext_client_config_is_bootstrap_and_client_id_only(tmp_path: Path) -> None:
-    s = settings_for(tmp_path)
-    assert client_config(s) == {"bootstrap.servers": s.broker_bootstrap}
-    assert client_config(s, "platsync-local-x") == {"bootstrap.servers": s.broker_bootstrap,
-                                                    "client.id": "platsync-local-x"}
+def test_plaintext_client_config_is_bootstrap_back_off_and_client_id_only(tmp_path: Path) -> None:
+    s = settings_for(tmp_path, broker_reconnect_backoff_ms=700, broker_reconnect_backoff_max_ms=3000)
+    common = {"bootstrap.servers": s.broker_bootstrap, "reconnect.backoff.ms": 700,
+              "reconnect.backoff.max.ms": 3000, "log_level": 4}
+    assert client_config(s) == common
+    assert client_config(s, "platsync-local-x") == {**common, "client.id": "platsync-local-x"}
     assert faust_broker_options(s) == {"broker": f"kafka://{s.broker_bootstrap}"}
 
 
@@ -52,6 +53,7 @@ def test_ssl_client_config_trusts_the_generated_ca(tmp_path: Path) -> None:
     secrets = ensure_broker_secrets(s)
     config = client_config(s, "platsync-remote-x")
     assert config == {"bootstrap.servers": s.broker_bootstrap, "client.id": "platsync-remote-x",
+                      "reconnect.backoff.ms": 1000, "reconnect.backoff.max.ms": 2000, "log_level": 4,
                       "security.protocol": "SSL", "ssl.ca.location": str(secrets.ca),
                       "ssl.endpoint.identification.algorithm": "https"}
     creds = faust_broker_options(s)["broker_credentials"]
