@@ -59,8 +59,9 @@ class KeycloakUnavailableError(KeycloakError):
     """Keycloak is unreachable, timed out or failed (5xx): retry later.
 
     ``status`` is the HTTP status of a 5xx answer (None: no answer); ``maybe_applied`` is False
-    when Keycloak certainly did not process the request (no connection, or an answer: Keycloak
-    rolls a failed request's transaction back), True when it may have (no answer after sending).
+    when Keycloak certainly did not process the request (no connection, or Keycloak's own 5xx: it
+    rolls a failed request's transaction back), True when it may have (no answer after sending,
+    or a gateway's 504).
     """
 
     def __init__(self, message: str, status: int | None = None, maybe_applied: bool = True) -> None:
@@ -181,8 +182,11 @@ def classify(exc: kc.KeycloakError, what: str) -> KeycloakError:
     if isinstance(exc, kc.KeycloakConnectionError) or status is None or status >= 500:
         detail = f"HTTP {status}" if status else str(exc.__cause__ or exc.error_message)
         answered = status is not None and not isinstance(exc, kc.KeycloakConnectionError)
+        # Keycloak rolls a failed request back; a gateway's 504, or no answer after sending, may hide
+        # a request Keycloak did process.
+        maybe_applied = (not answered and not _never_sent(exc)) or status == 504
         return KeycloakUnavailableError(f"{what}: Keycloak unavailable ({detail})", status if answered else None,
-                                        maybe_applied=not answered and not _never_sent(exc))
+                                        maybe_applied=maybe_applied)
     message = error_message(exc)
     if status == 409:
         return KeycloakUserExistsError(status, message, what)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from connectors.keycloak.admin import (
     KeycloakAccounts,
+    KeycloakConfigError,
     KeycloakError,
     KeycloakRejectedError,
     KeycloakUnavailableError,
@@ -76,11 +77,13 @@ def create_staff_account(accounts: KeycloakAccounts, side: str, s: p.StaffCreden
         raise ApiError(f"{api}: the username (or e-mail) already has a Keycloak account on the {side} side; "
                        f"{nothing}") from None
     except KeycloakUnavailableError as exc:
-        if exc.maybe_applied and not exc.status:
+        if exc.maybe_applied:
             raise ApiError(f"{api}: the {side} Keycloak did not answer the account creation; the account may "
                            "or may not exist now (look it up before repeating the call); nothing written to "
                            "META") from None
         raise _unavailable(api, side, exc, nothing) from None
+    except KeycloakConfigError as exc:
+        raise ApiError(f"{api}: the {side} Keycloak cannot be used as configured: {exc}; {nothing}") from None
     except KeycloakRejectedError as exc:
         raise _refused(api, "the account", exc, nothing) from None
     except KeycloakError as exc:
@@ -96,6 +99,8 @@ def update_account(accounts: KeycloakAccounts, side: str, a: p.AuthUpdatePayload
         raise _unavailable(api, side, exc, nothing) from None
     except KeycloakRejectedError as exc:
         raise _refused(api, "the account lookup", exc, nothing) from None
+    except KeycloakConfigError as exc:
+        raise ApiError(f"{api}: the {side} Keycloak cannot be used as configured: {exc}; {nothing}") from None
     if user is None:
         raise ApiError(f"{api}: no Keycloak account with that username on the {side} side; {nothing}")
     rep: dict[str, Any] = {}
@@ -111,5 +116,7 @@ def update_account(accounts: KeycloakAccounts, side: str, a: p.AuthUpdatePayload
         raise _unavailable(api, side, exc, nothing) from None
     except KeycloakRejectedError as exc:
         raise _refused(api, "the change", exc, nothing) from None
+    except KeycloakConfigError as exc:
+        raise ApiError(f"{api}: the {side} Keycloak cannot be used as configured: {exc}; {nothing}") from None
     except KeycloakError as exc:
         raise ApiError(f"{api}: Keycloak refused the change ({type(exc).__name__}); {nothing}") from None
