@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,11 @@ def lock_file(pgdata: Path, pid: int, shmid: int | None = None) -> Path:
     return path
 
 
+def process_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        return fh.read().rsplit(") ", 1)[1][0]
+
+
 @pytest.fixture()
 def zombie_of_another_parent() -> Iterator[int]:
     """The pid of a dead process that its (live) parent never reaps, like a postmaster right after kill -9."""
@@ -49,6 +55,9 @@ def zombie_of_another_parent() -> Iterator[int]:
     try:
         assert parent.stdout is not None
         pid = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10
+        while process_state(pid) != "Z" and time.monotonic() < deadline:  # the child may not have exited yet
+            time.sleep(0.01)
         yield pid
     finally:
         parent.kill()
@@ -69,8 +78,7 @@ def program_named_postgres(tmp_path: Path) -> Iterator[int]:
 
 
 def test_the_lock_of_a_zombie_postmaster_is_removed(tmp_path: Path, zombie_of_another_parent: int) -> None:
-    with open(f"/proc/{zombie_of_another_parent}/stat", encoding="ascii") as fh:
-        assert fh.read().split(") ", 1)[1][0] == "Z"  # kill(pid, 0) succeeds: PostgreSQL thinks it lives
+    assert process_state(zombie_of_another_parent) == "Z"  # kill(pid, 0) succeeds: PostgreSQL thinks it lives
     lock = lock_file(tmp_path / "pgdata", zombie_of_another_parent)
     said: list[str] = []
     clear_stale_lock(tmp_path / "pgdata", 5, say=said.append)
