@@ -1,5 +1,6 @@
-"""Randomized convergence: random API calls on both sides, random link cuts and ``kill -9``s,
-then quiescence; afterwards every pair of stores the matrix links holds identical data, every
+"""Randomized convergence: random API calls on both sides, random link cuts and ``kill -9``s (of one
+process; of all the hospital's processes during a cut, then ``up``; of a postmaster with ``up`` at
+once), then quiescence; afterwards every pair of stores the matrix links holds identical data, every
 acknowledged write is present or lost a recorded conflict, and no serial number is duplicated.
 
 Seeded and reproducible: ``PLATSYNC_CONVERGENCE_SEED=<n>`` replays a run (the default seed is
@@ -49,8 +50,10 @@ class Run:
     acked: dict[tuple[str, str, str], tuple[int, str]] = field(default_factory=dict)
     link_up: bool = True
 
+    started: float = field(default_factory=time.monotonic)
+
     def log(self, line: str) -> None:
-        self.history.append(f"{len(self.history):3d} {line}")
+        self.history.append(f"{len(self.history):3d} {time.monotonic() - self.started:6.1f}s {line}")
 
     def report(self) -> str:
         return f"seed {self.seed} (replay: PLATSYNC_CONVERGENCE_SEED={self.seed})\n" + "\n".join(self.history)
@@ -129,6 +132,34 @@ def kill_and_restart(run: Run, stack: Stack, rng: random.Random) -> None:
     run.log(f"kill -9 {victim} (pid {pid}); up")
 
 
+#: The hospital's processes on the embedded stack (the broker and the link stand in for the cloud).
+HOSPITAL = ("pg-local", "keycloak-local", "capture-local", "worker-remote_to_local", "mode-local")
+
+
+def restart_hospital_in_a_cut(run: Run, stack: Stack) -> None:
+    """The hospital's server goes down hard during a cut and comes back: ``up`` must start it fully."""
+    if run.link_up:
+        toggle_link(run, stack.settings)
+    for name in HOSPITAL:
+        pid = read_pid(stack.settings.data_dir, name)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+    stack.up(say=lambda m: None)  # raises if the hospital cannot start while the link is down
+    missing = [name for name in HOSPITAL if read_pid(stack.settings.data_dir, name) is None]
+    assert not missing, f"not running after up in a cut: {missing}"
+    run.log("hospital restarted during the cut (kill -9 of all its processes; up)")
+
+
+def kill_postgres_then_up_at_once(run: Run, stack: Stack, rng: random.Random) -> None:
+    """``kill -9`` of a PostgreSQL postmaster and ``up`` without a pause (its lock file is still there)."""
+    victim = rng.choice(("pg-local", "pg-remote"))
+    pid = read_pid(stack.settings.data_dir, victim)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+    stack.up(say=lambda m: None)
+    run.log(f"postmaster {victim} (pid {pid}) killed with signal 9; up at once")
+
+
 def conflict_losers(settings: Settings) -> set[tuple[str, str, str, int]]:
     """(store, table, id, version) of every version that lost a recorded conflict, on either side."""
     losers = set()
@@ -184,15 +215,22 @@ def test_random_calls_cuts_and_kills_converge(stack: Stack) -> None:
                 toggle_link(run, s)
             elif roll < 0.10:
                 kill_and_restart(run, stack, rng)
+            elif roll < 0.12:
+                restart_hospital_in_a_cut(run, stack)
+            elif roll < 0.14:
+                kill_postgres_then_up_at_once(run, stack, rng)
             else:
                 api_call(run, s, rng)
-        # Every run covers both fault kinds, whatever the seed drew.
-        if not any(" link down" in line for line in run.history):
-            toggle_link(run, s)
-            for _ in range(5):
-                api_call(run, s, rng)
-        if not any(" kill -9 " in line for line in run.history):
-            kill_and_restart(run, stack, rng)
+        # Every run covers every fault kind, whatever the seed drew (and calls after a cut).
+        for marker, fault, calls_after in (
+                (" link down", lambda: toggle_link(run, s), 5),
+                (" kill -9 ", lambda: kill_and_restart(run, stack, rng), 0),
+                ("hospital restarted during the cut", lambda: restart_hospital_in_a_cut(run, stack), 3),
+                ("up at once", lambda: kill_postgres_then_up_at_once(run, stack, rng), 0)):
+            if not any(marker in line for line in run.history):
+                fault()
+                for _ in range(calls_after):
+                    api_call(run, s, rng)
         if not run.link_up:
             toggle_link(run, s)
         stack.up(say=lambda m: None)
