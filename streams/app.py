@@ -8,11 +8,9 @@ so offsets are committed after the sinks flushed (at-least-once).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -24,6 +22,7 @@ from streams.agents.apply import BatchReport, RouteApplier
 from streams.agents.pipeline import ApplyPipeline
 from streams.confluent_wire import codec_for
 from streams.deadletter import DeadLetterWriter, IncomingMessage
+from streams.jsonfile import write_json
 from streams.kafka_config import faust_broker_options
 from streams.metrics import Health, WorkerMetrics
 from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES
@@ -34,13 +33,6 @@ from streams.status import worker_state_path
 from streams.transport import RouteApp
 
 log = logging.getLogger("platsync.worker")
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
 
 
 def source_topics(settings: Settings, route: str) -> list[str]:
@@ -122,7 +114,7 @@ def create_app(settings: Settings, route: str, applier: RouteApplier, metrics: W
         if health is not None:
             health.beat("event_loop")
             health.set_ready(ready, "no partitions assigned (not consuming yet)")
-        _write_state(state_path, {"route": route, "pid": os.getpid(), "ready": ready,
+        write_json(state_path, {"route": route, "pid": os.getpid(), "ready": ready,
                                   "updated_ts_ms": int(time.time() * 1000), "retrying": dict(applier.retrying),
                                   **counters})
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from streams.model import CAPTURED_STORES, SIDES, route_for_source
+from streams.model import CAPTURED_STORES, SIDES, other_side, route_for_source
 from streams.progress import read_progress
 from streams.settings import Settings
 
@@ -100,7 +100,7 @@ def undrained(settings: Settings) -> list[str]:
     pending: list[str] = []
     for target in SIDES:
         applied = {(r["route"], r["source_store"]): int(r["last_lsn"]) for r in read_progress(settings, target)}
-        source = "remote" if target == "local" else "local"
+        source = other_side(target)
         route = route_for_source(source)
         for store in CAPTURED_STORES[source]:
             captured = int(capture_state(settings, source, store).get("last_lsn", 0))

@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.sinks import conflict_rule as rule
-from streams.model import DATABASE_STORES, SIDES
+from streams.model import DATABASE_STORES, SIDES, other_side
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Conflict:
     @property
     def loser(self) -> str:
         """The side whose version lost."""
-        return "remote" if self.primary.winner == "local" else "local"
+        return other_side(self.primary.winner)
 
     def differing_fields(self) -> list[str]:
         """Columns whose value differs between the local and the remote version."""

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from streams.model import other_side
+
 NORMAL, EMERGENCY, RECOVERY = "normal", "emergency", "recovery"
 MODES: tuple[str, ...] = (NORMAL, EMERGENCY, RECOVERY)
 HEARTBEAT_CONTRACT = "heartbeat"
@@ -95,10 +97,6 @@ class ModeDecision:
     reason: str
 
 
-def _peer(side: str) -> str:
-    return "remote" if side == "local" else "local"
-
-
 def _pending(inputs: ModeInputs) -> list[str]:
     pending = []
     if inputs.catching_up:
@@ -111,7 +109,7 @@ def _pending(inputs: ModeInputs) -> list[str]:
 
 def decide_mode(inputs: ModeInputs) -> ModeDecision:
     """The mode of ``inputs.side`` now (see the module docstring for the rules)."""
-    peer = _peer(inputs.side)
+    peer = other_side(inputs.side)
     if inputs.override is not None:
         o = inputs.override
         note = f": {o.note}" if o.note else ""

@@ -116,7 +116,7 @@ def _lost_in_conflicts(conns: list[psycopg.Connection[Any]], store: str, start_m
         for cid, table, row_id, winner, rule, local_row, remote_row, local_api, remote_api in conn.execute(
                 "SELECT conflict_id, table_name, row_id, winner, rule, local_row, remote_row, local_api_id, "
                 "remote_api_id FROM platsync_conflict WHERE table_name <> 'keycloak_account' ORDER BY detected_at"):
-            loser = "remote" if winner == "local" else "local"
+            loser = other_side(winner)
             row = remote_row if loser == "remote" else local_row
             entered = _ms(row.get("updated_at"))
             if cid in seen or entered is None or entered < start_ms or (end_ms is not None and entered > end_ms):

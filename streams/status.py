@@ -3,12 +3,12 @@ what was applied, the lag between them (from source LSNs and commit times) and e
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from infra.local.process import read_pid
+from streams.jsonfile import read_json
 from streams.model import CAPTURED_STORES, ROUTES, SIDES
 from streams.progress import read_progress
 from streams.settings import Settings
@@ -18,10 +18,7 @@ def capture_state(settings: Settings, side: str, store: str) -> dict[str, Any]:
     """The capture's last published progress for one source database ({} if none yet)."""
     from connectors.capture.runner import progress_path
 
-    try:
-        return json.loads(progress_path(settings, side, store).read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_json(progress_path(settings, side, store))
 
 
 def worker_state_path(settings: Settings, route: str) -> Path:
@@ -31,10 +28,7 @@ def worker_state_path(settings: Settings, route: str) -> Path:
 
 def worker_state(settings: Settings, route: str) -> dict[str, Any]:
     """The worker's last published state for one route ({} if none yet)."""
-    try:
-        return json.loads(worker_state_path(settings, route).read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_json(worker_state_path(settings, route))
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
@@ -82,11 +76,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     from connectors.capture.runner import retrying_path
 
     for side in SIDES:
-        try:
-            retry = json.loads(retrying_path(settings, side).read_text())
-            errors.append(f"capture {side}: {retry['what']} unreachable, retrying: {retry['error']}")
-        except (OSError, ValueError, KeyError):
-            pass
+        retry = read_json(retrying_path(settings, side))
+        if retry.get("what"):
+            errors.append(f"capture {side}: {retry['what']} unreachable, retrying: {retry.get('error', '')}")
     from streams.conflicts import open_conflict_count
     from streams.mode_state import all_modes
 
