@@ -30,6 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from streams.errors import PlatSyncError
 from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ CONFLICT_RESOLUTION_COLUMNS = ("status", "resolved_at", "resolution")
 BY_SYNC_COLUMN = "applied_by_sync"
 
 
-class AccessPolicyError(RuntimeError):
+class AccessPolicyError(PlatSyncError, RuntimeError):
     """A role's credentials are missing or the policy is asked for something it does not know."""
 
 

@@ -18,13 +18,14 @@ from typing import Any
 import fastavro
 
 from streams.change_encoder import change_encoder_for
+from streams.errors import PlatSyncError
 from streams.model import ChangeEvent
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MAGIC = b"\x50"  # 'P': PLAT Sync framing (the Confluent wire format uses 0x00)
 
 
-class DecodeError(ValueError):
+class DecodeError(PlatSyncError, ValueError):
     """A message is not a valid encoding of the expected contract."""
 
 

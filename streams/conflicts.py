@@ -20,6 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.sinks import conflict_rule as rule
+from streams.errors import PlatSyncError, RetryableError
 from streams.model import DATABASE_STORES, SIDES, other_side
 from streams.settings import Settings
 
@@ -30,11 +31,11 @@ _COLUMNS = ("conflict_id, store, table_name, row_id, local_row, remote_row, loca
             "winner, rule, detected_on, detected_at, event_id, status, resolved_at, resolution")
 
 
-class ConflictLookupError(LookupError):
+class ConflictLookupError(PlatSyncError, LookupError):
     """No conflict, or more than one, matches the id (prefix) given."""
 
 
-class StoresUnreachableError(RuntimeError):
+class StoresUnreachableError(RetryableError, RuntimeError):
     """Some stores could not be read or written; what was done is described in the message."""
 
 

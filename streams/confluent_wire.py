@@ -17,7 +17,7 @@ Whose fault a failure is decides what happens to the message. The message's: no 
 the registry does not know (40403), an id of another record type, a body that does not resolve:
 :class:`~streams.codec.DecodeError` (the worker dead-letters it). The registry's: unreachable,
 5xx, 401/403: :class:`~streams.schema_registry.SchemaRegistryUnavailableError`, a
-``StoreUnavailableError`` the worker retries (good messages are never dead-lettered for it).
+:class:`~streams.errors.RetryableError` the worker retries (good messages are never dead-lettered for it).
 
 Change batches: each element of a ``change_batch`` message is itself a complete change-event
 message in the same wire format (header with the ChangeEvent id), so an element dead-lettered,

@@ -25,6 +25,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from streams.codec import PLAIN, DecodeError, MessageCodec
+from streams.errors import PlatSyncError
 from streams.kafka_config import client_config
 from streams.model import ROUTES
 from streams.settings import Settings
@@ -33,7 +34,7 @@ OPERATOR_CLIENT_ID = "platsync-operator-dlq"  # names no side: never cut by the 
 READ_QUIET_S = 0.5
 
 
-class DeadLetterError(RuntimeError):
+class DeadLetterError(PlatSyncError, RuntimeError):
     """A dead-letter operation that cannot be done (unknown id, broker unreachable, nothing to re-drive)."""
 
 

@@ -24,6 +24,7 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streams.errors import PlatSyncError
 from streams.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 OPERATOR = "operator"
 
 
-class BrokerSecurityError(RuntimeError):
+class BrokerSecurityError(PlatSyncError, RuntimeError):
     """The broker's CA file or the generated credentials are missing or unreadable."""
 
 

@@ -30,6 +30,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from streams.errors import PlatSyncError
+
 if TYPE_CHECKING:
     from streams.agents.apply import BatchReport
     from streams.settings import Settings
@@ -39,7 +41,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 Check = Callable[[], "str | None"]
 
 
-class MetricsPortError(OSError):
+class MetricsPortError(PlatSyncError, OSError):
     """The metrics port of a process is taken (the message names the setting to change)."""
 
 

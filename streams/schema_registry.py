@@ -5,7 +5,7 @@ global id, test compatibility, set and read compatibility levels, list subjects 
 Errors are typed by who can fix them:
 
 - :class:`SchemaRegistryUnavailableError`: the registry cannot be reached or answers 5xx. It is a
-  :class:`~connectors.sinks.base.StoreUnavailableError`, so a worker waits and retries instead of
+  :class:`~streams.errors.RetryableError`, so a worker waits and retries instead of
   dead-lettering good messages;
 - :class:`SchemaRegistryAuthError` (401/403): fix ``schema_registry_user``/``schema_registry_password``;
 - :class:`IncompatibleSchemaError` (409): the registry's compatibility rule refuses the schema;
@@ -25,7 +25,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from connectors.sinks.base import StoreUnavailableError
+from streams.errors import PlatSyncError, RetryableError
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 ACCEPT = "application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; q=0.9, application/json; q=0.5"
@@ -33,7 +33,7 @@ COMPATIBILITY_LEVELS = ("BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_T
                         "FULL_TRANSITIVE", "NONE")
 
 
-class SchemaRegistryError(RuntimeError):
+class SchemaRegistryError(PlatSyncError, RuntimeError):
     """The registry answered with an error (``status``, its ``error_code`` and ``message``)."""
 
     def __init__(self, text: str, status: int = 0, error_code: int = 0, message: str = "") -> None:
@@ -41,7 +41,7 @@ class SchemaRegistryError(RuntimeError):
         self.status, self.error_code, self.message = status, error_code, message
 
 
-class SchemaRegistryUnavailableError(StoreUnavailableError):
+class SchemaRegistryUnavailableError(SchemaRegistryError, RetryableError):
     """The registry cannot be reached, timed out or failed (5xx): retry later."""
 
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from streams.errors import PlatSyncError
+
 ENV_PREFIX = "PLATSYNC_"
 
 
-class SettingsError(ValueError):
+class SettingsError(PlatSyncError, ValueError):
     """A settings file or environment variable holds a value of the wrong kind."""
 
 

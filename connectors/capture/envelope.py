@@ -45,6 +45,7 @@ from typing import Any
 from sqlalchemy import Date, LargeBinary
 
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
+from streams.errors import PlatSyncError
 from streams.model import ChangeEvent, RowValue
 
 MARKER_TABLE = "platsync_txn_marker"
@@ -54,7 +55,7 @@ PROBE_TABLE = "platsync_probe"
 ROW_OPS = frozenset(("c", "u", "d", "r"))
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(PlatSyncError, ValueError):
     """A Debezium record is not valid JSON or not a change envelope this capture understands."""
 
 

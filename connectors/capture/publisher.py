@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from connectors.capture.oversized import OversizedChanges, producer_max_bytes
 from streams.codec import MessageCodec
 from streams.confluent_wire import codec_for
+from streams.errors import RetryableError
 from streams.kafka_config import OPERATOR, client_config
 from streams.model import ChangeEvent
 from streams.settings import Settings
@@ -19,7 +20,7 @@ from streams.settings import Settings
 FLUSH_TIMEOUT_S = 30.0
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(RetryableError, RuntimeError):
     """The broker did not acknowledge every event of a batch."""
 
 

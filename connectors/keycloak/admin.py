@@ -36,6 +36,7 @@ import requests
 from keycloak import KeycloakAdmin, KeycloakOpenID
 from keycloak import exceptions as kc
 
+from streams.errors import PlatSyncError, RetryableError
 from streams.settings import Settings
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ ADMIN_REALM = "master"
 ADMIN_CLIENT = "admin-cli"
 
 
-class KeycloakError(Exception):
+class KeycloakError(PlatSyncError):
     """Base class of the connector's Keycloak errors."""
 
 
@@ -55,7 +56,7 @@ class KeycloakConfigError(KeycloakError):
         self.retryable = retryable
 
 
-class KeycloakUnavailableError(KeycloakError):
+class KeycloakUnavailableError(KeycloakError, RetryableError):
     """Keycloak is unreachable, timed out or failed (5xx): retry later.
 
     ``status`` is the HTTP status of a 5xx answer (None: no answer); ``maybe_applied`` is False

@@ -26,12 +26,13 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from streams.errors import PlatSyncError
 from streams.settings import Settings
 
 MAGIC = b"PSK1"
 
 
-class CredentialKeyError(ValueError):
+class CredentialKeyError(PlatSyncError, ValueError):
     """The key ring is malformed, or a ciphertext cannot be decrypted with it."""
 
 

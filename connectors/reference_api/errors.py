@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from streams.errors import PlatSyncError
 
-class ApiError(Exception):
+
+class ApiError(PlatSyncError):
     """An API call was refused; nothing was written."""
 
 

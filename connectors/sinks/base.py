@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from streams.errors import RetryableError
 from streams.model import Write
 
 
-class StoreUnavailableError(RuntimeError):
+class StoreUnavailableError(RetryableError, RuntimeError):
     """The target store cannot be reached right now; the batch must be retried."""
 
 

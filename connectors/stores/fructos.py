@@ -26,11 +26,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from connectors.stores.tables import fructos_metadata
+from streams.errors import PlatSyncError
 
 ENTITIES: tuple[str, ...] = ("plat_user", "patient", "document")
 
 
-class RecordNotFoundError(LookupError):
+class RecordNotFoundError(PlatSyncError, LookupError):
     """No live (not logically deleted) signed record has the requested id."""
 
 

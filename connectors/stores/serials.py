@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
+from streams.errors import PlatSyncError
+
 
 @dataclass(frozen=True)
 class Serial:
@@ -70,7 +72,7 @@ PATIENT_NUMBER_RANGES = PATIENT_NUMBER.ranges
 DOCUMENT_NUMBER_RANGES = DOCUMENT_NUMBER.ranges
 
 
-class SerialExhaustedError(RuntimeError):
+class SerialExhaustedError(PlatSyncError, RuntimeError):
     """A side has used up its range of serial numbers."""
 
 

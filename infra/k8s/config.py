@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from streams.errors import PlatSyncError
 from streams.settings import Settings, SettingsError, load_settings
 
 K8S_DIR = Path(__file__).resolve().parent
@@ -36,7 +37,7 @@ _CIDR = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-class DeploymentError(ValueError):
+class DeploymentError(PlatSyncError, ValueError):
     """The deployment file is invalid; ``faults`` lists every problem."""
 
     def __init__(self, source: str, faults: list[str]) -> None:

@@ -15,13 +15,14 @@ import zipfile
 from pathlib import Path
 
 from connectors.capture.echo_filter import compiled_classes
+from streams.errors import PlatSyncError
 from streams.settings import Settings
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 MANIFEST = "Manifest-Version: 1.0\r\nCreated-By: platsync k8s echo-filter-jar\r\n\r\n"
 
 
-class EchoJarError(RuntimeError):
+class EchoJarError(PlatSyncError, RuntimeError):
     """The filter could not be compiled (no JDK, or the echo filter is switched off)."""
 
 

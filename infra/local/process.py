@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from streams.errors import PlatSyncError
 
-class ProcessError(RuntimeError):
+
+class ProcessError(PlatSyncError, RuntimeError):
     """A child process failed to start or to become ready."""
 
 

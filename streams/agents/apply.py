@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from connectors.sinks.base import Sink, StoreUnavailableError
+from connectors.sinks.base import Sink
 from streams.codec import PLAIN, DecodeError, MessageCodec
 from streams.deadletter import DeadLetterWriter, IncomingMessage
+from streams.errors import RetryableError
 from streams.model import ROUTES, ChangeEvent, Write
 from streams.progress import StoreProgress
 from streams.routing.matrix_model import Matrix
@@ -144,7 +145,7 @@ class RouteApplier:
             try:
                 try:
                     elements = self._split_changes(msg.value)
-                except StoreUnavailableError:  # the schema registry: wait for it, never dead-letter for it
+                except RetryableError:  # the schema registry: wait for it, never dead-letter for it
                     elements = self._retry(lambda msg=msg: self._split_changes(msg.value), SCHEMA_REGISTRY)
             except DecodeError as exc:
                 report.events += 1
@@ -160,7 +161,7 @@ class RouteApplier:
         try:
             try:
                 change = self._decode_change(msg.value)
-            except StoreUnavailableError:  # the schema registry: wait for it, never dead-letter for it
+            except RetryableError:  # the schema registry: wait for it, never dead-letter for it
                 change = self._retry(lambda: self._decode_change(msg.value), SCHEMA_REGISTRY)
         except DecodeError as exc:
             self._dead_letter(msg, "decode", str(exc), HINTS["decode"], report, None)
@@ -210,7 +211,7 @@ class RouteApplier:
                 result = action()
                 self.retrying.pop(what, None)
                 return result
-            except StoreUnavailableError as exc:
+            except RetryableError as exc:
                 self.retrying[what] = str(exc)
                 self.retry_attempts[what] = self.retry_attempts.get(what, 0) + 1
                 log.error("%s: %s unavailable, retrying in %.1fs: %s", self.route_name, what, delay,

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from streams.errors import PlatSyncError
 from streams.model import ROUTES, SIDE_STORES, STORES
 
 API_ID_PATTERN = r"^PRV_[A-Z]{3}_\d{3}$"
@@ -43,7 +44,7 @@ class MatrixFault:
         return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
 
 
-class MatrixError(Exception):
+class MatrixError(PlatSyncError):
     """A matrix file is invalid; ``faults`` lists every problem found (top-level, feeds, apis, directions)."""
 
     def __init__(self, faults: Sequence[MatrixFault]) -> None:

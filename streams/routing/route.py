@@ -6,6 +6,7 @@ validated :class:`~streams.routing.matrix_model.Matrix`, so it is tested exhaust
 
 from __future__ import annotations
 
+from streams.errors import PlatSyncError
 from streams.model import ChangeEvent, RouteDecision, Write
 from streams.routing.matrix_model import Matrix
 
@@ -13,7 +14,7 @@ from streams.routing.matrix_model import Matrix
 SINK_OPS: dict[str, str] = {"c": "upsert", "u": "upsert", "r": "upsert", "d": "delete"}
 
 
-class RoutingError(Exception):
+class RoutingError(PlatSyncError):
     """A change cannot be routed: the data or the matrix is wrong, so retrying will not help."""
 
 

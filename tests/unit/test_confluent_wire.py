@@ -8,11 +8,11 @@ import io
 import fastavro
 import pytest
 
-from connectors.sinks.base import StoreUnavailableError
 from infra.local.process import free_port
 from streams import codec as plain
 from streams.codec import PLAIN, DecodeError, load_contract
 from streams.confluent_wire import ConfluentWire, codec_for, contract_names, header
+from streams.errors import RetryableError
 from streams.model import ChangeEvent
 from streams.schema_registry import SchemaRegistryClient, SchemaRegistryUnavailableError, subject_for
 from streams.settings import load_settings
@@ -111,7 +111,8 @@ def test_an_unknown_id_with_the_registry_down_is_the_registrys_fault(wire: Confl
     unknown = header(999) + plain.encode_change(change())[9:]
     with pytest.raises(SchemaRegistryUnavailableError, match="unreachable") as caught:
         wire.decode_change(unknown)
-    assert isinstance(caught.value, StoreUnavailableError) and not isinstance(caught.value, DecodeError)
+    # retried by the worker (RetryableError), never dead-lettered (DecodeError)
+    assert isinstance(caught.value, RetryableError) and not isinstance(caught.value, DecodeError)
     with pytest.raises(SchemaRegistryUnavailableError):
         wire.split_changes(unknown)
 
