@@ -46,6 +46,7 @@ from streams.codec import (
     load_contract,
 )
 from streams.model import ChangeEvent
+from streams.retry import Backoff, retry
 from streams.schema_registry import (
     IncompatibleSchemaError,
     InvalidSchemaError,
@@ -261,18 +262,15 @@ def codec_for(settings: Settings, register: bool = True) -> MessageCodec:
         return PLAIN
     client = SchemaRegistryClient(settings.schema_registry_url, settings.schema_registry_user,
                                   settings.schema_registry_password, settings.schema_registry_timeout_s)
-    deadline = time.monotonic() + settings.schema_registry_start_wait_s
-    delay = 0.25
-    while True:
-        try:
-            ids = register_contracts(client, settings.schema_registry_compatibility, register)
-            break
-        except SchemaRegistryUnavailableError as exc:
-            if time.monotonic() + delay > deadline:
-                raise SchemaRegistryUnavailableError(
-                    f"{exc} (waited {settings.schema_registry_start_wait_s:g} s at start)") from None
-            log.warning("schema registry not reachable yet, retrying in %.1fs: %s", delay, exc)
-            time.sleep(delay)
-            delay = min(2.0, delay * 2)
+    def failed(exc: BaseException, _attempts: int, delay: float) -> None:
+        log.warning("schema registry not reachable yet, retrying in %.1fs: %s", delay, exc)
+
+    try:
+        ids = retry(lambda: register_contracts(client, settings.schema_registry_compatibility, register),
+                    "schema registry", retry_on=(SchemaRegistryUnavailableError,), backoff=Backoff(0.25, 2.0),
+                    deadline_s=settings.schema_registry_start_wait_s, on_failure=failed)
+    except SchemaRegistryUnavailableError as exc:
+        raise SchemaRegistryUnavailableError(
+            f"{exc} (waited {settings.schema_registry_start_wait_s:g} s at start)") from None
     log.info("schema registry %s: %s", client.url, ", ".join(f"{n}=id {i}" for n, i in sorted(ids.items())))
     return ConfluentWire(client, ids).codec()

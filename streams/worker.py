@@ -25,6 +25,7 @@ from streams.log_repeats import OutageLog
 from streams.logs import configure_for, configure_logging, redact, secrets_of
 from streams.metrics import Health, MetricsPortError, WorkerMetrics, serve, worker_metrics
 from streams.model import CAPTURED_STORES, ROUTES
+from streams.retry import Backoff, RetryStopped, retry
 from streams.settings import Settings, SettingsError, load_settings
 from streams.status import worker_state_path
 
@@ -88,20 +89,20 @@ def wait_for_broker(settings: Settings, route: str) -> bool:
     admin = AdminClient({**client_config(settings, client_id, f"worker-{route}"), "socket.timeout.ms": 5000})
     what = f"broker {settings.broker_bootstrap}"
     outage = OutageLog(log, what, settings.log_repeat_summary_s)
-    delay = settings.broker_reconnect_backoff_ms / 1000
+
+    def failed(exc: BaseException, _attempts: int, delay: float) -> None:
+        outage.failed(str(exc.args[0] if exc.args else exc), delay)
+        write_json(worker_state_path(settings, route), {
+            "route": route, "pid": os.getpid(), "ready": False, "waiting_for": what,
+            "updated_ts_ms": time.time_ns() // 1_000_000})
+
     try:
-        while not stop.is_set():
-            try:
-                admin.list_topics(timeout=5)
-                outage.recovered()
-                return True
-            except KafkaException as exc:
-                outage.failed(str(exc.args[0] if exc.args else exc), delay)
-                write_json(worker_state_path(settings, route), {
-                    "route": route, "pid": os.getpid(), "ready": False, "waiting_for": what,
-                    "updated_ts_ms": time.time_ns() // 1_000_000})
-            stop.wait(delay)
-            delay = min(settings.broker_reconnect_backoff_max_ms / 1000, delay * 2)
+        retry(lambda: admin.list_topics(timeout=5), what, retry_on=(KafkaException,),
+              backoff=Backoff(settings.broker_reconnect_backoff_ms / 1000,
+                              settings.broker_reconnect_backoff_max_ms / 1000),
+              stop=stop, on_failure=failed, on_success=lambda _failed: outage.recovered())
+        return not stop.is_set()  # a signal during the last attempt still stops us
+    except RetryStopped:
         return False
     finally:
         for sig, handler in previous.items():

@@ -51,6 +51,7 @@ from streams.log_repeats import OutageLog
 from streams.logs import configure_for, configure_logging
 from streams.metrics import CaptureMetrics, Health, MetricsPortError, capture_metrics, serve
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
+from streams.retry import Backoff, RetryStopped, retry
 from streams.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.capture")
@@ -157,26 +158,22 @@ def _retrying(action: Callable[[], T], what: str, retry_file: Path,
     While it retries, ``retry_file`` names what is unreachable so that ``platsync status`` shows it;
     the log gets the outage's start, a summary every ``summary_every_s`` and its end, not a line per
     attempt (a long link cut must not flood it). ``stop`` (set at shutdown) ends the retries with
-    :class:`DeliveryError`.
+    :class:`~streams.retry.RetryStopped`.
     """
-    delay = 0.5
     since = time.time_ns() // 10**6
     outage = OutageLog(log, what, summary_every_s)
-    while True:
-        try:
-            result = action()
-            retry_file.unlink(missing_ok=True)
-            outage.recovered()
-            return result
-        except errors as exc:
-            outage.failed(str(exc).strip()[:500], delay)
-            write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since,
-                                    "attempts": outage.attempts, "pid": os.getpid()})
-            if stop is not None and stop.wait(delay):
-                raise DeliveryError(f"{what}: stopped while retrying: {exc}") from exc
-            if stop is None:
-                time.sleep(delay)
-            delay = min(max_delay_s, delay * 2)
+
+    def failed(exc: BaseException, attempts: int, delay: float) -> None:
+        outage.failed(str(exc).strip()[:500], delay)
+        write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since,
+                                "attempts": attempts, "pid": os.getpid()})
+
+    def succeeded(_failed: int) -> None:
+        retry_file.unlink(missing_ok=True)
+        outage.recovered()
+
+    return retry(action, what, retry_on=errors, backoff=Backoff(0.5, max_delay_s), stop=stop,
+                 on_failure=failed, on_success=succeeded)
 
 
 class StoreCapture:
@@ -262,7 +259,7 @@ class StoreCapture:
             self.batches += 1
             self._save_state(events)
         except BaseException as exc:
-            if isinstance(exc, DeliveryError) and self.stopping.is_set():
+            if isinstance(exc, DeliveryError | RetryStopped) and self.stopping.is_set():
                 # Stopped while the broker was out of reach: not a failure. Nothing of this batch was
                 # acknowledged, so Debezium captures it again at the next start.
                 log.info("%s: stopped while waiting for the broker; the batch is captured again at the next "

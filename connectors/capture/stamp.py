@@ -36,7 +36,9 @@ from streams.confluent_wire import codec_for
 from streams.deadletter import DeadLetterWriter, IncomingMessage
 from streams.jsonfile import read_json, write_json
 from streams.kafka_config import client_config
+from streams.log_repeats import OutageLog
 from streams.model import CAPTURED_STORES, ChangeEvent, route_for_source
+from streams.retry import Backoff, retry
 from streams.settings import Settings
 
 log = logging.getLogger("platsync.stamp")
@@ -194,17 +196,15 @@ class SideStamper:
 
     def _retry(self, action: Callable[[], Any], what: str) -> None:
         """Run ``action`` until it succeeds (the broker may be away); :class:`DeliveryError` once stopped."""
-        delay = 0.1
-        while True:
-            try:
-                action()
-                return
-            except (DeliveryError, KafkaException, RuntimeError) as exc:
-                log.error("%s failed, retrying in %.1fs: %s", what, delay, type(exc).__name__)
-                self.on_retry(what)
-                if self.stop.wait(delay):
-                    raise DeliveryError(f"{what}: stopped while retrying") from exc
-                delay = min(RETRY_MAX_S, delay * 2)
+        outage = OutageLog(log, what)
+
+        def failed(exc: BaseException, _attempts: int, delay: float) -> None:
+            outage.failed(type(exc).__name__, delay)  # the text may quote a record: the class only
+            self.on_retry(what)
+
+        retry(action, what, retry_on=(DeliveryError, KafkaException, RuntimeError),
+              backoff=Backoff(0.1, RETRY_MAX_S), stop=self.stop, on_failure=failed,
+              on_success=lambda _failed: outage.recovered())
 
     def assigned(self) -> bool:
         """True once the group gave this stamper its partitions."""

@@ -21,8 +21,10 @@ from connectors.sinks.base import Sink
 from streams.codec import PLAIN, DecodeError, MessageCodec
 from streams.deadletter import DeadLetterWriter, IncomingMessage
 from streams.errors import RetryableError
+from streams.log_repeats import OutageLog
 from streams.model import ROUTES, ChangeEvent, Write
 from streams.progress import StoreProgress
+from streams.retry import Backoff, retry
 from streams.routing.matrix_model import Matrix
 from streams.routing.route import RoutingError, UndeclaredSourceError, UnknownApiError, route
 
@@ -205,19 +207,19 @@ class RouteApplier:
         report.progress.setdefault(store, StoreProgress()).dead_letters += 1
 
     def _retry(self, action: Callable[[], T], what: str) -> T:
-        delay, cap = self.retry_backoff_s
-        while True:
-            try:
-                result = action()
-                self.retrying.pop(what, None)
-                return result
-            except RetryableError as exc:
-                self.retrying[what] = str(exc)
-                self.retry_attempts[what] = self.retry_attempts.get(what, 0) + 1
-                log.error("%s: %s unavailable, retrying in %.1fs: %s", self.route_name, what, delay,
-                          str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            time.sleep(delay)
-            delay = min(cap, delay * 2)
+        """``action`` retried while ``what`` is unreachable (streams/retry.py); shown in ``retrying``."""
+        outage = OutageLog(log, f"{self.route_name}: {what}")
+
+        def failed(exc: BaseException, _attempts: int, delay: float) -> None:
+            self.retrying[what] = str(exc)
+            self.retry_attempts[what] = self.retry_attempts.get(what, 0) + 1
+            outage.failed(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, delay)
+
+        def succeeded(_failed: int) -> None:
+            self.retrying.pop(what, None)
+            outage.recovered()
+
+        return retry(action, what, backoff=Backoff(*self.retry_backoff_s), on_failure=failed, on_success=succeeded)
 
 
 def _error_class(error: str) -> str:
