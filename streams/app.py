@@ -29,7 +29,7 @@ from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES
 from streams.progress import ProgressRecorder
 from streams.routing.matrix_model import load_matrix
 from streams.settings import Settings
-from streams.status import worker_state_path
+from streams.state_files import worker_state_path
 from streams.transport import RouteApp
 
 log = logging.getLogger("platsync.worker")

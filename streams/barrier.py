@@ -18,6 +18,7 @@ import psycopg
 from streams.model import CAPTURED_STORES, SIDES, other_side, route_for_source
 from streams.progress import read_progress
 from streams.settings import Settings
+from streams.state_files import capture_state
 
 PROBE_SQL = (
     "INSERT INTO platsync_probe (probe_id) "
@@ -95,8 +96,6 @@ def wait_synced(settings: Settings, timeout_s: float,
 
 def undrained(settings: Settings) -> list[str]:
     """Source stores whose last produced position (per the capture) is not applied yet."""
-    from streams.status import capture_state
-
     pending: list[str] = []
     for target in SIDES:
         applied = {(r["route"], r["source_store"]): int(r["last_lsn"]) for r in read_progress(settings, target)}

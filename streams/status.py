@@ -4,7 +4,6 @@ what was applied, the lag between them (from source LSNs and commit times) and e
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from infra.local.process import read_pid
@@ -12,23 +11,7 @@ from streams.jsonfile import read_json
 from streams.model import CAPTURED_STORES, ROUTES, SIDES
 from streams.progress import read_progress
 from streams.settings import Settings
-
-
-def capture_state(settings: Settings, side: str, store: str) -> dict[str, Any]:
-    """The capture's last published progress for one source database ({} if none yet)."""
-    from connectors.capture.runner import progress_path
-
-    return read_json(progress_path(settings, side, store))
-
-
-def worker_state_path(settings: Settings, route: str) -> Path:
-    """File where a worker publishes its liveness, counters and retries."""
-    return settings.data_dir / "state" / "worker" / f"{route}.json"
-
-
-def worker_state(settings: Settings, route: str) -> dict[str, Any]:
-    """The worker's last published state for one route ({} if none yet)."""
-    return read_json(worker_state_path(settings, route))
+from streams.state_files import capture_state, retrying_path, worker_state
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
@@ -73,8 +56,6 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                           "the broker answers")
         routes[route] = {"source_side": source_side, "target_side": target_side, "stores": stores,
                          "retrying": retrying}
-    from connectors.capture.runner import retrying_path
-
     for side in SIDES:
         retry = read_json(retrying_path(settings, side))
         if retry.get("what"):

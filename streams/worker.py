@@ -27,7 +27,7 @@ from streams.metrics import Health, MetricsPortError, WorkerMetrics, serve, work
 from streams.model import CAPTURED_STORES, ROUTES
 from streams.retry import Backoff, RetryStopped, retry
 from streams.settings import Settings, SettingsError, load_settings
-from streams.status import worker_state_path
+from streams.state_files import capture_state, worker_state_path
 
 log = logging.getLogger("platsync.worker")
 
@@ -112,7 +112,6 @@ def wait_for_broker(settings: Settings, route: str) -> bool:
 def _observability(settings: Settings, route: str, applier: RouteApplier) -> tuple[WorkerMetrics, Health]:
     """The route's metrics (applied positions seeded from ``platsync_progress``) and health."""
     from streams.progress import read_progress
-    from streams.status import capture_state
 
     source_side, target_side = ROUTES[route]
     metrics = worker_metrics(

@@ -53,21 +53,12 @@ from streams.metrics import CaptureMetrics, Health, MetricsPortError, capture_me
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.retry import Backoff, RetryStopped, retry
 from streams.settings import Settings, SettingsError, load_settings
+from streams.state_files import failure_path, markers_path, progress_path, retrying_path
 
 log = logging.getLogger("platsync.capture")
 T = TypeVar("T")
 BROKER_RETRY_MAX_S = 1.0
 CLOSE_TIMEOUT_S = 60.0
-
-
-def progress_path(settings: Settings, side: str, store: str) -> Path:
-    """Progress file of one captured database."""
-    return settings.data_dir / "state" / "capture" / f"{side}.{store}.json"
-
-
-def markers_path(settings: Settings, side: str, store: str) -> Path:
-    """Saved transaction markers of one captured database (resume inside a transaction)."""
-    return settings.data_dir / "state" / "capture" / f"{side}.{store}.markers.json"
 
 
 def _store_dsn(settings: Settings, side: str, store: str) -> str:
@@ -88,25 +79,6 @@ def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = 
         if not row or not row[0]:
             return False
     return True
-
-
-def capture_retrying(settings: Settings, side: str, pid: int | None = None) -> str | None:
-    """What the capture of ``side`` is waiting for right now (e.g. ``broker 127.0.0.1:19092``), or None.
-
-    With ``pid``, only what that capture process reported (not a file left by an earlier one).
-    """
-    state = read_json(retrying_path(settings, side))
-    what = state.get("what")
-    if pid is not None and state.get("pid") != pid:
-        return None
-    return str(what) if what else None
-
-
-def capture_waiting_for_broker(settings: Settings, side: str, pid: int | None = None) -> bool:
-    """True while the capture of ``side`` (process ``pid``) holds a batch because the broker is out of
-    reach (link cut, broker down): its engines stand still and the replication slots keep every change."""
-    what = capture_retrying(settings, side, pid)
-    return what is not None and what.startswith("broker")
 
 
 def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverter:
@@ -136,17 +108,6 @@ def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverte
         return _retrying(query, f"{side} Keycloak database", retry_file)
 
     return KeycloakAccountConverter(side, read, applied, key_ring_for(settings), realm_id)
-
-
-def failure_path(settings: Settings, side: str, store: str) -> Path:
-    """The full text of the last batch failure of one captured database (may quote row values,
-    so it is kept out of the logs)."""
-    return settings.data_dir / "state" / "capture" / f"{side}.{store}.failure.json"
-
-
-def retrying_path(settings: Settings, side: str) -> Path:
-    """What the capture of ``side`` is currently retrying (absent when nothing is), for ``status``."""
-    return settings.data_dir / "state" / "capture" / f"{side}.retrying.json"
 
 
 def _retrying(action: Callable[[], T], what: str, retry_file: Path,

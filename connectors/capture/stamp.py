@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.capture.publisher import DeliveryError, Publisher
-from connectors.capture.runner import keycloak_converter, markers_path, progress_path
+from connectors.capture.runner import keycloak_converter
 from streams.confluent_wire import codec_for
 from streams.deadletter import DeadLetterWriter, IncomingMessage
 from streams.jsonfile import read_json, write_json
@@ -40,6 +40,7 @@ from streams.log_repeats import OutageLog
 from streams.model import CAPTURED_STORES, ChangeEvent, route_for_source
 from streams.retry import Backoff, retry
 from streams.settings import Settings
+from streams.state_files import markers_path, progress_path
 
 log = logging.getLogger("platsync.stamp")
 MAX_RECORDS = 2048

@@ -33,6 +33,7 @@ from infra.local.process import (
 )
 from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES, route_for_target
 from streams.settings import Settings
+from streams.state_files import capture_retrying, capture_waiting_for_broker, worker_state, worker_state_path
 
 Say = Callable[[str], None]
 
@@ -166,8 +167,6 @@ class Stack:
                 start_process(s.data_dir, self._python_spec(name, "connectors.capture.runner", "--side", side))
         for side in SIDES:
             self._wait_capture(side, say)
-        from streams.status import worker_state_path
-
         for route in ROUTES:
             name = f"worker-{route}"
             if read_pid(s.data_dir, name) is None:
@@ -189,7 +188,7 @@ class Stack:
     def _wait_capture(self, side: str, say: Say) -> None:
         """Wait until the capture of ``side`` streams, or holds its changes because the broker is out of
         reach: a side cut off by the link must start fully all the same (docs/outages.md)."""
-        from connectors.capture.runner import capture_ready, capture_retrying, capture_waiting_for_broker
+        from connectors.capture.runner import capture_ready
 
         s = self.settings
         name = f"capture-{side}"
@@ -320,8 +319,6 @@ class Stack:
         return read_pid(self.settings.data_dir, name) is not None
 
     def _worker_ready(self, route: str) -> bool:
-        from streams.status import worker_state
-
         state = worker_state(self.settings, route)
         return bool(state.get("ready")) and state.get("pid") == read_pid(self.settings.data_dir, f"worker-{route}")
 

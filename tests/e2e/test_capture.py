@@ -23,12 +23,13 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.capture.debezium import slot_name
-from connectors.capture.runner import capture_ready, progress_path
+from connectors.capture.runner import capture_ready
 from infra.local.process import free_port, stop_pid
 from streams.codec import decode_changes
 from streams.kafka_config import client_config
 from streams.model import ChangeEvent
 from streams.settings import Settings
+from streams.state_files import progress_path
 from tests.support.stack import isolated_settings as stack_settings_for
 from tests.support.stack import (
     make_data_dir,

@@ -23,7 +23,7 @@ from connectors.reference_api.service import ReferenceApi
 from infra.local.process import read_pid, wait_until
 from infra.local.stack import Stack
 from streams.settings import Settings
-from streams.status import capture_state
+from streams.state_files import capture_state
 from tests.support.helpers import can_login, platsync
 from tests.support.snapshot import snapshot
 

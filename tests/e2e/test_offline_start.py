@@ -23,7 +23,7 @@ from connectors.reference_api.service import ReferenceApi
 from infra.local.process import log_path, pid_alive, read_pid, stop_pid
 from infra.local.stack import Stack
 from streams.settings import Settings
-from streams.status import worker_state
+from streams.state_files import worker_state
 from tests.support.helpers import platsync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import psycopg
 
-from connectors.capture.runner import _retrying, retrying_path
+from connectors.capture.runner import _retrying
 from infra.local.process import free_port
 from streams.settings import load_settings
+from streams.state_files import retrying_path
 from streams.status import collect_status
 
 
