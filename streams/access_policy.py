@@ -271,9 +271,9 @@ def kafka_acls(settings: Settings) -> list[KafkaAcl]:
     """Every ACL, per principal. Topics are created by the administrator (``platsync up`` or
     Strimzi ``KafkaTopic`` resources): no process needs Create, except the operator's own
     bookkeeping topic."""
-    from infra.local.heartbeat import client_id as mode_group
     from infra.local.recovery import incarnation_topic
     from streams.dlq import OPERATOR_CLIENT_ID, retried_topic
+    from streams.heartbeat import client_id as mode_group
     from streams.modes import heartbeat_topic
 
     users = kafka_principals(settings)

@@ -1,7 +1,7 @@
 """Operating mode of one side (seed 003, WebORCA hybrid): ``normal``, ``emergency``, ``recovery``.
 
 :func:`decide_mode` is a pure function of :class:`ModeInputs` (no clock, no I/O); the mode server
-(``infra.local.mode_server``) gathers the inputs every half second. The rules, in order:
+(``streams.mode_server``) gathers the inputs every half second. The rules, in order:
 
 1. **Operator override** wins, whatever else holds (``platsync mode set``); the reason says who set
    it and when. Clearing it returns to the automatic rules below, starting from the overridden

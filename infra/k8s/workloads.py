@@ -182,7 +182,7 @@ def deployments(dep: Deployment) -> list[dict[str, Any]]:
         name = f"platsync-mode-{side}"
         env = [*_process_env(dep, f"mode-{side}", side),
                {"name": f"PLATSYNC_MODE_{side.upper()}_PORT", "value": str(dep.config.mode_port)}]
-        container = _container(dep, "mode", ["python", "-m", "infra.local.mode_server", "--side", side], env,
+        container = _container(dep, "mode", ["python", "-m", "streams.mode_server", "--side", side], env,
                                "mode", [{"name": "mode", "containerPort": dep.config.mode_port}])
         out.append(_deployment(dep, name, {"platsync.io/side": side, "platsync.io/component": "mode", **client},
                                container, 1, {"emptyDir": {}}))

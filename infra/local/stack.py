@@ -108,6 +108,13 @@ def prepare_keycloak_capture(settings: Settings, side: str, say: Say) -> None:
     provision_keycloak_access(settings, side, say)  # the capture and apply roles' grants, the publication
 
 
+def mode_server_spec(settings: Settings, side: str, config: Path, name: str | None = None) -> ProcessSpec:
+    """How the stack runs a side's mode server (port and timeout from the settings)."""
+    return ProcessSpec(name=name or f"mode-{side}",
+                       argv=[sys.executable, "-m", "streams.mode_server", "--side", side,
+                             "--config", str(config), "--data-dir", str(settings.data_dir)])
+
+
 class Stack:
     """Start, stop and inspect the embedded stack described by ``settings``."""
 
@@ -287,7 +294,7 @@ class Stack:
 
     def _modes_up(self, say: Say) -> None:
         """Start each side's mode server (X-Hybridmode status endpoint) and wait until it answers."""
-        from infra.local.mode_server import mode_server_ready, mode_server_spec
+        from streams.mode_server import mode_server_ready
 
         s = self.settings
         for side in SIDES:

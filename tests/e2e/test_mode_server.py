@@ -65,7 +65,7 @@ class ModeEnv:
         hooks = ["--catching-up-hook", CATCHING_UP, "--conflicts-hook", OPEN_CONFLICTS] if side == "local" else []
         log = open(self.settings.data_dir / "logs" / f"mode-{side}.log", "ab")  # noqa: SIM115 - the child keeps it
         self.procs[side] = subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "infra.local.mode_server", "--side", side, "--config", str(self.config),
+            [sys.executable, "-m", "streams.mode_server", "--side", side, "--config", str(self.config),
              "--data-dir", str(self.settings.data_dir), "--port", str(self.ports[side]),
              "--peer-timeout", str(PEER_TIMEOUT_S), "--recovery-min-s", str(RECOVERY_MIN_S), *hooks],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -155,7 +155,7 @@ def test_both_sides_start_normal_with_the_header(env: ModeEnv) -> None:
 
 def test_a_second_server_on_a_taken_port_exits_2_without_touching_the_running_one(env: ModeEnv) -> None:
     second = subprocess.run(  # noqa: S603 - our own module
-        [sys.executable, "-m", "infra.local.mode_server", "--side", "local", "--config", str(env.config),
+        [sys.executable, "-m", "streams.mode_server", "--side", "local", "--config", str(env.config),
          "--data-dir", str(env.settings.data_dir), "--port", str(env.ports["local"])],
         cwd=REPO, capture_output=True, text=True, timeout=30)
     assert second.returncode == 2 and "cannot serve on" in second.stderr

@@ -1,4 +1,4 @@
-"""The heartbeat exchange of one side's mode server (see ``infra.local.mode_server``).
+"""The heartbeat exchange of one side's mode server (see ``streams.mode_server``).
 
 Every ``interval_s`` it publishes this side's heartbeat (``schemas/heartbeat.avsc``) to partition 0
 of the heartbeat topic and reads the other side's from it. Both Kafka clients use ``client.id``

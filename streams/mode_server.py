@@ -1,8 +1,8 @@
-"""One side's mode server: ``python -m infra.local.mode_server --side SIDE [--config FILE] [--data-dir DIR]``.
+"""One side's mode server: ``python -m streams.mode_server --side SIDE [--config FILE] [--data-dir DIR]``.
 
 Three activities, none of which may stop the others:
 
-- **heartbeat** thread (:class:`infra.local.heartbeat.HeartbeatLink`): every ``--interval`` s
+- **heartbeat** thread (:class:`streams.heartbeat.HeartbeatLink`): every ``--interval`` s
   publishes this side's heartbeat and reads the other side's, with ``client.id``
   ``platsync-<side>-mode``; a heartbeat not acknowledged within ``--publish-timeout`` s means
   this side is cut off from the broker.
@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.sinks.base import StoreUnavailableError
-from infra.local.heartbeat import HeartbeatLink, now_ms
-from infra.local.process import ProcessSpec
+from streams.heartbeat import HeartbeatLink, now_ms
 from streams.logs import configure_for, configure_logging
 from streams.metrics import Health, MetricsPortError, mode_metrics, serve
 from streams.mode_state import advance, read_json, read_override, state_path, write_json
@@ -286,13 +285,6 @@ class ModeServer:
         asyncio.run(self._serve())
 
 
-def mode_server_spec(settings: Settings, side: str, config: Path, name: str | None = None) -> ProcessSpec:
-    """How the stack runs a side's mode server (port and timeout from the settings)."""
-    return ProcessSpec(name=name or f"mode-{side}",
-                       argv=[sys.executable, "-m", "infra.local.mode_server", "--side", side,
-                             "--config", str(config), "--data-dir", str(settings.data_dir)])
-
-
 def mode_server_ready(settings: Settings, side: str, port: int | None = None) -> bool:
     """True once the side's mode server answers ``GET /healthz``."""
     import urllib.request
@@ -307,7 +299,7 @@ def mode_server_ready(settings: Settings, side: str, port: int | None = None) ->
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, then serve; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m infra.local.mode_server",
+    parser = argparse.ArgumentParser(prog="python -m streams.mode_server",
                                      description="one side's operating mode: heartbeats, decision, X-Hybridmode")
     parser.add_argument("--side", required=True, choices=SIDES)
     parser.add_argument("--config", type=Path, help="settings TOML file")
@@ -321,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recovery-min-s", type=float, default=3.0,
                         help="minimum seconds in recovery after an outage ended (default 3)")
     parser.add_argument("--interval", type=float, default=1.0, help="heartbeat period in seconds (default 1)")
-    parser.add_argument("--catching-up-hook", default="infra.local.mode_server:catching_up_from_progress",
+    parser.add_argument("--catching-up-hook", default="streams.mode_server:catching_up_from_progress",
                         help="module:function(settings, side) -> bool")
-    parser.add_argument("--conflicts-hook", default="infra.local.mode_server:open_conflicts_from_store",
+    parser.add_argument("--conflicts-hook", default="streams.mode_server:open_conflicts_from_store",
                         help="module:function(settings) -> int")
     args = parser.parse_args(argv)
     configure_logging(f"mode-{args.side}")
