@@ -114,10 +114,19 @@ def test_plaintext_and_unauthenticated_clients_are_refused(secure: Settings) -> 
 
 
 def test_link_proxy_still_classifies_and_cuts_local_clients_behind_tls(secure: Settings) -> None:
-    local = AdminClient({**client_config(secure, "platsync-local-capture-test", "capture-local"), "log_level": 0})
+    # A producer that delivered a record keeps its connection to the broker open (an admin client's
+    # bootstrap connection may be closed after its metadata request: then the cut had nothing to reset
+    # and this test failed, about 2 runs in 3 when run alone).
+    local = Producer({**client_config(secure, "platsync-local-capture-test", "capture-local"), "log_level": 0,
+                      "acks": "all"})
     remote = AdminClient(client_config(secure, "platsync-remote-worker-test", "worker-local_to_remote"))
-    assert TOPIC in local.list_topics(timeout=5).topics  # an open, authenticated local-side connection
+    local.produce(TOPIC, b"before the cut")
+    assert local.flush(10) == 0  # an open, authenticated local-side connection
+    deadline = time.monotonic() + 10  # the proxy reports its connections every 2 s
+    while enforced_state(secure).get("open_connections", {}).get("local", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
     before = enforced_state(secure)
+    assert before["open_connections"]["local"] >= 1, before
     set_link(secure, up=False, note="test")
     try:
         state = wait_enforced(secure, up=False)
