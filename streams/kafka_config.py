@@ -24,33 +24,19 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streams.credentials import kafka_principals
 from streams.errors import PlatSyncError
-from streams.settings import SettingsError
+from streams.settings import PROTOCOLS
 
 if TYPE_CHECKING:
     from streams.settings import Settings
 
-PROTOCOLS = {"plaintext": "PLAINTEXT", "ssl": "SSL", "sasl_ssl": "SASL_SSL"}
-SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 #: The principal of operator tools and of callers that name none.
 OPERATOR = "operator"
 
 
 class BrokerSecurityError(PlatSyncError, RuntimeError):
     """The broker's CA file or the generated credentials are missing or unreadable."""
-
-
-def validate_broker_security(settings: Settings) -> None:
-    """Raise :class:`SettingsError` for a protocol, mechanism or credential combination that cannot work."""
-    protocol = settings.broker_security_protocol
-    if protocol not in PROTOCOLS:
-        raise SettingsError(f"broker_security_protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    if settings.broker_sasl_mechanism not in SASL_MECHANISMS:
-        raise SettingsError(f"broker_sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}, "
-                            f"got {settings.broker_sasl_mechanism!r}")
-    if bool(settings.broker_username) != bool(settings.broker_password):
-        raise SettingsError("broker_username and broker_password go together: set both (a real Kafka's SASL "
-                            "user) or neither (the embedded stack's generated users)")
 
 
 def broker_secrets_dir(settings: Settings) -> Path:
@@ -73,8 +59,6 @@ def principal_user(settings: Settings, principal: str = OPERATOR) -> str:
     """The SASL user name a process authenticates as."""
     if settings.broker_username:
         return settings.broker_username
-    from streams.access_policy import kafka_principals
-
     users = kafka_principals(settings)
     if principal not in users:
         raise BrokerSecurityError(f"unknown Kafka principal {principal!r}; known: {', '.join(sorted(users))}")

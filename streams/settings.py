@@ -16,9 +16,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from streams.credentials import role_credentials
 from streams.errors import PlatSyncError
 
 ENV_PREFIX = "PLATSYNC_"
+#: ``broker_security_protocol`` values and the librdkafka ``security.protocol`` each stands for.
+PROTOCOLS = {"plaintext": "PLAINTEXT", "ssl": "SSL", "sasl_ssl": "SASL_SSL"}
+SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 
 
 class SettingsError(PlatSyncError, ValueError):
@@ -135,8 +139,6 @@ class Settings:
     status_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
-        from streams.kafka_config import validate_broker_security
-
         validate_broker_security(self)
 
     @property
@@ -167,8 +169,6 @@ class Settings:
 
     def pg_credentials(self, side: str, role: str = "admin") -> tuple[str, str]:
         """(user, password) of a database role on one side (roles: streams/access_policy.py)."""
-        from streams.access_policy import role_credentials
-
         return role_credentials(self, side, role)
 
     def dsn(self, side: str, store: str, role: str = "admin") -> str:
@@ -238,6 +238,19 @@ def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
         return kind(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"{source}: {name} expects {kind.__name__}, got {raw!r}") from None
+
+
+def validate_broker_security(settings: Settings) -> None:
+    """Raise :class:`SettingsError` for a protocol, mechanism or credential combination that cannot work."""
+    protocol = settings.broker_security_protocol
+    if protocol not in PROTOCOLS:
+        raise SettingsError(f"broker_security_protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if settings.broker_sasl_mechanism not in SASL_MECHANISMS:
+        raise SettingsError(f"broker_sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}, "
+                            f"got {settings.broker_sasl_mechanism!r}")
+    if bool(settings.broker_username) != bool(settings.broker_password):
+        raise SettingsError("broker_username and broker_password go together: set both (a real Kafka's SASL "
+                            "user) or neither (the embedded stack's generated users)")
 
 
 def load_settings(

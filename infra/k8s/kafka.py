@@ -16,7 +16,8 @@ from typing import Any
 from connectors.capture.debezium import connector_properties
 from connectors.capture.stamp import raw_topic, stamp_group
 from infra.k8s.config import Deployment, DeploymentError
-from streams.access_policy import KafkaAcl, kafka_acls, kafka_principals
+from streams.access_policy import KafkaAcl, kafka_acls
+from streams.credentials import kafka_principals
 from streams.model import CAPTURED_STORES, ROUTES, SIDES, route_for_source
 from streams.settings import Settings
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from infra.k8s.config import Deployment, DeploymentError
 from infra.k8s.kafka import bootstrap, cluster_ca_secret, k8s_name, user_name
-from streams.access_policy import kafka_principals, process_roles
+from streams.access_policy import process_roles
+from streams.credentials import kafka_principals
 from streams.model import ROUTES, SIDES
 from streams.settings import Settings
 

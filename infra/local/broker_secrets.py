@@ -125,7 +125,7 @@ def generate_certificates(directory: Path, host: str = "127.0.0.1") -> None:
 
 def wanted_users(settings: Settings) -> list[str]:
     """The generated SASL users: one per Kafka principal."""
-    from streams.access_policy import kafka_principals
+    from streams.credentials import kafka_principals
 
     return list(kafka_principals(settings).values())
 

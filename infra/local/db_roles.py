@@ -14,14 +14,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from streams.access_policy import (
-    KEYCLOAK_DB,
-    ROLE_NAMES,
-    connect_roles,
-    db_grants,
-    db_roles,
-    ensure_role_password,
-)
+from streams.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
+from streams.credentials import ROLE_NAMES, ensure_role_password
 from streams.settings import Settings
 
 log = logging.getLogger("platsync.provision")

@@ -17,16 +17,12 @@ from streams.access_policy import (
     CAPTURE,
     MARKER,
     OPERATOR,
-    AccessPolicyError,
     KafkaAcl,
     db_grants,
     db_roles,
-    ensure_role_password,
     kafka_acls,
-    kafka_principals,
-    role_credentials,
-    secret_path,
 )
+from streams.credentials import AccessPolicyError, ensure_role_password, kafka_principals, role_credentials, secret_path
 from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
 from streams.settings import Settings, load_settings
 

@@ -28,7 +28,7 @@ from infra.local.kafka_sasl import (
     parse_request,
     scram_credential,
 )
-from streams.access_policy import kafka_principals
+from streams.credentials import kafka_principals
 from streams.kafka_config import BrokerSecurityError, client_config, faust_broker_options
 from streams.settings import SettingsError, load_settings
 

@@ -22,8 +22,8 @@ from infra.k8s.generate import HEADER, render, render_file, stale
 from infra.k8s.kafka import CONNECT_ONLY_KEYS, ENGINE_ONLY_KEYS, connect_settings
 from infra.k8s.validate import validate_dir, validate_document
 from infra.k8s.workloads import PLACEHOLDER
-from streams.access_policy import kafka_principals
 from streams.cli import main
+from streams.credentials import kafka_principals
 from streams.model import CAPTURED_STORES, ROUTES, SIDES
 
 REPO = Path(__file__).resolve().parents[2]
