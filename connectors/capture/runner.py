@@ -35,9 +35,10 @@ from typing import Any, TypeVar
 import psycopg
 from confluent_kafka import KafkaException
 
+from connectors.capture.capture_state import CaptureState
 from connectors.capture.debezium import CapturingEngine, connector_properties, make_engine, slot_name, start_jvm
 from connectors.capture.echo_filter import compiled_classes, dropped_by_filter
-from connectors.capture.envelope import EnvelopeError, TransactionStamper
+from connectors.capture.envelope import TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.keycloak.accounts import Account, read_accounts
@@ -53,7 +54,7 @@ from streams.metrics import CaptureMetrics, Health, MetricsPortError, capture_me
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.retry import Backoff, RetryStopped, retry
 from streams.settings import Settings, SettingsError, load_settings
-from streams.state_files import failure_path, markers_path, progress_path, retrying_path
+from streams.state_files import failure_path, retrying_path
 
 log = logging.getLogger("platsync.capture")
 T = TypeVar("T")
@@ -148,16 +149,7 @@ class StoreCapture:
         self.metrics = metrics
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
             keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store))
-        saved = read_json(markers_path(settings, side, store))
-        try:
-            self.stamper.restore_markers(saved.get("markers") or {})
-        except (EnvelopeError, AttributeError) as exc:  # a damaged file must not stop the capture
-            log.warning("%s.%s: ignoring the saved markers (%s)", side, store, type(exc).__name__)
-        self._saved_markers = self.stamper.markers_state()
-        progress = read_json(progress_path(settings, side, store))
-        self._base = {k: int(progress.get(k, 0)) for k in ("events_produced", "echoes_dropped", "probes")}
-        self.last_lsn = int(progress.get("last_lsn", 0))
-        self.last_commit_ts_ms = int(progress.get("last_commit_ts_ms", 0))
+        self.state = CaptureState.restore(settings, side, store, self.stamper)
         self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-capture-{store}", codec,
                                    principal=f"capture-{side}")
         self.failure: BaseException | None = None
@@ -237,32 +229,14 @@ class StoreCapture:
             raise
 
     def _save_state(self, produced: list[ChangeEvent]) -> None:
-        markers = self.stamper.markers_state()
-        if markers != self._saved_markers:
-            write_json(markers_path(self.settings, self.side, self.store), {"markers": markers})
-            self._saved_markers = markers
-        # Positions of what reached Kafka only: dropped echoes and markers never reach a worker, so
-        # counting them would show a lag that can never close.
-        for event in produced:
-            self.last_lsn = max(self.last_lsn, event.lsn)
-            self.last_commit_ts_ms = max(self.last_commit_ts_ms, event.commit_ts_ms)
         echoes = self.stamper.echoes_dropped + (
             dropped_by_filter(slot_name(self.side, self.store)) if self.echo_filter else 0)
+        self.state.save(self.stamper, produced, echoes)
         if self.metrics is not None:
             events = self.stamper.events
             self.metrics.record_batch(self.store, events - self._counted[0], echoes - self._counted[1],
-                                      self.last_lsn, self.last_commit_ts_ms)
+                                      self.state.last_lsn, self.state.last_commit_ts_ms)
             self._counted = (events, echoes)
-        write_json(progress_path(self.settings, self.side, self.store), {
-            "side": self.side,
-            "store": self.store,
-            "last_lsn": self.last_lsn,
-            "last_commit_ts_ms": self.last_commit_ts_ms,
-            "events_produced": self._base["events_produced"] + self.stamper.events,
-            "echoes_dropped": self._base["echoes_dropped"] + echoes,
-            "probes": self._base["probes"] + self.stamper.probes,
-            "updated_ts_ms": time.time_ns() // 1_000_000,
-        })
 
     def problem(self) -> str | None:
         """Why this capture cannot continue, or None while it runs fine (no row values: it is logged)."""

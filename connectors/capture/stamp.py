@@ -21,26 +21,24 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from connectors.capture.capture_state import CaptureState
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.capture.runner import keycloak_converter
 from streams.confluent_wire import codec_for
 from streams.deadletter import DeadLetterWriter, IncomingMessage
-from streams.jsonfile import read_json, write_json
 from streams.kafka_config import client_config
 from streams.log_repeats import OutageLog
 from streams.model import CAPTURED_STORES, ChangeEvent, route_for_source
 from streams.retry import Backoff, retry
 from streams.settings import Settings
-from streams.state_files import markers_path, progress_path
 
 log = logging.getLogger("platsync.stamp")
 MAX_RECORDS = 2048
@@ -76,36 +74,27 @@ class StoreStamp:
     store: str
     stamper: TransactionStamper | KeycloakAccountConverter
     publisher: Publisher
-    saved_markers: dict[str, Any] = field(default_factory=dict)
-    last_lsn: int = 0
-    last_commit_ts_ms: int = 0
+    state: CaptureState | None = None
 
     def restore(self) -> None:
-        """Markers (and Keycloak account states) saved by an earlier run of this side's capture."""
-        try:
-            self.stamper.restore_markers(read_json(markers_path(self.settings, self.side, self.store)).get("markers")
-                                         or {})
-        except (EnvelopeError, AttributeError) as exc:
-            log.warning("%s.%s: ignoring the saved markers (%s)", self.side, self.store, type(exc).__name__)
-        self.saved_markers = self.stamper.markers_state()
-        progress = read_json(progress_path(self.settings, self.side, self.store))
-        self.last_lsn = int(progress.get("last_lsn", 0))
-        self.last_commit_ts_ms = int(progress.get("last_commit_ts_ms", 0))
+        """Markers (and Keycloak account states) and progress saved by an earlier run of this side's capture."""
+        self.state = CaptureState.restore(self.settings, self.side, self.store, self.stamper)
 
     def save(self, produced: Sequence[ChangeEvent]) -> None:
         """Persist markers (when they changed) and progress, as the embedded runner does."""
-        markers = self.stamper.markers_state()
-        if markers != self.saved_markers:
-            write_json(markers_path(self.settings, self.side, self.store), {"markers": markers})
-            self.saved_markers = markers
-        for event in produced:
-            self.last_lsn = max(self.last_lsn, event.lsn)
-            self.last_commit_ts_ms = max(self.last_commit_ts_ms, event.commit_ts_ms)
-        write_json(progress_path(self.settings, self.side, self.store), {
-            "side": self.side, "store": self.store, "last_lsn": self.last_lsn,
-            "last_commit_ts_ms": self.last_commit_ts_ms, "events_produced": self.stamper.events,
-            "echoes_dropped": self.stamper.echoes_dropped, "probes": self.stamper.probes,
-            "updated_ts_ms": time.time_ns() // 1_000_000})
+        if self.state is None:
+            raise RuntimeError(f"{self.side}.{self.store}: restore() must run before save()")
+        self.state.save(self.stamper, produced, self.stamper.echoes_dropped)
+
+    @property
+    def last_lsn(self) -> int:
+        """The newest source position that reached the broker."""
+        return self.state.last_lsn if self.state else 0
+
+    @property
+    def last_commit_ts_ms(self) -> int:
+        """The commit time of :attr:`last_lsn`."""
+        return self.state.last_commit_ts_ms if self.state else 0
 
 
 @dataclass
