@@ -29,6 +29,7 @@ from streams.errors import PlatSyncError
 from streams.kafka_config import client_config
 from streams.model import ROUTES
 from streams.settings import Settings
+from streams.topics import TopicError, ensure_topics
 
 OPERATOR_CLIENT_ID = "platsync-operator-dlq"  # names no side: never cut by the embedded link
 READ_QUIET_S = 0.5
@@ -240,14 +241,10 @@ def iso(ts_ms: int) -> str:
 def ensure_retried_topic(settings: Settings) -> None:
     """Create the retry bookkeeping topic (one partition) unless it exists, as ``platsync up`` creates the
     stack's topics (the embedded broker, or a Kafka cluster of its own)."""
-    from infra.local.broker import Broker
-    from infra.local.process import ProcessError
-
-    broker = Broker(settings.host, settings.broker_port, bootstrap_servers=settings.broker_bootstrap_servers,
-                    client_options=client_config(settings, OPERATOR_CLIENT_ID))
     try:
-        broker.ensure_topics([retried_topic(settings)], client_id=OPERATOR_CLIENT_ID)
-    except (ProcessError, KafkaException) as exc:
+        ensure_topics(client_config(settings, OPERATOR_CLIENT_ID), [retried_topic(settings)],
+                      real_cluster=bool(settings.broker_bootstrap_servers))
+    except (TopicError, KafkaException) as exc:
         raise DeadLetterError(f"cannot create {retried_topic(settings)}: {exc}") from exc
 
 

@@ -55,6 +55,7 @@ from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
 from streams.retry import Backoff, RetryStopped, retry
 from streams.settings import Settings, SettingsError, load_settings
 from streams.state_files import failure_path, retrying_path
+from streams.topics import TopicError, ensure_topics
 
 log = logging.getLogger("platsync.capture")
 T = TypeVar("T")
@@ -268,19 +269,17 @@ def _close_all(captures: Sequence[StoreCapture]) -> bool:
     return all(not t.is_alive() for t in closers) and all(not c.thread.is_alive() for c in captures)
 
 
-def ensure_topics(settings: Settings, side: str) -> None:
+def ensure_capture_topics(settings: Settings, side: str) -> None:
     """Create the side's capture topics (one partition each) if they are missing.
 
-    An unreachable broker (link cut) is not fatal here: publishing retries until it is back.
+    An unreachable broker (link cut) is not fatal here, and not waited for long: publishing retries
+    until it is back.
     """
-    from infra.local.broker import Broker
-    from infra.local.process import ProcessError
-
     topics = [settings.topic(side, s) for s in CAPTURED_STORES[side]]
     try:
-        Broker(settings.host, settings.broker_port, client_options=client_config(settings, principal=f"capture-{side}")
-               ).ensure_topics(topics, client_id=f"platsync-{side}-capture-admin")
-    except (ProcessError, KafkaException) as exc:
+        ensure_topics(client_config(settings, f"platsync-{side}-capture-admin", f"capture-{side}"), topics,
+                      real_cluster=bool(settings.broker_bootstrap_servers), timeout_s=3.0)
+    except (TopicError, KafkaException) as exc:
         log.warning("capture %s: cannot check the topics now (%s); publishing will retry", side, exc)
 
 
@@ -312,7 +311,7 @@ def run(settings: Settings, side: str) -> int:
 def _run_captures(settings: Settings, side: str, stop: threading.Event, received: list[int],
                   metrics: CaptureMetrics, health: Health) -> int:
     """The body of :func:`run`: start the engines, watch them, close them."""
-    ensure_topics(settings, side)
+    ensure_capture_topics(settings, side)
     (settings.data_dir / "capture").mkdir(parents=True, exist_ok=True)
     retrying_path(settings, side).unlink(missing_ok=True)  # left by a capture killed while retrying
     codec = codec_for(settings)  # with a schema registry: registers schemas/*.avsc, refuses incompatible ones

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from infra.local.process import ProcessError, ProcessSpec, port_open
+from streams.topics import ensure_topics
 
 
 def find_broker_binary() -> Path:
@@ -77,20 +78,6 @@ class Broker:
 
         ``client_id`` names the calling process's side (``platsync-<side>-...``) for the link.
         """
-        admin = AdminClient({**self.client_options, "bootstrap.servers": self.bootstrap, "client.id": client_id})
-        existing = set(admin.list_topics(timeout=10).topics)
-        missing = [n for n in names if n not in existing]
-        if not missing:
-            return
-        if self.bootstrap_servers:  # a real cluster: its default replication, and room for large records
-            new = [NewTopic(n, num_partitions=partitions, replication_factor=-1,
-                            config={"max.message.bytes": str(max_message_bytes)}) for n in missing]
-        else:
-            new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing]
-        futures = admin.create_topics(new)
-        for name, fut in futures.items():
-            try:
-                fut.result(timeout=10)
-            except Exception as exc:  # noqa: BLE001
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise ProcessError(f"cannot create topic {name}: {exc}") from exc
+        ensure_topics({**self.client_options, "bootstrap.servers": self.bootstrap, "client.id": client_id}, names,
+                      real_cluster=bool(self.bootstrap_servers), partitions=partitions,
+                      max_message_bytes=max_message_bytes)
