@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.sinks.base import StoreUnavailableError
+from streams.barrier import undrained
 from streams.heartbeat import HeartbeatLink, now_ms
 from streams.logs import configure_for, configure_logging
 from streams.metrics import Health, MetricsPortError, mode_metrics, serve
@@ -53,7 +54,6 @@ HOOK_INTERVAL_S = 2.0
 def catching_up_from_progress(settings: Settings, side: str) -> bool:
     """Default ``catching_up`` hook: some capture produced a position not applied yet (either
     direction: both sides' outage writes must cross). Uses :func:`streams.barrier.undrained`."""
-    from streams.barrier import undrained
 
     return bool(undrained(settings))
 

@@ -30,7 +30,9 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.stores.tables import SYNCED_TABLES
+from streams.confluent_wire import codec_for
 from streams.kafka_config import client_config
+from streams.mode_state import emergency_windows
 from streams.model import DATABASE_STORES, SIDES, other_side, route_for_source
 from streams.settings import Settings
 
@@ -59,7 +61,6 @@ class Entry:
 
 def last_outage(settings: Settings) -> tuple[int, int | None] | None:
     """The latest emergency window of either side, as (start ms, end ms or None), or None."""
-    from streams.mode_state import emergency_windows
 
     windows = [w for side in SIDES for w in emergency_windows(settings, side)]
     return max(windows, key=lambda w: w[0]) if windows else None
@@ -67,7 +68,6 @@ def last_outage(settings: Settings) -> tuple[int, int | None] | None:
 
 def dead_lettered_keys(settings: Settings, route: str, timeout_s: float = 3.0) -> dict[tuple[str, str], str]:
     """(table, key) -> "error (hint)" of every change of ``route`` in its dead-letter topic."""
-    from streams.confluent_wire import codec_for
 
     codec = codec_for(settings, register=False)  # plain framing, or the registry's wire format (read only)
     consumer = Consumer({**client_config(settings, "platsync-admin-report"),

@@ -25,6 +25,7 @@ from streams.log_repeats import OutageLog
 from streams.logs import configure_for, configure_logging, redact, secrets_of
 from streams.metrics import Health, MetricsPortError, WorkerMetrics, serve, worker_metrics
 from streams.model import CAPTURED_STORES, ROUTES
+from streams.progress import read_progress
 from streams.retry import Backoff, RetryStopped, retry
 from streams.settings import Settings, SettingsError, load_settings
 from streams.state_files import capture_state, worker_state_path
@@ -111,7 +112,6 @@ def wait_for_broker(settings: Settings, route: str) -> bool:
 
 def _observability(settings: Settings, route: str, applier: RouteApplier) -> tuple[WorkerMetrics, Health]:
     """The route's metrics (applied positions seeded from ``platsync_progress``) and health."""
-    from streams.progress import read_progress
 
     source_side, target_side = ROUTES[route]
     metrics = worker_metrics(

@@ -27,6 +27,8 @@ from typing import Any
 
 import psycopg
 
+from connectors.keycloak.accounts import ACCOUNT_TABLE, account_to_row, read_accounts
+from connectors.keycloak.crypto import key_ring_for
 from connectors.stores.tables import SYNCED_TABLES
 from streams.model import CAPTURED_STORES, ChangeEvent, RowValue
 from streams.settings import Settings
@@ -139,8 +141,6 @@ def resync_keycloak(settings: Settings, side: str, publish: Callable[[list[Chang
     (the other side re-sends it). The version is the Keycloak database's current LSN, newer than
     anything this side sent before, as the live capture's versions are source LSNs.
     """
-    from connectors.keycloak.accounts import ACCOUNT_TABLE, account_to_row, read_accounts
-    from connectors.keycloak.crypto import key_ring_for
 
     ring = key_ring_for(settings)
     with psycopg.connect(settings.keycloak_db_dsn(side, "capture")) as conn:

@@ -18,7 +18,9 @@ from connectors.capture.stamp import raw_topic, stamp_group
 from infra.k8s.config import Deployment, DeploymentError
 from streams.access_policy import KafkaAcl, kafka_acls
 from streams.credentials import kafka_principals
+from streams.dlq import retried_topic
 from streams.model import CAPTURED_STORES, ROUTES, SIDES, route_for_source
+from streams.modes import heartbeat_topic
 from streams.settings import Settings
 
 API = "kafka.strimzi.io/v1beta2"
@@ -125,8 +127,6 @@ def kafka_cluster(dep: Deployment) -> list[dict[str, Any]]:
 
 def topic_partitions(dep: Deployment) -> dict[str, tuple[int, dict[str, Any]]]:
     """Every topic of the deployment: name -> (partitions, topic config)."""
-    from streams.dlq import retried_topic
-    from streams.modes import heartbeat_topic
 
     s, cfg = dep.settings, dep.config
     keep = {"retention.ms": cfg.retention_ms, "cleanup.policy": "delete",

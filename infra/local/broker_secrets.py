@@ -34,7 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from streams.kafka_config import broker_secrets_dir, users_file
+from streams.credentials import kafka_principals
+from streams.kafka_config import broker_secrets_dir, generated_users, users_file
 from streams.settings import Settings
 
 CA_DAYS = 3650
@@ -125,14 +126,12 @@ def generate_certificates(directory: Path, host: str = "127.0.0.1") -> None:
 
 def wanted_users(settings: Settings) -> list[str]:
     """The generated SASL users: one per Kafka principal."""
-    from streams.credentials import kafka_principals
 
     return list(kafka_principals(settings).values())
 
 
 def endpoint_users(settings: Settings) -> dict[str, str]:
     """Every user the embedded broker endpoint accepts, with its password."""
-    from streams.kafka_config import generated_users
 
     users = generated_users(settings)
     if settings.broker_username:

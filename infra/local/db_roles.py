@@ -14,8 +14,10 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
+from connectors.capture.debezium import captured_tables, slot_name
 from streams.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
 from streams.credentials import ROLE_NAMES, ensure_role_password
+from streams.model import DATABASE_STORES
 from streams.settings import Settings
 
 log = logging.getLogger("platsync.provision")
@@ -54,7 +56,6 @@ def publication_statements(conn: psycopg.Connection, name: str, tables: tuple[st
 
 def grant_database(settings: Settings, side: str, database: str) -> None:
     """Revoke and re-grant every role's privileges on ``database`` (one transaction), and its publication."""
-    from connectors.capture.debezium import captured_tables, slot_name
 
     grants = [g for g in db_grants(side) if g.database == database]
     with psycopg.connect(admin_conninfo(settings, side, database)) as conn:
@@ -92,7 +93,6 @@ def grant_database(settings: Settings, side: str, database: str) -> None:
 
 
 def _store_databases(side: str) -> tuple[str, ...]:
-    from streams.model import DATABASE_STORES
 
     return DATABASE_STORES[side]
 

@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from infra.local.broker_secrets import endpoint_users, server_ssl_context
 from infra.local.kafka_sasl import AuthFailed, UserStore, authenticate
 from streams.jsonfile import read_json, write_json
 from streams.logs import configure_for, configure_logging
@@ -243,7 +244,6 @@ def endpoint_security(settings: Settings) -> tuple[ssl.SSLContext | None, UserSt
     """
     if settings.broker_security_protocol == "plaintext":
         return None, None
-    from infra.local.broker_secrets import endpoint_users, server_ssl_context
 
     users = UserStore(endpoint_users(settings)) if settings.broker_security_protocol == "sasl_ssl" else None
     return server_ssl_context(settings), users

@@ -20,7 +20,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from connectors.capture.publisher import Publisher
 from connectors.capture.resync import ResyncReport, resync_keycloak, resync_store
+from streams.confluent_wire import codec_for
 from streams.jsonfile import read_json, write_json
 from streams.kafka_config import client_config
 from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
@@ -109,8 +111,6 @@ def ensure_incarnation(settings: Settings) -> None:
 
 def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
     """Re-capture every database store of ``side`` into its topics."""
-    from connectors.capture.publisher import Publisher
-    from streams.confluent_wire import codec_for
 
     report = ResyncReport(side)
     codec = codec_for(settings)
