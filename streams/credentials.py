@@ -11,18 +11,50 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from streams.errors import PlatSyncError
 from streams.model import ROUTES, SIDES
 
-if TYPE_CHECKING:
-    from streams.settings import Settings
+
+class Settings(Protocol):
+    """The settings this module reads (:class:`streams.settings.Settings` has them); a protocol, so that
+    the settings can resolve credentials here without the two modules importing each other."""
+
+    # Read-only properties: the settings object is a frozen dataclass.
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def topic_prefix(self) -> str: ...
+
+    @property
+    def pg_user(self) -> str: ...
+
+    @property
+    def pg_password(self) -> str: ...
+
+    @property
+    def pg_least_privilege(self) -> bool: ...
+
+    @property
+    def pg_capture_password(self) -> str: ...
+
+    @property
+    def pg_apply_password(self) -> str: ...
+
+    @property
+    def pg_app_password(self) -> str: ...
+
+    @property
+    def pg_operator_password(self) -> str: ...
+
 
 ADMIN, CAPTURE, APPLY, APP, OPERATOR = "admin", "capture", "apply", "app", "operator"
 #: Roles provisioned besides the admin (key -> role name).
 ROLE_NAMES: dict[str, str] = {CAPTURE: "platsync_capture", APPLY: "platsync_apply", APP: "platsync_app",
                               OPERATOR: "platsync_operator"}
+
 
 class AccessPolicyError(PlatSyncError, RuntimeError):
     """A role's credentials are missing or the policy is asked for something it does not know."""
