@@ -9,14 +9,13 @@ Errors say what happened without payload values (no username, no name, no e-mail
 - Keycloak refused the request (4xx): "Keycloak refused the account (HTTP 400): firstName:
   error-invalid-length-too-long (limits 255)" -- the field and Keycloak's message key only;
 - Keycloak could not be reached, or answered 5xx: the request is retried a few times within a
-  couple of seconds (:data:`RETRY_DELAYS_S`); only if that persists is the side's Keycloak
+  couple of seconds (:data:`KEYCLOAK_BACKOFF`, :data:`KEYCLOAK_ATTEMPTS`); only if that persists is the side's Keycloak
   reported unreachable. A create whose first attempt may have been processed (no answer after
   the request was sent) is not repeated: the account may exist, and the error says so.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,33 +29,30 @@ from connectors.keycloak.admin import (
 )
 from connectors.reference_api import payloads as p
 from connectors.reference_api.errors import ApiError
+from streams.retry import Backoff, retry
 
 T = TypeVar("T")
 
-#: Pauses between attempts while Keycloak is unreachable or answers 5xx (bounded: ~2 s in all).
-RETRY_DELAYS_S: tuple[float, ...] = (0.2, 0.6, 1.2)
+#: Pauses between attempts while Keycloak is unreachable or answers 5xx: 0.2, 0.6, 1.2 s (~2 s in all).
+KEYCLOAK_BACKOFF = Backoff(initial_s=0.2, max_s=1.2, factor=3.0)
+KEYCLOAK_ATTEMPTS = 4
 
 
 def _attempts(fn: Callable[[], T], *, repeatable: bool) -> T:
-    """Run ``fn``, again after each of :data:`RETRY_DELAYS_S` while Keycloak is unavailable.
+    """Run ``fn`` up to :data:`KEYCLOAK_ATTEMPTS` times while Keycloak is unavailable (streams/retry.py).
 
     A non-``repeatable`` request (a create) is only repeated when Keycloak certainly did not
     process it (:attr:`KeycloakUnavailableError.maybe_applied` is False).
     """
-    for delay in (*RETRY_DELAYS_S, None):
-        try:
-            return fn()
-        except KeycloakUnavailableError as exc:
-            if delay is None or (not repeatable and exc.maybe_applied):
-                raise
-            time.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return retry(fn, "Keycloak", retry_on=(KeycloakUnavailableError,), backoff=KEYCLOAK_BACKOFF,
+                 max_attempts=KEYCLOAK_ATTEMPTS,
+                 retry_if=lambda exc: repeatable or not getattr(exc, "maybe_applied", False))
 
 
 def _unavailable(api: str, side: str, exc: KeycloakUnavailableError, outcome: str) -> ApiError:
     answer = f"HTTP {exc.status}" if exc.status else "no answer"
-    return ApiError(f"{api}: the {side} Keycloak is unreachable or failing ({answer}, {len(RETRY_DELAYS_S) + 1} "
-                    f"attempts in {sum(RETRY_DELAYS_S):.0f} s); {outcome}")
+    return ApiError(f"{api}: the {side} Keycloak is unreachable or failing ({answer}, {KEYCLOAK_ATTEMPTS} "
+                    f"attempts in {sum(KEYCLOAK_BACKOFF.waits(KEYCLOAK_ATTEMPTS)):.0f} s); {outcome}")
 
 
 def _refused(api: str, what: str, exc: KeycloakRejectedError, outcome: str) -> ApiError:

@@ -81,3 +81,26 @@ def test_a_stop_event_ends_the_wait_at_once() -> None:
 
 def test_retry_stopped_is_itself_retryable_and_nothing_was_acknowledged() -> None:
     assert issubclass(RetryStopped, RetryableError)
+
+
+def test_an_attempt_limit_gives_up_with_the_last_error_after_the_quoted_waits() -> None:
+    t = FakeTime()
+    calls, action = failing(100, RetryableError("keycloak 503"))
+    backoff = Backoff(0.2, 1.2, factor=3.0)
+    with pytest.raises(RetryableError, match="keycloak 503"):
+        retry(action, "keycloak", backoff=backoff, max_attempts=4, clock=t.clock, sleep=t.sleep)
+    assert len(calls) == 4
+    assert t.slept == pytest.approx([0.2, 0.6, 1.2]) == backoff.waits(4)
+
+
+def test_retry_if_refuses_to_repeat_a_particular_error() -> None:
+    t = FakeTime()
+
+    class MaybeApplied(RetryableError):
+        maybe_applied = True
+
+    calls, action = failing(5, MaybeApplied("no answer after the request was sent"))
+    with pytest.raises(MaybeApplied):
+        retry(action, "create", retry_if=lambda exc: not getattr(exc, "maybe_applied", False),
+              clock=t.clock, sleep=t.sleep)
+    assert len(calls) == 1 and t.slept == []
