@@ -32,7 +32,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from connectors.sinks.base import StoreUnavailableError
 from streams.barrier import undrained
 from streams.heartbeat import HeartbeatLink, now_ms
 from streams.logs import configure_for, configure_logging
@@ -337,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = ModeServer(settings, args.side, port, peer_timeout, catching_up, conflicts, args.interval,
                             publish_timeout, args.recovery_min_s)
-    except (SchemaRegistryError, StoreUnavailableError) as exc:  # the schema registry refused or is unreachable
+    except SchemaRegistryError as exc:  # the registry refused the contracts, or is unreachable
         print(f"mode-{args.side}: cannot start: {exc}", file=sys.stderr)
         return 2
     log.info("serving %s side on http://%s:%s (broker %s, topic %s, peer timeout %gs)", args.side, settings.host,

@@ -21,6 +21,7 @@ from connectors.keycloak.crypto import key_ring_for
 from connectors.keycloak.schema import ACCOUNT_TABLES
 from infra.local.broker import Broker
 from infra.local.databases import postgres_instance, provision_side
+from infra.local.link import CUT_SIDE, link_is_up
 from infra.local.process import (
     ProcessError,
     ProcessSpec,
@@ -179,8 +180,6 @@ class Stack:
             if read_pid(s.data_dir, name) is None:
                 worker_state_path(s, route).unlink(missing_ok=True)
                 start_process(s.data_dir, self._python_spec(name, "streams.worker", "--route", route))
-        from infra.local.link import CUT_SIDE, link_is_up
-
         cut_route = None if link_is_up(s) else route_for_target(CUT_SIDE)
         for route in ROUTES:
             name = f"worker-{route}"
@@ -195,7 +194,7 @@ class Stack:
     def _wait_capture(self, side: str, say: Say) -> None:
         """Wait until the capture of ``side`` streams, or holds its changes because the broker is out of
         reach: a side cut off by the link must start fully all the same (docs/outages.md)."""
-        from connectors.capture.runner import capture_ready
+        from connectors.capture.runner import capture_ready  # deferred: ~0.4 s of imports (SQLAlchemy, envelope)
 
         s = self.settings
         name = f"capture-{side}"
@@ -213,10 +212,8 @@ class Stack:
 
         wait_until(started, s.ready_timeout_s, f"Debezium capture of {side}", alive=lambda: self._alive(name),
                    log=log_path(s.data_dir, name), waiting_for=reason, say=say)
-        from infra.local.link import CUT_SIDE, link_is_up
-
         cut = side == CUT_SIDE and not link_is_up(s)
-        if capture_ready(s, side) and not capture_waiting_for_broker(s, side, pid()) and not cut:
+        if not cut and not capture_waiting_for_broker(s, side, pid()):  # then its slots were streaming
             say(f"capture {side:6} streaming ({stores})")
         else:
             say(f"capture {side:6} started; the broker is out of reach{' (link down)' if cut else ''}: changes "
@@ -265,7 +262,6 @@ class Stack:
 
         A side cut off by the link cannot publish: its re-capture waits for ``platsync link up``.
         """
-        from infra.local.link import CUT_SIDE, link_is_up
         from infra.local.recovery import (
             broker_lost_log,
             ensure_incarnation,
@@ -345,7 +341,6 @@ class Stack:
         workers_up = all(pids[c.name] for c in components(self.settings)
                          if c.kind in ("worker", "broker", "link", "postgres", "keycloak"))
         if drain_timeout_s > 0 and workers_up:
-            from infra.local.link import CUT_SIDE, link_is_up
             from streams.barrier import wait_drained
 
             cut_route = None if link_is_up(self.settings) else route_for_target(CUT_SIDE)
