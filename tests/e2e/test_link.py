@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import psycopg
@@ -18,7 +17,7 @@ import pytest
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.settings import Settings
-from tests.support.helpers import platsync
+from tests.support.helpers import hybridmode, platsync, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
@@ -111,14 +110,6 @@ def test_recovery_report_lists_what_each_side_entered_during_the_cut(stack: Stac
     assert text.returncode == 0 and "local: " in text.stdout and " copied" in text.stdout
 
 
-def hybridmode(settings: Settings, side: str) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{settings.host}:{settings.mode_port(side)}/status", timeout=2) as r:
-            return r.headers.get("X-Hybridmode")
-    except OSError:
-        return None
-
-
 def test_modes_follow_the_link_emergency_then_recovery_then_normal(stack: Stack) -> None:
     s = stack.settings
     resolve_open_conflicts(s)  # left by other tests; open conflicts hold a side in recovery after an outage
@@ -152,15 +143,6 @@ def resolve_open_conflicts(s: Settings) -> None:
     for conflict in json.loads(platsync(s, "conflicts", "list", "--json").stdout):
         if conflict["status"] == "open":
             assert platsync(s, "conflicts", "resolve", conflict["conflict_id"], "--note", "test").returncode == 0
-
-
-def wait_for(predicate, timeout_s: float) -> bool:  # noqa: ANN001 - a test helper
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return False
 
 
 def test_recovery_report_marks_the_losing_edit_of_a_conflict_not_copyable(stack: Stack) -> None:

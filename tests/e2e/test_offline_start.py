@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import psycopg
@@ -24,7 +23,7 @@ from infra.local.process import log_path, pid_alive, read_pid, stop_pid
 from infra.local.stack import Stack
 from streams.settings import Settings
 from streams.state_files import worker_state
-from tests.support.helpers import platsync
+from tests.support.helpers import hybridmode, platsync, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
@@ -42,23 +41,6 @@ def cut(stack: Stack) -> Iterator[Settings]:
     finally:
         restored = platsync(s, "link", "up", timeout=300)
         assert restored.returncode == 0, restored.stdout + restored.stderr
-
-
-def hybridmode(s: Settings, side: str) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://{s.host}:{s.mode_port(side)}/status", timeout=2) as response:
-            return response.headers.get("X-Hybridmode")
-    except OSError:
-        return None
-
-
-def wait_for(predicate, timeout_s: float) -> bool:  # noqa: ANN001 - a test helper
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 def staff_on(s: Settings, side: str, staff_id: str) -> tuple | None:

@@ -1,10 +1,14 @@
-"""Helpers shared by the end-to-end tests: the real CLI, Keycloak account views and logins."""
+"""Helpers shared by the end-to-end tests: the real CLI, Keycloak account views and logins, a side's
+``X-Hybridmode`` and a bounded wait."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +44,22 @@ def users(s: Settings, side: str) -> dict[str, Any]:
         result[user["username"]] = ({k: v for k, v in user.items() if k not in ("id", "createdTimestamp")},
                                     len(creds))
     return result
+
+
+def hybridmode(settings: Settings, side: str) -> str | None:
+    """The ``X-Hybridmode`` a side's mode server answers now (None if it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{settings.host}:{settings.mode_port(side)}/status", timeout=2) as r:
+            return r.headers.get("X-Hybridmode")
+    except OSError:
+        return None
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout_s`` passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
