@@ -213,9 +213,10 @@ class StoreCapture:
             self.batches += 1
             self._save_state(events)
         except BaseException as exc:
-            if isinstance(exc, DeliveryError | RetryStopped) and self.stopping.is_set():
+            if isinstance(exc, RetryStopped):  # raised by _retrying only once self.stopping is set
                 # Stopped while the broker was out of reach: not a failure. Nothing of this batch was
-                # acknowledged, so Debezium captures it again at the next start.
+                # acknowledged, so Debezium captures it again at the next start (a DeliveryError of a
+                # publish cut short by the stop is retried, and so ends as RetryStopped too).
                 log.info("%s: stopped while waiting for the broker; the batch is captured again at the next "
                          "start", self.name)
                 raise
