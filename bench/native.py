@@ -20,6 +20,7 @@ from bench.timing import commit_times
 from bench.workload import TAGGED, Watch, connect, count_tagged, digest_tagged, wait_rows
 from connectors.stores.tables import fructos_metadata, meta_metadata
 from infra.local.databases import postgres_instance
+from streams.connections import dsn, libpq_dsn
 from streams.settings import Settings
 
 DATABASE = "platsync_bench_native"
@@ -49,7 +50,7 @@ def _columns(store: str) -> list[str]:
 
 def _create_tables(settings: Settings, side: str) -> None:
     postgres_instance(settings, side).ensure_databases((DATABASE,))
-    engine = create_engine(settings.dsn(side, DATABASE))
+    engine = create_engine(dsn(settings, side, DATABASE))
     try:
         with engine.begin() as conn:
             meta_metadata().tables["documents"].create(conn, checkfirst=True)
@@ -62,7 +63,7 @@ def _subscribe(settings: Settings, timeout_s: float) -> None:
     with connect(settings, "local", "meta", DATABASE) as conn:
         conn.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE documents, signed_records").format(
             sql.Identifier(NAME)))
-    source = settings.libpq_dsn("local", DATABASE)
+    source = libpq_dsn(settings, "local", DATABASE)
     with connect(settings, "remote", "meta", DATABASE) as conn:
         conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = false)").format(
             sql.Identifier(NAME), sql.Literal(source), sql.Identifier(NAME)))

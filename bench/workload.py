@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import psycopg
 
 from connectors.reference_api.payloads import DocumentChange, NewDocument
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 
 #: Size of each document's signed content (a small structured clinical document).
@@ -52,7 +53,7 @@ def chunks(items: Sequence[object], size: int) -> Iterator[Sequence[object]]:
 def connect(settings: Settings, side: str, store: str,
             dbname: str | None = None) -> psycopg.Connection:  # type: ignore[type-arg]
     """An autocommit connection to one store database of one side (or to ``dbname`` there)."""
-    return psycopg.connect(settings.libpq_dsn(side, dbname or store) + " connect_timeout=5", autocommit=True)
+    return psycopg.connect(libpq_dsn(settings, side, dbname or store) + " connect_timeout=5", autocommit=True)
 
 
 @dataclass(frozen=True)

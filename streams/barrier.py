@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from streams.connections import keycloak_db_dsn, libpq_dsn
 from streams.model import CAPTURED_STORES, SIDES, other_side, route_for_source
 from streams.progress import read_progress
 from streams.settings import Settings
@@ -42,10 +43,10 @@ def insert_probes(settings: Settings) -> dict[tuple[str, str], str]:
     for side in SIDES:
         for store in CAPTURED_STORES[side]:
             if store == "keycloak":
-                with psycopg.connect(settings.keycloak_db_dsn(side, "operator") + " connect_timeout=5") as conn:
+                with psycopg.connect(keycloak_db_dsn(settings, side, "operator") + " connect_timeout=5") as conn:
                     probes[(side, store)] = _emit_keycloak_probe(conn)
                 continue
-            with psycopg.connect(settings.libpq_dsn(side, store, "operator") + " connect_timeout=5") as conn:
+            with psycopg.connect(libpq_dsn(settings, side, store, "operator") + " connect_timeout=5") as conn:
                 probes[(side, store)] = conn.execute(PROBE_SQL).fetchone()[0]  # type: ignore[index]
     return probes
 

@@ -20,6 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.sinks import conflict_rule as rule
+from streams.connections import libpq_dsn
 from streams.errors import PlatSyncError, RetryableError
 from streams.model import DATABASE_STORES, SIDES, other_side
 from streams.settings import Settings
@@ -124,7 +125,7 @@ def _stores() -> list[tuple[str, str]]:
 
 
 def _connect(settings: Settings, side: str, store: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(settings.libpq_dsn(side, store, "operator") + " connect_timeout=5", row_factory=dict_row)
+    return psycopg.connect(libpq_dsn(settings, side, store, "operator") + " connect_timeout=5", row_factory=dict_row)
 
 
 def _has_table(conn: psycopg.Connection[Any]) -> bool:

@@ -1,9 +1,9 @@
 """Who each process is: its database role and password, its Kafka principal (runtime layer).
 
 The least-privilege policy (:mod:`streams.access_policy`) says what each role and principal may do;
-this module only names them and finds their secrets, so that the settings, the Kafka client
-configuration and the provisioning can use it without importing the policy (and, through it, the
-store schemas and the capture).
+this module only names them and finds their secrets, so that the connection strings
+(:mod:`streams.connections`), the Kafka client configuration and the provisioning can use it without
+importing the policy (and, through it, the store schemas and the capture).
 """
 
 from __future__ import annotations
@@ -11,44 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Protocol
 
 from streams.errors import PlatSyncError
 from streams.model import ROUTES, SIDES
-
-
-class Settings(Protocol):
-    """The settings this module reads (:class:`streams.settings.Settings` has them); a protocol, so that
-    the settings can resolve credentials here without the two modules importing each other."""
-
-    # Read-only properties: the settings object is a frozen dataclass.
-    @property
-    def data_dir(self) -> Path: ...
-
-    @property
-    def topic_prefix(self) -> str: ...
-
-    @property
-    def pg_user(self) -> str: ...
-
-    @property
-    def pg_password(self) -> str: ...
-
-    @property
-    def pg_least_privilege(self) -> bool: ...
-
-    @property
-    def pg_capture_password(self) -> str: ...
-
-    @property
-    def pg_apply_password(self) -> str: ...
-
-    @property
-    def pg_app_password(self) -> str: ...
-
-    @property
-    def pg_operator_password(self) -> str: ...
-
+from streams.settings import Settings
 
 ADMIN, CAPTURE, APPLY, APP, OPERATOR = "admin", "capture", "apply", "app", "operator"
 #: Roles provisioned besides the admin (key -> role name).

@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.stores.tables import SYNCED_TABLES
+from streams.connections import libpq_dsn
 from streams.model import DATABASE_STORES
 from streams.settings import Settings
 
@@ -32,7 +33,7 @@ def fetch_record(settings: Settings, side: str, store: str, entity: str, record_
                          f"(it has: {', '.join(DATABASE_STORES[side])})")
     if entity not in SYNCED_TABLES[store]:
         raise ValueError(f"entity {entity!r} is not in store {store!r} (it has: {', '.join(SYNCED_TABLES[store])})")
-    dsn = settings.libpq_dsn(side, store, "operator") + " connect_timeout=5"
+    dsn = libpq_dsn(settings, side, store, "operator") + " connect_timeout=5"
     with psycopg.connect(dsn, row_factory=dict_row) as conn:
         row = conn.execute(f"SELECT * FROM {entity} WHERE id = %s", (record_id,)).fetchone()
     return None if row is None else {k: _jsonable(v) for k, v in row.items()}

@@ -184,7 +184,7 @@ def serve(settings: Settings, process: str, registry: CollectorRegistry, health:
     try:
         return MetricsServer(registry, health, settings.host, port).start()
     except OSError as exc:
-        setting = f"metrics_{process.replace('-', '_')}_port"
+        setting = settings.metrics_port_setting(process)
         raise MetricsPortError(f"{process}: cannot serve metrics on {settings.host}:{port} ({exc}); set {setting} to a "
                       "free port or metrics_enabled = false") from exc
 

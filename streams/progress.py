@@ -15,6 +15,7 @@ import psycopg
 
 from connectors.sinks.base import StoreUnavailableError
 from connectors.sinks.connection import StoreConnection
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 
 
@@ -55,7 +56,7 @@ class ProgressRecorder:
 
     def __init__(self, settings: Settings, route: str, target_side: str) -> None:
         self.route = route
-        self._connection = StoreConnection(settings.libpq_dsn(target_side, "meta", "apply") + " connect_timeout=5",
+        self._connection = StoreConnection(libpq_dsn(settings, target_side, "meta", "apply") + " connect_timeout=5",
                                            f"{target_side}/meta (progress)")
 
     def __call__(self, per_store: dict[str, StoreProgress]) -> None:
@@ -78,7 +79,7 @@ class ProgressRecorder:
 
 def read_progress(settings: Settings, target_side: str, role: str = "operator") -> list[dict[str, Any]]:
     """All progress rows of the routes applied into ``target_side`` (read as ``role``)."""
-    with psycopg.connect(settings.libpq_dsn(target_side, "meta", role) + " connect_timeout=3") as conn:
+    with psycopg.connect(libpq_dsn(settings, target_side, "meta", role) + " connect_timeout=3") as conn:
         cur = conn.execute(
             "SELECT route, source_store, last_lsn, last_commit_ts_ms, last_probe_id, events_seen, "
             "writes_applied, dead_letters, extract(epoch from updated_at) * 1000 FROM platsync_progress")

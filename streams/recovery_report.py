@@ -31,6 +31,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connectors.stores.tables import SYNCED_TABLES
 from streams.confluent_wire import codec_for
+from streams.connections import libpq_dsn
 from streams.kafka_config import client_config
 from streams.mode_state import emergency_windows
 from streams.model import DATABASE_STORES, SIDES, other_side, route_for_source
@@ -169,8 +170,8 @@ def build_report(settings: Settings, start_ms: int, end_ms: int | None) -> list[
         for store in DATABASE_STORES[side]:
             if store not in DATABASE_STORES[other]:
                 continue  # fructos_patient exists in the cloud only; nothing is copied back into it
-            with psycopg.connect(settings.libpq_dsn(side, store, "operator")) as src, \
-                    psycopg.connect(settings.libpq_dsn(other, store, "operator")) as dst:
+            with psycopg.connect(libpq_dsn(settings, side, store, "operator")) as src, \
+                    psycopg.connect(libpq_dsn(settings, other, store, "operator")) as dst:
                 conflicts = {**_conflicts_by_row(src), **_conflicts_by_row(dst)}
                 if side == SIDES[0]:  # each store's conflicts once (they name both sides)
                     entries.extend(_lost_in_conflicts([src, dst], store, start_ms, end_ms))

@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from connectors.capture.echo_filter import filter_properties
 from connectors.keycloak.schema import ACCOUNT_TABLES
 from connectors.stores.tables import SYNCED_TABLES
+from streams.connections import keycloak_db_dsn, pg_credentials
 from streams.settings import Settings
 
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
@@ -66,17 +67,17 @@ def captured_tables(store: str) -> tuple[str, ...]:
 def _connection(settings: Settings, side: str, store: str) -> dict[str, Any]:
     """Database connection properties (the capture role): the side's instance, or Keycloak's database."""
     if store != "keycloak":
-        user, password = settings.pg_credentials(side, "capture")
+        user, password = pg_credentials(settings, side, "capture")
         return {"database.hostname": settings.pg_host(side), "database.port": settings.pg_port(side),
                 "database.user": user, "database.password": password, "database.dbname": store}
-    info = conninfo_to_dict(settings.keycloak_db_dsn(side, "capture"))
+    info = conninfo_to_dict(keycloak_db_dsn(settings, side, "capture"))
     return {"database.hostname": info.get("host", settings.host), "database.port": info.get("port", 5432),
             "database.user": info.get("user", ""), "database.password": info.get("password", ""),
             "database.dbname": info.get("dbname", "keycloak")}
 
 
 def _external_keycloak_db(settings: Settings, side: str, store: str) -> bool:
-    configured = {"local": settings.keycloak_local_db, "remote": settings.keycloak_remote_db}[side]
+    configured = settings.node(side).keycloak_db
     return store == "keycloak" and bool(configured)
 
 

@@ -30,6 +30,7 @@ import psycopg
 from connectors.keycloak.accounts import ACCOUNT_TABLE, account_to_row, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from connectors.stores.tables import SYNCED_TABLES
+from streams.connections import keycloak_db_dsn, libpq_dsn
 from streams.model import CAPTURED_STORES, ChangeEvent, RowValue
 from streams.settings import Settings
 
@@ -91,7 +92,7 @@ def resync_store(settings: Settings, side: str, store: str,
                  now_ms: Callable[[], int]) -> None:
     """Publish the current state of every row of ``store`` on ``side`` last written by its APIs."""
     sent = echoes = unmarked = 0
-    with psycopg.connect(settings.libpq_dsn(side, store, "capture")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, store, "capture")) as conn:
         lsn = conn.execute("SELECT (pg_current_wal_lsn() - '0/0')::bigint").fetchone()[0]
         markers = _markers(conn)
         conn.commit()
@@ -143,13 +144,13 @@ def resync_keycloak(settings: Settings, side: str, publish: Callable[[list[Chang
     """
 
     ring = key_ring_for(settings)
-    with psycopg.connect(settings.keycloak_db_dsn(side, "capture")) as conn:
+    with psycopg.connect(keycloak_db_dsn(settings, side, "capture")) as conn:
         lsn = conn.execute("SELECT (pg_current_wal_lsn() - '0/0')::bigint").fetchone()[0]
         ids = [r[0] for r in conn.execute(
             "SELECT u.id FROM user_entity u JOIN realm r ON r.id = u.realm_id WHERE r.name = %s "
             "AND u.service_account_client_link IS NULL ORDER BY u.username", (settings.keycloak_realm,))]
         accounts = read_accounts(conn, settings.keycloak_realm, ids)
-    with psycopg.connect(settings.libpq_dsn(side, "meta", "capture")) as meta:
+    with psycopg.connect(libpq_dsn(settings, side, "meta", "capture")) as meta:
         applied = dict(meta.execute("SELECT username, fingerprint FROM platsync_keycloak_applied").fetchall())
     events, echoes = [], 0
     for account in accounts.values():

@@ -45,6 +45,7 @@ from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from streams.codec import MessageCodec
 from streams.confluent_wire import codec_for
+from streams.connections import keycloak_db_dsn, libpq_dsn
 from streams.gc_tuning import tune_for_throughput
 from streams.jsonfile import read_json, write_json
 from streams.kafka_config import client_config
@@ -65,8 +66,8 @@ CLOSE_TIMEOUT_S = 60.0
 
 def _store_dsn(settings: Settings, side: str, store: str) -> str:
     if store == "keycloak":
-        return settings.keycloak_db_dsn(side, "capture")
-    return settings.libpq_dsn(side, store, "capture")
+        return keycloak_db_dsn(settings, side, "capture")
+    return libpq_dsn(settings, side, store, "capture")
 
 
 def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = None) -> bool:
@@ -90,13 +91,13 @@ def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverte
 
     def read(user_ids: list[str]) -> dict[str, Account]:
         def query() -> dict[str, Account]:
-            with psycopg.connect(settings.keycloak_db_dsn(side, "capture") + " connect_timeout=5") as conn:
+            with psycopg.connect(keycloak_db_dsn(settings, side, "capture") + " connect_timeout=5") as conn:
                 return read_accounts(conn, realm, user_ids)
         return _retrying(query, f"{side} Keycloak database", retry_file)
 
     def applied(usernames: list[str]) -> dict[str, tuple[str, str]]:
         def query() -> dict[str, tuple[str, str]]:
-            with psycopg.connect(settings.libpq_dsn(side, "meta", "capture") + " connect_timeout=5") as conn:
+            with psycopg.connect(libpq_dsn(settings, side, "meta", "capture") + " connect_timeout=5") as conn:
                 rows = conn.execute("SELECT username, fingerprint, applied_at::text FROM platsync_keycloak_applied "
                                     "WHERE username = ANY(%s)", (usernames,)).fetchall()
             return {username: (fingerprint, token) for username, fingerprint, token in rows}
@@ -104,7 +105,7 @@ def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverte
 
     def realm_id() -> str | None:
         def query() -> str | None:
-            with psycopg.connect(settings.keycloak_db_dsn(side, "capture") + " connect_timeout=5") as conn:
+            with psycopg.connect(keycloak_db_dsn(settings, side, "capture") + " connect_timeout=5") as conn:
                 row = conn.execute("SELECT id FROM realm WHERE name = %s", (realm,)).fetchone()
             return None if row is None else str(row[0])
         return _retrying(query, f"{side} Keycloak database", retry_file)

@@ -34,6 +34,7 @@ from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
 from connectors.stores.serials import DOCUMENT_NUMBER, PATIENT_NUMBER, next_document_numbers, next_patient_number
 from connectors.stores.tables import meta_metadata
+from streams.connections import dsn
 from streams.model import SIDES
 from streams.settings import Settings
 
@@ -109,7 +110,7 @@ class ReferenceApi:
     def _engine(self, store: str) -> Engine:
         engine = self._engines.get(store)
         if engine is None:
-            engine = create_engine(self.settings.dsn(self.side, store, "app"), pool_size=2, max_overflow=2)
+            engine = create_engine(dsn(self.settings, self.side, store, "app"), pool_size=2, max_overflow=2)
             with engine.connect() as conn:
                 configured = conn.execute(text("SELECT current_setting('platsync.side', true)")).scalar()
             if configured != self.side:

@@ -36,6 +36,7 @@ from connectors.keycloak.admin import (
 from connectors.keycloak.crypto import CredentialKeyError, KeyRing, key_ring_for
 from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableError
 from connectors.sinks.keycloak_conflicts import account_winner, is_conflict, record_conflict
+from streams.connections import keycloak_db_dsn, libpq_dsn
 from streams.model import Write
 from streams.settings import Settings
 
@@ -57,8 +58,8 @@ class KeycloakSink:
 
     def __init__(self, settings: Settings, side: str, ring: KeyRing | None = None) -> None:
         self.side = side
-        self._meta = settings.libpq_dsn(side, "meta", "apply") + " connect_timeout=5"
-        self._keycloak_db = settings.keycloak_db_dsn(side, "apply") + " connect_timeout=5"
+        self._meta = libpq_dsn(settings, side, "meta", "apply") + " connect_timeout=5"
+        self._keycloak_db = keycloak_db_dsn(settings, side, "apply") + " connect_timeout=5"
         self._realm = settings.keycloak_realm
         self._ring = ring or key_ring_for(settings)
         self._accounts = accounts_for(settings, side)

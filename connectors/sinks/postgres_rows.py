@@ -37,6 +37,7 @@ from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableErr
 from connectors.sinks.conflict_log import Plan
 from connectors.sinks.connection import StoreConnection
 from connectors.stores.tables import SYNCED_TABLES, coerce_row, metadata_for
+from streams.connections import libpq_dsn
 from streams.model import Write
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.settings import Settings
@@ -108,7 +109,7 @@ class PostgresRowSink:
         self.side = side
         self.store = store
         self.records_conflicts = records_conflicts(store)
-        self._connection = StoreConnection(settings.libpq_dsn(side, store, "apply") + " connect_timeout=5",
+        self._connection = StoreConnection(libpq_dsn(settings, side, store, "apply") + " connect_timeout=5",
                                            f"{side}/{store}")
         self._tables = {name: metadata_for(store).tables[name] for name in SYNCED_TABLES[store]}
 

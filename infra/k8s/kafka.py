@@ -225,9 +225,9 @@ def connect_settings(dep: Deployment, side: str) -> Settings:
     database password replaced by a Connect config-provider reference to a Secret-fed variable."""
     s = dep.settings
     changes: dict[str, Any] = {"pg_capture_password": f"${{env:{CAPTURE_PASSWORD_ENV}}}"}
-    db = {"local": s.keycloak_local_db, "remote": s.keycloak_remote_db}[side]
+    db = s.node(side).keycloak_db
     if db:
-        changes[f"keycloak_{side}_db"] = f"{db} password=${{env:{KEYCLOAK_DB_PASSWORD_ENV}}}"
+        s = s.with_node(side, keycloak_db=f"{db} password=${{env:{KEYCLOAK_DB_PASSWORD_ENV}}}")
     return dataclasses.replace(s, **changes)
 
 

@@ -17,7 +17,7 @@ from infra.k8s.kafka import bootstrap, cluster_ca_secret, k8s_name, user_name
 from streams.access_policy import process_roles
 from streams.credentials import kafka_principals
 from streams.model import ROUTES, SIDES
-from streams.settings import Settings
+from streams.settings import Settings, alias_names
 
 CONFIG_PATH = "/etc/platsync/platsync.toml"
 DATA_DIR = "/var/lib/platsync"
@@ -84,8 +84,8 @@ def _process_env(dep: Deployment, process: str, side: str) -> list[dict[str, Any
     """Environment of one PLAT Sync process: settings file, metrics port, its credentials."""
     known = {f.name for f in fields(Settings)}
     env: list[dict[str, Any]] = [{"name": "PLATSYNC_CONFIG", "value": CONFIG_PATH}]
-    port_setting = f"metrics_{process.replace('-', '_')}_port"
-    if port_setting not in known:
+    port_setting = dep.settings.metrics_port_setting(process)
+    if port_setting not in alias_names():
         raise DeploymentError("settings", [f"no {port_setting} setting for the {process} metrics endpoint"])
     env.append({"name": f"PLATSYNC_{port_setting.upper()}", "value": str(dep.config.container_port)})
     for role_side, role in process_roles().get(process, []):

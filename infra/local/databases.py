@@ -7,6 +7,7 @@ from sqlalchemy import create_engine
 from connectors.stores.tables import create_schema
 from infra.local.db_roles import provision_store_access
 from infra.local.postgres import PostgresInstance, find_pg_bin_dir
+from streams.connections import dsn
 from streams.model import DATABASE_STORES
 from streams.settings import Settings
 
@@ -31,7 +32,7 @@ def provision_side(settings: Settings, side: str) -> None:
     stores = DATABASE_STORES[side]
     postgres_instance(settings, side).ensure_databases(stores)
     for store in stores:
-        engine = create_engine(settings.dsn(side, store))
+        engine = create_engine(dsn(settings, side, store))
         try:
             with engine.begin() as conn:
                 create_schema(conn, store, side, store)

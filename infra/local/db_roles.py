@@ -16,6 +16,7 @@ from psycopg import sql
 
 from connectors.capture.debezium import captured_tables, slot_name
 from streams.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
+from streams.connections import libpq_dsn
 from streams.credentials import ROLE_NAMES, ensure_role_password
 from streams.model import DATABASE_STORES
 from streams.settings import Settings
@@ -26,7 +27,7 @@ Say = Callable[[str], None]
 
 def admin_conninfo(settings: Settings, side: str, database: str) -> str:
     """libpq DSN of ``database`` on ``side`` as the admin."""
-    return settings.libpq_dsn(side, database) + " connect_timeout=5"
+    return libpq_dsn(settings, side, database) + " connect_timeout=5"
 
 
 def ensure_roles(settings: Settings, side: str) -> None:
@@ -109,7 +110,7 @@ def provision_keycloak_access(settings: Settings, side: str, say: Say) -> None:
 
     A configured (external) Keycloak database is left to its owner: docs/security.md lists what to grant.
     """
-    if {"local": settings.keycloak_local_db, "remote": settings.keycloak_remote_db}[side]:
+    if settings.node(side).keycloak_db:
         return
     try:
         ensure_roles(settings, side)

@@ -32,8 +32,9 @@ from infra.local.process import (
     stop_pid,
     wait_until,
 )
+from streams.connections import keycloak_db_dsn
 from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES, route_for_target
-from streams.settings import Settings
+from streams.settings import Settings, settings_to_toml
 from streams.state_files import capture_retrying, capture_waiting_for_broker, worker_state, worker_state_path
 
 Say = Callable[[str], None]
@@ -51,7 +52,7 @@ class Component:
 def embedded_keycloak_sides(settings: Settings) -> list[str]:
     """Sides whose Keycloak is the embedded stand-in (no Keycloak URL configured)."""
     return [side for side in SIDES
-            if not {"local": settings.keycloak_local_url, "remote": settings.keycloak_remote_url}[side]]
+            if not settings.node(side).keycloak_url]
 
 
 def components(settings: Settings) -> list[Component]:
@@ -75,30 +76,18 @@ def settings_file(settings: Settings) -> Path:
 
 def write_settings_file(settings: Settings, path: Path | None = None) -> Path:
     """Write ``settings`` as the TOML file child processes read (default: the data dir's); return its path."""
-    lines = []
-    for key, value in settings.as_dict().items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            lines.append(f"{key} = {value}")
-        else:
-            lines.append(f"{key} = {_toml_str(str(value))}")
     text = "# Effective settings of this data dir, written by 'platsync up'. Edit and restart to change.\n"
     path = path or settings_file(settings)
-    path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text(text + settings_to_toml(settings), encoding="utf-8")
     tomllib.loads(path.read_text(encoding="utf-8"))  # never leave a file the children cannot read
     return path
-
-
-def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def prepare_keycloak_capture(settings: Settings, side: str, say: Say) -> None:
     """Full before-images on Keycloak's account tables, so a deleted row still names its user; the
     least-privilege grants and the capture's publication on the embedded Keycloak database."""
     try:
-        with psycopg.connect(settings.keycloak_db_dsn(side) + " connect_timeout=5", autocommit=True) as conn:
+        with psycopg.connect(keycloak_db_dsn(settings, side) + " connect_timeout=5", autocommit=True) as conn:
             for table in ACCOUNT_TABLES:
                 conn.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
     except psycopg.Error as exc:

@@ -9,6 +9,7 @@ from psycopg import errors
 from connectors.capture.debezium import slot_name
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
+from streams.connections import libpq_dsn, pg_credentials
 from streams.model import CAPTURED_STORES, ROUTES, SIDES
 from streams.settings import Settings
 
@@ -16,12 +17,12 @@ pytestmark = pytest.mark.e2e
 
 
 def as_role(s: Settings, side: str, store: str, role: str) -> psycopg.Connection:
-    return psycopg.connect(s.libpq_dsn(side, store, role) + " connect_timeout=5", autocommit=True)
+    return psycopg.connect(libpq_dsn(s, side, store, role) + " connect_timeout=5", autocommit=True)
 
 
 def sessions(s: Settings, side: str) -> set[tuple[str, str]]:
     """(application_name, user) of every client session on ``side``'s instance."""
-    with psycopg.connect(s.libpq_dsn(side, "meta") + " connect_timeout=5") as conn:
+    with psycopg.connect(libpq_dsn(s, side, "meta") + " connect_timeout=5") as conn:
         rows = conn.execute("SELECT application_name, usename FROM pg_stat_activity "
                             "WHERE usename IS NOT NULL AND application_name <> ''").fetchall()
     return {(str(app), str(user)) for app, user in rows}
@@ -30,7 +31,7 @@ def sessions(s: Settings, side: str) -> set[tuple[str, str]]:
 def test_stack_processes_connect_with_their_roles(stack: Stack) -> None:
     s = stack.settings
     for side in SIDES:
-        with psycopg.connect(s.libpq_dsn(side, "meta") + " connect_timeout=5") as conn:
+        with psycopg.connect(libpq_dsn(s, side, "meta") + " connect_timeout=5") as conn:
             users = dict(conn.execute(
                 "SELECT s.slot_name, a.usename FROM pg_replication_slots s "
                 "JOIN pg_stat_activity a ON a.pid = s.active_pid").fetchall())
@@ -46,7 +47,7 @@ def test_stack_processes_connect_with_their_roles(stack: Stack) -> None:
 
 def test_the_reference_api_connects_as_the_app_role(stack: Stack) -> None:
     s = stack.settings
-    with ReferenceApi(s, "local") as api, psycopg.connect(s.libpq_dsn("local", "meta")) as conn:
+    with ReferenceApi(s, "local") as api, psycopg.connect(libpq_dsn(s, "local", "meta")) as conn:
         api.call("PRV_STF_001", {"staff_code": "ROLE-1", "display_name": "権限 確認", "role": "clerk"})
         count = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'platsync_app'").fetchone()
     assert count is not None and count[0] >= 1
@@ -79,7 +80,7 @@ def test_postgres_enforces_the_roles(stack: Stack) -> None:
 
 def test_one_sides_credentials_do_not_open_the_other_side(stack: Stack) -> None:
     s = stack.settings
-    user, password = s.pg_credentials("local", "apply")
+    user, password = pg_credentials(s, "local", "apply")
     dsn = (f"host={s.pg_host('remote')} port={s.pg_port('remote')} dbname=meta user={user} "
            f"password='{password}' connect_timeout=5")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):

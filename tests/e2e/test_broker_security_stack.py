@@ -16,6 +16,7 @@ from connectors.reference_api.service import ReferenceApi
 from infra.local.link import enforced_state
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
+from streams.connections import libpq_dsn
 from streams.kafka_config import users_file
 from streams.settings import Settings
 
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
 
 def patient(settings: Settings, side: str, patient_id: str) -> tuple | None:
-    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
         return conn.execute("SELECT family_name FROM patients WHERE id = %s", (patient_id,)).fetchone()
 
 

@@ -26,6 +26,7 @@ from connectors.capture.debezium import slot_name
 from connectors.capture.runner import capture_ready
 from infra.local.process import free_port, stop_pid
 from streams.codec import decode_changes
+from streams.connections import libpq_dsn
 from streams.kafka_config import client_config
 from streams.model import ChangeEvent
 from streams.settings import Settings
@@ -140,7 +141,7 @@ class Reader:
 def write(settings: Settings, side: str, store: str, statements: list[tuple[str, tuple[Any, ...]]],
           mark: tuple[str, str] | None = None, echo_origin: str | None = None) -> int:
     """Run one transaction (marked, echo or unmarked); return its txid."""
-    with psycopg.connect(settings.libpq_dsn(side, store)) as conn, conn.transaction():
+    with psycopg.connect(libpq_dsn(settings, side, store)) as conn, conn.transaction():
         if mark:
             txid = conn.execute("SELECT platsync_mark_api(%s, %s)", mark).fetchone()[0]
         else:
@@ -254,7 +255,7 @@ def test_runners_publish_stamped_events_and_drop_echoes(settings: Settings) -> N
 
 
 def _slot_free(settings: Settings, side: str, store: str) -> bool:
-    with psycopg.connect(settings.libpq_dsn(side, store), autocommit=True) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, store), autocommit=True) as conn:
         row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
                            (slot_name(side, store),)).fetchone()
     return row is not None and not row[0]
@@ -333,7 +334,7 @@ def test_large_transaction_throughput_and_kill_9_inside_it(settings: Settings) -
     reader = Reader(settings, settings.topic("local", "meta"))
 
     def bulk(tag: str) -> set[str]:
-        with psycopg.connect(settings.libpq_dsn("local", "meta")) as conn, conn.transaction():
+        with psycopg.connect(libpq_dsn(settings, "local", "meta")) as conn, conn.transaction():
             conn.execute("SELECT platsync_mark_api('PRV_STF_001', %s)", (tag,))
             conn.execute("INSERT INTO staff (id, staff_code, display_name, role) "
                          "SELECT %s || '-' || g, 'S', 'n', 'nurse' FROM generate_series(1, %s) g", (tag, rows))
@@ -363,7 +364,7 @@ def test_large_transaction_throughput_and_kill_9_inside_it(settings: Settings) -
 
 def _slot_lsns(settings: Settings, side: str, store: str) -> tuple[int, int]:
     """(confirmed_flush_lsn of the store's slot, current WAL position) as integers."""
-    with psycopg.connect(settings.libpq_dsn(side, store), autocommit=True) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, store), autocommit=True) as conn:
         row = conn.execute("SELECT confirmed_flush_lsn - '0/0'::pg_lsn, pg_current_wal_lsn() - '0/0'::pg_lsn "
                            "FROM pg_replication_slots WHERE slot_name = %s", (slot_name(side, store),)).fetchone()
     return int(row[0]), int(row[1])

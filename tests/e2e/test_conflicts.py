@@ -26,6 +26,7 @@ from connectors.sinks.postgres_rows import PostgresRowSink
 from infra.local.process import read_pid
 from infra.local.stack import Stack, write_settings_file
 from streams.conflicts import open_conflict_count
+from streams.connections import libpq_dsn
 from streams.model import DATABASE_STORES, Write, other_side
 from streams.settings import Settings
 from tests.support.helpers import platsync
@@ -70,7 +71,7 @@ class Sides:
             sink.close()
 
     def row(self, side: str, store: str, row_id: str) -> dict[str, Any] | None:
-        with psycopg.connect(self.s.libpq_dsn(side, store), row_factory=dict_row) as conn:
+        with psycopg.connect(libpq_dsn(self.s, side, store), row_factory=dict_row) as conn:
             return conn.execute(f"SELECT * FROM {TABLE[store]} WHERE id = %s", (row_id,)).fetchone()
 
     def ids(self, side: str, doc_id: str) -> dict[str, str]:
@@ -107,7 +108,7 @@ class Sides:
                 for store, ws in writes.items() if store in DATABASE_STORES[to_side]}
 
     def conflicts(self, side: str, store: str, row_id: str) -> list[dict[str, Any]]:
-        with psycopg.connect(self.s.libpq_dsn(side, store), row_factory=dict_row) as conn:
+        with psycopg.connect(libpq_dsn(self.s, side, store), row_factory=dict_row) as conn:
             return conn.execute("SELECT * FROM platsync_conflict WHERE row_id = %s ORDER BY conflict_id",
                                 (row_id,)).fetchall()
 

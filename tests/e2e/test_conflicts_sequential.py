@@ -27,6 +27,7 @@ from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
 from streams.conflicts import open_conflict_count
+from streams.connections import libpq_dsn
 from streams.mode_state import read_mode
 from streams.model import DATABASE_STORES
 from streams.settings import Settings
@@ -41,7 +42,7 @@ def synced(s: Settings) -> None:
 
 
 def row(s: Settings, side: str, store: str, table: str, row_id: str) -> dict[str, Any] | None:
-    with psycopg.connect(s.libpq_dsn(side, store), row_factory=dict_row) as conn:
+    with psycopg.connect(libpq_dsn(s, side, store), row_factory=dict_row) as conn:
         return conn.execute(f"SELECT * FROM {table} WHERE id = %s", (row_id,)).fetchone()  # noqa: S608
 
 
@@ -50,7 +51,7 @@ def conflicts_about(s: Settings, row_ids: set[str]) -> list[tuple[str, str, dict
     found = []
     for side, stores in DATABASE_STORES.items():
         for store in stores:
-            with psycopg.connect(s.libpq_dsn(side, store), row_factory=dict_row) as conn:
+            with psycopg.connect(libpq_dsn(s, side, store), row_factory=dict_row) as conn:
                 found.extend((side, store, c) for c in conn.execute(
                     "SELECT conflict_id, table_name, row_id, winner, rule, status FROM platsync_conflict "
                     "WHERE row_id = ANY(%s)", (sorted(row_ids),)).fetchall())

@@ -25,6 +25,7 @@ from connectors.reference_api.service import ApiError, ReferenceApi
 from infra.local.process import read_pid
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 from tests.support.helpers import platsync
 from tests.support.snapshot import snapshot
@@ -60,7 +61,7 @@ class Run:
 
 
 def live_documents(settings: Settings, side: str) -> list[str]:
-    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
         return [r[0] for r in conn.execute("SELECT id FROM documents WHERE NOT deleted ORDER BY id")]
 
 
@@ -70,7 +71,7 @@ def versions(settings: Settings, side: str, written: dict[str, dict[str, list[st
     for store, tables in written.items():
         if store not in LINKED:  # keycloak (not called here), fructos_patient (cloud only)
             continue
-        with psycopg.connect(settings.libpq_dsn(side, store)) as conn:
+        with psycopg.connect(libpq_dsn(settings, side, store)) as conn:
             for table, ids in tables.items():
                 for row_id, version in conn.execute(f"SELECT id, version FROM {table} WHERE id = ANY(%s)", (ids,)):
                     found[(store, table, row_id)] = version
@@ -165,7 +166,7 @@ def conflict_losers(settings: Settings) -> set[tuple[str, str, str, int]]:
     losers = set()
     for side in ("local", "remote"):
         for store in LINKED:
-            with psycopg.connect(settings.libpq_dsn(side, store)) as conn:
+            with psycopg.connect(libpq_dsn(settings, side, store)) as conn:
                 if not conn.execute("SELECT to_regclass('platsync_conflict') IS NOT NULL").fetchone()[0]:
                     continue
                 for table, row_id, winner, local_row, remote_row in conn.execute(
@@ -187,12 +188,12 @@ def check(run: Run, settings: Settings) -> None:
     for (store, table, row_id), (version, side) in run.acked.items():
         rows = snap[("local", store, table)]
         assert row_id in rows, f"acknowledged {store}.{table} {row_id} (v{version} on {side}) is lost"
-        with psycopg.connect(settings.libpq_dsn("local", store)) as conn:
+        with psycopg.connect(libpq_dsn(settings, "local", store)) as conn:
             final = conn.execute(f"SELECT version FROM {table} WHERE id = %s", (row_id,)).fetchone()[0]
         assert final >= version or (store, table, row_id, version) in losers, (
             f"acknowledged {store}.{table} {row_id} v{version} from {side} was overwritten by v{final} "
             "without a recorded conflict")
-    with psycopg.connect(settings.libpq_dsn("local", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, "local", "meta")) as conn:
         for table, column in (("patients", "patient_number"), ("documents", "document_number")):
             dupes = conn.execute(f"SELECT {column}, count(*) FROM {table} WHERE {column} IS NOT NULL "
                                  f"GROUP BY 1 HAVING count(*) > 1").fetchall()

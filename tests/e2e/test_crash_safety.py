@@ -22,6 +22,7 @@ import sqlalchemy.exc
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import read_pid, wait_until
 from infra.local.stack import Stack
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 from streams.state_files import capture_state
 from tests.support.helpers import can_login, platsync
@@ -139,7 +140,7 @@ def test_changes_the_broker_held_but_nobody_applied_are_recaptured(stack: Stack)
     assert "re-capture local/meta" in result.stdout, result.stdout
     synced = platsync(s, "wait-synced", "--timeout", "180", timeout=240)
     assert synced.returncode == 0, synced.stdout + synced.stderr
-    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:
         titles = {r[0] for r in conn.execute("SELECT title FROM documents WHERE id = ANY(%s)", (docs,))}
     assert titles == {"held-0", "held-1", "held-2"}
     assert can_login(s, "remote", username, password)
@@ -170,7 +171,7 @@ def test_broker_lost_during_a_cut_recaptures_the_cloud_now_and_the_hospital_at_l
     synced = platsync(s, "wait-synced", "--timeout", "180", timeout=240)
     assert synced.returncode == 0, synced.stdout + synced.stderr
     for side in ("local", "remote"):
-        with psycopg.connect(s.libpq_dsn(side, "meta")) as conn:
+        with psycopg.connect(libpq_dsn(s, side, "meta")) as conn:
             titles = {r[0] for r in conn.execute("SELECT title FROM documents WHERE id = ANY(%s)",
                                                  (list(made.values()),))}
         assert titles == {"double fault local", "double fault remote"}, (side, titles)

@@ -12,13 +12,14 @@ import pytest
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
+from streams.connections import libpq_dsn
 from tests.support.helpers import platsync
 
 pytestmark = pytest.mark.e2e
 
 
 def _remote_staff(stack: Stack, staff_id: str) -> tuple | None:
-    with psycopg.connect(stack.settings.libpq_dsn("remote", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(stack.settings, "remote", "meta")) as conn:
         return conn.execute("SELECT display_name, version FROM staff WHERE id = %s", (staff_id,)).fetchone()
 
 
@@ -34,7 +35,7 @@ def test_a_refused_change_is_listed_shown_redacted_and_re_driven_after_the_fix(s
     name = f"秘匿患者名-{tag}"  # stands for patient/staff data that must not be printed by default
     role = f"blocked-{tag}"
     constraint = f"no_blocked_{tag}"
-    with psycopg.connect(s.libpq_dsn("remote", "meta"), autocommit=True) as conn:
+    with psycopg.connect(libpq_dsn(s, "remote", "meta"), autocommit=True) as conn:
         conn.execute(f"ALTER TABLE staff ADD CONSTRAINT {constraint} CHECK (role <> '{role}')")
     try:
         with ReferenceApi(s, "local") as api:
@@ -61,7 +62,7 @@ def test_a_refused_change_is_listed_shown_redacted_and_re_driven_after_the_fix(s
         assert dry.returncode == 0 and "would re-drive" in dry.stdout
         assert _remote_staff(stack, staff_id) is None
     finally:
-        with psycopg.connect(s.libpq_dsn("remote", "meta"), autocommit=True) as conn:  # the operator's fix
+        with psycopg.connect(libpq_dsn(s, "remote", "meta"), autocommit=True) as conn:  # the operator's fix
             conn.execute(f"ALTER TABLE staff DROP CONSTRAINT IF EXISTS {constraint}")
 
     retried = platsync(s, "dlq", "retry", letter["id"])

@@ -35,6 +35,7 @@ from infra.local.process import read_pid
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
 from streams.codec import DecodeError, MessageCodec, encode
+from streams.connections import libpq_dsn
 from streams.dlq import read_dead_letters, read_topic_records
 from streams.kafka_config import client_config
 from streams.model import ROUTES, ChangeEvent
@@ -248,7 +249,7 @@ def test_bad_input_at_every_consumer_is_dead_lettered_and_good_input_applied(sta
             wanted = {row_id: row for (st, row_id), row in plan.good_rows.items() if st == store}
             table = "staff" if store == "meta" else "signed_records"
             column = "staff_code" if store == "meta" else "content_hash"
-            with psycopg.connect(s.libpq_dsn(target, store)) as conn:
+            with psycopg.connect(libpq_dsn(s, target, store)) as conn:
                 found = dict(conn.execute(f"SELECT id, {column} FROM {table} WHERE id = ANY(%s)",
                                           (list(wanted),)).fetchall())
             assert found == {row_id: row[column] for row_id, row in wanted.items()}, f"seed {SEED}: {route}/{store}"
@@ -357,6 +358,6 @@ def test_bad_text_and_foreign_numbers_in_every_api_payload_are_refused_without_e
     assert {kind for _, kind in seen} == {*mutations, "foreign_number"}, seen
     for side in ("local", "remote"):  # nothing written: no transaction of any refused call was committed
         for store in ("meta", "fructos_own"):
-            with psycopg.connect(s.libpq_dsn(side, store)) as conn:
+            with psycopg.connect(libpq_dsn(s, side, store)) as conn:
                 assert conn.execute("SELECT count(*) FROM platsync_txn_marker WHERE call_id = ANY(%s)",
                                     (call_ids,)).fetchone() == (0,), (side, store)

@@ -12,6 +12,7 @@ import pytest
 
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 from tests.support.helpers import can_login, platsync, users
 
@@ -26,7 +27,7 @@ def synced(s: Settings) -> None:
 def conflicts(s: Settings, username: str) -> dict[str, list[tuple]]:
     found = {}
     for side in ("local", "remote"):
-        with psycopg.connect(s.libpq_dsn(side, "meta")) as conn:
+        with psycopg.connect(libpq_dsn(s, side, "meta")) as conn:
             found[side] = conn.execute(
                 "SELECT conflict_id, winner, rule, local_row, remote_row FROM platsync_conflict "
                 "WHERE store = 'keycloak' AND row_id = %s", (username,)).fetchall()

@@ -35,6 +35,7 @@ from infra.local.databases import postgres_instance
 from infra.local.keycloak_standin import standin_ready, standin_url
 from infra.local.process import ProcessSpec, free_port, log_path, start_process, stop_process, wait_until
 from infra.local.stack import write_settings_file
+from streams.connections import keycloak_db_dsn
 from streams.settings import Settings
 from tests.support import keycloak_scenarios as sc
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_postgres
@@ -67,7 +68,7 @@ class Standins:
         return sc.accounts(*self.args(side))
 
     def db(self, side: str) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.settings.keycloak_db_dsn(side), autocommit=True)
+        return psycopg.connect(keycloak_db_dsn(self.settings, side), autocommit=True)
 
     def log(self, side: str) -> str:
         return log_path(self.settings.data_dir, f"keycloak-{side}").read_text(encoding="utf-8", errors="replace")
@@ -78,8 +79,7 @@ def standins() -> Iterator[Standins]:
     data_dir = make_data_dir("platsync-kc-")
     started: list[str] = []
     try:
-        settings = dataclasses.replace(isolated_settings(data_dir, keycloak_admin_password=f"adm-{uuid.uuid4().hex}"),
-                                       keycloak_local_port=free_port(), keycloak_remote_port=free_port())
+        settings = isolated_settings(data_dir, keycloak_admin_password=f"adm-{uuid.uuid4().hex}")  # free ports
         with running_postgres(settings):
             for side, ttl in (("local", 300), ("remote", 2)):
                 postgres_instance(settings, side).ensure_databases(("keycloak",))
@@ -106,7 +106,7 @@ def test_scenario(standins: Standins, scenario: Callable[[str, str, str, str], N
 
 def test_accounts_are_stored_in_keycloaks_tables_as_keycloak_writes_them(standins: Standins) -> None:
     url, realm, admin_user, admin_password = standins.args("local")
-    dsn = standins.settings.keycloak_db_dsn("local")
+    dsn = keycloak_db_dsn(standins.settings, "local")
     created = sc.table_layout(url, realm, admin_user, admin_password, dsn)  # shared with the real Keycloak test
     (cred,) = created["rows"]["credential"]
     secret, data = json.loads(cred["secret_data"]), json.loads(cred["credential_data"])
@@ -213,7 +213,7 @@ def test_request_log_never_holds_a_password_or_hash(standins: Standins) -> None:
 
 
 def test_sigterm_stops_the_standin_with_exit_code_0(standins: Standins, tmp_path: Path) -> None:
-    settings = dataclasses.replace(standins.settings, keycloak_local_port=free_port())
+    settings = standins.settings.with_node("local", keycloak_port=free_port())
     config = write_settings_file(settings, tmp_path / "kc.toml")
     proc = subprocess.Popen([sys.executable, "-m", "infra.local.keycloak_standin", "--side", "local",  # noqa: S603
                              "--config", str(config)], cwd=Path(__file__).resolve().parents[2],

@@ -16,6 +16,7 @@ import pytest
 
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 from tests.support.helpers import hybridmode, platsync, wait_for
 
@@ -26,7 +27,7 @@ PATIENT = {"family_name": "佐藤", "given_name": "花子", "birth_date": "1980-
 
 
 def patient_row(settings: Settings, side: str, patient_id: str) -> tuple | None:
-    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
         return conn.execute("SELECT id, patient_number, family_name, version, record_id FROM patients "
                             "WHERE id = %s", (patient_id,)).fetchone()
 

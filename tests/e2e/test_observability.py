@@ -22,6 +22,7 @@ from connectors.reference_api.service import ReferenceApi
 from infra.local.process import free_port
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
+from streams.connections import keycloak_db_dsn, libpq_dsn
 from streams.model import ROUTES, SIDES
 from streams.modes import MODES
 from streams.settings import Settings
@@ -133,7 +134,7 @@ def test_no_log_holds_phi_or_a_secret(stack: Stack) -> None:
     constraint = f"obs_blocked_{tag}"
     letters_before = value(scrape(s, "worker-local_to_remote"), "platsync_dead_letters_total",
                            route="local_to_remote", kind="sink_rejected")
-    with psycopg.connect(s.libpq_dsn("remote", "meta"), autocommit=True) as conn:
+    with psycopg.connect(libpq_dsn(s, "remote", "meta"), autocommit=True) as conn:
         conn.execute(f"ALTER TABLE staff ADD CONSTRAINT {constraint} CHECK (role <> '{role}')")
     try:
         with ReferenceApi(s, "local") as api:
@@ -149,7 +150,7 @@ def test_no_log_holds_phi_or_a_secret(stack: Stack) -> None:
                                                     "content_text": f"{phi} content", "signed_by": "dr"}]})
         synced(s)
     finally:
-        with psycopg.connect(s.libpq_dsn("remote", "meta"), autocommit=True) as conn:
+        with psycopg.connect(libpq_dsn(s, "remote", "meta"), autocommit=True) as conn:
             conn.execute(f"ALTER TABLE staff DROP CONSTRAINT IF EXISTS {constraint}")
     # The refused row really went the dead-letter way (and its error text quotes the row).
     wait_for(lambda: value(scrape(s, "worker-local_to_remote"), "platsync_dead_letters_total",
@@ -161,9 +162,9 @@ def test_no_log_holds_phi_or_a_secret(stack: Stack) -> None:
     assert len(letter) == 1, listed.stdout
     assert platsync(s, "dlq", "retry", letter[0]).returncode == 0
     synced(s)
-    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:
         assert conn.execute("SELECT count(*) FROM staff WHERE id = %s", (refused,)).fetchone() == (1,)
-    with psycopg.connect(s.keycloak_db_dsn("local")) as conn:
+    with psycopg.connect(keycloak_db_dsn(s, "local")) as conn:
         rows = conn.execute("SELECT c.secret_data FROM credential c JOIN user_entity u ON u.id = c.user_id "
                             "WHERE u.username = %s", (f"obs-{tag}",)).fetchall()
     hashes = [json.loads(r[0])["value"] for r in rows]

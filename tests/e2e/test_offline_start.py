@@ -21,6 +21,7 @@ import pytest
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import log_path, pid_alive, read_pid, stop_pid
 from infra.local.stack import Stack
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 from streams.state_files import worker_state
 from tests.support.helpers import hybridmode, platsync, wait_for
@@ -44,7 +45,7 @@ def cut(stack: Stack) -> Iterator[Settings]:
 
 
 def staff_on(s: Settings, side: str, staff_id: str) -> tuple | None:
-    with psycopg.connect(s.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(s, side, "meta")) as conn:
         return conn.execute("SELECT id, staff_code, display_name, version FROM staff WHERE id = %s",
                             (staff_id,)).fetchone()
 

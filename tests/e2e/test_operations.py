@@ -21,6 +21,7 @@ from infra.local.process import read_pid
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
 from streams.codec import DecodeError, MessageCodec
+from streams.connections import libpq_dsn
 from streams.kafka_config import client_config
 from streams.model import ChangeEvent
 from streams.settings import Settings
@@ -105,13 +106,13 @@ def test_bad_input_is_dead_lettered_and_the_route_continues(stack: Stack, codec:
     producer.produce(topic, key=b"garbage", value=b"\x00not avro at all")
     producer.produce(topic, key=b"unknown", value=codec.encode_change(unknown))
     producer.flush(10)
-    with psycopg.connect(s.libpq_dsn("local", "meta")) as conn:  # a transaction without a marker
+    with psycopg.connect(libpq_dsn(s, "local", "meta")) as conn:  # a transaction without a marker
         conn.execute("INSERT INTO staff (id, staff_code, display_name, role) VALUES ('unmarked-1', 'U', 'U', 'x')")
     with ReferenceApi(s, "local") as api:
         good = api.call("PRV_STF_001", {"staff_code": "after-bad", "display_name": "後続", "role": "clerk"})
     synced(s)
     good_id = good["written"]["meta"]["staff"][0]
-    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:
         assert conn.execute("SELECT count(*) FROM staff WHERE id = %s", (good_id,)).fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM staff WHERE id = 'unmarked-1'").fetchone() == (0,)
     letters = [codec.decode("dead_letter", v) for v in read_topic(s, s.dead_letter_topic("local_to_remote"))]
@@ -147,7 +148,7 @@ def test_a_change_batch_is_taken_apart_and_each_bad_event_dead_lettered_alone(st
     with ReferenceApi(s, "local") as api:
         after = api.call("PRV_STF_001", {"staff_code": "after-batch", "display_name": "後", "role": "clerk"})
     synced(s)
-    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:
         assert conn.execute("SELECT staff_code FROM staff WHERE id = 'batch-good'").fetchone() == ("batch-good",)
         assert conn.execute("SELECT count(*) FROM staff WHERE id = 'batch-unknown'").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM staff WHERE id = %s",
@@ -234,7 +235,7 @@ def test_kill_9_of_worker_and_capture_mid_stream_loses_nothing(stack: Stack) -> 
         thread.join(30)
     stack.up(say=lambda m: None)
     synced(s, timeout=120)
-    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:
         present = {r[0] for r in conn.execute("SELECT id FROM documents WHERE id = ANY(%s)", (created,))}
     assert len(created) > 50 and present == set(created)
 
@@ -260,7 +261,7 @@ def test_down_and_up_resume_without_loss(stack: Stack) -> None:
     with ReferenceApi(s, "remote") as api:
         second = api.call("PRV_DOC_006", doc_payload("after-restart", 5))["written"]["meta"]["documents"]
     synced(s)
-    with psycopg.connect(s.libpq_dsn("local", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(s, "local", "meta")) as conn:
         rows = conn.execute("SELECT count(*) FROM documents WHERE id = ANY(%s)", (first + second,)).fetchone()
     assert rows == (10,)
 
@@ -334,6 +335,6 @@ def test_down_mid_stream_then_up_loses_no_acknowledged_write(stack: Stack) -> No
     thread.join(30)
     stack.up(say=lambda m: None)
     synced(s)
-    with psycopg.connect(s.libpq_dsn("remote", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:
         present = {r[0] for r in conn.execute("SELECT id FROM documents WHERE id = ANY(%s)", (acknowledged,))}
     assert len(acknowledged) > 20 and present == set(acknowledged)

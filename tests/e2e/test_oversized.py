@@ -12,6 +12,7 @@ import pytest
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.barrier import wait_synced
+from streams.connections import libpq_dsn
 from tests.support.cleanup import forget_rows
 from tests.support.helpers import platsync
 
@@ -24,7 +25,7 @@ def _doc(tag: str, size: int) -> dict:
 
 
 def _remote_record_sizes(stack: Stack, record_ids: list[str]) -> dict[str, int]:
-    with psycopg.connect(stack.settings.libpq_dsn("remote", "fructos_own")) as conn:
+    with psycopg.connect(libpq_dsn(stack.settings, "remote", "fructos_own")) as conn:
         rows = conn.execute("SELECT id, length(content) FROM signed_records WHERE id = ANY(%s)", (record_ids,))
         return dict(rows.fetchall())
 

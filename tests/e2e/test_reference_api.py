@@ -33,6 +33,7 @@ from connectors.stores.serials import PATIENT_NUMBER_RANGES
 from connectors.stores.tables import SYNCED_TABLES
 from infra.local.process import free_port
 from infra.local.stack import write_settings_file
+from streams.connections import dsn, libpq_dsn, pg_credentials
 from streams.model import DATABASE_STORES, SIDES
 from streams.settings import Settings
 from tests.support.stack import isolated_settings as stack_settings
@@ -111,7 +112,7 @@ def apis(pg: Settings) -> Iterator[dict[str, ReferenceApi]]:
 
 @pytest.fixture(scope="module")
 def engines(pg: Settings) -> Iterator[dict[tuple[str, str], Engine]]:
-    made = {(side, store): create_engine(pg.dsn(side, store))
+    made = {(side, store): create_engine(dsn(pg, side, store))
             for side in SIDES for store in DATABASE_STORES[side]}
     try:
         yield made
@@ -421,12 +422,12 @@ def test_authentication_update_changes_only_keycloak(engines: dict[tuple[str, st
 
 
 def test_store_of_the_wrong_side_is_refused(pg: Settings) -> None:
-    swapped = dataclasses.replace(pg, pg_local_port=pg.pg_remote_port)
+    swapped = pg.with_node("local", pg_port=pg.pg_port("remote"))
     # The local application's role password does not open the remote side's databases ...
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(swapped.libpq_dsn("local", "meta", "app") + " connect_timeout=5").close()
+        psycopg.connect(libpq_dsn(swapped, "local", "meta", "app") + " connect_timeout=5").close()
     # ... and with the remote side's credentials, the side setting of the database still refuses.
-    swapped = dataclasses.replace(swapped, pg_app_password=pg.pg_credentials("remote", "app")[1])
+    swapped = dataclasses.replace(swapped, pg_app_password=pg_credentials(pg, "remote", "app")[1])
     with ReferenceApi(swapped, "local") as api, pytest.raises(ApiError, match="platsync.side='remote'"):
         api.register_staff(STAFF)
 
@@ -540,7 +541,7 @@ def test_every_call_failure_prints_one_redacted_line(engines: dict[tuple[str, st
     assert_one_redacted_line(run_call(pg, tmp_path, "PRV_STF_001", "local", '{"staff_code": "S", '),
                              "the payload is not valid JSON")
     assert_one_redacted_line(run_call(pg, tmp_path, "PRV_XYZ_001", "local", "{}"), "unknown API")
-    down = dataclasses.replace(pg, pg_local_port=free_port())
+    down = pg.with_node("local", pg_port=free_port())
     assert_one_redacted_line(run_call(pg, tmp_path, "PRV_STF_001", "local", json.dumps(STAFF), settings=down),
                              "PRV_STF_001 on the local side failed", "could not be reached")
     assert_one_redacted_line(run_call(pg, tmp_path, "PRV_DOC_008", "remote", json.dumps({"ids": [str(uuid.uuid4())]})),

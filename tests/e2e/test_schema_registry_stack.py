@@ -21,6 +21,7 @@ from streams import codec as plain
 from streams.barrier import wait_synced
 from streams.codec import MessageCodec
 from streams.confluent_wire import codec_for, header, register_contracts
+from streams.connections import libpq_dsn
 from streams.kafka_config import client_config
 from streams.model import ChangeEvent
 from streams.modes import heartbeat_topic
@@ -87,7 +88,7 @@ def read_topic(settings: Settings, topic: str, quiet_s: float = 1.5, limit: int 
 
 
 def staff_count(settings: Settings, side: str, staff_id: str) -> int:
-    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
         row = conn.execute("SELECT count(*) FROM staff WHERE id = %s", (staff_id,)).fetchone()
     return int(row[0]) if row else 0
 

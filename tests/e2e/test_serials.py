@@ -11,6 +11,7 @@ import pytest
 from connectors.reference_api.errors import PayloadError
 from connectors.reference_api.service import ReferenceApi
 from connectors.stores.serials import DOCUMENT_NUMBER_RANGES, PATIENT_NUMBER_RANGES, SEQUENCE, SerialExhaustedError
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +21,7 @@ PATIENT = {"family_name": "鈴木", "given_name": "一郎", "birth_date": "1975-
 
 
 def numbers(settings: Settings, side: str, ids: list[str]) -> list[str]:
-    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
         rows = conn.execute("SELECT id, patient_number FROM patients WHERE id = ANY(%s)", (ids,)).fetchall()
     by_id = dict(rows)
     return [by_id[i] for i in ids]
@@ -47,11 +48,11 @@ def test_a_given_patient_number_is_kept(pg_settings: Settings) -> None:
 
 def test_an_exhausted_range_is_a_clear_error_and_writes_nothing(pg_settings: Settings) -> None:
     low, high = PATIENT_NUMBER_RANGES["remote"]
-    dsn = pg_settings.libpq_dsn("remote", "meta")
+    dsn = libpq_dsn(pg_settings, "remote", "meta")
     with psycopg.connect(dsn, autocommit=True) as conn:
         saved = conn.execute(f"SELECT last_value, is_called FROM {SEQUENCE}").fetchone()
         count = conn.execute("SELECT count(*) FROM patients").fetchone()
-    with psycopg.connect(pg_settings.libpq_dsn("remote", "fructos_own")) as conn:
+    with psycopg.connect(libpq_dsn(pg_settings, "remote", "fructos_own")) as conn:
         records = conn.execute("SELECT count(*) FROM signed_records").fetchone()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"ALTER SEQUENCE {SEQUENCE} RESTART WITH {high}")
@@ -63,7 +64,7 @@ def test_an_exhausted_range_is_a_clear_error_and_writes_nothing(pg_settings: Set
                 api.call("PRV_PAT_001", PATIENT)
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT count(*) FROM patients").fetchone() == (count[0] + 1,)
-        with psycopg.connect(pg_settings.libpq_dsn("remote", "fructos_own")) as conn:
+        with psycopg.connect(libpq_dsn(pg_settings, "remote", "fructos_own")) as conn:
             assert conn.execute("SELECT count(*) FROM signed_records").fetchone() == (records[0] + 1,)
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -76,7 +77,7 @@ def doc(title: str, **extra: str) -> dict[str, str]:
 
 
 def document_numbers(settings: Settings, side: str, ids: list[str]) -> list[str]:
-    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
         by_id = dict(conn.execute("SELECT id, document_number FROM documents WHERE id = ANY(%s)", (ids,)).fetchall())
     return [by_id[i] for i in ids]
 
@@ -111,17 +112,17 @@ def test_a_given_document_number_is_kept_and_others_in_the_bulk_are_assigned(pg_
 
 def counts(settings: Settings, side: str) -> tuple[int, int, int]:
     """Rows of patients, documents (META) and signed records (fructos_own) of ``side``."""
-    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
         patients, documents = conn.execute("SELECT (SELECT count(*) FROM patients), "
                                            "(SELECT count(*) FROM documents)").fetchone()
-    with psycopg.connect(settings.libpq_dsn(side, "fructos_own")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "fructos_own")) as conn:
         (records,) = conn.execute("SELECT count(*) FROM signed_records").fetchone()
     return patients, documents, records
 
 
 def sequence_next(settings: Settings, side: str, sequence: str) -> int:
     """The next value ``sequence`` of ``side`` would give (without drawing it)."""
-    with psycopg.connect(settings.libpq_dsn(side, "meta")) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
         last, called = conn.execute(f"SELECT last_value, is_called FROM {sequence}").fetchone()
     return last + 1 if called else last
 
@@ -183,7 +184,7 @@ def test_a_number_already_used_on_the_node_is_refused(pg_settings: Settings) -> 
         refused(local, "PRV_PAT_001", PATIENT | {"patient_number": drawn}, "patient_number", "already used")
     # A synced copy of the other side's record (as the sink writes it) counts as used too.
     copied = f"R-{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_settings.libpq_dsn("local", "meta")) as conn:
+    with psycopg.connect(libpq_dsn(pg_settings, "local", "meta")) as conn:
         conn.execute("INSERT INTO patients (id, patient_number, family_name, given_name, institution_code) "
                      "VALUES (%s, %s, 'x', 'y', 'z')", (str(uuid.uuid4()), copied))
     with ReferenceApi(pg_settings, "local") as local:

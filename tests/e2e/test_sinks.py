@@ -11,6 +11,7 @@ import pytest
 
 from connectors.sinks.base import StoreUnavailableError
 from connectors.sinks.postgres_rows import APPLY_API_ID, PostgresRowSink
+from streams.connections import libpq_dsn
 from streams.model import Write
 from streams.settings import Settings
 
@@ -33,7 +34,7 @@ def record_write(key: str, version: int, content: bytes, content_hash: str | Non
 
 
 def fetch(settings: Settings, store: str, sql: str, *params: object) -> list[tuple]:
-    with psycopg.connect(settings.libpq_dsn("remote", store)) as conn:
+    with psycopg.connect(libpq_dsn(settings, "remote", store)) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -117,7 +118,7 @@ def test_unknown_table_is_rejected_not_crashing(meta_sink: PostgresRowSink) -> N
 
 
 def test_unreachable_store_raises_retryable_error(pg_settings: Settings) -> None:
-    closed = dataclasses.replace(pg_settings, pg_remote_port=1)
+    closed = pg_settings.with_node("remote", pg_port=1)
     sink = PostgresRowSink(closed, "remote", "meta")
     with pytest.raises(StoreUnavailableError, match="remote/meta"):
         sink.apply_batch([staff_write(str(uuid.uuid4()), 1)], "local")

@@ -176,9 +176,9 @@ def test_platsync_stamp_process_serves_health_and_metrics_and_stops_cleanly(sett
 
     Broker(settings.host, settings.broker_port).ensure_topics(
         [raw_topic(settings, "local", "keycloak"), settings.topic("local", "keycloak")])
-    port = settings.metrics_capture_local_port
+    port = settings.metrics_port("capture-local")
     env = {**os.environ, "PLATSYNC_DATA_DIR": str(settings.data_dir), "PLATSYNC_BROKER_PORT": str(settings.broker_port),
-           "PLATSYNC_METRICS_CAPTURE_LOCAL_PORT": str(port), "PLATSYNC_PG_LOCAL_PORT": str(settings.pg_local_port)}
+           "PLATSYNC_METRICS_CAPTURE_LOCAL_PORT": str(port), "PLATSYNC_PG_LOCAL_PORT": str(settings.pg_port("local"))}
     env.pop("PLATSYNC_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "stamp", "--side", "local"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import psycopg
 
+from streams.connections import libpq_dsn
 from streams.settings import Settings
 
 _ENGINE_MARKER = "INSERT INTO platsync_txn_marker (api_id, origin_side, applied_by_sync) VALUES (%s, %s, true)"
@@ -18,7 +19,7 @@ def forget_rows(settings: Settings, side: str, store: str, table: str, ids: Iter
     wanted = list(ids)
     if not wanted:
         return 0
-    with psycopg.connect(settings.libpq_dsn(side, store)) as conn:
+    with psycopg.connect(libpq_dsn(settings, side, store)) as conn:
         conn.execute(_ENGINE_MARKER, ("TEST_CLEANUP", origin_side))
         return conn.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", (wanted,)).rowcount
 
@@ -30,11 +31,11 @@ def mirror_rows(settings: Settings, from_side: str, to_side: str, store: str, ta
     wanted = list(ids)
     if not wanted:
         return 0
-    with psycopg.connect(settings.libpq_dsn(from_side, store)) as source:
+    with psycopg.connect(libpq_dsn(settings, from_side, store)) as source:
         cur = source.execute(f"SELECT * FROM {table} WHERE id = ANY(%s)", (wanted,))
         columns = [d.name for d in cur.description or ()]
         rows = cur.fetchall()
-    with psycopg.connect(settings.libpq_dsn(to_side, store)) as target:
+    with psycopg.connect(libpq_dsn(settings, to_side, store)) as target:
         target.execute(_ENGINE_MARKER, ("TEST_CLEANUP", from_side))
         placeholders = ", ".join(["%s"] * len(columns))
         with target.cursor() as cur:

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 
 from connectors.stores.tables import SYNCED_TABLES
+from streams.connections import libpq_dsn
 from streams.model import DATABASE_STORES, SIDES
 from streams.settings import Settings
 
@@ -18,7 +19,7 @@ def snapshot(settings: Settings) -> Snapshot:
     result: Snapshot = {}
     for side in SIDES:
         for store in DATABASE_STORES[side]:
-            with psycopg.connect(settings.libpq_dsn(side, store)) as conn:
+            with psycopg.connect(libpq_dsn(settings, side, store)) as conn:
                 for table in SYNCED_TABLES[store]:
                     cur = conn.execute(f"SELECT * FROM {table} ORDER BY id")
                     result[(side, store, table)] = {row[0]: tuple(row) for row in cur.fetchall()}

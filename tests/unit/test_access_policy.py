@@ -22,6 +22,7 @@ from streams.access_policy import (
     db_roles,
     kafka_acls,
 )
+from streams.connections import libpq_dsn
 from streams.credentials import AccessPolicyError, ensure_role_password, kafka_principals, role_credentials, secret_path
 from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
 from streams.settings import Settings, load_settings
@@ -96,7 +97,7 @@ def test_role_passwords_are_generated_once_per_side_and_kept_private(settings: S
     assert ensure_role_password(settings, "remote", CAPTURE) != local
     assert secret_path(settings, "local", CAPTURE).stat().st_mode & 0o077 == 0
     assert role_credentials(settings, "local", CAPTURE) == ("platsync_capture", local)
-    assert f"user=platsync_capture password={local}" in settings.libpq_dsn("local", "meta", CAPTURE).replace("'", "")
+    assert f"user=platsync_capture password={local}" in libpq_dsn(settings, "local", "meta", CAPTURE).replace("'", "")
     given = dataclasses.replace(settings, pg_apply_password="given it")
     assert role_credentials(given, "remote", APPLY) == ("platsync_apply", "given it")
     off = dataclasses.replace(settings, pg_least_privilege=False)

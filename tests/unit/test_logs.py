@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.connections import libpq_dsn
 from streams.logs import MASK, configure_for, configure_logging, redact, secrets_of
 from streams.settings import load_settings
 
@@ -79,7 +80,7 @@ def test_the_filter_masks_messages_arguments_and_tracebacks(restore_root: None, 
     handler = configure_for(settings, "capture-local")
     handler.setStream(out)
     log = logging.getLogger("platsync.capture")
-    log.error("connect %s failed", settings.libpq_dsn("local", "meta"))
+    log.error("connect %s failed", libpq_dsn(settings, "local", "meta"))
     try:
         raise ValueError("DETAIL:  Key (display_name)=(山田花子) already exists. kc-distinct-2")
     except ValueError:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from infra.local.keycloak_standin import standin_ready, standin_url
+from streams.connections import keycloak_db_dsn
 from streams.logs import configure_for, configure_logging
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from infra.local.keycloak_standin.storage import provision
 
     side = args.side
-    dsn = settings.keycloak_db_dsn(side)
+    dsn = keycloak_db_dsn(settings, side)
     try:
         provision(dsn, ["master", settings.keycloak_realm], settings.keycloak_admin_user,
                   settings.keycloak_admin_password)
