@@ -227,10 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     access_cli.register(sub, common)
     mode_cli.register(sub, common)
     recovery_cli.register(sub, common)
-    from streams import bench_cli, conflicts_cli, dlq_cli
+    from streams import bench_cli, conflicts_cli, dlq_cli, topology_cli
 
     conflicts_cli.register(sub, common)
     dlq_cli.register(sub, common)
+    topology_cli.register(sub, common)
     bench_cli.register(sub)
     return parser
 
