@@ -20,8 +20,8 @@ from bench.timing import commit_times
 from bench.workload import TAGGED, Watch, connect, count_tagged, digest_tagged, wait_rows
 from connectors.stores.tables import fructos_metadata, meta_metadata
 from infra.local.databases import postgres_instance
-from streams.connections import dsn, libpq_dsn
-from streams.settings import Settings
+from streams.runtime.connections import dsn, libpq_dsn
+from streams.runtime.settings import Settings
 
 DATABASE = "platsync_bench_native"
 NAME = "platsync_bench"  # publication, subscription and its slot

@@ -29,7 +29,7 @@ from bench.workload import (
 from connectors.reference_api.payloads import DocumentsPayload
 from connectors.reference_api.service import ReferenceApi
 from infra.local.link import set_link, wait_enforced
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 Say = Callable[[str], None]
 OTHER = {"local": "remote", "remote": "local"}

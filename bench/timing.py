@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 
 from bench.workload import TAGGED, connect
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 
 def commit_times(settings: Settings, side: str, store: str, tag: str, min_version: int = 1,

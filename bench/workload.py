@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import psycopg
 
 from connectors.reference_api.payloads import DocumentChange, NewDocument
-from streams.connections import libpq_dsn
-from streams.settings import Settings
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 
 #: Size of each document's signed content (a small structured clinical document).
 CONTENT_BYTES = 1024

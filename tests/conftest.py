@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_postgres
 
 

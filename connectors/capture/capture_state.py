@@ -2,7 +2,7 @@
 
 The embedded capture (``connectors/capture/runner.py``) and the stamper of raw Debezium topics on
 Kafka Connect (``connectors/capture/stamp.py``) keep the same two files per captured database
-(paths in :mod:`streams.state_files`): the transaction markers, so that a restart inside a
+(paths in :mod:`streams.runtime.state_files`): the transaction markers, so that a restart inside a
 transaction still knows its API, and the progress that ``status``, the sync barrier and the metrics
 read. This is the one implementation of both.
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from connectors.capture.envelope import EnvelopeError
-from streams.jsonfile import read_json, write_json
-from streams.model import ChangeEvent
-from streams.settings import Settings
-from streams.state_files import markers_path, progress_path
+from streams.core.model import ChangeEvent
+from streams.runtime.jsonfile import read_json, write_json
+from streams.runtime.settings import Settings
+from streams.runtime.state_files import markers_path, progress_path
 
 log = logging.getLogger("platsync.capture")
 COUNTERS = ("events_produced", "echoes_dropped", "probes")

@@ -26,8 +26,8 @@ from psycopg.conninfo import conninfo_to_dict
 from connectors.capture.echo_filter import filter_properties
 from connectors.keycloak.schema import ACCOUNT_TABLES
 from connectors.stores.tables import SYNCED_TABLES
-from streams.connections import keycloak_db_dsn, pg_credentials
-from streams.settings import Settings
+from streams.runtime.connections import keycloak_db_dsn, pg_credentials
+from streams.runtime.settings import Settings
 
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 #: Tables captured besides the synced ones: transaction markers (API stamps) and sync probes.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from connectors.capture.envelope import MARKER_TABLE, MAX_TRANSACTIONS
 from connectors.stores.tables import SYNCED_TABLES
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 log = logging.getLogger("platsync.capture")
 

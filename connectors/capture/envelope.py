@@ -45,8 +45,8 @@ from typing import Any
 from sqlalchemy import Date, LargeBinary
 
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
-from streams.errors import PlatSyncError
-from streams.model import ChangeEvent, RowValue
+from streams.core.errors import PlatSyncError
+from streams.core.model import ChangeEvent, RowValue
 
 MARKER_TABLE = "platsync_txn_marker"
 #: Transactions whose markers are remembered (also the bound of the Java echo filter).

@@ -33,7 +33,7 @@ from typing import Any
 from connectors.capture.envelope import EnvelopeError
 from connectors.keycloak.accounts import ACCOUNT_TABLE, Account, account_to_row
 from connectors.keycloak.crypto import KeyRing
-from streams.model import ChangeEvent
+from streams.core.model import ChangeEvent
 
 PROBE_PREFIX = "platsync_probe"
 STORE = "keycloak"

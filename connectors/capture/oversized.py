@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from streams.codec import MessageCodec
-from streams.deadletter import DeadLetterWriter, IncomingMessage
-from streams.model import ROUTES, ChangeEvent
-from streams.settings import Settings
+from streams.core.codec import MessageCodec
+from streams.core.model import ROUTES, ChangeEvent
+from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
+from streams.runtime.settings import Settings
 
 #: What a message adds around its value (record batch and request headers, the key), with room to spare.
 MESSAGE_OVERHEAD_BYTES = 64 * 1024

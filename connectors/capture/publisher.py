@@ -10,12 +10,12 @@ from collections.abc import Iterator, Sequence
 from confluent_kafka import KafkaError, Message, Producer
 
 from connectors.capture.oversized import OversizedChanges, producer_max_bytes
-from streams.codec import MessageCodec
-from streams.confluent_wire import codec_for
-from streams.errors import RetryableError
-from streams.kafka_config import OPERATOR, client_config
-from streams.model import ChangeEvent
-from streams.settings import Settings
+from streams.core.codec import MessageCodec
+from streams.core.errors import RetryableError
+from streams.core.model import ChangeEvent
+from streams.runtime.confluent_wire import codec_for
+from streams.runtime.kafka_config import OPERATOR, client_config
+from streams.runtime.settings import Settings
 
 FLUSH_TIMEOUT_S = 30.0
 
@@ -30,11 +30,11 @@ class Publisher:
     def __init__(self, settings: Settings, topic: str, client_id: str, codec: MessageCodec | None = None,
                  principal: str = OPERATOR) -> None:
         self.topic = topic
-        # Plain framing, or the Confluent wire format with a schema registry (streams/confluent_wire.py).
+        # Plain framing, or the Confluent wire format with a schema registry (streams/runtime/confluent_wire.py).
         codec = codec or codec_for(settings)
         self._encode_change, self._encode_batch = codec.encode_change, codec.encode_change_batch
         self._config = {
-            **client_config(settings, client_id, principal),  # bootstrap, TLS/SASL (streams/kafka_config.py)
+            **client_config(settings, client_id, principal),  # bootstrap, TLS/SASL (streams/runtime/kafka_config.py)
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,

@@ -30,9 +30,9 @@ import psycopg
 from connectors.keycloak.accounts import ACCOUNT_TABLE, account_to_row, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from connectors.stores.tables import SYNCED_TABLES
-from streams.connections import keycloak_db_dsn, libpq_dsn
-from streams.model import CAPTURED_STORES, ChangeEvent, RowValue
-from streams.settings import Settings
+from streams.core.model import CAPTURED_STORES, ChangeEvent, RowValue
+from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
+from streams.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

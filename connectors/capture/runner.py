@@ -5,7 +5,7 @@ Usage::
     python -m connectors.capture.runner --side local|remote [--config PATH] [--data-dir DIR]
 
 One process per side runs one embedded Debezium PostgreSQL engine per captured store of that
-side (``streams.model.CAPTURED_STORES``: the store databases and Keycloak's), all in one JVM,
+side (``streams.core.model.CAPTURED_STORES``: the store databases and Keycloak's), all in one JVM,
 one thread each. For every batch the handler converts the records
 (:class:`~connectors.capture.envelope.TransactionStamper`; Keycloak:
 :class:`~connectors.capture.keycloak_converter.KeycloakAccountConverter`),
@@ -43,20 +43,20 @@ from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
-from streams.codec import MessageCodec
-from streams.confluent_wire import codec_for
-from streams.connections import keycloak_db_dsn, libpq_dsn
-from streams.gc_tuning import tune_for_throughput
-from streams.jsonfile import read_json, write_json
-from streams.kafka_config import client_config
-from streams.log_repeats import OutageLog
-from streams.logs import configure_for, configure_logging
-from streams.metrics import CaptureMetrics, Health, MetricsPortError, capture_metrics, serve
-from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
-from streams.retry import Backoff, RetryStopped, retry
-from streams.settings import Settings, SettingsError, load_settings
-from streams.state_files import failure_path, retrying_path
-from streams.topics import TopicError, ensure_topics
+from streams.core.codec import MessageCodec
+from streams.core.model import CAPTURED_STORES, SIDES, ChangeEvent
+from streams.runtime.confluent_wire import codec_for
+from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
+from streams.runtime.gc_tuning import tune_for_throughput
+from streams.runtime.jsonfile import read_json, write_json
+from streams.runtime.kafka_config import client_config
+from streams.runtime.log_repeats import OutageLog
+from streams.runtime.logs import configure_for, configure_logging
+from streams.runtime.metrics import CaptureMetrics, Health, MetricsPortError, capture_metrics, serve
+from streams.runtime.retry import Backoff, RetryStopped, retry
+from streams.runtime.settings import Settings, SettingsError, load_settings
+from streams.runtime.state_files import failure_path, retrying_path
+from streams.runtime.topics import TopicError, ensure_topics
 
 log = logging.getLogger("platsync.capture")
 T = TypeVar("T")
@@ -122,7 +122,7 @@ def _retrying(action: Callable[[], T], what: str, retry_file: Path,
     While it retries, ``retry_file`` names what is unreachable so that ``platsync status`` shows it;
     the log gets the outage's start, a summary every ``summary_every_s`` and its end, not a line per
     attempt (a long link cut must not flood it). ``stop`` (set at shutdown) ends the retries with
-    :class:`~streams.retry.RetryStopped`.
+    :class:`~streams.runtime.retry.RetryStopped`.
     """
     since = time.time_ns() // 10**6
     outage = OutageLog(log, what, summary_every_s)

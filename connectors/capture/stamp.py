@@ -32,13 +32,13 @@ from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.capture.runner import keycloak_converter
-from streams.confluent_wire import codec_for
-from streams.deadletter import DeadLetterWriter, IncomingMessage
-from streams.kafka_config import client_config
-from streams.log_repeats import OutageLog
-from streams.model import CAPTURED_STORES, ChangeEvent, route_for_source
-from streams.retry import Backoff, retry
-from streams.settings import Settings
+from streams.core.model import CAPTURED_STORES, ChangeEvent, route_for_source
+from streams.runtime.confluent_wire import codec_for
+from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
+from streams.runtime.kafka_config import client_config
+from streams.runtime.log_repeats import OutageLog
+from streams.runtime.retry import Backoff, retry
+from streams.runtime.settings import Settings
 
 log = logging.getLogger("platsync.stamp")
 MAX_RECORDS = 2048

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from connectors.keycloak.crypto import KeyRing
-from streams.model import RowValue
+from streams.core.model import RowValue
 
 CREDENTIAL_PURPOSE = "keycloak-password-credential"
 ACCOUNT_TABLE = "keycloak_account"

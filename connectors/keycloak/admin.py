@@ -36,8 +36,8 @@ import requests
 from keycloak import KeycloakAdmin, KeycloakOpenID
 from keycloak import exceptions as kc
 
-from streams.errors import PlatSyncError, RetryableError
-from streams.settings import Settings
+from streams.core.errors import PlatSyncError, RetryableError
+from streams.runtime.settings import Settings
 
 T = TypeVar("T")
 ADMIN_REALM = "master"

@@ -26,8 +26,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from streams.errors import PlatSyncError
-from streams.settings import Settings
+from streams.core.errors import PlatSyncError
+from streams.runtime.settings import Settings
 
 MAGIC = b"PSK1"
 

@@ -29,7 +29,7 @@ from connectors.keycloak.admin import (
 )
 from connectors.reference_api import payloads as p
 from connectors.reference_api.errors import ApiError
-from streams.retry import Backoff, retry
+from streams.runtime.retry import Backoff, retry
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ KEYCLOAK_ATTEMPTS = 4
 
 
 def _attempts(fn: Callable[[], T], *, repeatable: bool) -> T:
-    """Run ``fn`` up to :data:`KEYCLOAK_ATTEMPTS` times while Keycloak is unavailable (streams/retry.py).
+    """Run ``fn`` up to :data:`KEYCLOAK_ATTEMPTS` times while Keycloak is unavailable (streams/runtime/retry.py).
 
     A non-``repeatable`` request (a create) is only repeated when Keycloak certainly did not
     process it (:attr:`KeycloakUnavailableError.maybe_applied` is False).

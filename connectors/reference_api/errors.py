@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.errors import PlatSyncError
+from streams.core.errors import PlatSyncError
 
 
 class ApiError(PlatSyncError):

@@ -34,9 +34,9 @@ from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
 from connectors.stores.serials import DOCUMENT_NUMBER, PATIENT_NUMBER, next_document_numbers, next_patient_number
 from connectors.stores.tables import meta_metadata
-from streams.connections import dsn
-from streams.model import SIDES
-from streams.settings import Settings
+from streams.core.model import SIDES
+from streams.runtime.connections import dsn
+from streams.runtime.settings import Settings
 
 __all__ = ["ApiError", "PayloadError", "ReferenceApi", "SOURCE_STORES"]
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streams.errors import RetryableError
-from streams.model import Write
+from streams.core.errors import RetryableError
+from streams.core.model import Write
 
 
 class StoreUnavailableError(RetryableError, RuntimeError):

@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from connectors.sinks import conflict_rule as rule
-from streams.model import SIDES, Write
+from streams.core.model import SIDES, Write
 
 log = logging.getLogger("platsync.sink")
 

@@ -36,9 +36,9 @@ from connectors.keycloak.admin import (
 from connectors.keycloak.crypto import CredentialKeyError, KeyRing, key_ring_for
 from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableError
 from connectors.sinks.keycloak_conflicts import account_winner, is_conflict, record_conflict
-from streams.connections import keycloak_db_dsn, libpq_dsn
-from streams.model import Write
-from streams.settings import Settings
+from streams.core.model import Write
+from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
+from streams.runtime.settings import Settings
 
 RECORD_FINGERPRINT = """
 INSERT INTO platsync_keycloak_applied (username, origin_side, version, fingerprint)

@@ -37,10 +37,10 @@ from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableErr
 from connectors.sinks.conflict_log import Plan
 from connectors.sinks.connection import StoreConnection
 from connectors.stores.tables import SYNCED_TABLES, coerce_row, metadata_for
-from streams.connections import libpq_dsn
-from streams.model import Write
+from streams.core.model import Write
 from streams.routing.matrix_model import Matrix, load_matrix
-from streams.settings import Settings
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 
 APPLY_API_ID = "PLATSYNC_APPLY"
 _ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, KeyError, ValueError,

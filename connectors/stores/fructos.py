@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from connectors.stores.tables import fructos_metadata
-from streams.errors import PlatSyncError
+from streams.core.errors import PlatSyncError
 
 ENTITIES: tuple[str, ...] = ("plat_user", "patient", "document")
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
-from streams.errors import PlatSyncError
+from streams.core.errors import PlatSyncError
 
 
 @dataclass(frozen=True)

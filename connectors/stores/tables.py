@@ -34,7 +34,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from connectors.stores.serials import create_sequences
-from streams.model import RowValue
+from streams.core.model import RowValue
 
 
 def _synced(name: str, metadata: MetaData, *columns: Column[Any]) -> Table:

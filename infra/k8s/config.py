@@ -4,7 +4,7 @@ The file has two tables:
 
 - ``[k8s]``: what only a Kubernetes deployment has (namespace, images, replica and partition
   counts, resources, network ranges); :class:`DeploymentConfig` lists every key with its default;
-- ``[settings]``: the PLAT Sync settings of the pods (``streams/settings.py``), written into the
+- ``[settings]``: the PLAT Sync settings of the pods (``streams/runtime/settings.py``), written into the
   pods' ConfigMap as their ``platsync.toml``. Secrets never go here: the pods receive them from
   Kubernetes Secrets as ``PLATSYNC_*`` environment variables (docs/kubernetes.md).
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from streams.errors import PlatSyncError
-from streams.settings import Settings, SettingsError, load_settings
+from streams.core.errors import PlatSyncError
+from streams.runtime.settings import Settings, SettingsError, load_settings
 
 K8S_DIR = Path(__file__).resolve().parent
 DEFAULT_DEPLOYMENT_FILE = K8S_DIR / "deployment.toml"

@@ -15,8 +15,8 @@ import zipfile
 from pathlib import Path
 
 from connectors.capture.echo_filter import compiled_classes
-from streams.errors import PlatSyncError
-from streams.settings import Settings
+from streams.core.errors import PlatSyncError
+from streams.runtime.settings import Settings
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 MANIFEST = "Manifest-Version: 1.0\r\nCreated-By: platsync k8s echo-filter-jar\r\n\r\n"

@@ -16,12 +16,12 @@ from typing import Any
 from connectors.capture.debezium import connector_properties
 from connectors.capture.stamp import raw_topic, stamp_group
 from infra.k8s.config import Deployment, DeploymentError
-from streams.access_policy import KafkaAcl, kafka_acls
-from streams.credentials import kafka_principals
-from streams.dlq import retried_topic
-from streams.model import CAPTURED_STORES, ROUTES, SIDES, route_for_source
-from streams.modes import heartbeat_topic
-from streams.settings import Settings
+from streams.core.model import CAPTURED_STORES, ROUTES, SIDES, route_for_source
+from streams.core.modes import heartbeat_topic
+from streams.ops.access_policy import KafkaAcl, kafka_acls
+from streams.ops.dlq import retried_topic
+from streams.runtime.credentials import kafka_principals
+from streams.runtime.settings import Settings
 
 API = "kafka.strimzi.io/v1beta2"
 TLS_PORT = 9093
@@ -162,7 +162,7 @@ def kubernetes_only_acls(dep: Deployment) -> list[KafkaAcl]:
     """ACLs of what exists only on Kubernetes: Connect, the stampers' raw reads, the registry.
 
     The stamper runs as its side's ``capture-<side>`` principal (its ACLs come from
-    :func:`streams.access_policy.kafka_acls`); here it gains the raw topics it reads.
+    :func:`streams.ops.access_policy.kafka_acls`); here it gains the raw topics it reads.
     """
     s = dep.settings
     users = kafka_principals(s)

@@ -16,7 +16,7 @@ from typing import Any
 from infra.k8s.config import Deployment
 from infra.k8s.kafka import TLS_PORT
 from infra.k8s.workloads import REGISTRY_PORT
-from streams.model import SIDES
+from streams.core.model import SIDES
 
 API = "networking.k8s.io/v1"
 #: The Kubernetes API server: Strimzi's entity operator and the Connect build talk to it.

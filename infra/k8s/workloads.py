@@ -14,16 +14,16 @@ from typing import Any
 
 from infra.k8s.config import Deployment, DeploymentError
 from infra.k8s.kafka import bootstrap, cluster_ca_secret, k8s_name, user_name
-from streams.access_policy import process_roles
-from streams.credentials import kafka_principals
-from streams.model import ROUTES, SIDES
-from streams.settings import Settings, alias_names
+from streams.core.model import ROUTES, SIDES
+from streams.ops.access_policy import process_roles
+from streams.runtime.credentials import kafka_principals
+from streams.runtime.settings import Settings, alias_names
 
 CONFIG_PATH = "/etc/platsync/platsync.toml"
 DATA_DIR = "/var/lib/platsync"
 REGISTRY_PORT = 8081
 PLACEHOLDER = "REPLACE-ME"  # docs/kubernetes.md: how to fill the Secrets
-#: Broker client settings of every pod (streams/kafka_config.py): TLS + SCRAM-SHA-512 to Strimzi's
+#: Broker client settings of every pod (streams/runtime/kafka_config.py): TLS + SCRAM-SHA-512 to Strimzi's
 #: listener, the cluster CA from Strimzi's Secret. User and password: per pod (its KafkaUser).
 BROKER_SECURITY = {"broker_security_protocol": "sasl_ssl", "broker_sasl_mechanism": "SCRAM-SHA-512",
                    "broker_ca_file": "/etc/kafka-ca/ca.crt"}
@@ -175,7 +175,7 @@ def deployments(dep: Deployment) -> list[dict[str, Any]]:
     for route, (_, target) in ROUTES.items():
         name = k8s_name(f"platsync-worker-{route}")
         env = _process_env(dep, f"worker-{route}", target)
-        container = _container(dep, "worker", ["python", "-m", "streams.worker", "--route", route], env, "worker")
+        container = _container(dep, "worker", ["python", "-m", "streams.apply.worker", "--route", route], env, "worker")
         out.append(_deployment(dep, name, {"platsync.io/side": target, "platsync.io/component": "worker",
                                            "platsync.io/db-client": "true", **client},
                                container, worker_replicas(dep, route), {"emptyDir": {}}))
@@ -183,7 +183,7 @@ def deployments(dep: Deployment) -> list[dict[str, Any]]:
         name = f"platsync-mode-{side}"
         env = [*_process_env(dep, f"mode-{side}", side),
                {"name": f"PLATSYNC_MODE_{side.upper()}_PORT", "value": str(dep.config.mode_port)}]
-        container = _container(dep, "mode", ["python", "-m", "streams.mode_server", "--side", side], env,
+        container = _container(dep, "mode", ["python", "-m", "streams.apply.mode_server", "--side", side], env,
                                "mode", [{"name": "mode", "containerPort": dep.config.mode_port}])
         out.append(_deployment(dep, name, {"platsync.io/side": side, "platsync.io/component": "mode", **client},
                                container, 1, {"emptyDir": {}}))

@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from infra.local.process import ProcessError, ProcessSpec, port_open
-from streams.topics import ensure_topics
+from streams.runtime.topics import ensure_topics
 
 
 def find_broker_binary() -> Path:
@@ -44,7 +44,7 @@ class Broker:
     name: str = "broker"
     # A Kafka cluster outside the stack (settings.broker_bootstrap_servers): no process of ours to run.
     bootstrap_servers: str = ""
-    # TLS/SASL client settings (streams.kafka_config.client_config); bootstrap and client id are set here
+    # TLS/SASL client settings (streams.runtime.kafka_config.client_config); bootstrap and client id are set here
     client_options: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property

@@ -7,7 +7,7 @@ Files (keys and passwords mode 0600, the directory 0700):
 - ``broker.pem`` / ``broker.key``: the broker endpoint's certificate (SAN ``127.0.0.1``,
   ``localhost`` and the configured ``host``; 825 days) and key, served by the link proxy
   (infra/local/link.py) when ``broker_security_protocol`` is ``ssl`` or ``sasl_ssl``.
-- ``users.json``: ``{user: password}`` for every Kafka principal of streams/access_policy.py,
+- ``users.json``: ``{user: password}`` for every Kafka principal of streams/ops/access_policy.py,
   random 32-byte passwords (a configured ``broker_username`` is accepted besides them, with its
   configured password, and never written here).
 
@@ -34,9 +34,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from streams.credentials import kafka_principals
-from streams.kafka_config import broker_secrets_dir, generated_users, users_file
-from streams.settings import Settings
+from streams.runtime.credentials import kafka_principals
+from streams.runtime.kafka_config import broker_secrets_dir, generated_users, users_file
+from streams.runtime.settings import Settings
 
 CA_DAYS = 3650
 CERT_DAYS = 825

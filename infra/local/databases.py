@@ -7,9 +7,9 @@ from sqlalchemy import create_engine
 from connectors.stores.tables import create_schema
 from infra.local.db_roles import provision_store_access
 from infra.local.postgres import PostgresInstance, find_pg_bin_dir
-from streams.connections import dsn
-from streams.model import DATABASE_STORES
-from streams.settings import Settings
+from streams.core.model import DATABASE_STORES
+from streams.runtime.connections import dsn
+from streams.runtime.settings import Settings
 
 
 def postgres_instance(settings: Settings, side: str) -> PostgresInstance:

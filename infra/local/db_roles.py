@@ -1,4 +1,4 @@
-"""Provision the least-privilege database roles of :mod:`streams.access_policy` on one side (as the admin).
+"""Provision the least-privilege database roles of :mod:`streams.ops.access_policy` on one side (as the admin).
 
 Idempotent, run by every ``platsync up``: creates or updates each role (attributes, password),
 revokes what a role held before and grants exactly the policy's privileges in one transaction per
@@ -15,11 +15,11 @@ import psycopg
 from psycopg import sql
 
 from connectors.capture.debezium import captured_tables, slot_name
-from streams.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
-from streams.connections import libpq_dsn
-from streams.credentials import ROLE_NAMES, ensure_role_password
-from streams.model import DATABASE_STORES
-from streams.settings import Settings
+from streams.core.model import DATABASE_STORES
+from streams.ops.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.credentials import ROLE_NAMES, ensure_role_password
+from streams.runtime.settings import Settings
 
 log = logging.getLogger("platsync.provision")
 Say = Callable[[str], None]

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from infra.local.process import free_port
-from streams.settings import Settings, load_settings
+from streams.runtime.settings import Settings, load_settings
 
 #: Every port setting of the stack (a private stack gets free ones).
 PORT_SETTINGS = ("broker_port", "broker_listen_port", "pg_local_port", "pg_remote_port", "keycloak_local_port",

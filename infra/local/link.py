@@ -43,10 +43,10 @@ from typing import Any
 
 from infra.local.broker_secrets import endpoint_users, server_ssl_context
 from infra.local.kafka_sasl import AuthFailed, UserStore, authenticate
-from streams.jsonfile import read_json, write_json
-from streams.logs import configure_for, configure_logging
-from streams.model import SIDES
-from streams.settings import Settings, SettingsError, load_settings
+from streams.core.model import SIDES
+from streams.runtime.jsonfile import read_json, write_json
+from streams.runtime.logs import configure_for, configure_logging
+from streams.runtime.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.link")
 

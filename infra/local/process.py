@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.errors import PlatSyncError
+from streams.core.errors import PlatSyncError
+from streams.runtime.pids import boot_id, pid_alive, process_start_time
 
 
 class ProcessError(PlatSyncError, RuntimeError):
@@ -48,41 +49,9 @@ def pid_path(data_dir: Path, name: str) -> Path:
     return run_dir(data_dir) / f"{name}.pid"
 
 
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` is a live (non-zombie) process."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
-    except OSError:
-        return ""
-
-
-def process_start_time(pid: int) -> str:
-    """When ``pid`` started (clock ticks since boot, from /proc), or "" if unknown: with the boot id it
-    tells the process we started from a later one that got the same pid."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(") ", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
 def write_pid_file(data_dir: Path, name: str, pid: int) -> None:
     """Record ``pid`` as the process ``name``, with its start time and the boot it belongs to."""
-    pid_path(data_dir, name).write_text(f"{pid}\n{process_start_time(pid)}\n{_boot_id()}\n")
+    pid_path(data_dir, name).write_text(f"{pid}\n{process_start_time(pid)}\n{boot_id()}\n")
 
 
 def read_pid(data_dir: Path, name: str) -> int | None:
@@ -102,7 +71,7 @@ def read_pid(data_dir: Path, name: str) -> int | None:
         return None
     started = lines[1].strip() if len(lines) > 1 else ""
     boot = lines[2].strip() if len(lines) > 2 else ""
-    if (boot and boot != _boot_id()) or (started and started != process_start_time(pid)):
+    if (boot and boot != boot_id()) or (started and started != process_start_time(pid)):
         return None
     return pid
 

@@ -22,19 +22,15 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.capture.publisher import Publisher
 from connectors.capture.resync import ResyncReport, resync_keycloak, resync_store
-from streams.confluent_wire import codec_for
-from streams.jsonfile import read_json, write_json
-from streams.kafka_config import client_config
-from streams.model import CAPTURED_STORES, SIDES, ChangeEvent
-from streams.settings import Settings
+from streams.core.model import CAPTURED_STORES, SIDES, ChangeEvent
+from streams.runtime.confluent_wire import codec_for
+from streams.runtime.jsonfile import read_json, write_json
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
+from streams.runtime.topics import incarnation_topic
 
 Say = Callable[[str], None]
 ADMIN_CLIENT_ID = "platsync-admin-recovery"
-
-
-def incarnation_topic(settings: Settings) -> str:
-    """The topic holding the broker incarnation token."""
-    return f"{settings.topic_prefix}.broker-incarnation"
 
 
 def _state_path(settings: Settings) -> Path:

@@ -20,7 +20,10 @@ import psycopg
 from connectors.keycloak.crypto import key_ring_for
 from connectors.keycloak.schema import ACCOUNT_TABLES
 from infra.local.broker import Broker
+from infra.local.broker_secrets import ensure_broker_secrets
 from infra.local.databases import postgres_instance, provision_side
+from infra.local.db_roles import provision_keycloak_access
+from infra.local.keycloak_standin import standin_ready
 from infra.local.link import CUT_SIDE, link_is_up
 from infra.local.process import (
     ProcessError,
@@ -32,10 +35,22 @@ from infra.local.process import (
     stop_pid,
     wait_until,
 )
-from streams.connections import keycloak_db_dsn
-from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES, route_for_target
-from streams.settings import Settings, settings_to_toml
-from streams.state_files import capture_retrying, capture_waiting_for_broker, worker_state, worker_state_path
+from infra.local.recovery import (
+    broker_lost_log,
+    ensure_incarnation,
+    pending_sides,
+    recapture_all,
+    recapture_pending,
+)
+from streams.apply.barrier import wait_drained
+from streams.apply.mode_server import mode_server_ready
+from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES, route_for_target
+from streams.core.modes import heartbeat_topic
+from streams.runtime.connections import keycloak_db_dsn
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings, settings_to_toml
+from streams.runtime.state_files import capture_retrying, capture_waiting_for_broker, worker_state, worker_state_path
+from streams.runtime.topics import incarnation_topic
 
 Say = Callable[[str], None]
 
@@ -93,7 +108,6 @@ def prepare_keycloak_capture(settings: Settings, side: str, say: Say) -> None:
     except psycopg.Error as exc:
         say(f"WARNING: cannot set REPLICA IDENTITY FULL on {side} Keycloak's account tables ({exc}); "
             "ask the database owner to run it (docs/keycloak.md), or deletions cannot be synced")
-    from infra.local.db_roles import provision_keycloak_access
 
     provision_keycloak_access(settings, side, say)  # the capture and apply roles' grants, the publication
 
@@ -101,7 +115,7 @@ def prepare_keycloak_capture(settings: Settings, side: str, say: Say) -> None:
 def mode_server_spec(settings: Settings, side: str, config: Path, name: str | None = None) -> ProcessSpec:
     """How the stack runs a side's mode server (port and timeout from the settings)."""
     return ProcessSpec(name=name or f"mode-{side}",
-                       argv=[sys.executable, "-m", "streams.mode_server", "--side", side,
+                       argv=[sys.executable, "-m", "streams.apply.mode_server", "--side", side,
                              "--config", str(config), "--data-dir", str(settings.data_dir)])
 
 
@@ -122,8 +136,6 @@ class Stack:
 
     def topics(self) -> list[str]:
         """Every topic the stack uses: one per captured database, one dead-letter topic per route."""
-        from infra.local.recovery import incarnation_topic
-        from streams.modes import heartbeat_topic
 
         names = [self.settings.topic(side, store) for side in SIDES for store in CAPTURED_STORES[side]]
         return (names + [self.settings.dead_letter_topic(route) for route in ROUTES]
@@ -168,7 +180,7 @@ class Stack:
             name = f"worker-{route}"
             if read_pid(s.data_dir, name) is None:
                 worker_state_path(s, route).unlink(missing_ok=True)
-                start_process(s.data_dir, self._python_spec(name, "streams.worker", "--route", route))
+                start_process(s.data_dir, self._python_spec(name, "streams.apply.worker", "--route", route))
         cut_route = None if link_is_up(s) else route_for_target(CUT_SIDE)
         for route in ROUTES:
             name = f"worker-{route}"
@@ -223,11 +235,9 @@ class Stack:
 
     def _broker_security_up(self, say: Say) -> None:
         """Generate the broker endpoint's CA, certificate and users once (docs/broker_security.md)."""
-        from streams.kafka_config import client_config
 
         s = self.settings
         if s.broker_security_protocol != "plaintext":
-            from infra.local.broker_secrets import ensure_broker_secrets
 
             secrets = ensure_broker_secrets(s)
             say(f"broker endpoint: {s.broker_security_protocol} (CA {secrets.ca})")
@@ -251,13 +261,6 @@ class Stack:
 
         A side cut off by the link cannot publish: its re-capture waits for ``platsync link up``.
         """
-        from infra.local.recovery import (
-            broker_lost_log,
-            ensure_incarnation,
-            pending_sides,
-            recapture_all,
-            recapture_pending,
-        )
 
         link_up = link_is_up(self.settings)
         if not broker_lost_log(self.settings):
@@ -279,7 +282,6 @@ class Stack:
 
     def _modes_up(self, say: Say) -> None:
         """Start each side's mode server (X-Hybridmode status endpoint) and wait until it answers."""
-        from streams.mode_server import mode_server_ready
 
         s = self.settings
         for side in SIDES:
@@ -294,7 +296,6 @@ class Stack:
         """Start the embedded Keycloak stand-ins (PostgreSQL must run) and prepare Keycloak capture."""
         s = self.settings
         write_settings_file(s)
-        from infra.local.keycloak_standin import standin_ready
 
         for side in embedded_keycloak_sides(s):
             postgres_instance(s, side).ensure_databases(("keycloak",))
@@ -330,7 +331,6 @@ class Stack:
         workers_up = all(pids[c.name] for c in components(self.settings)
                          if c.kind in ("worker", "broker", "link", "postgres", "keycloak"))
         if drain_timeout_s > 0 and workers_up:
-            from streams.barrier import wait_drained
 
             cut_route = None if link_is_up(self.settings) else route_for_target(CUT_SIDE)
             if cut_route:

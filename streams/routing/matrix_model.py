@@ -15,8 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from streams.errors import PlatSyncError
-from streams.model import ROUTES, SIDE_STORES, STORES
+from streams.core.errors import PlatSyncError
+from streams.core.model import ROUTES, SIDE_STORES, STORES
 
 API_ID_PATTERN = r"^PRV_[A-Z]{3}_\d{3}$"
 TOP_LEVEL_KEYS: tuple[str, ...] = ("feeds", "apis", *ROUTES)

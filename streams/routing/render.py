@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.model import SIDE_STORES
+from streams.core.model import SIDE_STORES
 from streams.routing.matrix_model import Direction, Matrix
 
 SIDE_LABELS: dict[str, str] = {"local": "ローカル", "remote": "リモート"}

@@ -1,13 +1,13 @@
 """The pure router: one captured change in, the writes the matrix demands out.
 
-No I/O, no Kafka, no database: :func:`route` depends only on :mod:`streams.model` and the
+No I/O, no Kafka, no database: :func:`route` depends only on :mod:`streams.core.model` and the
 validated :class:`~streams.routing.matrix_model.Matrix`, so it is tested exhaustively as data.
 """
 
 from __future__ import annotations
 
-from streams.errors import PlatSyncError
-from streams.model import ChangeEvent, RouteDecision, Write
+from streams.core.errors import PlatSyncError
+from streams.core.model import ChangeEvent, RouteDecision, Write
 from streams.routing.matrix_model import Matrix
 
 #: Captured operation codes and the sink operation each one becomes.

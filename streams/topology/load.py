@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.errors import PlatSyncError
+from streams.core.errors import PlatSyncError
 from streams.topology.model import (
     DEFAULT_HOSPITAL_ID,
     DEFAULT_NUMBERS,

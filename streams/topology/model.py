@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from streams.model import ROUTES
+from streams.core.model import ROUTES
 from streams.routing.matrix_model import Matrix
 
 NODE_KINDS: tuple[str, ...] = ("hospital", "common")

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from infra.local.stack import Stack
-from streams.codec import MessageCodec
-from streams.dlq import message_codec
-from streams.settings import Settings
+from streams.core.codec import MessageCodec
+from streams.ops.dlq import message_codec
+from streams.runtime.settings import Settings
 from tests.support.real_kafka import E2E_KAFKA_ENV, E2E_KAFKA_TESTCONTAINERS, kafka_and_registry
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 

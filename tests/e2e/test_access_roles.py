@@ -9,9 +9,9 @@ from psycopg import errors
 from connectors.capture.debezium import slot_name
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
-from streams.connections import libpq_dsn, pg_credentials
-from streams.model import CAPTURED_STORES, ROUTES, SIDES
-from streams.settings import Settings
+from streams.core.model import CAPTURED_STORES, ROUTES, SIDES
+from streams.runtime.connections import libpq_dsn, pg_credentials
+from streams.runtime.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

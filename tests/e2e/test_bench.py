@@ -23,7 +23,7 @@ KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "steady_p50_m
 
 def test_bench_quick_completes_and_verifies_what_it_measured(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "--quick", "--json", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "streams.cli.main", "bench", "--quick", "--json", str(out)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     report = json.loads(out.read_text(encoding="utf-8"))

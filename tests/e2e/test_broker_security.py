@@ -18,8 +18,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from infra.local.link import enforced_state, set_link, wait_enforced
-from streams.kafka_config import client_config, client_ssl_context, credentials
-from streams.settings import Settings
+from streams.runtime.kafka_config import client_config, client_ssl_context, credentials
+from streams.runtime.settings import Settings
 from tests.support.secure_broker import running_secure_broker
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 

@@ -15,10 +15,10 @@ from confluent_kafka.admin import AdminClient
 from connectors.reference_api.service import ReferenceApi
 from infra.local.link import enforced_state
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.connections import libpq_dsn
-from streams.kafka_config import users_file
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.kafka_config import users_file
+from streams.runtime.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 

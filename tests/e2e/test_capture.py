@@ -25,12 +25,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from connectors.capture.debezium import slot_name
 from connectors.capture.runner import capture_ready
 from infra.local.process import free_port, stop_pid
-from streams.codec import decode_changes
-from streams.connections import libpq_dsn
-from streams.kafka_config import client_config
-from streams.model import ChangeEvent
-from streams.settings import Settings
-from streams.state_files import progress_path
+from streams.core.codec import decode_changes
+from streams.core.model import ChangeEvent
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
+from streams.runtime.state_files import progress_path
 from tests.support.stack import isolated_settings as stack_settings_for
 from tests.support.stack import (
     make_data_dir,

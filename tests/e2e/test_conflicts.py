@@ -25,10 +25,10 @@ from connectors.reference_api.service import ReferenceApi
 from connectors.sinks.postgres_rows import PostgresRowSink
 from infra.local.process import read_pid
 from infra.local.stack import Stack, write_settings_file
-from streams.conflicts import open_conflict_count
-from streams.connections import libpq_dsn
-from streams.model import DATABASE_STORES, Write, other_side
-from streams.settings import Settings
+from streams.apply.conflicts import open_conflict_count
+from streams.core.model import DATABASE_STORES, Write, other_side
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 from tests.support.helpers import platsync
 
 pytestmark = pytest.mark.e2e

@@ -25,12 +25,12 @@ from psycopg.rows import dict_row
 
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.conflicts import open_conflict_count
-from streams.connections import libpq_dsn
-from streams.mode_state import read_mode
-from streams.model import DATABASE_STORES
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.apply.conflicts import open_conflict_count
+from streams.apply.mode_state import read_mode
+from streams.core.model import DATABASE_STORES
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 from tests.e2e.test_conflicts import Sides, assert_one_conflict_each_side
 
 pytestmark = pytest.mark.e2e

@@ -24,9 +24,9 @@ import pytest
 from connectors.reference_api.service import ApiError, ReferenceApi
 from infra.local.process import read_pid
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.connections import libpq_dsn
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 from tests.support.helpers import platsync
 from tests.support.snapshot import snapshot
 

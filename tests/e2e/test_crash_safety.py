@@ -22,9 +22,9 @@ import sqlalchemy.exc
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import read_pid, wait_until
 from infra.local.stack import Stack
-from streams.connections import libpq_dsn
-from streams.settings import Settings
-from streams.state_files import capture_state
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
+from streams.runtime.state_files import capture_state
 from tests.support.helpers import can_login, platsync
 from tests.support.snapshot import snapshot
 

@@ -11,8 +11,8 @@ import pytest
 
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.connections import libpq_dsn
+from streams.apply.barrier import wait_synced
+from streams.runtime.connections import libpq_dsn
 from tests.support.helpers import platsync
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from connectors.capture import echo_filter
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = ROOT / "tests" / "support" / "echo_filter_probe.py"

@@ -33,14 +33,14 @@ from connectors.reference_api.service import ReferenceApi
 from connectors.stores.serials import DOCUMENT_NUMBER_RANGES, PATIENT_NUMBER_RANGES
 from infra.local.process import read_pid
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.codec import DecodeError, MessageCodec, encode
-from streams.connections import libpq_dsn
-from streams.dlq import read_dead_letters, read_topic_records
-from streams.kafka_config import client_config
-from streams.model import ROUTES, ChangeEvent
-from streams.modes import encode_heartbeat, heartbeat_record, heartbeat_topic
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.core.codec import DecodeError, MessageCodec, encode
+from streams.core.model import ROUTES, ChangeEvent
+from streams.core.modes import encode_heartbeat, heartbeat_record, heartbeat_topic
+from streams.ops.dlq import read_dead_letters, read_topic_records
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
 from tests.support.cleanup import mirror_rows
 
 pytestmark = pytest.mark.e2e

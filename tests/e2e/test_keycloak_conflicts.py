@@ -12,8 +12,8 @@ import pytest
 
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
-from streams.connections import libpq_dsn
-from streams.settings import Settings
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 from tests.support.helpers import can_login, platsync, users
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]

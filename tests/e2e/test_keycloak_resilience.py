@@ -14,10 +14,10 @@ from connectors.keycloak.admin import KeycloakConfigError
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import read_pid, stop_pid
 from infra.local.stack import Stack
-from streams.app import build_applier
-from streams.barrier import wait_synced
-from streams.settings import Settings
-from streams.status import collect_status
+from streams.apply.app import build_applier
+from streams.apply.barrier import wait_synced
+from streams.cli.status import collect_status
+from streams.runtime.settings import Settings
 from tests.support.helpers import can_login, platsync, users
 
 pytestmark = pytest.mark.e2e

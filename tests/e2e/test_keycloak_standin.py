@@ -35,8 +35,8 @@ from infra.local.databases import postgres_instance
 from infra.local.keycloak_standin import standin_ready, standin_url
 from infra.local.process import ProcessSpec, free_port, log_path, start_process, stop_process, wait_until
 from infra.local.stack import write_settings_file
-from streams.connections import keycloak_db_dsn
-from streams.settings import Settings
+from streams.runtime.connections import keycloak_db_dsn
+from streams.runtime.settings import Settings
 from tests.support import keycloak_scenarios as sc
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_postgres
 

@@ -13,11 +13,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from connectors.reference_api.errors import PayloadError
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.codec import MessageCodec
-from streams.kafka_config import client_config
-from streams.model import SIDES, other_side
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.core.codec import MessageCodec
+from streams.core.model import SIDES, other_side
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
 from tests.support.helpers import accounts, can_login, users
 from tests.support.snapshot import changed, snapshot
 

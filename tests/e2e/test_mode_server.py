@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -25,11 +24,11 @@ from confluent_kafka.admin import AdminClient
 from infra.local.broker import Broker
 from infra.local.process import free_port, pid_alive, read_pid, start_process, stop_process, wait_until
 from infra.local.stack import write_settings_file
-from streams import mode_cli
-from streams.kafka_config import client_config
-from streams.mode_state import read_mode, state_path
-from streams.modes import heartbeat_topic
-from streams.settings import Settings
+from streams.apply.mode_state import read_mode, state_path
+from streams.cli import mode as mode_cli
+from streams.core.modes import heartbeat_topic
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
 from tests.support.mode_hooks import CATCHING_UP, OPEN_CONFLICTS, set_hooks
 from tests.support.stack import make_data_dir, remove_data_dir
 
@@ -65,7 +64,7 @@ class ModeEnv:
         hooks = ["--catching-up-hook", CATCHING_UP, "--conflicts-hook", OPEN_CONFLICTS] if side == "local" else []
         log = open(self.settings.data_dir / "logs" / f"mode-{side}.log", "ab")  # noqa: SIM115 - the child keeps it
         self.procs[side] = subprocess.Popen(  # noqa: S603 - our own module
-            [sys.executable, "-m", "streams.mode_server", "--side", side, "--config", str(self.config),
+            [sys.executable, "-m", "streams.apply.mode_server", "--side", side, "--config", str(self.config),
              "--data-dir", str(self.settings.data_dir), "--port", str(self.ports[side]),
              "--peer-timeout", str(PEER_TIMEOUT_S), "--recovery-min-s", str(RECOVERY_MIN_S), *hooks],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -110,7 +109,7 @@ def env(pg_settings: Settings) -> Iterator[ModeEnv]:
     data_dir = make_data_dir("platsync-mode-")
     (data_dir / "logs").mkdir()
     settings = dataclasses.replace(pg_settings, data_dir=data_dir, broker_port=free_port())
-    # The session's PostgreSQL: its roles' passwords were generated into its data dir (streams/access_policy.py).
+    # The session's PostgreSQL: its roles' passwords were generated into its data dir (streams/ops/access_policy.py).
     shutil.copytree(pg_settings.data_dir / "secrets", data_dir / "secrets")
     config = write_settings_file(settings, data_dir / "mode-test.toml")
     running = ModeEnv(settings, config, {"local": free_port(), "remote": free_port()})
@@ -146,8 +145,6 @@ def test_both_sides_start_normal_with_the_header(env: ModeEnv) -> None:
     remote = env.wait_for("remote", lambda b: b["hooks_checked_ts_ms"] is not None, HOOKS_S + 5, "hooks checked")[1]
     assert remote is not None and remote["hook_errors"] == []
     assert remote is not None and remote["catching_up"] is False and remote["open_conflicts"] >= 0
-    if importlib.util.find_spec("streams.conflicts") is None:
-        assert "streams.conflicts is not available" in (env.settings.data_dir / "logs" / "mode-remote.log").read_text()
     topics = AdminClient(client_config(env.settings)).list_topics(timeout=5).topics
     assert len(topics[heartbeat_topic(env.settings)].partitions) == 1
     assert read_mode(env.settings, "local")["running"] is True
@@ -155,7 +152,7 @@ def test_both_sides_start_normal_with_the_header(env: ModeEnv) -> None:
 
 def test_a_second_server_on_a_taken_port_exits_2_without_touching_the_running_one(env: ModeEnv) -> None:
     second = subprocess.run(  # noqa: S603 - our own module
-        [sys.executable, "-m", "streams.mode_server", "--side", "local", "--config", str(env.config),
+        [sys.executable, "-m", "streams.apply.mode_server", "--side", "local", "--config", str(env.config),
          "--data-dir", str(env.settings.data_dir), "--port", str(env.ports["local"])],
         cwd=REPO, capture_output=True, text=True, timeout=30)
     assert second.returncode == 2 and "cannot serve on" in second.stderr
@@ -228,7 +225,7 @@ def test_a_lost_broker_is_an_emergency_naming_the_broker_and_nobody_dies(env: Mo
     env.start_broker()  # an empty broker (in-memory log): both must reconnect and find each other again
     env.wait_mode("local", "normal", 30)  # test-controlled hooks: nothing pending
     # The remote runs the real hooks on the session's stores, where other tests leave open conflicts.
-    from streams.conflicts import open_conflict_count
+    from streams.apply.conflicts import open_conflict_count
 
     if open_conflict_count(env.settings):
         env.wait_mode("remote", "recovery", 30, "open conflict")

@@ -21,11 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import free_port
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.connections import keycloak_db_dsn, libpq_dsn
-from streams.model import ROUTES, SIDES
-from streams.modes import MODES
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.core.model import ROUTES, SIDES
+from streams.core.modes import MODES
+from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
+from streams.runtime.settings import Settings
 from tests.support.helpers import platsync
 
 pytestmark = pytest.mark.e2e

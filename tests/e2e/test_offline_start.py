@@ -21,9 +21,9 @@ import pytest
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import log_path, pid_alive, read_pid, stop_pid
 from infra.local.stack import Stack
-from streams.connections import libpq_dsn
-from streams.settings import Settings
-from streams.state_files import worker_state
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
+from streams.runtime.state_files import worker_state
 from tests.support.helpers import hybridmode, platsync, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]

@@ -19,12 +19,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import read_pid
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.codec import DecodeError, MessageCodec
-from streams.connections import libpq_dsn
-from streams.kafka_config import client_config
-from streams.model import ChangeEvent
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.core.codec import DecodeError, MessageCodec
+from streams.core.model import ChangeEvent
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
 from tests.support.helpers import platsync
 from tests.support.snapshot import snapshot
 

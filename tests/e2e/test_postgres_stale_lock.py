@@ -24,7 +24,7 @@ import pytest
 from infra.local.databases import postgres_instance
 from infra.local.postgres import clear_stale_lock, shared_memory_attached
 from infra.local.process import ProcessError, read_pid, stop_process
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 
 pytestmark = pytest.mark.e2e

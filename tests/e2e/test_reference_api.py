@@ -33,9 +33,9 @@ from connectors.stores.serials import PATIENT_NUMBER_RANGES
 from connectors.stores.tables import SYNCED_TABLES
 from infra.local.process import free_port
 from infra.local.stack import write_settings_file
-from streams.connections import dsn, libpq_dsn, pg_credentials
-from streams.model import DATABASE_STORES, SIDES
-from streams.settings import Settings
+from streams.core.model import DATABASE_STORES, SIDES
+from streams.runtime.connections import dsn, libpq_dsn, pg_credentials
+from streams.runtime.settings import Settings
 from tests.support.stack import isolated_settings as stack_settings
 from tests.support.stack import make_data_dir, remove_data_dir, running_keycloak_standins, running_postgres
 
@@ -454,7 +454,7 @@ def run_call(pg: Settings, tmp_path: Any, api_id: str, side: str, payload: str,
     config = write_settings_file(settings or pg, tmp_path / f"call-{uuid.uuid4().hex[:6]}.toml")
     payload_file = tmp_path / f"payload-{uuid.uuid4().hex[:6]}.json"
     payload_file.write_text(payload, encoding="utf-8")
-    return subprocess.run([sys.executable, "-m", "streams.cli", "call", api_id, "--side", side,  # noqa: S603
+    return subprocess.run([sys.executable, "-m", "streams.cli.main", "call", api_id, "--side", side,  # noqa: S603
                            "--file", str(payload_file), "--config", str(config), "--data-dir", str(pg.data_dir)],
                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
 

@@ -21,19 +21,19 @@ import fastavro
 import pytest
 
 from infra.local.process import free_port
-from streams.agents.apply import SCHEMA_REGISTRY, RouteApplier
-from streams.codec import DecodeError, load_contract
-from streams.confluent_wire import ConfluentWire, codec_for, header, register_contracts
-from streams.deadletter import DeadLetterWriter, IncomingMessage
+from streams.apply.agent import SCHEMA_REGISTRY, RouteApplier
+from streams.core.codec import DecodeError, load_contract
 from streams.routing.matrix_model import load_matrix
-from streams.schema_registry import (
+from streams.runtime.confluent_wire import ConfluentWire, codec_for, header, register_contracts
+from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
+from streams.runtime.schema_registry import (
     IncompatibleSchemaError,
     InvalidSchemaError,
     SchemaNotFoundError,
     SchemaRegistryAuthError,
     SchemaRegistryClient,
 )
-from streams.settings import load_settings
+from streams.runtime.settings import load_settings
 from tests.support.docker import docker_unavailable_reason
 from tests.support.real_kafka import KAFKA_IMAGE, REGISTRY_IMAGE, kafka_and_registry
 from tests.support.schema_registry import running_registry_standin

@@ -17,16 +17,16 @@ from confluent_kafka.admin import AdminClient
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import free_port, read_pid
 from infra.local.stack import Stack, components
-from streams import codec as plain
-from streams.barrier import wait_synced
-from streams.codec import MessageCodec
-from streams.confluent_wire import codec_for, header, register_contracts
-from streams.connections import libpq_dsn
-from streams.kafka_config import client_config
-from streams.model import ChangeEvent
-from streams.modes import heartbeat_topic
-from streams.schema_registry import SchemaRegistryClient
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.core import codec as plain
+from streams.core.codec import MessageCodec
+from streams.core.model import ChangeEvent
+from streams.core.modes import heartbeat_topic
+from streams.runtime.confluent_wire import codec_for, header, register_contracts
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.kafka_config import client_config
+from streams.runtime.schema_registry import SchemaRegistryClient
+from streams.runtime.settings import Settings
 from tests.support.helpers import platsync
 from tests.support.schema_registry import running_registry_standin
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_broker

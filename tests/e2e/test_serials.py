@@ -11,8 +11,8 @@ import pytest
 from connectors.reference_api.errors import PayloadError
 from connectors.reference_api.service import ReferenceApi
 from connectors.stores.serials import DOCUMENT_NUMBER_RANGES, PATIENT_NUMBER_RANGES, SEQUENCE, SerialExhaustedError
-from streams.connections import libpq_dsn
-from streams.settings import Settings
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ import pytest
 
 from connectors.sinks.base import StoreUnavailableError
 from connectors.sinks.postgres_rows import APPLY_API_ID, PostgresRowSink
-from streams.connections import libpq_dsn
-from streams.model import Write
-from streams.settings import Settings
+from streams.core.model import Write
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -27,9 +27,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.stamp import MALFORMED, SideStamper, raw_topic, stamp_group
-from streams.codec import decode, decode_changes
-from streams.model import ChangeEvent
-from streams.settings import Settings
+from streams.core.codec import decode, decode_changes
+from streams.core.model import ChangeEvent
+from streams.runtime.settings import Settings
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_broker
 
 pytestmark = pytest.mark.e2e
@@ -180,7 +180,7 @@ def test_platsync_stamp_process_serves_health_and_metrics_and_stops_cleanly(sett
     env = {**os.environ, "PLATSYNC_DATA_DIR": str(settings.data_dir), "PLATSYNC_BROKER_PORT": str(settings.broker_port),
            "PLATSYNC_METRICS_CAPTURE_LOCAL_PORT": str(port), "PLATSYNC_PG_LOCAL_PORT": str(settings.pg_port("local"))}
     env.pop("PLATSYNC_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "stamp", "--side", "local"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "stamp", "--side", "local"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         produce(settings, raw_topic(settings, "local", "meta"), records("meta_insert"))

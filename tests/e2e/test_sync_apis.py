@@ -9,9 +9,9 @@ import pytest
 
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
-from streams.barrier import wait_synced
-from streams.model import other_side
-from streams.settings import Settings
+from streams.apply.barrier import wait_synced
+from streams.core.model import other_side
+from streams.runtime.settings import Settings
 from tests.support.snapshot import changed, snapshot
 
 pytestmark = pytest.mark.e2e

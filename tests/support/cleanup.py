@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 import psycopg
 
-from streams.connections import libpq_dsn
-from streams.settings import Settings
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 
 _ENGINE_MARKER = "INSERT INTO platsync_txn_marker (api_id, origin_side, applied_by_sync) VALUES (%s, %s, true)"
 

@@ -14,14 +14,14 @@ from typing import Any
 
 from connectors.keycloak.admin import KeycloakAuthError, login
 from connectors.keycloak.admin import accounts_for as accounts
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def platsync(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real CLI against a stack's data dir, from another directory."""
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args, "--data-dir", str(settings.data_dir)],
+    return subprocess.run([sys.executable, "-m", "streams.cli.main", *args, "--data-dir", str(settings.data_dir)],
                           capture_output=True, text=True, timeout=timeout, cwd="/",
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 

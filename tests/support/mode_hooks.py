@@ -1,7 +1,7 @@
 """Mode-server hooks a test controls through a file: ``<data_dir>/test-mode-hooks.json``.
 
 Pass ``--catching-up-hook tests.support.mode_hooks:catching_up`` and ``--conflicts-hook
-tests.support.mode_hooks:open_conflicts`` to ``python -m streams.mode_server``; then
+tests.support.mode_hooks:open_conflicts`` to ``python -m streams.apply.mode_server``; then
 :func:`set_hooks` decides what the running servers see (default: not catching up, no conflicts).
 """
 
@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 CATCHING_UP = "tests.support.mode_hooks:catching_up"
 OPEN_CONFLICTS = "tests.support.mode_hooks:open_conflicts"

@@ -16,8 +16,8 @@ from infra.local.broker import Broker
 from infra.local.broker_secrets import ensure_broker_secrets
 from infra.local.link import serve
 from infra.local.process import read_pid, start_process, stop_process, wait_until
-from streams.kafka_config import client_config
-from streams.settings import Settings
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
 
 
 @contextmanager

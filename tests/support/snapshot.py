@@ -7,9 +7,9 @@ from typing import Any
 import psycopg
 
 from connectors.stores.tables import SYNCED_TABLES
-from streams.connections import libpq_dsn
-from streams.model import DATABASE_STORES, SIDES
-from streams.settings import Settings
+from streams.core.model import DATABASE_STORES, SIDES
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 
 Snapshot = dict[tuple[str, str, str], dict[str, tuple[Any, ...]]]
 

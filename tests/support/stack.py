@@ -11,8 +11,8 @@ from infra.local.broker import Broker
 from infra.local.databases import postgres_instance, provision_side
 from infra.local.isolated import PORT_SETTINGS, isolated_settings, make_data_dir
 from infra.local.process import read_pid, start_process, stop_process, wait_until
-from streams.model import SIDES
-from streams.settings import Settings
+from streams.core.model import SIDES
+from streams.runtime.settings import Settings
 
 __all__ = ["PORT_SETTINGS", "isolated_settings", "make_data_dir", "remove_data_dir", "running_broker",
            "running_keycloak_standins", "running_postgres"]

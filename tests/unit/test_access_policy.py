@@ -9,8 +9,9 @@ import pytest
 
 from connectors.capture.debezium import captured_tables, connector_properties
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
-from streams.access_cli import BEGIN, END, generated_section, policy_json, policy_markdown, replace_section
-from streams.access_policy import (
+from streams.cli.access import BEGIN, END, generated_section, policy_json, policy_markdown, replace_section
+from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
+from streams.ops.access_policy import (
     APP,
     APPLY,
     BY_SYNC_COLUMN,
@@ -22,10 +23,15 @@ from streams.access_policy import (
     db_roles,
     kafka_acls,
 )
-from streams.connections import libpq_dsn
-from streams.credentials import AccessPolicyError, ensure_role_password, kafka_principals, role_credentials, secret_path
-from streams.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
-from streams.settings import Settings, load_settings
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.credentials import (
+    AccessPolicyError,
+    ensure_role_password,
+    kafka_principals,
+    role_credentials,
+    secret_path,
+)
+from streams.runtime.settings import Settings, load_settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 WRITE = {"INSERT", "UPDATE", "DELETE", "TRUNCATE"}

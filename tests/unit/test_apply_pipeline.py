@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from streams.agents.pipeline import ApplyPipeline
+from streams.apply.pipeline import ApplyPipeline
 
 
 def test_batches_are_applied_and_acknowledged_in_order_after_their_apply() -> None:

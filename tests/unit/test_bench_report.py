@@ -85,7 +85,7 @@ def test_cpu_meter_counts_a_component_and_its_exited_children() -> None:
 
 
 def test_gc_tuning_freezes_start_up_objects_and_raises_the_young_threshold() -> None:
-    code = ("import gc, sys\nfrom streams.gc_tuning import YOUNG_THRESHOLD, tune_for_throughput\n"
+    code = ("import gc, sys\nfrom streams.runtime.gc_tuning import YOUNG_THRESHOLD, tune_for_throughput\n"
             "tune_for_throughput()\n"
             "print(gc.get_threshold()[0] == YOUNG_THRESHOLD, gc.get_freeze_count() > 1000,"
             " sys.getswitchinterval() < 0.005)\n")

@@ -28,9 +28,9 @@ from infra.local.kafka_sasl import (
     parse_request,
     scram_credential,
 )
-from streams.credentials import kafka_principals
-from streams.kafka_config import BrokerSecurityError, client_config, faust_broker_options
-from streams.settings import SettingsError, load_settings
+from streams.runtime.credentials import kafka_principals
+from streams.runtime.kafka_config import BrokerSecurityError, client_config, faust_broker_options
+from streams.runtime.settings import SettingsError, load_settings
 
 
 def settings_for(tmp_path: Path, **overrides: object):

@@ -8,9 +8,9 @@ import psycopg
 
 from connectors.capture.runner import _retrying
 from infra.local.process import free_port
-from streams.settings import load_settings
-from streams.state_files import retrying_path
-from streams.status import collect_status
+from streams.cli.status import collect_status
+from streams.runtime.settings import load_settings
+from streams.runtime.state_files import retrying_path
 
 
 def test_retry_is_visible_while_it_lasts_and_cleared_after(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ import string
 
 import pytest
 
-from streams.change_encoder import change_encoder_for
-from streams.codec import SCHEMA_DIR, _fast_change_encoder, decode_change, encode_change, encode_change_generic
-from streams.model import ChangeEvent
+from streams.core.change_encoder import change_encoder_for
+from streams.core.codec import SCHEMA_DIR, _fast_change_encoder, decode_change, encode_change, encode_change_generic
+from streams.core.model import ChangeEvent
 
 RAW = json.loads((SCHEMA_DIR / "change_event.avsc").read_text(encoding="utf-8"))
 TEXT = string.ascii_letters + string.digits + " -_:\"\\'{}" + "山田太郎記名記録患者" + "\u00e9\U0001f600"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.codec import (
+from streams.core.codec import (
     MAGIC,
     DecodeError,
     decode_change,
@@ -15,7 +15,7 @@ from streams.codec import (
     load_contract,
     split_changes,
 )
-from streams.model import ChangeEvent
+from streams.core.model import ChangeEvent
 
 
 def change(**overrides: object) -> ChangeEvent:

@@ -1,4 +1,4 @@
-"""The Confluent wire format (streams/confluent_wire.py) without a registry process: the header, the
+"""The Confluent wire format (streams/runtime/confluent_wire.py) without a registry process: the header, the
 decode errors that are the message's fault, and an unreachable registry being the registry's fault."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import fastavro
 import pytest
 
 from infra.local.process import free_port
-from streams import codec as plain
-from streams.codec import PLAIN, DecodeError, load_contract
-from streams.confluent_wire import ConfluentWire, codec_for, contract_names, header
-from streams.errors import RetryableError
-from streams.model import ChangeEvent
-from streams.schema_registry import SchemaRegistryClient, SchemaRegistryUnavailableError, subject_for
-from streams.settings import load_settings
+from streams.core import codec as plain
+from streams.core.codec import PLAIN, DecodeError, load_contract
+from streams.core.errors import RetryableError
+from streams.core.model import ChangeEvent
+from streams.runtime.confluent_wire import ConfluentWire, codec_for, contract_names, header
+from streams.runtime.schema_registry import SchemaRegistryClient, SchemaRegistryUnavailableError, subject_for
+from streams.runtime.settings import load_settings
 
 IDS = {"change_batch": 11, "change_event": 12, "dead_letter": 13, "heartbeat": 14}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.contracts import backward_incompatibilities, check_history
+from streams.core.contracts import backward_incompatibilities, check_history
 
 REPO = Path(__file__).resolve().parents[2]
 CHANGE = json.loads((REPO / "schemas" / "change_event.avsc").read_text(encoding="utf-8"))

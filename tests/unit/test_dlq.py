@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.codec import encode_change, encode_change_batch
-from streams.dlq import RetryMark, StoredDeadLetter, describe_original, redact, select
-from streams.model import ChangeEvent
+from streams.core.codec import encode_change, encode_change_batch
+from streams.core.model import ChangeEvent
+from streams.ops.dlq import RetryMark, StoredDeadLetter, describe_original, redact, select
 
 
 @pytest.mark.parametrize(("error", "hidden", "kept"), [

@@ -11,8 +11,8 @@ import pytest
 
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.stores.tables import coerce_row, metadata_for
-from streams.codec import decode_change, encode_change
-from streams.model import ChangeEvent
+from streams.core.codec import decode_change, encode_change
+from streams.core.model import ChangeEvent
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "debezium"
 NOW = 1_800_000_000_000

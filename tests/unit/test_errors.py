@@ -1,4 +1,4 @@
-"""One exception root for the engine, one marker for "retry later" (streams/errors.py, issue 14)."""
+"""One exception root for the engine, one marker for "retry later" (streams/core/errors.py, issue 14)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.errors import PlatSyncError, RetryableError
+from streams.core.errors import PlatSyncError, RetryableError
 
 REPO = Path(__file__).resolve().parents[2]
 #: Stand-ins of servers we cannot install and the link's SASL handshake: their errors are the
@@ -44,7 +44,7 @@ def test_the_scan_finds_the_engines_errors() -> None:
 @pytest.mark.parametrize(("module", "name"), ERRORS, ids=[f"{m}.{n}" for m, n in ERRORS])
 def test_every_engine_error_is_a_platsync_error(module: str, name: str) -> None:
     cls = getattr(importlib.import_module(module), name)
-    assert issubclass(cls, PlatSyncError), f"{module}.{name} does not derive from streams.errors.PlatSyncError"
+    assert issubclass(cls, PlatSyncError), f"{module}.{name} does not derive from streams.core.errors.PlatSyncError"
 
 
 @pytest.mark.parametrize(("module", "name"), [(m, n) for m, n in ERRORS if "Unavailable" in n or "Unreachable" in n])
@@ -55,7 +55,7 @@ def test_every_unavailable_error_is_retryable(module: str, name: str) -> None:
 
 def test_the_registry_is_retried_without_posing_as_a_sink_store() -> None:
     from connectors.sinks.base import StoreUnavailableError
-    from streams.schema_registry import SchemaRegistryUnavailableError
+    from streams.runtime.schema_registry import SchemaRegistryUnavailableError
 
     assert issubclass(SchemaRegistryUnavailableError, RetryableError)
     assert not issubclass(SchemaRegistryUnavailableError, StoreUnavailableError)

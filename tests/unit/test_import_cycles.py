@@ -85,8 +85,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_scan_sees_the_import_graph() -> None:
     graph = import_graph(module_files())
-    assert "streams.settings" in graph["streams.kafka_config"]
-    assert "streams.model" in graph["streams.agents.apply"]
+    assert "streams.runtime.settings" in graph["streams.runtime.kafka_config"]
+    assert "streams.core.model" in graph["streams.apply.agent"]
 
 
 def test_a_cycle_is_found_when_there_is_one() -> None:

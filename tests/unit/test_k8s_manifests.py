@@ -22,9 +22,9 @@ from infra.k8s.generate import HEADER, render, render_file, stale
 from infra.k8s.kafka import CONNECT_ONLY_KEYS, ENGINE_ONLY_KEYS, connect_settings
 from infra.k8s.validate import validate_dir, validate_document
 from infra.k8s.workloads import PLACEHOLDER
-from streams.cli import main
-from streams.credentials import kafka_principals
-from streams.model import CAPTURED_STORES, ROUTES, SIDES
+from streams.cli.main import main
+from streams.core.model import CAPTURED_STORES, ROUTES, SIDES
+from streams.runtime.credentials import kafka_principals
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENT = load_deployment()
@@ -162,7 +162,7 @@ def test_a_credential_in_the_deployment_settings_is_refused(tmp_path: Path) -> N
 @pytest.mark.skipif(shutil.which("javac") is None, reason="no JDK (javac) on this machine to compile the echo filter")
 def test_the_echo_filter_jar_is_reproducible(tmp_path: Path) -> None:
     from infra.k8s.echo_jar import build_jar
-    from streams.settings import load_settings
+    from streams.runtime.settings import load_settings
 
     settings = load_settings(env={}, data_dir=tmp_path)
     first, second = build_jar(settings, tmp_path / "a.jar"), build_jar(settings, tmp_path / "b.jar")

@@ -25,7 +25,7 @@ from connectors.capture.envelope import EnvelopeError
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.keycloak.accounts import Account, PasswordCredential, row_to_account
 from connectors.keycloak.crypto import KeyRing, generate_key_spec
-from streams.model import ChangeEvent
+from streams.core.model import ChangeEvent
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "debezium"
 NOW_MS = 1_800_000_000_000

@@ -1,12 +1,12 @@
-"""A link cut is logged once, then summarised (streams/log_repeats.py; issue 13)."""
+"""A link cut is logged once, then summarised (streams/runtime/log_repeats.py; issue 13)."""
 
 from __future__ import annotations
 
 import io
 import logging
 
-from streams.log_repeats import OutageLog, RepeatSummaryFilter
-from streams.logs import configure_logging
+from streams.runtime.log_repeats import OutageLog, RepeatSummaryFilter
+from streams.runtime.logs import configure_logging
 
 
 class Clock:

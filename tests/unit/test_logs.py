@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.connections import libpq_dsn
-from streams.logs import MASK, configure_for, configure_logging, redact, secrets_of
-from streams.settings import load_settings
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.logs import MASK, configure_for, configure_logging, redact, secrets_of
+from streams.runtime.settings import load_settings
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.local.isolated import PORT_SETTINGS
 from infra.local.process import free_port
-from streams.agents.apply import BatchReport, TargetCounts
-from streams.agents.pipeline import ApplyPipeline
-from streams.app import _add_apply_checks
-from streams.metrics import (
+from streams.apply.app import _add_apply_checks
+from streams.apply.pipeline import ApplyPipeline
+from streams.core.reports import BatchReport, StoreProgress, TargetCounts
+from streams.runtime.metrics import (
     Health,
     MetricsPortError,
     MetricsServer,
@@ -29,8 +29,7 @@ from streams.metrics import (
     serve,
     worker_metrics,
 )
-from streams.progress import StoreProgress
-from streams.settings import SettingsError, load_settings
+from streams.runtime.settings import SettingsError, load_settings
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.codec import DecodeError
-from streams.mode_state import (
+from streams.apply.mode_state import (
     advance,
     emergency_windows,
     read_mode,
@@ -18,7 +17,8 @@ from streams.mode_state import (
     state_path,
     write_json,
 )
-from streams.modes import (
+from streams.core.codec import DecodeError
+from streams.core.modes import (
     EMERGENCY,
     NORMAL,
     RECOVERY,
@@ -31,7 +31,7 @@ from streams.modes import (
     heartbeat_record,
     heartbeat_topic,
 )
-from streams.settings import load_settings
+from streams.runtime.settings import load_settings
 
 T0 = 1_700_000_000_000  # ms
 S = 1000
@@ -167,7 +167,7 @@ def test_override_files_and_read_mode(tmp_path: Path) -> None:
 
 
 def test_mode_cli_parses_and_writes_override_without_a_server(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from streams import mode_cli
+    from streams.cli import mode as mode_cli
 
     parser = argparse.ArgumentParser(prog="platsync")
     common = argparse.ArgumentParser(add_help=False)

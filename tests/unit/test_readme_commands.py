@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streams.cli import build_parser
+from streams.cli.main import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

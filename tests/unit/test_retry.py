@@ -1,4 +1,4 @@
-"""The one retry policy (streams/retry.py): back-off, stop, deadline, reports."""
+"""The one retry policy (streams/runtime/retry.py): back-off, stop, deadline, reports."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from streams.errors import RetryableError
-from streams.retry import Backoff, RetryStopped, retry
+from streams.core.errors import RetryableError
+from streams.runtime.retry import Backoff, RetryStopped, retry
 
 
 class FakeTime:

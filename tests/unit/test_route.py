@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams.model import ROUTES, SIDE_STORES, ChangeEvent, Write
+from streams.core.model import ROUTES, SIDE_STORES, ChangeEvent, Write
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.routing.route import RoutingError, UndeclaredSourceError, UnknownApiError, route
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.connections import dsn, libpq_dsn
-from streams.credentials import AccessPolicyError
-from streams.settings import Settings, SettingsError, load_settings, settings_to_toml
+from streams.runtime.connections import dsn, libpq_dsn
+from streams.runtime.credentials import AccessPolicyError
+from streams.runtime.settings import Settings, SettingsError, load_settings, settings_to_toml
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
@@ -97,7 +97,7 @@ def test_settings_file_round_trip(tmp_path: Path) -> None:
 
 
 def test_settings_do_no_file_io_for_credentials(tmp_path: Path) -> None:
-    """The settings say where things are; credentials are resolved by streams.connections."""
+    """The settings say where things are; credentials are resolved by streams.runtime.connections."""
     assert not any(hasattr(Settings, name) for name in ("dsn", "libpq_dsn", "pg_credentials", "keycloak_db_dsn"))
     s = load_settings(env={}, data_dir=tmp_path, pg_least_privilege=True)
     with pytest.raises(AccessPolicyError, match="platsync_capture on the local side"):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from connectors.stores.serials import DOCUMENT_NUMBER_RANGES, PATIENT_NUMBER_RANGES
-from streams.cli import main
+from streams.cli.main import main
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.topology.load import TopologyError, TopologyFault, default_topology, load_topology
 from streams.topology.model import NumberRange, Topology

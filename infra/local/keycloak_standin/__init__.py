@@ -16,7 +16,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from streams.settings import Settings
+from streams.runtime.settings import Settings
 
 
 def standin_url(settings: Settings, side: str) -> str:

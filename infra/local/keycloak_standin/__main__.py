@@ -1,6 +1,6 @@
 """Run one side's Keycloak stand-in: ``python -m infra.local.keycloak_standin --side local``.
 
-Reads the settings (``streams.settings.load_settings``), provisions Keycloak's account tables in
+Reads the settings (``streams.runtime.settings.load_settings``), provisions Keycloak's account tables in
 ``keycloak_db_dsn(side)`` with realms ``master`` (holding the configured admin) and
 ``keycloak_realm``, then serves on ``host:keycloak_port(side)`` until SIGTERM/SIGINT (exit 0).
 The token signing key lives in ``<data_dir>/secrets/keycloak-standin-<side>.key`` so that tokens
@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 
 from infra.local.keycloak_standin import standin_ready, standin_url
-from streams.connections import keycloak_db_dsn
-from streams.logs import configure_for, configure_logging
-from streams.settings import Settings, SettingsError, load_settings
+from infra.local.keycloak_standin.server import run
+from infra.local.keycloak_standin.storage import provision
+from streams.runtime.connections import keycloak_db_dsn
+from streams.runtime.logs import configure_for, configure_logging
+from streams.runtime.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main", "signing_key", "standin_ready"]
 
@@ -55,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keycloak-standin: {exc}", file=sys.stderr)
         return 2
 
-    from infra.local.keycloak_standin.server import run
-    from infra.local.keycloak_standin.storage import provision
 
     side = args.side
     dsn = keycloak_db_dsn(settings, side)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from infra.local.schema_registry_standin.registry import LEVELS, Registry, RegistryError
+from infra.local.schema_registry_standin.server import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, RegistryError) as exc:
         print(f"schema-registry-standin: cannot read the state file {args.state_file}: {exc}", file=sys.stderr)
         return 2
-    from infra.local.schema_registry_standin.server import run
 
     logging.info("serving on http://%s:%d (global compatibility %s%s%s)", args.host, args.port,
                  registry.global_level, ", basic auth" if auth else "",

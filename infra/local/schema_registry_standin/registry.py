@@ -7,7 +7,7 @@
 - A new version must pass the subject's compatibility level (its own, else the global one):
   BACKWARD (the new schema reads data written with the latest), FORWARD (the latest reads data
   written with the new one), FULL (both), their ``_TRANSITIVE`` forms (against every version),
-  NONE. The check is :func:`streams.contracts.backward_incompatibilities`, the project's contract
+  NONE. The check is :func:`streams.core.contracts.backward_incompatibilities`, the project's contract
   check: data generated from the writer schema, read back through Avro schema resolution.
 - Errors carry Confluent's codes: 40401 subject, 40402 version, 40403 schema not found, 40408 no
   subject-level compatibility, 409 incompatible schema, 42201 invalid schema, 42202 invalid
@@ -23,7 +23,7 @@ from typing import Any
 
 import fastavro
 
-from streams.contracts import backward_incompatibilities
+from streams.core.contracts import backward_incompatibilities
 
 LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE")
 

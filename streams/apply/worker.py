@@ -1,0 +1,133 @@
+"""Entry point of a stream-processor process: ``python -m streams.apply.worker --route ROUTE``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from streams.apply.agent import RouteApplier
+from streams.apply.app import build_applier, create_app
+from streams.apply.progress import read_progress
+from streams.core.model import CAPTURED_STORES, ROUTES
+from streams.runtime.gc_tuning import tune_for_throughput
+from streams.runtime.jsonfile import write_json
+from streams.runtime.kafka_config import client_config
+from streams.runtime.log_repeats import OutageLog
+from streams.runtime.logs import configure_for, configure_logging, redact, secrets_of
+from streams.runtime.metrics import Health, MetricsPortError, WorkerMetrics, serve, worker_metrics
+from streams.runtime.retry import Backoff, RetryStopped, retry
+from streams.runtime.settings import Settings, SettingsError, load_settings
+from streams.runtime.state_files import capture_state, worker_state_path
+
+log = logging.getLogger("platsync.worker")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the Faust worker applying one route until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m streams.apply.worker")
+    parser.add_argument("--route", required=True, choices=sorted(ROUTES))
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--data-dir", type=Path)
+    args = parser.parse_args(argv)
+    process = f"worker-{args.route}"
+    configure_logging(process)
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir)
+        configure_for(settings, process)
+    except (SettingsError, ValueError) as exc:
+        print(f"{process}: bad settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        applier = build_applier(settings, args.route)
+    except Exception as exc:  # noqa: BLE001 - report any start-up fault clearly and exit
+        print(f"worker {args.route}: cannot start: {redact(str(exc), secrets_of(settings))}", file=sys.stderr)
+        return 2
+    metrics, health = _observability(settings, args.route, applier)
+    try:
+        server = serve(settings, process, metrics.registry, health)
+    except MetricsPortError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not wait_for_broker(settings, args.route):
+        return 0  # stopped by a signal while waiting: nothing was consumed, nothing to commit
+    app = create_app(settings, args.route, applier, metrics, health)
+    worker = faust.Worker(app, loglevel="INFO", quiet=True, override_logging=False)
+    tune_for_throughput()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def wait_for_broker(settings: Settings, route: str) -> bool:
+    """Wait until the broker answers, however long a link cut lasts; False if SIGTERM/SIGINT came first.
+
+    Faust gives up at once when it cannot bootstrap, so a worker started during a cut (a hospital
+    server rebooted in an outage) would exit and stay down until someone restarts it. Waiting here
+    keeps it running and makes it consume as soon as the link is back. The worker's state file says
+    what it waits for (``platsync status``); the log gets the outage once plus periodic summaries.
+    """
+    stop = threading.Event()
+
+    def _on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    client_id = f"platsync-{ROUTES[route][1]}-worker-{route}"  # names the side for the link proxy
+    admin = AdminClient({**client_config(settings, client_id, f"worker-{route}"), "socket.timeout.ms": 5000})
+    what = f"broker {settings.broker_bootstrap}"
+    outage = OutageLog(log, what, settings.log_repeat_summary_s)
+
+    def failed(exc: BaseException, _attempts: int, delay: float) -> None:
+        outage.failed(str(exc.args[0] if exc.args else exc), delay)
+        write_json(worker_state_path(settings, route), {
+            "route": route, "pid": os.getpid(), "ready": False, "waiting_for": what,
+            "updated_ts_ms": time.time_ns() // 1_000_000})
+
+    try:
+        retry(lambda: admin.list_topics(timeout=5), what, retry_on=(KafkaException,),
+              backoff=Backoff(settings.broker_reconnect_backoff_ms / 1000,
+                              settings.broker_reconnect_backoff_max_ms / 1000),
+              stop=stop, on_failure=failed, on_success=lambda _failed: outage.recovered())
+        return not stop.is_set()  # a signal during the last attempt still stops us
+    except RetryStopped:
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _observability(settings: Settings, route: str, applier: RouteApplier) -> tuple[WorkerMetrics, Health]:
+    """The route's metrics (applied positions seeded from ``platsync_progress``) and health."""
+
+    source_side, target_side = ROUTES[route]
+    metrics = worker_metrics(
+        route, CAPTURED_STORES[source_side], applier.sinks,
+        captured=lambda store: capture_state(settings, source_side, store),
+        retries=lambda: (dict(applier.retrying), dict(applier.retry_attempts)),
+        retry_targets=[f"{target_side}/{store}" for store in applier.sinks] + ["progress"])
+    try:
+        metrics.seed_positions(read_progress(settings, target_side, role="apply"))
+    except Exception as exc:  # noqa: BLE001 - positions then start from this process's first batch
+        logging.getLogger("platsync.worker").warning("applied positions unknown until the first batch (%s)",
+                                                     type(exc).__name__)
+    health = Health(settings.metrics_stall_after_s)
+    health.beat("event_loop")
+    return metrics, health
+
+
+if __name__ == "__main__":
+    sys.exit(main())

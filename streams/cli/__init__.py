@@ -1,0 +1,1 @@
+"""The ``platsync`` command line: the top layer, driving the embedded stack and everything below."""

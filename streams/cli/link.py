@@ -1,0 +1,84 @@
+"""``platsync link down|up|status``: cut and restore the hospital<->cloud link of the embedded stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from streams.runtime.settings import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, data_dir=args.data_dir)
+
+
+def _describe(state: dict[str, Any]) -> str:
+    if not state:
+        return "link proxy has not run in this data dir (start the stack with 'platsync up')"
+    word = "up" if state.get("up") else f"DOWN ({state.get('cut_side', 'local')}-side processes cut off the broker)"
+    opened = state.get("open_connections", {})
+    return (f"link {word}; open connections: {', '.join(f'{k}={v}' for k, v in sorted(opened.items()))}; "
+            f"reset by cuts: {state.get('cut', 0)}, refused: {state.get('refused', 0)}")
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    """Cut, restore or show the link; ``up``/``down`` wait until the proxy enforces it."""
+    # deferred: the embedded stack: ~0.7 s, only for 'link'
+    from infra.local.link import enforced_state, set_link, wait_enforced
+
+    # deferred: the embedded stack: ~0.7 s, only for 'link'
+    from infra.local.process import read_pid
+
+    settings = _settings(args)
+    if settings.broker_bootstrap_servers:
+        print(f"platsync link: the stack uses the Kafka cluster {settings.broker_bootstrap_servers}; the cuttable "
+              "link exists only in front of the embedded broker (cut the network itself to test an outage)",
+              file=sys.stderr)
+        return 2
+    if args.action == "status":
+        state = enforced_state(settings)
+        if args.json:
+            print(json.dumps(state, indent=2, sort_keys=True))
+        else:
+            print(_describe(state))
+        return 0
+    up = args.action == "up"
+    set_link(settings, up, note=args.note or "")
+    if read_pid(settings.data_dir, "link") is None:
+        print(f"link set {args.action}; the link proxy is not running: it applies this when the stack starts")
+        return 0
+    state = wait_enforced(settings, up, timeout_s=10.0)
+    if state is None:
+        print(f"platsync link {args.action}: the link proxy did not confirm within 10 s (see its log "
+              f"{settings.data_dir}/logs/link.log)")
+        return 1
+    print(_describe(state))
+    if up:
+        # deferred: Kafka clients and the capture: ~0.65 s, only for this command
+        from infra.local.recovery import pending_sides, recapture_pending
+
+        # deferred: the embedded stack (Kafka, psycopg, capture): ~0.7 s
+        from infra.local.stack import Stack
+
+        stack = Stack(settings)
+        down = [name for name, pid in stack.running().items() if pid is None]
+        if down:  # e.g. a worker started during the cut that gave up on the broker
+            print(f"restarting what is not running: {', '.join(down)}", flush=True)
+            stack.up(say=lambda m: print(m, flush=True))
+
+        if pending_sides(settings):
+            print("re-capturing what the broker lost while the link was down ...", flush=True)
+            recapture_pending(settings, lambda m: print(m, flush=True))
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``link`` subcommand to the ``platsync`` parser."""
+    p = sub.add_parser("link", parents=[common],
+                       help="cut (down) or restore (up) the hospital<->cloud link of the embedded stack")
+    p.add_argument("action", choices=["down", "up", "status"])
+    p.add_argument("--note", help="why (kept in the link state file)")
+    p.add_argument("--json", action="store_true", help="status as JSON")
+    p.set_defaults(func=cmd_link)

@@ -1,0 +1,96 @@
+"""Live status of the stack: processes, and per route and source store what was captured,
+what was applied, the lag between them (from source LSNs and commit times) and errors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from infra.local.process import read_pid
+from infra.local.stack import components
+from streams.apply.conflicts import open_conflict_count
+from streams.apply.mode_state import all_modes, describe
+from streams.apply.progress import read_progress
+from streams.core.model import CAPTURED_STORES, ROUTES, SIDES
+from streams.runtime.jsonfile import read_json
+from streams.runtime.settings import Settings
+from streams.runtime.state_files import capture_state, retrying_path, worker_state
+
+
+def collect_status(settings: Settings) -> dict[str, Any]:
+    """A JSON-able snapshot of the whole stack."""
+
+    processes = {c.name: {"pid": read_pid(settings.data_dir, c.name)} for c in components(settings)}
+    for proc in processes.values():
+        proc["running"] = proc["pid"] is not None
+    routes: dict[str, Any] = {}
+    errors: list[str] = []
+    for route, (source_side, target_side) in ROUTES.items():
+        try:
+            applied = {r["source_store"]: r for r in read_progress(settings, target_side) if r["route"] == route}
+        except Exception as exc:  # noqa: BLE001 - status must render even when a store is down
+            applied = {}
+            errors.append(f"{target_side}/meta unreachable: {type(exc).__name__}")
+        stores: dict[str, Any] = {}
+        for store in CAPTURED_STORES[source_side]:
+            cap = capture_state(settings, source_side, store)
+            app = applied.get(store, {})
+            cap_lsn, app_lsn = int(cap.get("last_lsn", 0)), int(app.get("last_lsn", 0))
+            cap_ts, app_ts = int(cap.get("last_commit_ts_ms", 0)), int(app.get("last_commit_ts_ms", 0))
+            pending = cap_lsn > app_lsn
+            stores[store] = {
+                "captured": int(cap.get("events_produced", 0)),
+                "echoes_dropped": int(cap.get("echoes_dropped", 0)),
+                "applied_events": int(app.get("events_seen", 0)),
+                "writes_applied": int(app.get("writes_applied", 0)),
+                "dead_letters": int(app.get("dead_letters", 0)),
+                "captured_lsn": cap_lsn,
+                "applied_lsn": app_lsn,
+                "lag_bytes": max(0, cap_lsn - app_lsn) if pending else 0,
+                "lag_ms": max(0, cap_ts - app_ts) if pending else 0,
+            }
+        worker = worker_state(settings, route)
+        retrying = worker.get("retrying") or {}
+        for what, error in sorted(retrying.items()):
+            errors.append(f"{route}: {what} unavailable, retrying: {error}")
+        if worker.get("waiting_for"):  # started while the broker is out of reach (streams/apply/worker.py)
+            errors.append(f"{route}: waiting for the {worker['waiting_for']} (unreachable); it consumes once "
+                          "the broker answers")
+        routes[route] = {"source_side": source_side, "target_side": target_side, "stores": stores,
+                         "retrying": retrying}
+    for side in SIDES:
+        retry = read_json(retrying_path(settings, side))
+        if retry.get("what"):
+            errors.append(f"capture {side}: {retry['what']} unreachable, retrying: {retry.get('error', '')}")
+
+    modes = all_modes(settings)
+    try:
+        open_conflicts: int | None = open_conflict_count(settings)
+    except Exception:  # noqa: BLE001 - status must render even when a store is down
+        open_conflicts = None
+    healthy = all(p["running"] for p in processes.values()) and not errors
+    return {"data_dir": str(settings.data_dir), "time_ms": int(time.time() * 1000), "healthy": healthy,
+            "modes": modes, "open_conflicts": open_conflicts, "processes": processes, "routes": routes,
+            "errors": errors}
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """A compact text table of :func:`collect_status`."""
+    lines = [f"PLAT Sync  data dir {status['data_dir']}  {'HEALTHY' if status['healthy'] else 'DEGRADED'}", ""]
+
+    for doc in status.get("modes", {}).values():
+        lines.append(f"mode       {describe(doc)}")
+    if status.get("open_conflicts"):
+        lines.append(f"conflicts  {status['open_conflicts']} open: review with 'platsync conflicts list'")
+    procs = "  ".join(f"{name}:{'up' if p['running'] else 'DOWN'}" for name, p in status["processes"].items())
+    lines += [f"processes  {procs}", ""]
+    lines.append(f"{'route':16} {'source store':24} {'captured':>9} {'applied':>9} {'writes':>8} "
+                 f"{'lag ms':>8} {'lag bytes':>10} {'errors':>7}")
+    for route, info in status["routes"].items():
+        for store, s in info["stores"].items():
+            lines.append(f"{route:16} {info['source_side'] + '/' + store:24} {s['captured']:>9} "
+                         f"{s['applied_events']:>9} {s['writes_applied']:>8} {s['lag_ms']:>8} "
+                         f"{s['lag_bytes']:>10} {s['dead_letters']:>7}")
+    for err in status["errors"]:
+        lines.append(f"ERROR: {err}")
+    return "\n".join(lines)

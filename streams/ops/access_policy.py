@@ -1,0 +1,254 @@
+"""Least privilege as data: the PostgreSQL roles and grants, the Kafka principals and ACLs.
+
+One place (docs/security.md is generated from here by ``platsync access --format markdown``).
+Every grant is derived from the table definitions (:mod:`connectors.stores.tables`,
+:mod:`connectors.keycloak.schema`), the captured tables (:mod:`connectors.capture.debezium`) and
+the routing model (:mod:`streams.core.model`); nothing here lists a table that those modules define.
+
+Database roles exist on both sides' PostgreSQL instances under the same names; their passwords
+differ per side (generated once into ``<data_dir>/secrets/`` unless the settings give them), so a
+credential of one side's process does not open the other side's databases:
+
+- ``platsync_capture`` (LOGIN REPLICATION): the Debezium capture of its own side. Reads the captured
+  tables; the publications are created by the provisioning admin, so it owns nothing.
+- ``platsync_apply``: the worker of the route that targets its side. Writes the target tables and the
+  engine's bookkeeping (marker rows as ``applied_by_sync``, tombstones, conflicts, progress); no DDL,
+  no REPLICATION.
+- ``platsync_app``: the hospital application (reference API). Writes the store tables and stamps its
+  transactions with ``platsync_mark_api``; it cannot mark a transaction as applied by the sync.
+- ``platsync_operator``: the operator tools. Reads the stores; may mark conflicts resolved and insert
+  sync probes. It cannot read Keycloak's credential tables.
+- the admin (``pg_user``): provisioning, DDL, publications.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Literal
+
+from connectors.capture.debezium import captured_tables
+from connectors.keycloak.schema import keycloak_metadata
+from connectors.stores.serials import SERIALS
+from connectors.stores.tables import SYNCED_TABLES, metadata_for
+from streams.apply.heartbeat import client_id as mode_group
+from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
+from streams.core.modes import heartbeat_topic
+from streams.ops.dlq import OPERATOR_CLIENT_ID, retried_topic
+from streams.runtime.credentials import (
+    ADMIN,
+    APP,
+    APPLY,
+    CAPTURE,
+    OPERATOR,
+    ROLE_NAMES,
+    kafka_principals,
+)
+from streams.runtime.topics import incarnation_topic
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
+    from streams.runtime.settings import Settings
+
+KEYCLOAK_DB = "keycloak"
+MARKER = "platsync_txn_marker"
+PROBE = "platsync_probe"
+CONFLICT = "platsync_conflict"
+#: Bookkeeping tables the sinks and the progress recorder write (where the store's schema has them).
+APPLY_BOOKKEEPING = ("platsync_tombstone", "platsync_row_sync", CONFLICT, "platsync_progress",
+                     "platsync_keycloak_applied")
+#: Read by each side's capture in its own META: the Keycloak sink's apply tokens (echo detection).
+CAPTURE_ALSO_READS = ("platsync_keycloak_applied",)
+#: Columns of ``platsync_conflict`` an operator's ``conflicts resolve`` sets.
+CONFLICT_RESOLUTION_COLUMNS = ("status", "resolved_at", "resolution")
+#: The marker column only the sync may set.
+BY_SYNC_COLUMN = "applied_by_sync"
+
+
+@dataclass(frozen=True)
+class DbRole:
+    """One PostgreSQL login role."""
+
+    key: str
+    name: str
+    attributes: tuple[str, ...]
+    used_by: str
+    why: str
+
+
+@dataclass(frozen=True)
+class DbGrant:
+    """Privileges of one role on one object of one database (``columns``: column-level)."""
+
+    role: str  # role key
+    database: str
+    object_type: Literal["table", "sequence", "identity"]  # identity: name is "table.column"
+    name: str
+    privileges: tuple[str, ...]
+    columns: tuple[str, ...] = ()
+
+    def sql(self, role_name: str, sequence_name: str | None = None) -> str:
+        """The GRANT statement (``sequence_name``: the resolved sequence of an identity column)."""
+        cols = f" ({', '.join(self.columns)})" if self.columns else ""
+        privileges = ", ".join(f"{p}{cols}" for p in self.privileges)
+        if self.object_type == "table":
+            return f'GRANT {privileges} ON TABLE {self.name} TO "{role_name}"'
+        return f'GRANT {privileges} ON SEQUENCE {sequence_name or self.name} TO "{role_name}"'
+
+
+_NO_ADMIN = ("LOGIN", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOBYPASSRLS")
+
+
+def db_roles(settings: Settings) -> list[DbRole]:
+    """Every database role, the admin first."""
+    return [
+        DbRole(ADMIN, settings.pg_user, ("SUPERUSER", "LOGIN"), "platsync up (provisioning), Keycloak stand-in",
+               "creates databases, schemas, roles, grants and publications; Keycloak's own database owner"),
+        DbRole(CAPTURE, ROLE_NAMES[CAPTURE], (*_NO_ADMIN, "REPLICATION"), "capture-<side> on its own side; resync",
+               "logical replication (pgoutput) of the captured tables through a publication created in advance"),
+        DbRole(APPLY, ROLE_NAMES[APPLY], (*_NO_ADMIN, "NOREPLICATION"), "worker of the route targeting the side",
+               "applies the other side's changes to the target stores, records progress and conflicts"),
+        DbRole(APP, ROLE_NAMES[APP], (*_NO_ADMIN, "NOREPLICATION"), "reference API (the hospital application)",
+               "writes the source stores; stamps each transaction with its API id (never as applied by sync)"),
+        DbRole(OPERATOR, ROLE_NAMES[OPERATOR], (*_NO_ADMIN, "NOREPLICATION"),
+               "status, inspect, conflicts, recovery-report, wait-synced",
+               "reads the stores; marks conflicts resolved; inserts sync probes"),
+    ]
+
+
+def _metadata(database: str) -> MetaData:
+    if database == KEYCLOAK_DB:
+
+        return keycloak_metadata()
+
+    return metadata_for(database)
+
+
+def _input_columns(database: str, table: str) -> tuple[str, ...]:
+    """Columns a writer sets: those without a server default (ids, ``txid``, flags and times are defaulted)."""
+    columns = _metadata(database).tables[table].columns
+    return tuple(c.name for c in columns if c.server_default is None and not c.primary_key)
+
+
+@cache
+def _database_grants(database: str) -> tuple[DbGrant, ...]:
+
+    tables = list(_metadata(database).tables)
+    if database == KEYCLOAK_DB:
+        # The capture and the Keycloak sink read accounts as Keycloak stores them; Keycloak (the
+        # stand-in) writes them itself; operators never read credential hashes.
+        return tuple(DbGrant(role, database, "table", t, ("SELECT",)) for role in (CAPTURE, APPLY) for t in tables)
+    captured = [t.removeprefix("public.") for t in captured_tables(database)]
+    synced = SYNCED_TABLES[database]
+    marker_in = _input_columns(database, MARKER)
+    grants = [DbGrant(CAPTURE, database, "table", t, ("SELECT",))
+              for t in (*captured, *(t for t in CAPTURE_ALSO_READS if t in tables))]
+    grants += [DbGrant(APPLY, database, "table", t, ("SELECT", "INSERT", "UPDATE", "DELETE")) for t in synced]
+    grants += [DbGrant(APPLY, database, "table", t, ("SELECT", "INSERT", "UPDATE"))
+               for t in APPLY_BOOKKEEPING if t in tables]
+    grants += [DbGrant(APPLY, database, "table", MARKER, ("SELECT",)),
+               DbGrant(APPLY, database, "table", MARKER, ("INSERT",), (*marker_in, BY_SYNC_COLUMN))]
+    grants += [DbGrant(APP, database, "table", t, ("SELECT", "INSERT", "UPDATE")) for t in synced]
+    grants += [DbGrant(APP, database, "table", MARKER, ("SELECT",)),
+               DbGrant(APP, database, "table", MARKER, ("INSERT",), marker_in)]
+    if database == "meta":
+        # UPDATE: a given number of the side's range advances the sequence past it (serials.claim_given_numbers).
+        grants += [DbGrant(APP, database, "sequence", s.sequence, ("USAGE", "SELECT", "UPDATE")) for s in SERIALS]
+    grants += [DbGrant(OPERATOR, database, "table", t, ("SELECT",)) for t in tables]
+    grants += [DbGrant(OPERATOR, database, "table", CONFLICT, ("UPDATE",), CONFLICT_RESOLUTION_COLUMNS),
+               DbGrant(OPERATOR, database, "table", PROBE, ("INSERT",), _input_columns(database, PROBE)),
+               DbGrant(OPERATOR, database, "identity", f"{PROBE}.id", ("USAGE",))]
+    return tuple(grants)
+
+
+def side_databases(side: str) -> tuple[str, ...]:
+    """The databases of one side's instance the policy covers (store databases and Keycloak's)."""
+    return (*DATABASE_STORES[side], KEYCLOAK_DB)
+
+
+def db_grants(side: str) -> list[DbGrant]:
+    """Every grant on ``side``'s instance (the same on both sides, over the databases each has)."""
+    return [g for database in side_databases(side) for g in _database_grants(database)]
+
+
+def connect_roles(side: str, database: str) -> tuple[str, ...]:
+    """Roles that may connect to ``database`` (CONNECT is revoked from PUBLIC)."""
+    roles = {g.role for g in db_grants(side) if g.database == database}
+    if database == KEYCLOAK_DB:
+        roles.add(OPERATOR)  # wait-synced emits its Keycloak probe as a logical message there
+    return tuple(sorted(roles))
+
+
+def process_roles() -> dict[str, list[tuple[str, str]]]:
+    """Which role each process connects with, where: process -> [(side, role key)]."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for side in SIDES:
+        out[f"capture-{side}"] = [(side, CAPTURE)]
+        out[f"reference-api-{side}"] = [(side, APP)]
+    for route, (_, target) in ROUTES.items():
+        out[f"worker-{route}"] = [(target, APPLY)]
+    out["operator"] = [(side, OPERATOR) for side in SIDES]
+    out["provisioning"] = [(side, ADMIN) for side in SIDES]
+    return out
+
+
+# --- Kafka ---------------------------------------------------------------------------------------
+
+ResourceType = Literal["topic", "group", "cluster", "transactionalId"]
+Pattern = Literal["literal", "prefixed"]
+
+
+@dataclass(frozen=True)
+class KafkaAcl:
+    """One allow rule: ``principal`` (a user name) may do ``operations`` on the resource."""
+
+    principal: str
+    resource_type: ResourceType
+    name: str
+    pattern: Pattern
+    operations: tuple[str, ...]
+
+
+def kafka_acls(settings: Settings) -> list[KafkaAcl]:
+    """Every ACL, per principal. Topics are created by the administrator (``platsync up`` or
+    Strimzi ``KafkaTopic`` resources): no process needs Create, except the operator's own
+    bookkeeping topic."""
+
+    users = kafka_principals(settings)
+    acls: list[KafkaAcl] = []
+    for side in SIDES:
+        user = users[f"capture-{side}"]
+        acls += [KafkaAcl(user, "topic", settings.topic(side, store), "literal", ("Write", "Describe"))
+                 for store in CAPTURED_STORES[side]]
+        acls.append(KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))
+        # A change too large for a message is dead-lettered by the capture (connectors/capture/oversized.py).
+        route = next(r for r, (source, _) in ROUTES.items() if source == side)
+        acls.append(KafkaAcl(user, "topic", settings.dead_letter_topic(route), "literal", ("Write", "Describe")))
+    for route, (source, _) in ROUTES.items():
+        user = users[f"worker-{route}"]
+        acls += [KafkaAcl(user, "topic", settings.topic(source, store), "literal", ("Read", "Describe"))
+                 for store in CAPTURED_STORES[source]]
+        acls.append(KafkaAcl(user, "topic", settings.dead_letter_topic(route), "literal", ("Write", "Describe")))
+        # The Faust app id is the group; Faust creates no internal topic here (leader topic
+        # disabled, no tables, memory store: streams/apply/app.py).
+        acls.append(KafkaAcl(user, "group", settings.consumer_group(route), "literal", ("Read",)))
+        acls.append(KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))  # dead letters
+    for side in SIDES:
+        user = users[f"mode-{side}"]
+        acls.append(KafkaAcl(user, "topic", heartbeat_topic(settings), "literal", ("Read", "Write", "Describe")))
+        acls.append(KafkaAcl(user, "group", mode_group(side), "literal", ("Read",)))
+    op = users["operator"]
+    acls.append(KafkaAcl(op, "topic", f"{settings.topic_prefix}.", "prefixed", ("Read", "Describe")))
+    # dlq retry re-drives a dead letter's original bytes to its source (capture) topic.
+    acls += [KafkaAcl(op, "topic", settings.topic(side, store), "literal", ("Write",))
+             for side in SIDES for store in CAPTURED_STORES[side]]
+    acls.append(KafkaAcl(op, "topic", retried_topic(settings), "literal", ("Create", "Write")))
+    # replay moves the route groups' offsets (and probes them with <group>-replay-probe).
+    acls += [KafkaAcl(op, "group", settings.consumer_group(route), "prefixed", ("Read", "Describe"))
+             for route in ROUTES]
+    acls += [KafkaAcl(op, "group", prefix, "prefixed", ("Read",))
+             for prefix in (f"{OPERATOR_CLIENT_ID}-", "platsync-report-", "platsync-incarnation-")]
+    acls.append(KafkaAcl(op, "topic", incarnation_topic(settings), "literal", ("Write",)))  # embedded stack only
+    acls.append(KafkaAcl(op, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))  # re-capture
+    return acls

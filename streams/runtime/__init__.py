@@ -1,0 +1,2 @@
+"""The runtime: settings as data, credentials and connection strings, state files, the retry policy,
+logs, metrics, Kafka configuration and topics."""

@@ -1,0 +1,81 @@
+"""Who each process is: its database role and password, its Kafka principal (runtime layer).
+
+The least-privilege policy (:mod:`streams.ops.access_policy`) says what each role and principal may do;
+this module only names them and finds their secrets, so that the connection strings
+(:mod:`streams.runtime.connections`), the Kafka client configuration and the provisioning can use it without
+importing the policy (and, through it, the store schemas and the capture).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from streams.core.errors import PlatSyncError
+from streams.core.model import ROUTES, SIDES
+from streams.runtime.settings import Settings
+
+ADMIN, CAPTURE, APPLY, APP, OPERATOR = "admin", "capture", "apply", "app", "operator"
+#: Roles provisioned besides the admin (key -> role name).
+ROLE_NAMES: dict[str, str] = {CAPTURE: "platsync_capture", APPLY: "platsync_apply", APP: "platsync_app",
+                              OPERATOR: "platsync_operator"}
+
+
+class AccessPolicyError(PlatSyncError, RuntimeError):
+    """A role's credentials are missing or the policy is asked for something it does not know."""
+
+
+def secret_path(settings: Settings, side: str, role: str) -> Path:
+    """Where the embedded stack keeps the generated password of ``role`` on ``side``."""
+    return settings.data_dir / "secrets" / f"pg-{side}-{ROLE_NAMES[role]}.password"
+
+
+def _configured_password(settings: Settings, role: str) -> str:
+    return str(getattr(settings, f"pg_{role}_password"))
+
+
+def role_credentials(settings: Settings, side: str, role: str) -> tuple[str, str]:
+    """(user, password) of ``role`` on ``side``; the admin's when ``pg_least_privilege`` is off."""
+    if role == ADMIN or not settings.pg_least_privilege:
+        return settings.pg_user, settings.pg_password
+    if role not in ROLE_NAMES:
+        raise AccessPolicyError(f"unknown database role {role!r}; known: {ADMIN}, {', '.join(ROLE_NAMES)}")
+    password = _configured_password(settings, role)
+    if not password:
+        path = secret_path(settings, side, role)
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise AccessPolicyError(
+                f"no password for database role {ROLE_NAMES[role]} on the {side} side: {path} is missing; "
+                f"run 'platsync up' once to provision the roles, or set PLATSYNC_PG_{role.upper()}_PASSWORD") from None
+    return ROLE_NAMES[role], password
+
+
+def ensure_role_password(settings: Settings, side: str, role: str) -> str:
+    """The password of ``role`` on ``side``: configured, else generated once (file mode 0600)."""
+    configured = _configured_password(settings, role)
+    if configured:
+        return configured
+    path = secret_path(settings, side, role)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # a concurrent provisioning wrote it first
+            return path.read_text(encoding="utf-8").strip()
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def kafka_processes() -> tuple[str, ...]:
+    """Every process that talks to Kafka under its own principal."""
+    return (*(f"capture-{s}" for s in SIDES), *(f"worker-{r}" for r in ROUTES), *(f"mode-{s}" for s in SIDES),
+            "operator")
+
+
+def kafka_principals(settings: Settings) -> dict[str, str]:
+    """Process name -> Kafka user name (``platsync-capture-local``, ...)."""
+    return {process: f"{settings.topic_prefix}-{process}" for process in kafka_processes()}
