@@ -193,8 +193,9 @@ def load_deployment(path: Path = DEFAULT_DEPLOYMENT_FILE) -> Deployment:
             faults.append(f"[settings] {key} is set by the generator for every pod (docs/kubernetes.md)")
     settings = Settings()
     try:
+        # The generator gives every pod TLS + SASL to the cluster (workloads.BROKER_SECURITY).
         settings = load_settings(env={}, **{k: v for k, v in table.items() if k not in GENERATED_SETTINGS},
-                                 data_dir="/var/lib/platsync")
+                                 data_dir="/var/lib/platsync", broker_security_protocol="sasl_ssl")
     except SettingsError as exc:
         faults.append(f"[settings] {exc}")
     if faults:

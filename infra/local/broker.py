@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 
 from infra.local.process import ProcessError, ProcessSpec, port_open
+from streams.runtime.settings import LOOPBACK, is_loopback
 from streams.runtime.topics import ensure_topics
 
 
@@ -53,9 +54,16 @@ class Broker:
         return self.bootstrap_servers or f"{self.host}:{self.port}"
 
     def spec(self) -> ProcessSpec:
-        """How to run the broker on loopback with in-memory storage."""
+        """How to run the broker on loopback with in-memory storage.
+
+        The broker speaks plaintext only, so it never listens beyond loopback: behind the link proxy
+        (``listen_port``) it listens on 127.0.0.1 whatever ``host`` is, and without a proxy a
+        non-loopback ``host`` is refused."""
         advertised = f"tcp://{self.host}:{self.port}"
-        listen = f"tcp://{self.host}:{self.listen_port or self.port}"
+        if not self.listen_port and not is_loopback(self.host):
+            raise ProcessError(f"the embedded broker speaks plaintext and would listen on {self.host}: it only "
+                               "listens on loopback; put the link proxy (TLS + SASL) in front of it")
+        listen = f"tcp://{LOOPBACK}:{self.listen_port}" if self.listen_port else f"tcp://{self.host}:{self.port}"
         return ProcessSpec(
             name=self.name,
             argv=[str(find_broker_binary()), "broker", "--listener-url", listen,

@@ -46,7 +46,7 @@ from infra.local.kafka_sasl import AuthFailed, UserStore, authenticate
 from streams.core.model import SIDES
 from streams.runtime.jsonfile import read_json, write_json
 from streams.runtime.logs import configure_for, configure_logging
-from streams.runtime.settings import Settings, SettingsError, load_settings
+from streams.runtime.settings import LOOPBACK, Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.link")
 
@@ -150,7 +150,7 @@ class LinkProxy:
             _reset(writer)
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(self.settings.host, self.upstream_port)
+            up_reader, up_writer = await asyncio.open_connection(LOOPBACK, self.upstream_port)
         except OSError:
             writer.close()
             return
@@ -257,7 +257,7 @@ async def serve(settings: Settings, listen_port: int, upstream_port: int, stop: 
                                         ssl_handshake_timeout=30 if tls else None)
     proxy.report()
     log.info("link proxy on %s:%d (%s) -> broker %s:%d (link %s)", settings.host, listen_port,
-             settings.broker_security_protocol, settings.host, upstream_port, "up" if proxy.up else "DOWN")
+             settings.broker_security_protocol, LOOPBACK, upstream_port, "up" if proxy.up else "DOWN")
     ticks = 0
     async with server:
         while not stop.is_set():

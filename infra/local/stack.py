@@ -48,7 +48,7 @@ from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES, 
 from streams.core.modes import heartbeat_topic
 from streams.runtime.connections import keycloak_db_dsn
 from streams.runtime.kafka_config import client_config
-from streams.runtime.settings import Settings, settings_to_toml
+from streams.runtime.settings import LOOPBACK, Settings, settings_to_toml
 from streams.runtime.state_files import capture_retrying, capture_waiting_for_broker, worker_state, worker_state_path
 from streams.runtime.topics import incarnation_topic
 
@@ -226,7 +226,7 @@ class Stack:
         if read_pid(s.data_dir, self.broker.name) is None:
             self._stop_kafka_clients(say)
             start_process(s.data_dir, self.broker.spec())
-        wait_until(lambda: port_open(s.host, s.broker_listen_port), timeout, "broker",
+        wait_until(lambda: port_open(LOOPBACK, s.broker_listen_port), timeout, "broker",
                    alive=lambda: self._alive("broker"), log=log_path(s.data_dir, "broker"))
         if read_pid(s.data_dir, "link") is None:
             start_process(s.data_dir, self._python_spec("link", "infra.local.link"))

@@ -9,6 +9,7 @@ Environment variables are ``PLATSYNC_<FIELD>`` (for example ``PLATSYNC_DATA_DIR`
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ ENV_PREFIX = "PLATSYNC_"
 #: ``broker_security_protocol`` values and the librdkafka ``security.protocol`` each stands for.
 PROTOCOLS = {"plaintext": "PLAINTEXT", "ssl": "SSL", "sasl_ssl": "SASL_SSL"}
 SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+#: Where plaintext-only listeners (the embedded broker behind its link proxy) always bind.
+LOOPBACK = "127.0.0.1"
 
 
 class SettingsError(PlatSyncError, ValueError):
@@ -93,6 +96,11 @@ class Settings:
     broker_username: str = ""
     broker_password: str = ""
     broker_ca_file: str = ""
+    # Plaintext is allowed on loopback only (the embedded default). Any non-loopback broker address
+    # (``host`` the embedded broker and link listen on, or a bootstrap server) needs sasl_ssl, or the
+    # settings are refused. A comma-separated list of hosts named here is exempt: for a disposable test
+    # cluster only, never production (docs/broker_security.md).
+    broker_plaintext_hosts: str = ""
     pg_bin_dir: str = ""  # empty: auto-detect (pg_config, then /usr/lib/postgresql/*/bin)
     pg_user: str = "platsync"  # the admin: provisioning only (streams/ops/access_policy.py, docs/security.md)
     pg_password: str = "platsync"
@@ -282,6 +290,13 @@ def validate_broker_security(settings: Settings) -> None:
     if settings.broker_sasl_mechanism not in SASL_MECHANISMS:
         raise SettingsError(f"broker_sasl_mechanism must be one of {', '.join(SASL_MECHANISMS)}, "
                             f"got {settings.broker_sasl_mechanism!r}")
+    exposed = non_loopback_broker_hosts(settings)
+    if exposed and protocol != "sasl_ssl":
+        raise SettingsError(
+            f"the broker is reached on a non-loopback address ({', '.join(exposed)}) with "
+            f"broker_security_protocol={protocol}: links that leave the machine must use TLS + SASL; set "
+            "broker_security_protocol = \"sasl_ssl\" (docs/broker_security.md), or keep host and "
+            "broker_bootstrap_servers on 127.0.0.1 for the embedded stack")
     if bool(settings.broker_username) != bool(settings.broker_password):
         raise SettingsError("broker_username and broker_password go together: set both (a real Kafka's SASL "
                             "user) or neither (the embedded stack's generated users)")
@@ -342,6 +357,26 @@ class _Collected:
                                     "has no default ports)")
             nodes[node] = NodeSettings(**values)
         return nodes
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``); False for any other name."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def non_loopback_broker_hosts(settings: Settings) -> list[str]:
+    """Hosts through which the broker is reached or listens that are not loopback (exemptions removed)."""
+    hosts = [settings.host]
+    for server in filter(None, (x.strip() for x in settings.broker_bootstrap_servers.split(","))):
+        hosts.append(server.rsplit(":", 1)[0] if server.count(":") == 1 or server.startswith("[") else server)
+    exempt = {h.strip() for h in settings.broker_plaintext_hosts.split(",") if h.strip()}
+    return sorted({h for h in hosts if not is_loopback(h) and h not in exempt})
 
 
 def load_settings(

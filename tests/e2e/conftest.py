@@ -57,7 +57,9 @@ def stack() -> Iterator[Stack]:
         overrides: dict[str, Any] = {"broker_security_protocol": "sasl_ssl"}
         if _real_kafka():
             bootstrap, registry_url = cleanup.enter_context(kafka_and_registry())
-            overrides = {"broker_bootstrap_servers": bootstrap, "schema_registry_url": registry_url}
+            # The containers speak plaintext; on some Docker set-ups their address is not loopback.
+            overrides = {"broker_bootstrap_servers": bootstrap, "schema_registry_url": registry_url,
+                         "broker_plaintext_hosts": bootstrap.rsplit(":", 1)[0]}
         settings = isolated_settings(data_dir, kafka_message_max_bytes=2_097_152,
                                      pg_password=f"pw-{secrets.token_hex(8)}",
                                      keycloak_admin_password=f"kc-{secrets.token_hex(8)}", **overrides)
