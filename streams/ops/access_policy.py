@@ -32,9 +32,9 @@ from connectors.keycloak.schema import keycloak_metadata
 from connectors.stores.serials import SERIALS
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
 from streams.apply.heartbeat import client_id as mode_group
-from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
-from streams.core.modes import heartbeat_topic
+from streams.core.model import DATABASE_STORES, ROUTES, SIDES
 from streams.ops.dlq import OPERATOR_CLIENT_ID, retried_topic
+from streams.routing.matrix_model import load_matrix
 from streams.runtime.credentials import (
     ADMIN,
     APP,
@@ -42,9 +42,10 @@ from streams.runtime.credentials import (
     CAPTURE,
     OPERATOR,
     ROLE_NAMES,
-    kafka_principals,
 )
 from streams.runtime.topics import incarnation_topic
+from streams.topology.load import default_topology
+from streams.topology.plan import NetworkPlan, build_plan
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -210,45 +211,73 @@ class KafkaAcl:
     operations: tuple[str, ...]
 
 
-def kafka_acls(settings: Settings) -> list[KafkaAcl]:
-    """Every ACL, per principal. Topics are created by the administrator (``platsync up`` or
-    Strimzi ``KafkaTopic`` resources): no process needs Create, except the operator's own
-    bookkeeping topic."""
+def default_plan() -> NetworkPlan:
+    """The plan of the default topology (hospital ``local``, cloud ``remote``) under the packaged matrix."""
+    return build_plan(default_topology(), load_matrix())
 
-    users = kafka_principals(settings)
+
+def plan_principals(settings: Settings, plan: NetworkPlan) -> dict[str, str]:
+    """Process name -> Kafka user name for every process of ``plan`` that talks to Kafka, and the operator."""
+    processes = [p for p in plan.processes() if not p.startswith("pg-")]
+    return {process: f"{settings.topic_prefix}-{process}" for process in (*processes, "operator")}
+
+
+def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[KafkaAcl]:
+    """Every ACL, per principal, for the processes of ``plan`` (default: today's two-party deployment).
+
+    Topics are created by the administrator (``platsync up`` or Strimzi ``KafkaTopic`` resources): no
+    process needs Create, except the operator's own bookkeeping topic. Each process may read only the
+    topics of the route it applies (:func:`streams.topology.plan.isolation_faults` checks that no
+    hospital's process may read another institution's topics)."""
+    plan = plan or default_plan()
+    prefix = settings.topic_prefix
+    users = plan_principals(settings, plan)
     acls: list[KafkaAcl] = []
-    for side in SIDES:
-        user = users[f"capture-{side}"]
-        acls += [KafkaAcl(user, "topic", settings.topic(side, store), "literal", ("Write", "Describe"))
-                 for store in CAPTURED_STORES[side]]
+    for endpoint in (e for e in plan.endpoints if e.captured):
+        user = users[f"capture-{endpoint.id}"]
+        acls += [KafkaAcl(user, "topic", topic, "literal", ("Write", "Describe"))
+                 for topic in plan.topics_of(prefix, endpoint.id)]
         acls.append(KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))
         # A change too large for a message is dead-lettered by the capture (connectors/capture/oversized.py).
-        route = next(r for r, (source, _) in ROUTES.items() if source == side)
-        acls.append(KafkaAcl(user, "topic", settings.dead_letter_topic(route), "literal", ("Write", "Describe")))
-    for route, (source, _) in ROUTES.items():
-        user = users[f"worker-{route}"]
-        acls += [KafkaAcl(user, "topic", settings.topic(source, store), "literal", ("Read", "Describe"))
-                 for store in CAPTURED_STORES[source]]
-        acls.append(KafkaAcl(user, "topic", settings.dead_letter_topic(route), "literal", ("Write", "Describe")))
+        acls += [KafkaAcl(user, "topic", settings.dead_letter_topic(route.name), "literal", ("Write", "Describe"))
+                 for route in plan.routes if route.source == endpoint.id]
+    for route in plan.routes:
+        user = users[f"worker-{route.name}"]
+        acls += [KafkaAcl(user, "topic", plan.topic(prefix, route.source, store), "literal", ("Read", "Describe"))
+                 for store in route.reads]
+        acls.append(KafkaAcl(user, "topic", settings.dead_letter_topic(route.name), "literal", ("Write", "Describe")))
         # The Faust app id is the group; Faust creates no internal topic here (leader topic
         # disabled, no tables, memory store: streams/apply/app.py).
-        acls.append(KafkaAcl(user, "group", settings.consumer_group(route), "literal", ("Read",)))
+        acls.append(KafkaAcl(user, "group", settings.consumer_group(route.name), "literal", ("Read",)))
         acls.append(KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))  # dead letters
-    for side in SIDES:
-        user = users[f"mode-{side}"]
-        acls.append(KafkaAcl(user, "topic", heartbeat_topic(settings), "literal", ("Read", "Write", "Describe")))
-        acls.append(KafkaAcl(user, "group", mode_group(side), "literal", ("Read",)))
+    for endpoint in (e for e in plan.endpoints if e.role != "replica"):
+        user = users[f"mode-{endpoint.id}"]
+        acls.append(KafkaAcl(user, "topic", plan.heartbeat_topic(prefix, endpoint.id), "literal",
+                             ("Read", "Write", "Describe")))
+        acls.append(KafkaAcl(user, "group", mode_group(endpoint.id), "literal", ("Read",)))
     op = users["operator"]
-    acls.append(KafkaAcl(op, "topic", f"{settings.topic_prefix}.", "prefixed", ("Read", "Describe")))
+    acls.append(KafkaAcl(op, "topic", f"{prefix}.", "prefixed", ("Read", "Describe")))
     # dlq retry re-drives a dead letter's original bytes to its source (capture) topic.
-    acls += [KafkaAcl(op, "topic", settings.topic(side, store), "literal", ("Write",))
-             for side in SIDES for store in CAPTURED_STORES[side]]
+    acls += [KafkaAcl(op, "topic", topic, "literal", ("Write",))
+             for e in plan.endpoints for topic in plan.topics_of(prefix, e.id)]
     acls.append(KafkaAcl(op, "topic", retried_topic(settings), "literal", ("Create", "Write")))
     # replay moves the route groups' offsets (and probes them with <group>-replay-probe).
-    acls += [KafkaAcl(op, "group", settings.consumer_group(route), "prefixed", ("Read", "Describe"))
-             for route in ROUTES]
-    acls += [KafkaAcl(op, "group", prefix, "prefixed", ("Read",))
-             for prefix in (f"{OPERATOR_CLIENT_ID}-", "platsync-report-", "platsync-incarnation-")]
+    acls += [KafkaAcl(op, "group", settings.consumer_group(route.name), "prefixed", ("Read", "Describe"))
+             for route in plan.routes]
+    acls += [KafkaAcl(op, "group", group_prefix, "prefixed", ("Read",))
+             for group_prefix in (f"{OPERATOR_CLIENT_ID}-", "platsync-report-", "platsync-incarnation-")]
     acls.append(KafkaAcl(op, "topic", incarnation_topic(settings), "literal", ("Write",)))  # embedded stack only
     acls.append(KafkaAcl(op, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))  # re-capture
     return acls
+
+
+def readable_topics(acls: list[KafkaAcl], principals: dict[str, str], known_topics: set[str]) -> dict[str, set[str]]:
+    """Process -> the topics among ``known_topics`` its principal may Read (literal and prefixed rules)."""
+    by_user = {user: process for process, user in principals.items()}
+    readable: dict[str, set[str]] = {process: set() for process in principals}
+    for acl in acls:
+        if acl.resource_type != "topic" or "Read" not in acl.operations or acl.principal not in by_user:
+            continue
+        matched = {t for t in known_topics if (t == acl.name if acl.pattern == "literal" else t.startswith(acl.name))}
+        readable[by_user[acl.principal]] |= matched
+    return readable

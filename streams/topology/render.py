@@ -10,6 +10,7 @@ from typing import Any
 
 from streams.routing.matrix_model import Matrix, default_matrix_path
 from streams.topology.model import Link, Node, Topology
+from streams.topology.plan import NetworkPlan, build_plan
 
 
 def _numbers(node: Node) -> dict[str, list[int]]:
@@ -57,7 +58,40 @@ def topology_to_json(topology: Topology, matrix: Matrix) -> dict[str, Any]:
             }
             for link in topology.links(matrix)
         ],
+        "plan": plan_to_json(build_plan(topology, matrix)),
     }
+
+
+def plan_to_json(plan: NetworkPlan, prefix: str = "platsync") -> dict[str, Any]:
+    """The endpoints (stores, databases, capture topics), routes and processes of a plan."""
+    return {
+        "endpoints": [
+            {"id": e.id, "node": e.node, "role": e.role, "tenant": e.tenant, "stores": list(e.stores),
+             "databases": dict(e.databases), "topics": list(plan.topics_of(prefix, e.id))}
+            for e in plan.endpoints
+        ],
+        "routes": [
+            {"name": r.name, "link": r.link, "direction": r.direction, "source": r.source, "target": r.target,
+             "target_stores": list(r.target_stores), "reads": list(r.reads),
+             "runs_on": plan.node_of_process(f"worker-{r.name}")}
+            for r in plan.routes
+        ],
+        "processes": {p: plan.node_of_process(p) for p in plan.processes()},
+    }
+
+
+def _plan_lines(plan: NetworkPlan, prefix: str = "platsync") -> list[str]:
+    lines = [f"endpoints ({len(plan.endpoints)}; topics with prefix '{prefix}'):"]
+    for e in plan.endpoints:
+        what = {"local": "hospital", "remote": f"the cloud's stores of {e.tenant}", "replica": "read-only replicas"}
+        databases = ", ".join(db if db == store else f"{store}={db}" for store, db in e.databases)
+        lines.append(f"{e.id} on {e.node} ({what[e.role]}): databases {databases}")
+        captured = plan.topics_of(prefix, e.id)
+        lines.append(f"  captured to {', '.join(captured)}" if captured else "  nothing captured")
+    lines += ["", f"routes ({len(plan.routes)}; each applied by worker-<route> beside its target):"]
+    lines += [f"{r.name}: {r.source} -> {r.target} ({r.link}; reads {', '.join(r.reads)}; "
+              f"writes {', '.join(r.target_stores)})" for r in plan.routes]
+    return lines
 
 
 def _node_line(topology: Topology, node: Node) -> str:
@@ -121,4 +155,5 @@ def topology_to_text(topology: Topology, matrix: Matrix) -> str:
     lines += ["", f"links ({len(links)}):"]
     for link in links:
         lines.extend(_link_lines(link))
+    lines += ["", *_plan_lines(build_plan(topology, matrix))]
     return "\n".join(lines) + "\n"
