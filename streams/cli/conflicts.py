@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from streams.cli.options import add_node_option
 from streams.core.model import SIDES
 from streams.runtime.settings import Settings, load_settings
 
@@ -150,6 +151,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     q.add_argument("--note", help="what was decided (kept with the conflict)")
     q.add_argument("--restore-loser", action="store_true",
                    help="first re-apply the lost version of a META document with PRV_DOC_007")
-    q.add_argument("--side", choices=SIDES, default="local", help="side that runs PRV_DOC_007 (default local)")
+    add_node_option(q, SIDES, default="local", help="node that runs PRV_DOC_007 (default local)")
     q.add_argument("--signed-by", help="signer for the restored record (default: the lost record's signer)")
     q.set_defaults(func=cmd_resolve)

@@ -25,6 +25,7 @@ from streams.cli import mode as mode_cli
 from streams.cli import recovery as recovery_cli
 from streams.cli import stamp as stamp_cli
 from streams.cli import topology as topology_cli
+from streams.cli.options import add_node_option
 from streams.core.model import DATABASE_STORES, ROUTES, SIDES
 from streams.routing.matrix_model import MatrixError, load_matrix
 from streams.routing.render import matrix_to_json, matrix_to_markdown
@@ -222,11 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_routes)
     p = sub.add_parser("call", parents=[common], help="run a reference API with a JSON payload")
     p.add_argument("api_id")
-    p.add_argument("--side", choices=SIDES, required=True)
+    add_node_option(p, SIDES, required=True, help="node whose API runs")
     p.add_argument("--file", required=True, help="payload JSON file ('-' for stdin)")
     p.set_defaults(func=cmd_call)
     p = sub.add_parser("inspect", parents=[common], help="print a record as JSON (exit 3 if absent)")
-    p.add_argument("--side", choices=SIDES, required=True)
+    add_node_option(p, SIDES, required=True, help="node whose store to read")
     p.add_argument("--store", choices=sorted({s for v in DATABASE_STORES.values() for s in v}), required=True)
     p.add_argument("--entity", required=True, help="table: plat_users, patients, staff, documents, signed_records")
     p.add_argument("--id", required=True)

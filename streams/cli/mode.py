@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from streams.apply.mode_state import describe, read_mode, set_override
+from streams.cli.options import add_node_option
 from streams.core.model import SIDES
 from streams.core.modes import MODES
 from streams.runtime.settings import Settings, load_settings
@@ -85,10 +86,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     s = actions.add_parser("set", parents=[common], help="fix a side's mode by hand, or --clear to go automatic")
     s.add_argument("mode", nargs="?", choices=MODES)
     s.add_argument("--clear", action="store_true", help="return to automatic switching")
-    s.add_argument("--side", choices=[*SIDES, "both"], required=True)
+    add_node_option(s, [*SIDES, "both"], required=True, help="node whose mode to set")
     s.add_argument("--note", help="why (shown in the mode's reason)")
     s.set_defaults(func=cmd_mode_set)
     s = actions.add_parser("show", parents=[common], help="each side's mode and why")
-    s.add_argument("--side", choices=[*SIDES, "both"])
+    add_node_option(s, [*SIDES, "both"], help="node to show (default: both)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_mode_show)

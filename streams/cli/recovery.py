@@ -8,6 +8,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from streams.cli.options import add_node_option
 from streams.core.model import SIDES
 from streams.runtime.settings import load_settings
 
@@ -67,5 +68,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_recovery_report)
     p = sub.add_parser("resync", parents=[common],
                        help="re-capture the stores' current state into the broker (after a broker data loss)")
-    p.add_argument("--side", choices=[*SIDES, "both"], default="both")
+    add_node_option(p, [*SIDES, "both"], default="both", help="node whose writes to re-send (default both)")
     p.set_defaults(func=cmd_resync)

@@ -14,6 +14,7 @@ import signal
 import threading
 from typing import Any
 
+from streams.cli.options import add_node_option
 from streams.core.model import CAPTURED_STORES, SIDES
 from streams.runtime.logs import configure_for, configure_logging
 from streams.runtime.metrics import Health, capture_metrics, serve
@@ -87,5 +88,5 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``stamp`` subcommand to the ``platsync`` parser."""
     p = sub.add_parser("stamp", parents=[common],
                        help="Kubernetes: turn one side's raw Debezium topics into change events")
-    p.add_argument("--side", choices=SIDES, required=True)
+    add_node_option(p, SIDES, required=True, help="node whose raw Debezium topics to stamp")
     p.set_defaults(func=cmd_stamp)
