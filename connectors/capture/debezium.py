@@ -26,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from connectors.capture.echo_filter import filter_properties
 from connectors.keycloak.schema import ACCOUNT_TABLES
 from connectors.stores.tables import SYNCED_TABLES
-from streams.runtime.connections import keycloak_db_dsn, pg_credentials
+from streams.runtime.connections import database_name, keycloak_db_dsn, pg_credentials
 from streams.runtime.settings import Settings
 
 LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
@@ -44,9 +44,10 @@ JVM_OPTIONS: tuple[str, ...] = ("-Xms64m", "-Xmx768m", "-Xmn128m", "-XX:+UseSeri
                                 "-XX:TieredStopAtLevel=1")
 
 
-def slot_name(side: str, store: str) -> str:
-    """Replication slot (and publication) name of one captured database."""
-    return f"platsync_{side}_{store}"
+def slot_name(settings: Settings, side: str, store: str) -> str:
+    """Replication slot (and publication) name of one captured database: unique on its server, even when
+    the server holds several institutions' databases (the database name carries the node's suffix)."""
+    return f"platsync_{side}_{database_name(settings, side, store)}"
 
 
 def offsets_path(settings: Settings, side: str, store: str) -> Path:
@@ -69,7 +70,8 @@ def _connection(settings: Settings, side: str, store: str) -> dict[str, Any]:
     if store != "keycloak":
         user, password = pg_credentials(settings, side, "capture")
         return {"database.hostname": settings.pg_host(side), "database.port": settings.pg_port(side),
-                "database.user": user, "database.password": password, "database.dbname": store}
+                "database.user": user, "database.password": password,
+                "database.dbname": database_name(settings, side, store)}
     info = conninfo_to_dict(keycloak_db_dsn(settings, side, "capture"))
     return {"database.hostname": info.get("host", settings.host), "database.port": info.get("port", 5432),
             "database.user": info.get("user", ""), "database.password": info.get("password", ""),
@@ -86,7 +88,7 @@ def connector_properties(settings: Settings, side: str, store: str, echo_filter:
 
     ``echo_filter``: install :mod:`connectors.capture.echo_filter` (the JVM must have its classes).
     """
-    name = slot_name(side, store)
+    name = slot_name(settings, side, store)
     batch = max(1, settings.debezium_max_batch_size)
     props: dict[str, Any] = {
         "name": name,

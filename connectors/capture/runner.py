@@ -73,7 +73,7 @@ def _store_dsn(settings: Settings, side: str, store: str) -> str:
 def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = None) -> bool:
     """True if every replication slot of ``side`` (or of ``stores``) exists and is active."""
     for store in tuple(stores or CAPTURED_STORES[side]):
-        name = slot_name(side, store)
+        name = slot_name(settings, side, store)
         try:
             with psycopg.connect(_store_dsn(settings, side, store) + " connect_timeout=3", autocommit=True) as conn:
                 row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone()
@@ -233,7 +233,7 @@ class StoreCapture:
 
     def _save_state(self, produced: list[ChangeEvent]) -> None:
         echoes = self.stamper.echoes_dropped + (
-            dropped_by_filter(slot_name(self.side, self.store)) if self.echo_filter else 0)
+            dropped_by_filter(slot_name(self.settings, self.side, self.store)) if self.echo_filter else 0)
         self.state.save(self.stamper, produced, echoes)
         if self.metrics is not None:
             events = self.stamper.events

@@ -8,7 +8,7 @@ from connectors.stores.tables import create_schema
 from infra.local.db_roles import provision_store_access
 from infra.local.postgres import PostgresInstance, find_pg_bin_dir
 from streams.core.model import DATABASE_STORES
-from streams.runtime.connections import dsn
+from streams.runtime.connections import database_name, dsn
 from streams.runtime.settings import Settings
 
 
@@ -30,12 +30,12 @@ def provision_side(settings: Settings, side: str) -> None:
     """Create the side's databases, store schemas, least-privilege roles and grants, and the capture
     publications (idempotent; the server must be running)."""
     stores = DATABASE_STORES[side]
-    postgres_instance(settings, side).ensure_databases(stores)
+    postgres_instance(settings, side).ensure_databases(tuple(database_name(settings, side, s) for s in stores))
     for store in stores:
         engine = create_engine(dsn(settings, side, store))
         try:
             with engine.begin() as conn:
-                create_schema(conn, store, side, store)
+                create_schema(conn, store, side, database_name(settings, side, store))
         finally:
             engine.dispose()
     provision_store_access(settings, side)

@@ -17,8 +17,8 @@ from psycopg import sql
 from connectors.capture.debezium import captured_tables, slot_name
 from streams.core.model import DATABASE_STORES
 from streams.ops.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
-from streams.runtime.connections import libpq_dsn
-from streams.runtime.credentials import ROLE_NAMES, ensure_role_password
+from streams.runtime.connections import database_name, libpq_dsn
+from streams.runtime.credentials import ROLE_NAMES, ensure_role_password, role_name
 from streams.runtime.settings import Settings
 
 log = logging.getLogger("platsync.provision")
@@ -38,9 +38,10 @@ def ensure_roles(settings: Settings, side: str) -> None:
             if role.key not in ROLE_NAMES:
                 continue
             password = ensure_role_password(settings, side, role.key)
-            verb = "ALTER" if role.name in existing else "CREATE"
+            name = role_name(settings, side, role.key)
+            verb = "ALTER" if name in existing else "CREATE"
             conn.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD {}").format(
-                sql.SQL(verb), sql.Identifier(role.name), sql.SQL(" ".join(role.attributes)), sql.Literal(password)))
+                sql.SQL(verb), sql.Identifier(name), sql.SQL(" ".join(role.attributes)), sql.Literal(password)))
 
 
 def publication_statements(conn: psycopg.Connection, name: str, tables: tuple[str, ...]) -> list[sql.Composable]:
@@ -56,22 +57,24 @@ def publication_statements(conn: psycopg.Connection, name: str, tables: tuple[st
 
 
 def grant_database(settings: Settings, side: str, database: str) -> None:
-    """Revoke and re-grant every role's privileges on ``database`` (one transaction), and its publication."""
+    """Revoke and re-grant every role's privileges on the database of store ``database`` (one transaction),
+    and its publication."""
 
     grants = [g for g in db_grants(side) if g.database == database]
+    names = {key: role_name(settings, side, key) for key in ROLE_NAMES}
     with psycopg.connect(admin_conninfo(settings, side, database)) as conn:
         present = {r[0] for r in conn.execute(
             "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S')")}
-        db = sql.Identifier(database)
+        db = sql.Identifier(database_name(settings, side, database))
         conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
-        for name in ROLE_NAMES.values():
+        for name in names.values():
             role = sql.Identifier(name)
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, role))
             conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role))
             conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(role))
         for key in connect_roles(side, database):
-            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(ROLE_NAMES[key])))
+            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(names[key])))
         missing = []
         for grant in grants:
             sequence = None
@@ -85,9 +88,10 @@ def grant_database(settings: Settings, side: str, database: str) -> None:
             elif grant.name not in present:
                 missing.append(grant.name)
                 continue
-            conn.execute(grant.sql(ROLE_NAMES[grant.role], sequence))  # type: ignore[arg-type]
+            conn.execute(grant.sql(names[grant.role], sequence))  # type: ignore[arg-type]
         # The capture's publication: created here, so that Debezium needs no table ownership.
-        for statement in publication_statements(conn, slot_name(side, database), captured_tables(database)):
+        for statement in publication_statements(conn, slot_name(settings, side, database),
+                                                captured_tables(database)):
             conn.execute(statement)
     if missing:
         log.warning("%s/%s: not granted, objects missing: %s", side, database, ", ".join(sorted(set(missing))))

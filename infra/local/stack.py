@@ -46,7 +46,7 @@ from streams.apply.barrier import wait_drained
 from streams.apply.mode_server import mode_server_ready
 from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES, route_for_target
 from streams.core.modes import heartbeat_topic
-from streams.runtime.connections import keycloak_db_dsn
+from streams.runtime.connections import database_name, keycloak_db_dsn
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import LOOPBACK, Settings, settings_to_toml
 from streams.runtime.state_files import capture_retrying, capture_waiting_for_broker, worker_state, worker_state_path
@@ -298,7 +298,7 @@ class Stack:
         write_settings_file(s)
 
         for side in embedded_keycloak_sides(s):
-            postgres_instance(s, side).ensure_databases(("keycloak",))
+            postgres_instance(s, side).ensure_databases((database_name(s, side, "keycloak"),))
             name = f"keycloak-{side}"
             if read_pid(s.data_dir, name) is None:
                 start_process(s.data_dir, self._python_spec(name, "infra.local.keycloak_standin", "--side", side))

@@ -17,6 +17,9 @@ SIDE_STORES: dict[str, tuple[str, ...]] = {
     "remote": ("meta", "fructos_own", "fructos_patient", "keycloak"),
 }
 
+#: Stores shared by every institution on a multi-tenant node: their databases keep their names.
+SHARED_STORES: tuple[str, ...] = ("fructos_patient",)
+
 #: Stores backed by a PostgreSQL database captured by Debezium (keycloak is a separate issue).
 DATABASE_STORES: dict[str, tuple[str, ...]] = {
     "local": ("meta", "fructos_own"),

@@ -35,6 +35,12 @@ def _configured_password(settings: Settings, role: str) -> str:
     return str(getattr(settings, f"pg_{role}_password"))
 
 
+def role_name(settings: Settings, side: str, role: str) -> str:
+    """The database role name of ``role`` (a key of :data:`ROLE_NAMES`) on ``side``: the policy's name plus
+    the node's ``db_suffix``, so that each institution on a multi-tenant server has roles of its own."""
+    return ROLE_NAMES[role] + settings.node(side).db_suffix
+
+
 def role_credentials(settings: Settings, side: str, role: str) -> tuple[str, str]:
     """(user, password) of ``role`` on ``side``; the admin's when ``pg_least_privilege`` is off."""
     if role == ADMIN or not settings.pg_least_privilege:
@@ -50,7 +56,7 @@ def role_credentials(settings: Settings, side: str, role: str) -> tuple[str, str
             raise AccessPolicyError(
                 f"no password for database role {ROLE_NAMES[role]} on the {side} side: {path} is missing; "
                 f"run 'platsync up' once to provision the roles, or set PLATSYNC_PG_{role.upper()}_PASSWORD") from None
-    return ROLE_NAMES[role], password
+    return role_name(settings, side, role), password
 
 
 def ensure_role_password(settings: Settings, side: str, role: str) -> str:

@@ -45,6 +45,9 @@ class NodeSettings:
     # libpq DSN of the database holding Keycloak's account tables (captured); empty: the node's
     # embedded PostgreSQL database "keycloak"
     keycloak_db: str = ""
+    # Appended to the names of this node's store databases and database roles: one institution's
+    # stores on a multi-tenant server (the cloud: "_hosp_a"). The shared stores keep their names.
+    db_suffix: str = ""
 
 
 NODE_FIELDS: dict[str, type] = {f.name: (int if f.type == "int" else str) for f in fields(NodeSettings)}

@@ -35,7 +35,7 @@ def test_stack_processes_connect_with_their_roles(stack: Stack) -> None:
             users = dict(conn.execute(
                 "SELECT s.slot_name, a.usename FROM pg_replication_slots s "
                 "JOIN pg_stat_activity a ON a.pid = s.active_pid").fetchall())
-        assert {slot_name(side, store): "platsync_capture" for store in CAPTURED_STORES[side]} == users
+        assert {slot_name(s, side, store): "platsync_capture" for store in CAPTURED_STORES[side]} == users
         seen = sessions(s, side)
         for route, (_source, target) in ROUTES.items():
             worker = {user for app, user in seen if app == f"worker-{route}"}

@@ -257,7 +257,7 @@ def test_runners_publish_stamped_events_and_drop_echoes(settings: Settings) -> N
 def _slot_free(settings: Settings, side: str, store: str) -> bool:
     with psycopg.connect(libpq_dsn(settings, side, store), autocommit=True) as conn:
         row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
-                           (slot_name(side, store),)).fetchone()
+                           (slot_name(settings, side, store),)).fetchone()
     return row is not None and not row[0]
 
 
@@ -366,7 +366,8 @@ def _slot_lsns(settings: Settings, side: str, store: str) -> tuple[int, int]:
     """(confirmed_flush_lsn of the store's slot, current WAL position) as integers."""
     with psycopg.connect(libpq_dsn(settings, side, store), autocommit=True) as conn:
         row = conn.execute("SELECT confirmed_flush_lsn - '0/0'::pg_lsn, pg_current_wal_lsn() - '0/0'::pg_lsn "
-                           "FROM pg_replication_slots WHERE slot_name = %s", (slot_name(side, store),)).fetchone()
+                           "FROM pg_replication_slots WHERE slot_name = %s",
+                           (slot_name(settings, side, store),)).fetchone()
     return int(row[0]), int(row[1])
 
 
