@@ -152,7 +152,7 @@ class StoreCapture:
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
             keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store))
         self.state = CaptureState.restore(settings, side, store, self.stamper)
-        self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-capture-{store}", codec,
+        self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-{settings.client_tag(side)}-capture-{store}", codec,
                                    principal=f"capture-{side}")
         self.failure: BaseException | None = None
         self.close_error: BaseException | None = None  # raised by the engine's run while closing
@@ -279,7 +279,7 @@ def ensure_capture_topics(settings: Settings, side: str) -> None:
     """
     topics = [settings.topic(side, s) for s in CAPTURED_STORES[side]]
     try:
-        ensure_topics(client_config(settings, f"platsync-{side}-capture-admin", f"capture-{side}"), topics,
+        ensure_topics(client_config(settings, f"platsync-{settings.client_tag(side)}-capture-admin", f"capture-{side}"), topics,
                       real_cluster=bool(settings.broker_bootstrap_servers), timeout_s=3.0)
     except (TopicError, KafkaException) as exc:
         log.warning("capture %s: cannot check the topics now (%s); publishing will retry", side, exc)

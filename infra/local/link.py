@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -59,12 +60,25 @@ _CHUNK = 256 * 1024
 
 def wanted_path(settings: Settings) -> Path:
     """The wanted link state, written by ``platsync link up|down``."""
-    return settings.data_dir / "state" / "link.json"
+    return _wanted_file(settings.data_dir)
 
 
 def enforced_path(settings: Settings) -> Path:
     """The link state the proxy enforces, written by the proxy."""
-    return settings.data_dir / "state" / "link.enforced.json"
+    return _enforced_file(settings.data_dir)
+
+
+def _wanted_file(data_dir: Path) -> Path:
+    return data_dir / "state" / "link.json"
+
+
+def _enforced_file(data_dir: Path) -> Path:
+    return data_dir / "state" / "link.enforced.json"
+
+
+def link_data_dir(network_dir: Path, link: str) -> Path:
+    """The data dir of one home link's two-party stack inside a network's data dir."""
+    return network_dir / "links" / link
 
 
 def link_is_up(settings: Settings) -> bool:
@@ -96,12 +110,25 @@ def wait_enforced(settings: Settings, up: bool, timeout_s: float = 10.0) -> dict
     return None
 
 
-def client_side(client_id: str | None) -> str | None:
-    """The side named by a Kafka ``client.id`` (``platsync-<side>-...``), or None."""
+_CLIENT_TAG = re.compile(r"^(?:(?P<link>[a-z][a-z0-9_-]*)\.)?(?P<side>[a-z]+)-")
+
+
+def client_link_side(client_id: str | None) -> tuple[str, str] | None:
+    """(link, side) named by a Kafka ``client.id``: ``platsync-<side>-...`` gives ("", side), a network
+    link's ``platsync-<link>.<side>-...`` gives (link, side) (:meth:`Settings.client_tag`); None if it
+    names no side (operator tools)."""
     if not client_id or not client_id.startswith(CLIENT_ID_PREFIX):
         return None
-    side = client_id[len(CLIENT_ID_PREFIX):].split("-", 1)[0]
-    return side if side in SIDES else None
+    match = _CLIENT_TAG.match(client_id[len(CLIENT_ID_PREFIX):])
+    if match is None or match["side"] not in SIDES:
+        return None
+    return match["link"] or "", match["side"]
+
+
+def client_side(client_id: str | None) -> str | None:
+    """The side named by a Kafka ``client.id``, or None."""
+    found = client_link_side(client_id)
+    return found[1] if found else None
 
 
 def parse_client_id(first_bytes: bytes) -> str | None:
@@ -122,17 +149,37 @@ def parse_client_id(first_bytes: bytes) -> str | None:
     return raw.decode("utf-8", "replace")
 
 
-class LinkProxy:
-    """The cuttable TCP proxy in front of the broker."""
+class LinkGate:
+    """The wanted and enforced state of one link: its files live in its stack's data dir."""
 
-    def __init__(self, settings: Settings, upstream_port: int, users: UserStore | None = None) -> None:
+    def __init__(self, name: str, data_dir: Path) -> None:
+        self.name = name  # "" for a standalone two-party stack
+        self.data_dir = data_dir
+        self.up = bool(read_json(_wanted_file(data_dir)).get("up", True))
+        self.wanted_ts = 0
+
+
+class LinkProxy:
+    """The cuttable TCP proxy in front of the broker: one gate per link (a network cuts each alone)."""
+
+    def __init__(self, settings: Settings, upstream_port: int, users: UserStore | None = None,
+                 links: Sequence[str] = ()) -> None:
         self.settings = settings
         self.upstream_port = upstream_port
         self.users = users  # set: every connection must authenticate (SASL) before anything is forwarded
-        self.up = link_is_up(settings)
-        self._wanted_ts = 0
-        self._connections: dict[asyncio.StreamWriter, str | None] = {}
+        self.gates = ({name: LinkGate(name, link_data_dir(settings.data_dir, name)) for name in links} if links
+                      else {"": LinkGate("", settings.data_dir)})
+        self._connections: dict[asyncio.StreamWriter, tuple[str, str] | None] = {}
         self.counters = {"connections": 0, "cut": 0, "refused": 0, "auth_failed": 0}
+
+    @property
+    def up(self) -> bool:
+        """True while every link is up."""
+        return all(gate.up for gate in self.gates.values())
+
+    def _cut(self, tag: tuple[str, str] | None) -> bool:
+        gate = self.gates.get(tag[0]) if tag else None
+        return gate is not None and tag is not None and tag[1] == CUT_SIDE and not gate.up
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Classify one client connection by its first request, then pipe it to the broker."""
@@ -144,8 +191,8 @@ class LinkProxy:
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             writer.close()
             return
-        side = client_side(parse_client_id(head + rest))
-        if side == CUT_SIDE and not self.up:
+        tag = client_link_side(parse_client_id(head + rest))
+        if self._cut(tag):
             self.counters["refused"] += 1
             _reset(writer)
             return
@@ -154,7 +201,7 @@ class LinkProxy:
         except OSError:
             writer.close()
             return
-        self._connections[writer] = side
+        self._connections[writer] = tag
         if self.users is not None and not await self._authenticate(head + rest, reader, writer, up_reader, up_writer):
             return
         if self.users is None:
@@ -186,31 +233,36 @@ class LinkProxy:
             return False
 
     def enforce(self) -> None:
-        """Apply the wanted state; on a cut, reset every connection of the cut side now."""
-        wanted = read_json(wanted_path(self.settings))
-        up = bool(wanted.get("up", True))
-        wanted_ts = int(wanted.get("changed_ts_ms", 0))
-        if up == self.up and wanted_ts == self._wanted_ts:
-            return
-        self.up, self._wanted_ts = up, wanted_ts
-        if not up:
-            victims = [w for w, side in self._connections.items() if side == CUT_SIDE]
-            for writer in victims:
-                _reset(writer)
-            self.counters["cut"] += len(victims)
-            log.warning("link DOWN: %d connection(s) of %s-side processes reset; new ones refused",
-                        len(victims), CUT_SIDE)
-        else:
-            log.warning("link UP: %s-side processes may reach the broker again", CUT_SIDE)
-        self.report()
+        """Apply each link's wanted state; on a cut, reset every connection of its cut side now."""
+        for gate in self.gates.values():
+            wanted = read_json(_wanted_file(gate.data_dir))
+            up = bool(wanted.get("up", True))
+            wanted_ts = int(wanted.get("changed_ts_ms", 0))
+            if up == gate.up and wanted_ts == gate.wanted_ts:
+                continue
+            gate.up, gate.wanted_ts = up, wanted_ts
+            what = f"link {gate.name}" if gate.name else "link"
+            if not up:
+                victims = [w for w, tag in self._connections.items() if self._cut(tag)]
+                for writer in victims:
+                    _reset(writer)
+                self.counters["cut"] += len(victims)
+                log.warning("%s DOWN: %d connection(s) of %s-side processes reset; new ones refused",
+                            what, len(victims), CUT_SIDE)
+            else:
+                log.warning("%s UP: %s-side processes may reach the broker again", what, CUT_SIDE)
+            self.report(gate)
 
-    def report(self) -> None:
-        """Write what is enforced (the CLI waits for it)."""
-        write_json(enforced_path(self.settings), {
-            "up": self.up, "wanted_ts_ms": self._wanted_ts, "pid": os.getpid(),
-            "cut_side": CUT_SIDE, "updated_ts_ms": time.time_ns() // 1_000_000,
-            "open_connections": {str(s): sum(1 for v in self._connections.values() if v == s)
-                                 for s in (*SIDES, None)}, **self.counters})
+    def report(self, only: LinkGate | None = None) -> None:
+        """Write what is enforced, per link (the CLI waits for it)."""
+        for gate in [only] if only is not None else self.gates.values():
+            mine = [tag for tag in self._connections.values() if tag is not None and tag[0] == gate.name]
+            write_json(_enforced_file(gate.data_dir), {
+                "up": gate.up, "wanted_ts_ms": gate.wanted_ts, "pid": os.getpid(),
+                "cut_side": CUT_SIDE, "updated_ts_ms": time.time_ns() // 1_000_000,
+                "open_connections": {**{s: sum(1 for t in mine if t[1] == s) for s in SIDES},
+                                     "None": sum(1 for t in self._connections.values() if t is None)},
+                **self.counters})
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -249,10 +301,11 @@ def endpoint_security(settings: Settings) -> tuple[ssl.SSLContext | None, UserSt
     return server_ssl_context(settings), users
 
 
-async def serve(settings: Settings, listen_port: int, upstream_port: int, stop: asyncio.Event) -> None:
-    """Run the proxy until ``stop`` is set."""
+async def serve(settings: Settings, listen_port: int, upstream_port: int, stop: asyncio.Event,
+                links: Sequence[str] = ()) -> None:
+    """Run the proxy until ``stop`` is set (``links``: a network's home links, each cut alone)."""
     tls, users = endpoint_security(settings)
-    proxy = LinkProxy(settings, upstream_port, users)
+    proxy = LinkProxy(settings, upstream_port, users, links)
     server = await asyncio.start_server(proxy.handle, settings.host, listen_port, reuse_address=True, ssl=tls,
                                         ssl_handshake_timeout=30 if tls else None)
     proxy.report()
@@ -279,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.local.link", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=None)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--links", default="", help="a network's home links (comma-separated): each is cut "
+                        "alone, its state in <data dir>/links/<link>/state/")
     args = parser.parse_args(argv)
     configure_logging("link")
     try:
@@ -293,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, settings.broker_port, settings.broker_listen_port, stop)
+        await serve(settings, settings.broker_port, settings.broker_listen_port, stop,
+                    [name for name in args.links.split(",") if name])
 
     asyncio.run(run())
     return 0

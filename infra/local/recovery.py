@@ -111,7 +111,7 @@ def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
     report = ResyncReport(side)
     codec = codec_for(settings)
     for store in CAPTURED_STORES[side]:
-        publisher = Publisher(settings, settings.topic(side, store), f"platsync-{side}-resync-{store}", codec)
+        publisher = Publisher(settings, settings.topic(side, store), f"platsync-{settings.client_tag(side)}-resync-{store}", codec)
         started = time.monotonic()
 
         def publish(events: list[ChangeEvent], publisher: Any = publisher, store: str = store,

@@ -87,7 +87,7 @@ def create_app(settings: Settings, route: str, applier: RouteApplier, metrics: W
         settings.consumer_group(route),
         **faust_broker_options(settings, f"worker-{route}"),  # broker URL, TLS/SASL (streams/runtime/kafka_config.py)
         # The worker runs on the side it writes; the link proxy (infra/local/link.py) reads the side here.
-        broker_client_id=f"platsync-{ROUTES[route][1]}-worker-{route}",
+        broker_client_id=f"platsync-{settings.client_tag(ROUTES[route][1])}-worker-{route}",
         store="memory://",
         # Faust's default data dir is '<app id>-data' in the current directory: keep it in the data dir.
         datadir=str(datadir),

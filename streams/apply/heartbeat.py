@@ -33,9 +33,10 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def client_id(side: str) -> str:
-    """``client.id`` of a side's mode clients (the link proxy cuts ``platsync-local-*``)."""
-    return f"platsync-{side}-mode"
+def client_id(side: str, settings: Settings | None = None) -> str:
+    """``client.id`` (and consumer group) of a side's mode clients (the link proxy cuts ``platsync-local-*``;
+    in a network ``platsync-<link>.local-*``)."""
+    return f"platsync-{settings.client_tag(side) if settings is not None else side}-mode"
 
 
 class HeartbeatLink:
@@ -59,12 +60,12 @@ class HeartbeatLink:
         self._failing_logged_at: float | None = None  # monotonic time of the last "cannot publish" log line
         self._peer: dict[str, Any] = {}
         self._topic_ready = False
-        common = {**client_config(settings, client_id(side), f"mode-{side}"),
+        common = {**client_config(settings, client_id(side, settings), f"mode-{side}"),
                   "socket.timeout.ms": 5000,
                   "log_level": 2, "error_cb": self._on_error}
         self._producer = Producer({**common, "linger.ms": 0, "acks": 1, "enable.idempotence": False,
                                    "message.timeout.ms": max(1000, self.publish_timeout_ms)})
-        self._consumer = Consumer({**common, "group.id": client_id(side), "enable.auto.commit": False,
+        self._consumer = Consumer({**common, "group.id": client_id(side, settings), "enable.auto.commit": False,
                                    "enable.auto.offset.store": False, "auto.offset.reset": "latest",
                                    "enable.partition.eof": False})
         self._assigned = False  # assigned once the topic exists (or could not be created)
@@ -93,7 +94,7 @@ class HeartbeatLink:
                     if failing else "", "last_ack_ts_ms": self._last_ack_ms}
 
     def _ensure_topic(self) -> None:
-        admin = AdminClient({**client_config(self.settings, client_id(self.side), f"mode-{self.side}"),
+        admin = AdminClient({**client_config(self.settings, client_id(self.side, self.settings), f"mode-{self.side}"),
                              "log_level": 2, "socket.timeout.ms": 2000})
         if self.topic not in admin.list_topics(timeout=2).topics:
             fut = admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=1)])[self.topic]

@@ -86,7 +86,7 @@ def wait_for_broker(settings: Settings, route: str) -> bool:
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    client_id = f"platsync-{ROUTES[route][1]}-worker-{route}"  # names the side for the link proxy
+    client_id = f"platsync-{settings.client_tag(ROUTES[route][1])}-worker-{route}"  # names the side for the link proxy
     admin = AdminClient({**client_config(settings, client_id, f"worker-{route}"), "socket.timeout.ms": 5000})
     what = f"broker {settings.broker_bootstrap}"
     outage = OutageLog(log, what, settings.log_repeat_summary_s)

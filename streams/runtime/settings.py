@@ -48,9 +48,12 @@ class NodeSettings:
     # Appended to the names of this node's store databases and database roles: one institution's
     # stores on a multi-tenant server (the cloud: "_hosp_a"). The shared stores keep their names.
     db_suffix: str = ""
+    # False: another supervisor runs this node's PostgreSQL (a network's shared cloud server); the
+    # two-party stack only provisions its databases there.
+    pg_managed: bool = True
 
 
-NODE_FIELDS: dict[str, type] = {f.name: (int if f.type == "int" else str) for f in fields(NodeSettings)}
+NODE_FIELDS: dict[str, type] = {f.name: {"int": int, "bool": bool}.get(str(f.type), str) for f in fields(NodeSettings)}
 
 
 def default_nodes() -> dict[str, NodeSettings]:
@@ -115,6 +118,10 @@ class Settings:
     pg_app_password: str = ""
     pg_operator_password: str = ""
     topic_prefix: str = "platsync"
+    # The home link this two-party stack is in a network (its hospital's id; infra/local/network.py
+    # writes it into each link's settings file): its Kafka client ids name it, so that the shared link
+    # proxy cuts that link alone. Empty: a standalone two-party stack (the default topology).
+    network_link: str = ""
     # Debezium
     # How often each Debezium engine looks for new changes when idle. Every wake costs about a
     # millisecond of CPU per engine (7 engines: 10 ms kept 62% of a core busy on an idle stack,
@@ -242,6 +249,11 @@ class Settings:
     def keycloak_port(self, side: str) -> int:
         """Port of a node's embedded Keycloak stand-in."""
         return self.node(side).keycloak_port
+
+    def client_tag(self, side: str) -> str:
+        """What a Kafka ``client.id`` says about its process's side: ``platsync-<tag>-...``, where the tag is
+        the side, or ``<link>.<side>`` in a network (the link proxy reads it; docs/topology.md)."""
+        return f"{self.network_link}.{side}" if self.network_link else side
 
     def topic(self, side: str, store: str) -> str:
         """Topic holding the changes captured from ``store`` on ``side``."""
