@@ -30,7 +30,7 @@ import psycopg
 from connectors.keycloak.accounts import ACCOUNT_TABLE, account_to_row, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from connectors.stores.tables import SYNCED_TABLES
-from streams.core.model import CAPTURED_STORES, ChangeEvent, RowValue
+from streams.core.model import ChangeEvent, RowValue
 from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
 from streams.runtime.settings import Settings
 
@@ -54,7 +54,7 @@ class ResyncReport:
         return "; ".join(f"{self.side}/{store}: {self.sent.get(store, 0)} re-sent, "
                          f"{self.echoes_skipped.get(store, 0)} from the other side skipped, "
                          f"{self.unmarked_skipped.get(store, 0)} without API marker skipped"
-                         for store in CAPTURED_STORES[self.side])
+                         for store in dict.fromkeys([*self.sent, *self.echoes_skipped, *self.unmarked_skipped]))
 
 
 @dataclass(frozen=True)

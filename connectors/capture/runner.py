@@ -44,7 +44,7 @@ from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from streams.core.codec import MessageCodec
-from streams.core.model import CAPTURED_STORES, SIDES, ChangeEvent
+from streams.core.model import SIDES, ChangeEvent
 from streams.runtime.confluent_wire import codec_for
 from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
 from streams.runtime.gc_tuning import tune_for_throughput
@@ -72,7 +72,7 @@ def _store_dsn(settings: Settings, side: str, store: str) -> str:
 
 def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = None) -> bool:
     """True if every replication slot of ``side`` (or of ``stores``) exists and is active."""
-    for store in tuple(stores or CAPTURED_STORES[side]):
+    for store in tuple(stores or settings.captured_stores(side)):
         name = slot_name(settings, side, store)
         try:
             with psycopg.connect(_store_dsn(settings, side, store) + " connect_timeout=3", autocommit=True) as conn:
@@ -152,7 +152,8 @@ class StoreCapture:
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
             keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store))
         self.state = CaptureState.restore(settings, side, store, self.stamper)
-        self.publisher = Publisher(settings, settings.topic(side, store), f"platsync-{settings.client_tag(side)}-capture-{store}", codec,
+        self.publisher = Publisher(settings, settings.topic(side, store),
+                                   f"platsync-{settings.client_tag(side)}-capture-{store}", codec,
                                    principal=f"capture-{side}")
         self.failure: BaseException | None = None
         self.close_error: BaseException | None = None  # raised by the engine's run while closing
@@ -277,9 +278,10 @@ def ensure_capture_topics(settings: Settings, side: str) -> None:
     An unreachable broker (link cut) is not fatal here, and not waited for long: publishing retries
     until it is back.
     """
-    topics = [settings.topic(side, s) for s in CAPTURED_STORES[side]]
+    topics = [settings.topic(side, s) for s in settings.captured_stores(side)]
     try:
-        ensure_topics(client_config(settings, f"platsync-{settings.client_tag(side)}-capture-admin", f"capture-{side}"), topics,
+        admin_id = f"platsync-{settings.client_tag(side)}-capture-admin"
+        ensure_topics(client_config(settings, admin_id, f"capture-{side}"), topics,
                       real_cluster=bool(settings.broker_bootstrap_servers), timeout_s=3.0)
     except (TopicError, KafkaException) as exc:
         log.warning("capture %s: cannot check the topics now (%s); publishing will retry", side, exc)
@@ -296,7 +298,7 @@ def run(settings: Settings, side: str) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    metrics = capture_metrics(side, CAPTURED_STORES[side])
+    metrics = capture_metrics(side, settings.captured_stores(side))
     health = Health(settings.metrics_stall_after_s)
     health.beat("main")
     retry_file = retrying_path(settings, side)
@@ -320,7 +322,7 @@ def _run_captures(settings: Settings, side: str, stop: threading.Event, received
     filter_classes = compiled_classes(settings)
     start_jvm([filter_classes] if filter_classes else [])
     captures = [StoreCapture(settings, side, store, echo_filter=filter_classes is not None, metrics=metrics,
-                             codec=codec) for store in CAPTURED_STORES[side]]
+                             codec=codec) for store in settings.captured_stores(side)]
     tune_for_throughput()
     for c in captures:
         c.thread.start()

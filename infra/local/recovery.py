@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.capture.publisher import Publisher
 from connectors.capture.resync import ResyncReport, resync_keycloak, resync_store
-from streams.core.model import CAPTURED_STORES, SIDES, ChangeEvent
+from streams.core.model import SIDES, ChangeEvent
 from streams.runtime.confluent_wire import codec_for
 from streams.runtime.jsonfile import read_json, write_json
 from streams.runtime.kafka_config import client_config
@@ -110,8 +110,9 @@ def resync_side(settings: Settings, side: str, say: Say) -> ResyncReport:
 
     report = ResyncReport(side)
     codec = codec_for(settings)
-    for store in CAPTURED_STORES[side]:
-        publisher = Publisher(settings, settings.topic(side, store), f"platsync-{settings.client_tag(side)}-resync-{store}", codec)
+    for store in settings.captured_stores(side):
+        publisher = Publisher(settings, settings.topic(side, store),
+                              f"platsync-{settings.client_tag(side)}-resync-{store}", codec)
         started = time.monotonic()
 
         def publish(events: list[ChangeEvent], publisher: Any = publisher, store: str = store,

@@ -44,7 +44,7 @@ from infra.local.recovery import (
 )
 from streams.apply.barrier import wait_drained
 from streams.apply.mode_server import mode_server_ready
-from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES, route_for_target
+from streams.core.model import DATABASE_STORES, ROUTES, SIDES, route_for_target
 from streams.core.modes import heartbeat_topic
 from streams.runtime.connections import database_name, keycloak_db_dsn
 from streams.runtime.kafka_config import client_config
@@ -73,7 +73,8 @@ def embedded_keycloak_sides(settings: Settings) -> list[str]:
 def components(settings: Settings) -> list[Component]:
     """Every process of the stack, in start order."""
     return (
-        [Component(f"pg-{side}", "postgres", side) for side in SIDES]
+        # A node whose PostgreSQL another supervisor runs (a network's shared cloud server) has none here.
+        [Component(f"pg-{side}", "postgres", side) for side in SIDES if settings.node(side).pg_managed]
         + [Component(f"keycloak-{side}", "keycloak", side) for side in embedded_keycloak_sides(settings)]
         # A Kafka cluster of its own (broker_bootstrap_servers) replaces the embedded broker and the link.
         + ([] if settings.broker_bootstrap_servers
@@ -137,7 +138,8 @@ class Stack:
     def topics(self) -> list[str]:
         """Every topic the stack uses: one per captured database, one dead-letter topic per route."""
 
-        names = [self.settings.topic(side, store) for side in SIDES for store in CAPTURED_STORES[side]]
+        names = [self.settings.topic(side, store) for side in SIDES
+                 for store in self.settings.captured_stores(side)]
         return (names + [self.settings.dead_letter_topic(route) for route in ROUTES]
                 + [incarnation_topic(self.settings), heartbeat_topic(self.settings)])
 
@@ -153,10 +155,14 @@ class Stack:
         timeout = s.ready_timeout_s
         for side in SIDES:
             pg = postgres_instance(s, side)
-            if not pg.initialised():
-                say(f"initialising PostgreSQL for {side} in {pg.pgdata}")
-                pg.init()
-            pg.start(timeout, say=say)
+            if not s.node(side).pg_managed:  # its supervisor started it: only provision our databases there
+                wait_until(lambda side=side: port_open(s.pg_host(side), s.pg_port(side)), timeout,
+                           f"PostgreSQL of {side} on {s.pg_host(side)}:{s.pg_port(side)} (not run by this stack)")
+            else:
+                if not pg.initialised():
+                    say(f"initialising PostgreSQL for {side} in {pg.pgdata}")
+                    pg.init()
+                pg.start(timeout, say=say)
             provision_side(s, side)
             say(f"PostgreSQL {side:6} ready on {s.host}:{pg.port} (databases: {', '.join(DATABASE_STORES[side])})")
         key_ring_for(s)  # create the embedded credential key file once, before any process reads it
@@ -199,7 +205,7 @@ class Stack:
 
         s = self.settings
         name = f"capture-{side}"
-        stores = ", ".join(CAPTURED_STORES[side])
+        stores = ", ".join(s.captured_stores(side))
 
         def pid() -> int:
             return read_pid(s.data_dir, name) or -1

@@ -21,7 +21,7 @@ from connectors.sinks.postgres_rows import PostgresRowSink
 from streams.apply.agent import RouteApplier
 from streams.apply.pipeline import ApplyPipeline
 from streams.apply.progress import ProgressRecorder
-from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES
+from streams.core.model import DATABASE_STORES, ROUTES
 from streams.core.reports import BatchReport
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.confluent_wire import codec_for
@@ -39,7 +39,7 @@ log = logging.getLogger("platsync.worker")
 def source_topics(settings: Settings, route: str) -> list[str]:
     """Topics a route consumes: the captures of every database store of its source side."""
     source_side, _ = ROUTES[route]
-    return [settings.topic(source_side, store) for store in CAPTURED_STORES[source_side]]
+    return [settings.topic(source_side, store) for store in settings.captured_stores(source_side)]
 
 
 def build_applier(settings: Settings, route: str) -> RouteApplier:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 
 from streams.apply.progress import read_progress
-from streams.core.model import CAPTURED_STORES, SIDES, other_side, route_for_source
+from streams.core.model import SIDES, other_side, route_for_source
 from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state
@@ -41,7 +41,7 @@ def insert_probes(settings: Settings) -> dict[tuple[str, str], str]:
     """Insert one probe into every source database; return its id per (side, store)."""
     probes: dict[tuple[str, str], str] = {}
     for side in SIDES:
-        for store in CAPTURED_STORES[side]:
+        for store in settings.captured_stores(side):
             if store == "keycloak":
                 with psycopg.connect(keycloak_db_dsn(settings, side, "operator") + " connect_timeout=5") as conn:
                     probes[(side, store)] = _emit_keycloak_probe(conn)
@@ -102,7 +102,7 @@ def undrained(settings: Settings) -> list[str]:
         applied = {(r["route"], r["source_store"]): int(r["last_lsn"]) for r in read_progress(settings, target)}
         source = other_side(target)
         route = route_for_source(source)
-        for store in CAPTURED_STORES[source]:
+        for store in settings.captured_stores(source):
             captured = int(capture_state(settings, source, store).get("last_lsn", 0))
             if captured > applied.get((route, store), 0):
                 pending.append(f"{route}/{store}")

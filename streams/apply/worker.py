@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient
 from streams.apply.agent import RouteApplier
 from streams.apply.app import build_applier, create_app
 from streams.apply.progress import read_progress
-from streams.core.model import CAPTURED_STORES, ROUTES
+from streams.core.model import ROUTES
 from streams.runtime.gc_tuning import tune_for_throughput
 from streams.runtime.jsonfile import write_json
 from streams.runtime.kafka_config import client_config
@@ -115,7 +115,7 @@ def _observability(settings: Settings, route: str, applier: RouteApplier) -> tup
 
     source_side, target_side = ROUTES[route]
     metrics = worker_metrics(
-        route, CAPTURED_STORES[source_side], applier.sinks,
+        route, settings.captured_stores(source_side), applier.sinks,
         captured=lambda store: capture_state(settings, source_side, store),
         retries=lambda: (dict(applier.retrying), dict(applier.retry_attempts)),
         retry_targets=[f"{target_side}/{store}" for store in applier.sinks] + ["progress"])

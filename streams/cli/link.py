@@ -31,8 +31,26 @@ def cmd_link(args: argparse.Namespace) -> int:
     # deferred: the embedded stack: ~0.7 s, only for 'link'
     from infra.local.process import read_pid
 
-    settings = _settings(args)
-    if settings.broker_bootstrap_servers:
+    # deferred: a network's links (the embedded stack): ~0.7 s
+    from streams.cli.network import UnknownNodeError, link_settings_of, resolve_node
+
+    root = _settings(args)
+    links = link_settings_of(root)
+    if args.node is None and len(links) > 1:
+        if args.action != "status":
+            print(f"platsync link {args.action}: this network has {len(links)} home links; name one with --node "
+                  f"({', '.join(links)})", file=sys.stderr)
+            return 2
+        for name, link in links.items():
+            state = enforced_state(link)
+            print(json.dumps({name: state}, sort_keys=True) if args.json else f"{name}: {_describe(state)}")
+        return 0
+    try:
+        settings = resolve_node(root, args.node)[0] if args.node else next(iter(links.values()))
+    except UnknownNodeError as exc:
+        print(f"platsync link: {exc}", file=sys.stderr)
+        return 2
+    if settings.broker_bootstrap_servers and not settings.network_link:
         print(f"platsync link: the stack uses the Kafka cluster {settings.broker_bootstrap_servers}; the cuttable "
               "link exists only in front of the embedded broker (cut the network itself to test an outage)",
               file=sys.stderr)
@@ -46,7 +64,7 @@ def cmd_link(args: argparse.Namespace) -> int:
         return 0
     up = args.action == "up"
     set_link(settings, up, note=args.note or "")
-    if read_pid(settings.data_dir, "link") is None:
+    if read_pid(root.data_dir, "link") is None:  # a network's proxy runs in the network's data dir
         print(f"link set {args.action}; the link proxy is not running: it applies this when the stack starts")
         return 0
     state = wait_enforced(settings, up, timeout_s=10.0)
@@ -80,5 +98,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="cut (down) or restore (up) the hospital<->cloud link of the embedded stack")
     p.add_argument("action", choices=["down", "up", "status"])
     p.add_argument("--note", help="why (kept in the link state file)")
+    p.add_argument("--node", metavar="NODE", help="a network's hospital whose home link to cut or restore "
+                   "(default: the only link)")
     p.add_argument("--json", action="store_true", help="status as JSON")
     p.set_defaults(func=cmd_link)

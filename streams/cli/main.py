@@ -26,10 +26,12 @@ from streams.cli import recovery as recovery_cli
 from streams.cli import stamp as stamp_cli
 from streams.cli import topology as topology_cli
 from streams.cli.options import add_node_option
-from streams.core.model import DATABASE_STORES, ROUTES, SIDES
+from streams.core.model import DATABASE_STORES, ROUTES
 from streams.routing.matrix_model import MatrixError, load_matrix
 from streams.routing.render import matrix_to_json, matrix_to_markdown
 from streams.runtime.settings import Settings, SettingsError, load_settings
+from streams.topology.load import TopologyError, load_topology
+from streams.topology.model import Topology
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -60,6 +62,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     from streams.cli.status import collect_status, render_status
 
     settings = _settings(args)
+    if args.topology is not None:
+        try:
+            topology = load_topology(args.topology)
+        except TopologyError as exc:
+            print(f"invalid topology ({len(exc.faults)} fault(s)):\n{exc}", file=sys.stderr)
+            return 2
+        if not topology.is_default:
+            return _up_network(args, settings, topology)
     stack = Stack(settings)
     started = time.monotonic()
     try:
@@ -99,23 +109,74 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up_network(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
+    """Start a network: the shared cloud server, broker and link proxy, then one stack per home link."""
+    # deferred: the embedded stack (Kafka, psycopg, capture): ~0.7 s
+    from infra.local.network import Network
+
+    network = Network(settings, topology)
+    started = time.monotonic()
+    try:
+        network.up(say=lambda m: print(f"[{time.monotonic() - started:6.1f}s] {m}", flush=True))
+    except BaseException:
+        if not args.detach:
+            print("start-up failed; stopping what was started", file=sys.stderr)
+            network.down(say=lambda m: print(m, file=sys.stderr), drain_timeout_s=0)
+        raise
+    print(f"network ready in {time.monotonic() - started:.1f}s: {len(network.links)} home links; data dir "
+          f"{settings.data_dir}", flush=True)
+    if args.detach:
+        print("network running in the background: 'platsync status', 'platsync down'")
+        return 0
+    stop = {"now": False}
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print("Ctrl-C stops every process; 'platsync status' shows each link.", flush=True)
+    while not stop["now"]:
+        time.sleep(0.2)
+    print("\nstopping ...", flush=True)
+    network.down(say=lambda m: print(m, flush=True))
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
-    """Drain and stop the stack."""
+    """Drain and stop the stack (every link's, then the shared parts, for a network)."""
+    # deferred: the embedded stack (Kafka, psycopg, capture): ~0.7 s
+    from infra.local.network import Network, is_network
+
     # deferred: the embedded stack (Kafka, psycopg, capture): ~0.7 s
     from infra.local.stack import Stack
 
-    Stack(_settings(args)).down(drain_timeout_s=args.drain_timeout)
+    settings = _settings(args)
+    if is_network(settings.data_dir):
+        Network.load(settings).down(drain_timeout_s=args.drain_timeout)
+    else:
+        Stack(settings).down(drain_timeout_s=args.drain_timeout)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print processes, captured/applied counts, lag and errors per side and route."""
+    """Print processes, captured/applied counts, lag and errors per side and route (per link for a network)."""
+    # deferred: imports the embedded stack: ~0.7 s
+    from streams.cli.network import link_settings_of
+
     # deferred: imports the embedded stack: ~0.7 s
     from streams.cli.status import collect_status, render_status
 
-    status = collect_status(_settings(args))
-    print(json.dumps(status, indent=2) if args.json else render_status(status))
-    return 0 if status["healthy"] else 1
+    links = link_settings_of(_settings(args))
+    statuses = {link: collect_status(s) for link, s in links.items()}
+    if args.json:
+        print(json.dumps(statuses[""] if "" in statuses else {"links": statuses}, indent=2))
+    else:
+        for link, status in statuses.items():
+            if link:
+                print(f"=== home link {link} ({links[link].data_dir})")
+            print(render_status(status))
+    return 0 if all(status["healthy"] for status in statuses.values()) else 1
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -130,6 +191,9 @@ def cmd_call(args: argparse.Namespace) -> int:
     # deferred: the reference API (SQLAlchemy stores, Keycloak client): ~0.6 s
     from connectors.reference_api.service import ReferenceApi
 
+    # deferred: a network's links (the embedded stack): ~0.7 s
+    from streams.cli.network import UnknownNodeError, resolve_node
+
     settings = _settings(args)
     try:
         raw = sys.stdin.read() if args.file == "-" else Path(args.file).read_bytes().decode("utf-8")
@@ -141,8 +205,13 @@ def cmd_call(args: argparse.Namespace) -> int:
         print(f"platsync call: {one_line(exc, args.api_id, args.side, None)}", file=sys.stderr)
         return 1
     try:
+        settings, side = resolve_node(settings, args.side)
+    except UnknownNodeError as exc:
+        print(f"platsync call: {exc}", file=sys.stderr)
+        return 2
+    try:
         payload = json.loads(raw)
-        api = ReferenceApi(settings, args.side)
+        api = ReferenceApi(settings, side)
         try:
             result = api.call(args.api_id, payload)
         finally:
@@ -157,10 +226,16 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Print one record of a store as JSON; exit 3 if it is absent."""
-    # deferred: SQLAlchemy store tables: ~0.65 s, only for 'inspect'
-    from streams.ops.inspect import fetch_record
+    # deferred: a network's links (the embedded stack, ~0.7 s) and the store tables (~0.65 s)
+    from streams.cli.network import UnknownNodeError, resolve_node
+    from streams.ops.inspect import fetch_record  # deferred: SQLAlchemy store tables
 
-    record = fetch_record(_settings(args), args.side, args.store, args.entity, args.id)
+    try:
+        settings, side = resolve_node(_settings(args), args.side)
+    except UnknownNodeError as exc:
+        print(f"platsync inspect: {exc}", file=sys.stderr)
+        return 2
+    record = fetch_record(settings, side, args.store, args.entity, args.id)
     if record is None:
         print(f"no {args.entity} {args.id!r} in {args.side}/{args.store}", file=sys.stderr)
         return 3
@@ -173,11 +248,16 @@ def cmd_wait_synced(args: argparse.Namespace) -> int:
     # deferred: psycopg and the positions: ~0.2 s, only for 'wait-synced'
     from streams.apply.barrier import wait_synced
 
+    # deferred: a network's links (the embedded stack): ~0.7 s
+    from streams.cli.network import link_settings_of
+
     def report(pending: list[Any]) -> None:
         print("waiting for: " + ", ".join(f"{p.route}/{p.source_store}" for p in pending), file=sys.stderr)
 
     started = time.monotonic()
-    pending = wait_synced(_settings(args), args.timeout, on_wait=report)
+    pending = []
+    for link in link_settings_of(_settings(args)).values():  # every home link of a network, in turn
+        pending += wait_synced(link, max(0.0, args.timeout - (time.monotonic() - started)), on_wait=report)
     if pending:
         print(f"NOT synced after {args.timeout:.0f}s:", file=sys.stderr)
         for p in pending:
@@ -210,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", parents=[common], help="start the embedded two-site stack")
     p.add_argument("--detach", action="store_true", help="return once ready, leaving the stack running")
+    p.add_argument("--topology", type=Path, metavar="FILE",
+                   help="run a network: one cloud, several hospitals (infra/topologies/; default: the two-site "
+                        "stack, infra/topologies/default.toml)")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", parents=[common], help="drain and stop the stack")
     p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for draining (default 60)")
@@ -223,11 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_routes)
     p = sub.add_parser("call", parents=[common], help="run a reference API with a JSON payload")
     p.add_argument("api_id")
-    add_node_option(p, SIDES, required=True, help="node whose API runs")
+    add_node_option(p, None, required=True, help="node whose API runs (a network: a hospital id, or "
+                    "remote.<hospital> for its stores in the cloud)")
     p.add_argument("--file", required=True, help="payload JSON file ('-' for stdin)")
     p.set_defaults(func=cmd_call)
     p = sub.add_parser("inspect", parents=[common], help="print a record as JSON (exit 3 if absent)")
-    add_node_option(p, SIDES, required=True, help="node whose store to read")
+    add_node_option(p, None, required=True, help="node whose store to read (a network: a hospital id, or "
+                    "remote.<hospital>)")
     p.add_argument("--store", choices=sorted({s for v in DATABASE_STORES.values() for s in v}), required=True)
     p.add_argument("--entity", required=True, help="table: plat_users, patients, staff, documents, signed_records")
     p.add_argument("--id", required=True)

@@ -11,7 +11,7 @@ from infra.local.stack import components
 from streams.apply.conflicts import open_conflict_count
 from streams.apply.mode_state import all_modes, describe
 from streams.apply.progress import read_progress
-from streams.core.model import CAPTURED_STORES, ROUTES, SIDES
+from streams.core.model import ROUTES, SIDES
 from streams.runtime.jsonfile import read_json
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state, retrying_path, worker_state
@@ -32,7 +32,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             applied = {}
             errors.append(f"{target_side}/meta unreachable: {type(exc).__name__}")
         stores: dict[str, Any] = {}
-        for store in CAPTURED_STORES[source_side]:
+        for store in settings.captured_stores(source_side):
             cap = capture_state(settings, source_side, store)
             app = applied.get(store, {})
             cap_lsn, app_lsn = int(cap.get("last_lsn", 0)), int(app.get("last_lsn", 0))

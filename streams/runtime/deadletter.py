@@ -36,7 +36,8 @@ class DeadLetterWriter:
         self.topic = settings.dead_letter_topic(route)
         self._producer = Producer({
             # The worker runs on the side it writes: its client id names that side for the link.
-            **client_config(settings, client_id or f"platsync-{settings.client_tag(ROUTES[route][1])}-worker-{route}-dlq",
+            **client_config(settings,
+                            client_id or f"platsync-{settings.client_tag(ROUTES[route][1])}-worker-{route}-dlq",
                             principal or f"worker-{route}"),
             "enable.idempotence": True,
             # A dead letter carries the original message, which may be as large as a message may be.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.core.errors import PlatSyncError
+from streams.core.model import CAPTURED_STORES, SHARED_STORES
 
 ENV_PREFIX = "PLATSYNC_"
 #: ``broker_security_protocol`` values and the librdkafka ``security.protocol`` each stands for.
@@ -249,6 +250,13 @@ class Settings:
     def keycloak_port(self, side: str) -> int:
         """Port of a node's embedded Keycloak stand-in."""
         return self.node(side).keycloak_port
+
+    def captured_stores(self, side: str) -> tuple[str, ...]:
+        """The stores captured on ``side``: one institution's stores on a multi-tenant server (a node with a
+        ``db_suffix``) never include the shared ones, which hold every institution's records."""
+        if self.node(side).db_suffix:
+            return tuple(s for s in CAPTURED_STORES[side] if s not in SHARED_STORES)
+        return CAPTURED_STORES[side]
 
     def client_tag(self, side: str) -> str:
         """What a Kafka ``client.id`` says about its process's side: ``platsync-<tag>-...``, where the tag is

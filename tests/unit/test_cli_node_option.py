@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from streams.cli.main import build_parser
+from streams.cli.main import build_parser, main
 
 
 @pytest.mark.parametrize("argv", [
@@ -22,8 +24,14 @@ def test_node_and_side_name_the_same_option(argv: list[str], flag: str) -> None:
     assert args.side == "remote"
 
 
-def test_an_unknown_node_is_refused_with_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_node_is_refused_with_the_known_ones(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(["call", "PRV_STF_001", "--node", "hosp-x", "--file", "-"])
+        build_parser().parse_args(["mode", "show", "--node", "hosp-x"])
     assert exc.value.code == 2
-    assert "argument --node/--side: invalid choice: 'hosp-x' (choose from 'local', 'remote')" in capsys.readouterr().err
+    assert "argument --node/--side: invalid choice: 'hosp-x' (choose from 'local', 'remote', 'both')" \
+        in capsys.readouterr().err
+    # call and inspect check the name against the data dir's topology (a network has other nodes)
+    payload = tmp_path / "p.json"
+    payload.write_text("{}")
+    assert main(["call", "PRV_STF_001", "--node", "hosp-x", "--file", str(payload), "--data-dir", str(tmp_path)]) == 2
+    assert "unknown node 'hosp-x'; known: local, remote" in capsys.readouterr().err

@@ -1,0 +1,194 @@
+"""A network on the embedded stack: one cloud, several hospitals (issue 14, docs/topology.md).
+
+Each hospital's **home link** runs as a two-party stack of its own (:class:`infra.local.stack.Stack`)
+in ``<data_dir>/links/<hospital>/``: the hospital plays ``local``; that institution's stores in the
+cloud play ``remote``. So the matrix, version guard, conflict rule, modes and recovery report of a
+home link are exactly today's. What the links share runs here, in ``<data_dir>``:
+
+- the **cloud's PostgreSQL server** (``pg-remote``): every institution's databases on it, suffixed
+  (``meta_hosp_a``), with roles of their own, plus the shared ``fructos_patient``;
+- the **broker** and the **link proxy** in front of it, which cuts each link alone
+  (``platsync link down --node <hospital>``): a link's client ids name it (``platsync-<link>.local-...``).
+
+Each link's topics, consumer groups, principals and heartbeats carry its own prefix
+(``platsync.<hospital>.local.meta``), so no process of one link ever subscribes to another
+institution's topic. Ports: the network's own settings give the shared ones (``broker_port``,
+``broker_listen_port``, ``nodes.remote.pg_port``); each link's are allocated once, at the first
+``up``, and kept in ``<data_dir>/network.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from infra.local.broker import Broker
+from infra.local.databases import postgres_instance
+from infra.local.link import link_data_dir
+from infra.local.process import (
+    ProcessError,
+    ProcessSpec,
+    free_port,
+    log_path,
+    read_pid,
+    start_process,
+    stop_pid,
+    wait_until,
+)
+from infra.local.stack import Stack, write_settings_file
+from streams.routing.matrix_model import load_matrix
+from streams.runtime.jsonfile import read_json, write_json
+from streams.runtime.settings import LOOPBACK, NodeSettings, Settings
+from streams.topology.load import load_topology
+from streams.topology.model import Topology
+from streams.topology.plan import NetworkPlan, build_plan
+
+Say = Callable[[str], None]
+CLOUD_SIDE = "remote"  # the cloud plays the remote side of every home link
+#: Per-link ports, allocated once: where each goes in the link's settings.
+LINK_PORTS = ("pg_local", "keycloak_local", "mode_local", "metrics_capture_local", "metrics_mode_local",
+              "keycloak_remote", "mode_remote", "metrics_capture_remote", "metrics_mode_remote",
+              "metrics_worker_local_to_remote", "metrics_worker_remote_to_local")
+
+
+def network_file(data_dir: Path) -> Path:
+    """The network's record in its data dir: topology file, links, each link's ports."""
+    return data_dir / "network.json"
+
+
+def is_network(data_dir: Path) -> bool:
+    """True if ``data_dir`` holds a network (``platsync up --topology`` ran there)."""
+    return network_file(data_dir).exists()
+
+
+def tenant_suffix(hospital: str) -> str:
+    """The suffix of a hospital's databases and roles on the cloud's server (``hosp-a`` -> ``_hosp_a``)."""
+    return "_" + hospital.replace("-", "_")
+
+
+def link_settings(base: Settings, hospital: str, ports: dict[str, int]) -> Settings:
+    """The two-party settings of one home link: the hospital as ``local``, its cloud stores as ``remote``.
+
+    The broker (through the shared link proxy) is given as a cluster of its own, so the link's stack
+    runs no broker; the cloud's PostgreSQL is shared and not managed by the link's stack."""
+    cloud = base.node(CLOUD_SIDE)
+    local = NodeSettings(pg_port=ports["pg_local"], keycloak_port=ports["keycloak_local"],
+                         mode_port=ports["mode_local"], metrics_capture_port=ports["metrics_capture_local"],
+                         metrics_mode_port=ports["metrics_mode_local"])
+    remote = NodeSettings(pg_port=cloud.pg_port, pg_host=cloud.pg_host, keycloak_port=ports["keycloak_remote"],
+                          mode_port=ports["mode_remote"], metrics_capture_port=ports["metrics_capture_remote"],
+                          metrics_mode_port=ports["metrics_mode_remote"], db_suffix=tenant_suffix(hospital),
+                          pg_managed=False)
+    return dataclasses.replace(
+        base, data_dir=link_data_dir(base.data_dir, hospital), topic_prefix=f"{base.topic_prefix}.{hospital}",
+        network_link=hospital, broker_bootstrap_servers=f"{base.host}:{base.broker_port}",
+        nodes={"local": local, CLOUD_SIDE: remote},
+        metrics_worker_ports={"local_to_remote": ports["metrics_worker_local_to_remote"],
+                              "remote_to_local": ports["metrics_worker_remote_to_local"]})
+
+
+class Network:
+    """The embedded network of a topology: shared cloud server, broker and link proxy; one stack per link."""
+
+    def __init__(self, settings: Settings, topology: Topology, port: Callable[[], int] = free_port) -> None:
+        regional = [n.id for n in topology.nodes if n.kind == "common" and n.parent is not None]
+        if regional:
+            raise ProcessError(
+                f"{topology.path or 'the topology'}: the embedded stack does not run regional servers yet "
+                f"({', '.join(regional)}); 'platsync topology show' and 'platsync access --topology' describe "
+                "them (docs/topology.md)")
+        self.settings = settings
+        self.topology = topology
+        self.plan: NetworkPlan = build_plan(topology, load_matrix())
+        record = read_json(network_file(settings.data_dir))
+        known: dict[str, dict[str, int]] = record.get("links", {}) if record.get("topology") == topology.path else {}
+        self.ports = {h.id: known.get(h.id) or {name: port() for name in LINK_PORTS} for h in topology.hospitals}
+        self.links = {hospital: link_settings(settings, hospital, ports) for hospital, ports in self.ports.items()}
+        self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port)
+
+    @classmethod
+    def load(cls, settings: Settings) -> Network:
+        """The network recorded in ``settings.data_dir`` (``platsync up --topology`` wrote it)."""
+        record = read_json(network_file(settings.data_dir))
+        if not record:
+            raise ProcessError(f"no network in {settings.data_dir}: start one with 'platsync up --topology FILE'")
+        return cls(settings, load_topology(Path(record["topology"])))
+
+    def stacks(self) -> dict[str, Stack]:
+        """Each home link's two-party stack, by hospital."""
+        return {hospital: Stack(s) for hospital, s in self.links.items()}
+
+    def link(self, hospital: str) -> Settings:
+        """The settings of a hospital's home link; a clear error naming the known ones."""
+        if hospital not in self.links:
+            raise ProcessError(f"no hospital {hospital!r} in this network; known: {', '.join(self.links)}")
+        return self.links[hospital]
+
+    def _record(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        write_json(network_file(self.settings.data_dir), {
+            "topology": self.topology.path, "root": self.topology.root.id,
+            "hospitals": [h.id for h in self.topology.hospitals], "links": self.ports})
+
+    def _proxy_spec(self) -> ProcessSpec:
+        s = self.settings
+        return ProcessSpec(name="link", argv=[
+            sys.executable, "-m", "infra.local.link", "--config", str(s.data_dir / "platsync.toml"),
+            "--data-dir", str(s.data_dir), "--links", ",".join(self.links)])
+
+    def up(self, say: Say = print) -> None:
+        """Start the shared parts, then every home link's stack; wait until all are ready."""
+        s = self.settings
+        self._record()
+        write_settings_file(s)
+        timeout = s.ready_timeout_s
+        cloud = postgres_instance(s, CLOUD_SIDE)
+        if not cloud.initialised():
+            say(f"initialising the cloud's PostgreSQL in {cloud.pgdata}")
+            cloud.init()
+        cloud.start(timeout, say=say)
+        say(f"cloud PostgreSQL ready on {s.host}:{cloud.port} (one database set per institution)")
+        if read_pid(s.data_dir, self.broker.name) is None:
+            start_process(s.data_dir, self.broker.spec())
+        if read_pid(s.data_dir, "link") is None:
+            start_process(s.data_dir, self._proxy_spec())
+        wait_until(self.broker.ready, timeout, "broker behind the link proxy",
+                   alive=lambda: read_pid(s.data_dir, "link") is not None, log=log_path(s.data_dir, "link"))
+        say(f"broker and link proxy ready on {LOOPBACK}:{s.broker_port} (links: {', '.join(self.links)})")
+        for hospital, stack in self.stacks().items():
+            say(f"--- home link {hospital}: {hospital} <-> {self.topology.root.id} "
+                f"({stack.settings.data_dir})")
+            stack.up(say=lambda m, h=hospital: say(f"[{h}] {m}"))
+
+    def down(self, say: Say = print, drain_timeout_s: float = 60.0) -> None:
+        """Stop every link's stack (each drains first), then the proxy, the broker and the cloud's server."""
+        for hospital, stack in self.stacks().items():
+            stack.down(say=lambda m, h=hospital: say(f"[{h}] {m}"), drain_timeout_s=drain_timeout_s)
+        s = self.settings
+        for name in ("link", self.broker.name):
+            pid = read_pid(s.data_dir, name)
+            if pid is not None:
+                stop_pid(pid, timeout_s=30)
+                (s.data_dir / "run" / f"{name}.pid").unlink(missing_ok=True)
+                say(f"stopped {name} (pid {pid})")
+        cloud = postgres_instance(s, CLOUD_SIDE)
+        pid = read_pid(s.data_dir, cloud.name)
+        if pid is not None:
+            stop_pid(pid, timeout_s=60, sig=cloud.stop_signal())
+            (s.data_dir / "run" / f"{cloud.name}.pid").unlink(missing_ok=True)
+            say(f"stopped {cloud.name} (pid {pid})")
+
+    def running(self) -> dict[str, int | None]:
+        """Pid of every process of the network (``<hospital>/<name>`` for the links' processes)."""
+        shared = {name: read_pid(self.settings.data_dir, name) for name in ("pg-remote", "broker", "link")}
+        per_link = {f"{h}/{name}": pid for h, stack in self.stacks().items() for name, pid in stack.running().items()}
+        return {**shared, **per_link}
+
+    def describe(self) -> dict[str, Any]:
+        """The network's shape for ``platsync status``: links, their data dirs and topic prefixes."""
+        return {"topology": self.topology.path, "root": self.topology.root.id,
+                "links": {h: {"data_dir": str(s.data_dir), "topic_prefix": s.topic_prefix}
+                          for h, s in self.links.items()}}

@@ -1,0 +1,160 @@
+"""A network on the embedded stack: one cloud, two hospitals (infra/topologies/two_hospitals.toml; issue 14).
+
+Each hospital syncs with its own stores in the cloud and nowhere else; every topic is scanned for the
+other institution's records; one hospital's link is cut alone while the other keeps syncing; the CLI
+addresses nodes by their ids.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from connectors.reference_api.service import ReferenceApi
+from infra.local.link import set_link, wait_enforced
+from infra.local.network import Network
+from streams.apply.barrier import wait_synced
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
+from streams.topology.load import load_topology
+from tests.support.helpers import platsync
+from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
+
+pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
+REPO = Path(__file__).resolve().parents[2]
+TOPOLOGY = REPO / "infra" / "topologies" / "two_hospitals.toml"
+HOSPITALS = ("hosp-a", "hosp-b")
+
+
+@pytest.fixture(scope="module")
+def network() -> Iterator[Network]:
+    data_dir = make_data_dir("platsync-net-")
+    net = Network(isolated_settings(data_dir), load_topology(TOPOLOGY))
+    try:
+        net.up(say=lambda m: print(f"[network] {m}"))
+        yield net
+    finally:
+        net.down(say=lambda m: print(f"[network] {m}"), drain_timeout_s=0)
+        remove_data_dir(data_dir)
+
+
+def new_staff(link: Settings, side: str, marker: str) -> str:
+    with ReferenceApi(link, side) as api:
+        result = api.call("PRV_STF_001", {"staff_code": f"S-{marker[:8]}", "display_name": marker, "role": "nurse"})
+    return str(result["written"]["meta"]["staff"][0])
+
+
+def staff_names(link: Settings, side: str) -> set[str]:
+    with psycopg.connect(libpq_dsn(link, side, "meta")) as conn:
+        return {row[0] for row in conn.execute("SELECT display_name FROM staff")}
+
+
+def synced(link: Settings) -> None:
+    assert wait_synced(link, 120) == [], f"link {link.network_link} did not sync"
+
+
+def test_each_hospital_syncs_with_its_own_cloud_stores_only(network: Network) -> None:
+    a, b = (network.link(h) for h in HOSPITALS)
+    made = {("a", "local"): f"A-local-{uuid.uuid4().hex}", ("a", "remote"): f"A-cloud-{uuid.uuid4().hex}",
+            ("b", "local"): f"B-local-{uuid.uuid4().hex}"}
+    new_staff(a, "local", made["a", "local"])
+    new_staff(a, "remote", made["a", "remote"])
+    new_staff(b, "local", made["b", "local"])
+    synced(a)
+    synced(b)
+    a_names = {side: staff_names(a, side) for side in ("local", "remote")}
+    b_names = {side: staff_names(b, side) for side in ("local", "remote")}
+    assert {made["a", "local"], made["a", "remote"]} <= a_names["local"] & a_names["remote"]
+    assert made["b", "local"] in b_names["local"] & b_names["remote"]
+    for side in ("local", "remote"):  # no record of one institution in any store of the other
+        assert not any(n.startswith("A-") for n in b_names[side]), b_names[side]
+        assert not any(n.startswith("B-") for n in a_names[side]), a_names[side]
+    with psycopg.connect(libpq_dsn(a, "remote", "meta")) as conn:  # the cloud keeps them in separate databases
+        assert conn.execute("SELECT current_database()").fetchone() == ("meta_hosp_a",)
+
+
+def test_no_topic_of_a_link_carries_the_other_institution_s_records(network: Network) -> None:
+    a, b = (network.link(h) for h in HOSPITALS)
+    markers = {"hosp-a": f"A-scan-{uuid.uuid4().hex}", "hosp-b": f"B-scan-{uuid.uuid4().hex}"}
+    new_staff(a, "local", markers["hosp-a"])
+    new_staff(b, "remote", markers["hosp-b"])  # written in the cloud, for hospital B
+    synced(a)
+    synced(b)
+    admin = AdminClient(client_config(network.settings, "platsync-test-admin"))
+    topics = sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith("platsync."))
+    seen: dict[str, set[str]] = {h: set() for h in HOSPITALS}
+    consumer = Consumer({**client_config(network.settings, "platsync-test-scan"),
+                         "group.id": f"scan-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    try:
+        for topic in topics:
+            owner = next((h for h in HOSPITALS if topic.startswith(f"platsync.{h}.")), None)
+            assert owner is not None, f"topic {topic} belongs to no link"
+            low, _high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+            consumer.assign([TopicPartition(topic, 0, low)])
+            idle, deadline = 0, time.monotonic() + 20
+            # The broker's high watermark is unreliable: read until 3 s bring nothing (the heartbeat topics
+            # never go quiet: they are read for 20 s).
+            while idle < 3 and time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is None:
+                    idle += 1
+                    continue
+                idle = 0
+                if msg.error() is None and msg.value():
+                    for hospital, marker in markers.items():
+                        if marker.encode() in msg.value():
+                            seen[owner].add(hospital)
+    finally:
+        consumer.close()
+    assert seen == {"hosp-a": {"hosp-a"}, "hosp-b": {"hosp-b"}}, seen
+
+
+def test_one_link_is_cut_alone(network: Network) -> None:
+    a, b = (network.link(h) for h in HOSPITALS)
+    set_link(a, False, note="test")
+    try:
+        assert wait_enforced(a, False) is not None
+        a_marker, b_marker = f"A-cut-{uuid.uuid4().hex}", f"B-cut-{uuid.uuid4().hex}"
+        new_staff(a, "local", a_marker)
+        new_staff(b, "local", b_marker)
+        synced(b)  # hospital B keeps syncing while A is cut off
+        assert b_marker in staff_names(b, "remote")
+        time.sleep(3)
+        assert a_marker not in staff_names(a, "remote"), "a change crossed a cut link"
+    finally:
+        set_link(a, True, note="test")
+    assert wait_enforced(a, True) is not None
+    synced(a)
+    assert a_marker in staff_names(a, "remote")
+
+
+def test_the_cli_addresses_the_network_s_nodes(network: Network, tmp_path: Path) -> None:
+    payload = tmp_path / "staff.json"
+    marker = f"B-cli-{uuid.uuid4().hex}"
+    payload.write_text(json.dumps({"staff_code": "S-CLI", "display_name": marker, "role": "doctor"}))
+    made = platsync(network.settings, "call", "PRV_STF_001", "--node", "remote.hosp-b", "--file", str(payload))
+    assert made.returncode == 0, made.stderr
+    staff_id = json.loads(made.stdout)["written"]["meta"]["staff"][0]
+    assert platsync(network.settings, "wait-synced", "--timeout", "120", timeout=180).returncode == 0
+    shown = platsync(network.settings, "inspect", "--node", "hosp-b", "--store", "meta", "--entity", "staff",
+                     "--id", str(staff_id))
+    assert shown.returncode == 0 and json.loads(shown.stdout)["display_name"] == marker, shown.stderr
+    absent = platsync(network.settings, "inspect", "--node", "hosp-a", "--store", "meta", "--entity", "staff",
+                      "--id", str(staff_id))
+    assert absent.returncode == 3
+    unknown = platsync(network.settings, "call", "PRV_STF_001", "--node", "local", "--file", str(payload))
+    assert unknown.returncode == 2 and "known: hosp-a, remote.hosp-a, hosp-b, remote.hosp-b" in unknown.stderr
+    status = platsync(network.settings, "status")
+    assert "=== home link hosp-a" in status.stdout and "=== home link hosp-b" in status.stdout, status.stdout
+    assert status.returncode == 0, status.stdout + status.stderr
+    links = platsync(network.settings, "link", "status")
+    assert links.returncode == 0 and "hosp-a: link up" in links.stdout and "hosp-b: link up" in links.stdout
