@@ -1,0 +1,72 @@
+"""How a network lays out its home links' two-party stacks (infra/local/network.py), without starting them."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from infra.local.network import Network, link_settings, network_file, tenant_suffix
+from infra.local.process import ProcessError
+from streams.runtime.connections import database_name
+from streams.runtime.credentials import role_name
+from streams.runtime.settings import load_settings
+from streams.topology.load import load_topology
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"
+
+
+def counter(start: int = 30000):
+    numbers = itertools.count(start)
+    return lambda: next(numbers)
+
+
+def test_a_link_is_the_hospital_as_local_and_its_cloud_stores_as_remote(tmp_path: Path) -> None:
+    base = load_settings(env={}, data_dir=tmp_path, broker_port=29092, pg_remote_port=25433)
+    net = Network(base, load_topology(TOPOLOGIES / "two_hospitals.toml"), port=counter())
+    a = net.link("hosp-a")
+    assert a.data_dir == tmp_path.absolute() / "links" / "hosp-a"
+    assert (a.topic_prefix, a.network_link, a.broker_bootstrap_servers) == ("platsync.hosp-a", "hosp-a",
+                                                                           "127.0.0.1:29092")
+    assert a.topic("local", "meta") == "platsync.hosp-a.local.meta"
+    assert a.consumer_group("local_to_remote") == "platsync.hosp-a-local_to_remote"
+    assert a.pg_port("remote") == 25433 and not a.node("remote").pg_managed and a.node("local").pg_managed
+    assert database_name(a, "remote", "meta") == "meta_hosp_a" and database_name(a, "local", "meta") == "meta"
+    assert database_name(a, "remote", "fructos_patient") == "fructos_patient"
+    assert role_name(a, "remote", "capture") == "platsync_capture_hosp_a"
+    assert a.captured_stores("remote") == ("meta", "fructos_own", "keycloak")  # never the shared store
+    assert a.client_tag("local") == "hosp-a.local"
+    b = net.link("hosp-b")
+    ports = [a.pg_port("local"), a.keycloak_port("local"), a.keycloak_port("remote"), a.mode_port("remote"),
+             *a.metrics_worker_ports.values(), b.pg_port("local"), b.keycloak_port("remote")]
+    assert len(set(ports)) == len(ports)  # no two links (or sides) share a port
+
+
+def test_ports_are_kept_across_restarts(tmp_path: Path) -> None:
+    base = load_settings(env={}, data_dir=tmp_path)
+    topology = load_topology(TOPOLOGIES / "two_hospitals.toml")
+    first = Network(base, topology, port=counter(31000))
+    first._record()
+    assert network_file(tmp_path.absolute()).exists()
+    again = Network.load(base)
+    assert again.ports == first.ports and again.links == first.links
+
+
+def test_regional_servers_are_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(ProcessError, match=r"does not run regional servers yet \(region-1\)"):
+        Network(load_settings(env={}, data_dir=tmp_path), load_topology(TOPOLOGIES / "regional.toml"))
+
+
+def test_no_network_here_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ProcessError, match="no network in .*: start one with 'platsync up --topology FILE'"):
+        Network.load(load_settings(env={}, data_dir=tmp_path))
+
+
+def test_tenant_suffix() -> None:
+    assert tenant_suffix("hosp-a") == "_hosp_a"
+    base = load_settings(env={}, data_dir=Path("/x"))
+    assert link_settings(base, "h1", {k: 1 for k in (
+        "pg_local", "keycloak_local", "mode_local", "metrics_capture_local", "metrics_mode_local", "keycloak_remote",
+        "mode_remote", "metrics_capture_remote", "metrics_mode_remote", "metrics_worker_local_to_remote",
+        "metrics_worker_remote_to_local")}).node("remote").db_suffix == "_h1"
