@@ -23,6 +23,7 @@ credential of one side's process does not open the other side's databases:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Literal
@@ -31,7 +32,6 @@ from connectors.capture.debezium import captured_tables
 from connectors.keycloak.schema import keycloak_metadata
 from connectors.stores.serials import SERIALS
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
-from streams.apply.heartbeat import client_id as mode_group
 from streams.core.model import DATABASE_STORES, ROUTES, SIDES
 from streams.ops.dlq import OPERATOR_CLIENT_ID, retried_topic
 from streams.routing.matrix_model import load_matrix
@@ -219,7 +219,7 @@ def default_plan() -> NetworkPlan:
 def plan_principals(settings: Settings, plan: NetworkPlan) -> dict[str, str]:
     """Process name -> Kafka user name for every process of ``plan`` that talks to Kafka, and the operator."""
     processes = [p for p in plan.processes() if not p.startswith("pg-")]
-    return {process: f"{settings.topic_prefix}-{process}" for process in (*processes, "operator")}
+    return {process: plan.principal(settings.topic_prefix, process) for process in (*processes, "operator")}
 
 
 def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[KafkaAcl]:
@@ -239,22 +239,23 @@ def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[Kafk
                  for topic in plan.topics_of(prefix, endpoint.id)]
         acls.append(KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))
         # A change too large for a message is dead-lettered by the capture (connectors/capture/oversized.py).
-        acls += [KafkaAcl(user, "topic", settings.dead_letter_topic(route.name), "literal", ("Write", "Describe"))
+        acls += [KafkaAcl(user, "topic", plan.dead_letter_topic(prefix, route.name), "literal", ("Write", "Describe"))
                  for route in plan.routes if route.source == endpoint.id]
     for route in plan.routes:
         user = users[f"worker-{route.name}"]
         acls += [KafkaAcl(user, "topic", plan.topic(prefix, route.source, store), "literal", ("Read", "Describe"))
                  for store in route.reads]
-        acls.append(KafkaAcl(user, "topic", settings.dead_letter_topic(route.name), "literal", ("Write", "Describe")))
+        acls.append(KafkaAcl(user, "topic", plan.dead_letter_topic(prefix, route.name), "literal",
+                             ("Write", "Describe")))
         # The Faust app id is the group; Faust creates no internal topic here (leader topic
         # disabled, no tables, memory store: streams/apply/app.py).
-        acls.append(KafkaAcl(user, "group", settings.consumer_group(route.name), "literal", ("Read",)))
+        acls.append(KafkaAcl(user, "group", plan.consumer_group(prefix, route.name), "literal", ("Read",)))
         acls.append(KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))  # dead letters
     for endpoint in (e for e in plan.endpoints if e.role != "replica"):
         user = users[f"mode-{endpoint.id}"]
         acls.append(KafkaAcl(user, "topic", plan.heartbeat_topic(prefix, endpoint.id), "literal",
                              ("Read", "Write", "Describe")))
-        acls.append(KafkaAcl(user, "group", mode_group(endpoint.id), "literal", ("Read",)))
+        acls.append(KafkaAcl(user, "group", plan.mode_group(endpoint.id), "literal", ("Read",)))
     op = users["operator"]
     acls.append(KafkaAcl(op, "topic", f"{prefix}.", "prefixed", ("Read", "Describe")))
     # dlq retry re-drives a dead letter's original bytes to its source (capture) topic.
@@ -262,11 +263,13 @@ def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[Kafk
              for e in plan.endpoints for topic in plan.topics_of(prefix, e.id)]
     acls.append(KafkaAcl(op, "topic", retried_topic(settings), "literal", ("Create", "Write")))
     # replay moves the route groups' offsets (and probes them with <group>-replay-probe).
-    acls += [KafkaAcl(op, "group", settings.consumer_group(route.name), "prefixed", ("Read", "Describe"))
+    acls += [KafkaAcl(op, "group", plan.consumer_group(prefix, route.name), "prefixed", ("Read", "Describe"))
              for route in plan.routes]
     acls += [KafkaAcl(op, "group", group_prefix, "prefixed", ("Read",))
              for group_prefix in (f"{OPERATOR_CLIENT_ID}-", "platsync-report-", "platsync-incarnation-")]
-    acls.append(KafkaAcl(op, "topic", incarnation_topic(settings), "literal", ("Write",)))  # embedded stack only
+    links = {plan.link_prefix(prefix, e.tenant) for e in plan.endpoints if e.tenant is not None}
+    acls += [KafkaAcl(op, "topic", incarnation_topic(dataclasses.replace(settings, topic_prefix=link)), "literal",
+                      ("Write",)) for link in sorted(links)]  # embedded stack only
     acls.append(KafkaAcl(op, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))  # re-capture
     return acls
 

@@ -20,12 +20,13 @@ in every capture, every sink, every query of the recovery report, and a mistake 
 would leak.) In the default topology the cloud's databases keep their names (``meta``, ...) and the
 shared store is captured as today.
 
-Names, chosen so that the default topology yields exactly today's: topics
-``<prefix>.<endpoint>.<store>``; routes ``<source endpoint>_to_<target endpoint>`` (``local_to_remote``);
-dead letters ``<prefix>.dlq.<route>``; consumer groups ``<prefix>-<route>``; heartbeats
-``<prefix>.heartbeat`` (default) or ``<prefix>.heartbeat.<hospital>`` (one per home link, so that a
-hospital's mode server reads only its own link's heartbeats); processes ``capture-<endpoint>``,
-``worker-<route>``, ``mode-<endpoint>``, ``pg-<node>``.
+Names: each home link runs as a two-party stack (infra/local/network.py) whose names carry the link
+prefix ``<prefix>.<hospital>`` (just ``<prefix>`` in the default topology, so that it yields exactly
+today's names): topics ``<link prefix>.<local|remote>.<store>``, dead letters ``<link
+prefix>.dlq.<direction>``, consumer groups ``<link prefix>-<direction>``, heartbeats ``<link
+prefix>.heartbeat``, Kafka users ``<link prefix>-capture-local``. In the plan, routes are identified
+as ``<source endpoint>_to_<target endpoint>`` (``local_to_remote`` in the default) and processes as
+``capture-<endpoint>``, ``worker-<route>``, ``mode-<endpoint>``, ``pg-<node>``.
 """
 
 from __future__ import annotations
@@ -106,20 +107,59 @@ class NetworkPlan:
         """(hospital endpoint, its cloud endpoint): the two parties of the hospital's home link."""
         return hospital, cloud_endpoint_id(self.topology, hospital)
 
+    def link_prefix(self, prefix: str, tenant: str | None) -> str:
+        """The names' prefix of one hospital's links: ``prefix`` in the default topology, else
+        ``<prefix>.<hospital>`` (each home link runs as a two-party stack with that topic prefix)."""
+        return prefix if self.topology.is_default or tenant is None else f"{prefix}.{tenant}"
+
+    def _route_tenant(self, route: PlannedRoute) -> str | None:
+        return self.endpoint(route.source).tenant or self.endpoint(route.target).tenant
+
+    def in_link_name(self, route: PlannedRoute) -> str:
+        """A route's name inside its link's stack: the matrix direction, or ``local_to_<regional>``."""
+        return route.direction if self.endpoint(route.target).role != "replica" else f"local_to_{route.target}"
+
     def topic(self, prefix: str, endpoint: str, store: str) -> str:
-        """Topic of the changes captured from ``store`` of ``endpoint``."""
-        if store not in self.endpoint(endpoint).captured:
+        """Topic of the changes captured from ``store`` of ``endpoint`` (``<link prefix>.<role>.<store>``)."""
+        e = self.endpoint(endpoint)
+        if store not in e.captured:
             raise KeyError(f"{store} of {endpoint} is not captured")
-        return f"{prefix}.{endpoint}.{store}"
+        return f"{self.link_prefix(prefix, e.tenant)}.{e.role}.{store}"
 
     def topics_of(self, prefix: str, endpoint: str) -> tuple[str, ...]:
         """Every capture topic of an endpoint."""
         return tuple(self.topic(prefix, endpoint, s) for s in self.endpoint(endpoint).captured)
 
     def heartbeat_topic(self, prefix: str, endpoint: str) -> str:
-        """The heartbeat topic of the home link ``endpoint`` belongs to."""
-        tenant = self.endpoint(endpoint).tenant
-        return f"{prefix}.heartbeat" if self.topology.is_default or tenant is None else f"{prefix}.heartbeat.{tenant}"
+        """The heartbeat topic of the home link ``endpoint`` belongs to (one per link)."""
+        return f"{self.link_prefix(prefix, self.endpoint(endpoint).tenant)}.heartbeat"
+
+    def dead_letter_topic(self, prefix: str, route: str) -> str:
+        """The dead-letter topic of a route."""
+        r = self.route(route)
+        return f"{self.link_prefix(prefix, self._route_tenant(r))}.dlq.{self.in_link_name(r)}"
+
+    def consumer_group(self, prefix: str, route: str) -> str:
+        """The consumer group (Faust app id) of a route's worker."""
+        r = self.route(route)
+        return f"{self.link_prefix(prefix, self._route_tenant(r))}-{self.in_link_name(r)}"
+
+    def mode_group(self, endpoint: str) -> str:
+        """The client id and consumer group of an endpoint's mode server (``Settings.client_tag``)."""
+        e = self.endpoint(endpoint)
+        tag = e.role if self.topology.is_default or e.tenant is None else f"{e.tenant}.{e.role}"
+        return f"platsync-{tag}-mode"
+
+    def principal(self, prefix: str, process: str) -> str:
+        """The Kafka user of a process of the plan (``<link prefix>-<process in its link>``)."""
+        if process == "operator":
+            return f"{prefix}-operator"
+        kind, _, name = process.partition("-")
+        if kind == "worker":
+            r = self.route(name)
+            return f"{self.link_prefix(prefix, self._route_tenant(r))}-worker-{self.in_link_name(r)}"
+        e = self.endpoint(name)
+        return f"{self.link_prefix(prefix, e.tenant)}-{kind}-{e.role}"
 
     def node_of_process(self, process: str) -> str:
         """The node a process of the plan runs on (a worker runs beside the stores it writes)."""

@@ -9,8 +9,10 @@ import pytest
 
 from infra.local.network import Network, link_settings, network_file, tenant_suffix
 from infra.local.process import ProcessError
+from streams.apply.heartbeat import client_id as mode_client_id
+from streams.core.modes import heartbeat_topic
 from streams.runtime.connections import database_name
-from streams.runtime.credentials import role_name
+from streams.runtime.credentials import kafka_principals, role_name
 from streams.runtime.settings import load_settings
 from streams.topology.load import load_topology
 
@@ -70,3 +72,24 @@ def test_tenant_suffix() -> None:
         "pg_local", "keycloak_local", "mode_local", "metrics_capture_local", "metrics_mode_local", "keycloak_remote",
         "mode_remote", "metrics_capture_remote", "metrics_mode_remote", "metrics_worker_local_to_remote",
         "metrics_worker_remote_to_local")}).node("remote").db_suffix == "_h1"
+
+
+def test_the_plan_names_what_each_link_stack_uses(tmp_path: Path) -> None:
+    """The ACLs of 'platsync access --topology' are computed from the plan: its names must be the ones the
+    running links use (topics, dead letters, groups, users, mode groups)."""
+    net = Network(load_settings(env={}, data_dir=tmp_path), load_topology(TOPOLOGIES / "two_hospitals.toml"),
+                  port=counter())
+    plan, prefix = net.plan, "platsync"
+    for hospital, link in net.links.items():
+        local, cloud = plan.home_endpoints(hospital)
+        for endpoint, side in ((local, "local"), (cloud, "remote")):
+            assert plan.topics_of(prefix, endpoint) == tuple(link.topic(side, s) for s in link.captured_stores(side))
+            assert plan.principal(prefix, f"capture-{endpoint}") == kafka_principals(link)[f"capture-{side}"]
+            assert plan.principal(prefix, f"mode-{endpoint}") == kafka_principals(link)[f"mode-{side}"]
+            assert plan.mode_group(endpoint) == mode_client_id(side, link)
+            assert plan.heartbeat_topic(prefix, endpoint) == heartbeat_topic(link)
+        routes = ((f"{local}_to_{cloud}", "local_to_remote"), (f"{cloud}_to_{local}", "remote_to_local"))
+        for route, direction in routes:
+            assert plan.dead_letter_topic(prefix, route) == link.dead_letter_topic(direction)
+            assert plan.consumer_group(prefix, route) == link.consumer_group(direction)
+            assert plan.principal(prefix, f"worker-{route}") == kafka_principals(link)[f"worker-{direction}"]

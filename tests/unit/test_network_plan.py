@@ -65,7 +65,14 @@ def test_the_multi_tenant_cloud_has_a_database_set_per_institution() -> None:
         "remote.hosp-b_to_hosp-b": ("remote.hosp-b", "hosp-b", "remote_to_local"),
     }
     assert plan.heartbeat_topic("platsync", "remote.hosp-a") == plan.heartbeat_topic("platsync", "hosp-a") \
-        == "platsync.heartbeat.hosp-a"
+        == "platsync.hosp-a.heartbeat"
+    # each home link runs as a two-party stack named by its link prefix (infra/local/network.py)
+    assert plan.topics_of("platsync", "remote.hosp-a") == (
+        "platsync.hosp-a.remote.meta", "platsync.hosp-a.remote.fructos_own", "platsync.hosp-a.remote.keycloak")
+    assert plan.dead_letter_topic("platsync", "remote.hosp-b_to_hosp-b") == "platsync.hosp-b.dlq.remote_to_local"
+    assert plan.consumer_group("platsync", "hosp-a_to_remote.hosp-a") == "platsync.hosp-a-local_to_remote"
+    assert plan.principal("platsync", "capture-remote.hosp-b") == "platsync.hosp-b-capture-remote"
+    assert plan.mode_group("hosp-a") == "platsync-hosp-a.local-mode"
     assert plan.node_of_process("worker-remote.hosp-a_to_hosp-a") == "hosp-a"
     assert plan.node_of_process("worker-hosp-a_to_remote.hosp-a") == "remote"
 
@@ -96,13 +103,13 @@ def test_the_generated_acls_keep_every_tenant_isolated(name: str) -> None:
 
 def test_the_isolation_check_catches_a_leaking_acl() -> None:
     plan = plan_of("two_hospitals")
-    leak = KafkaAcl("platsync-worker-remote.hosp-a_to_hosp-a", "topic", "platsync.remote.hosp-b.meta", "literal",
+    leak = KafkaAcl("platsync.hosp-a-worker-remote_to_local", "topic", "platsync.hosp-b.remote.meta", "literal",
                     ("Read",))
-    wide = KafkaAcl("platsync-mode-hosp-b", "topic", "platsync.", "prefixed", ("Read",))
+    wide = KafkaAcl("platsync.hosp-b-mode-local", "topic", "platsync.", "prefixed", ("Read",))
     faults = isolation_faults(plan, readable(plan, [leak, wide]), "platsync")
-    assert "worker-remote.hosp-a_to_hosp-a on hospital hosp-a may read platsync.remote.hosp-b.meta " \
+    assert "worker-remote.hosp-a_to_hosp-a on hospital hosp-a may read platsync.hosp-b.remote.meta " \
            "(records of hosp-b)" in faults
-    assert "mode-hosp-b on hospital hosp-b may read platsync.hosp-a.meta (records of hosp-a)" in faults
+    assert "mode-hosp-b on hospital hosp-b may read platsync.hosp-a.local.meta (records of hosp-a)" in faults
     assert not any("hosp-b may read platsync.hosp-b." in f for f in faults)  # its own topics are fine
 
 
@@ -112,8 +119,8 @@ def test_access_cli_prints_a_topology_s_acls(capsys: pytest.CaptureFixture[str],
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["tenant_isolation_faults"] == []
     reads = {(a["principal"], a["name"]) for a in doc["kafka_acls"] if "Read" in a["operations"]}
-    assert ("platsync-worker-hosp-a_to_region-1", "platsync.hosp-a.fructos_own") in reads
-    assert ("platsync-worker-hosp-a_to_region-1", "platsync.hosp-a.keycloak") not in reads
+    assert ("platsync.hosp-a-worker-local_to_region-1", "platsync.hosp-a.local.fructos_own") in reads
+    assert ("platsync.hosp-a-worker-local_to_region-1", "platsync.hosp-a.local.keycloak") not in reads
 
 
 def test_topology_show_json_includes_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
