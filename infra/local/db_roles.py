@@ -15,10 +15,10 @@ import psycopg
 from psycopg import sql
 
 from connectors.capture.debezium import captured_tables, slot_name
-from streams.core.model import DATABASE_STORES
+from streams.core.model import DATABASE_STORES, SHARED_STORES
 from streams.ops.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
 from streams.runtime.connections import database_name, libpq_dsn
-from streams.runtime.credentials import ROLE_NAMES, ensure_role_password, role_name
+from streams.runtime.credentials import CAPTURE, ROLE_NAMES, ensure_role_password, role_name
 from streams.runtime.settings import Settings
 
 log = logging.getLogger("platsync.provision")
@@ -61,6 +61,13 @@ def grant_database(settings: Settings, side: str, database: str) -> None:
     and its publication."""
 
     grants = [g for g in db_grants(side) if g.database == database]
+    connecting = connect_roles(side, database)
+    # One institution's capture never captures a shared store (it holds every institution's records):
+    # its capture role gets nothing there, and the store gets no publication from it.
+    tenant_shared = database in SHARED_STORES and database not in settings.captured_stores(side)
+    if tenant_shared:
+        grants = [g for g in grants if g.role != CAPTURE]
+        connecting = tuple(r for r in connecting if r != CAPTURE)
     names = {key: role_name(settings, side, key) for key in ROLE_NAMES}
     with psycopg.connect(admin_conninfo(settings, side, database)) as conn:
         present = {r[0] for r in conn.execute(
@@ -73,7 +80,7 @@ def grant_database(settings: Settings, side: str, database: str) -> None:
             conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, role))
             conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role))
             conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(role))
-        for key in connect_roles(side, database):
+        for key in connecting:
             conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(names[key])))
         missing = []
         for grant in grants:
@@ -90,9 +97,10 @@ def grant_database(settings: Settings, side: str, database: str) -> None:
                 continue
             conn.execute(grant.sql(names[grant.role], sequence))  # type: ignore[arg-type]
         # The capture's publication: created here, so that Debezium needs no table ownership.
-        for statement in publication_statements(conn, slot_name(settings, side, database),
-                                                captured_tables(database)):
-            conn.execute(statement)
+        if not tenant_shared:
+            for statement in publication_statements(conn, slot_name(settings, side, database),
+                                                    captured_tables(database)):
+                conn.execute(statement)
     if missing:
         log.warning("%s/%s: not granted, objects missing: %s", side, database, ", ".join(sorted(set(missing))))
 

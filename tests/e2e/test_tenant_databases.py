@@ -65,3 +65,12 @@ def test_a_tenant_s_roles_cannot_reach_another_tenant_s_databases(tenants: tuple
                                                               f"dbname={theirs}")
         with pytest.raises(psycopg.OperationalError, match=f'permission denied for database "{theirs}"'):
             psycopg.connect(foreign + " connect_timeout=5").close()
+
+
+def test_a_tenant_s_capture_role_cannot_read_the_shared_store(tenants: tuple[Settings, Settings]) -> None:
+    """The shared patient-management store holds every institution's records: no tenant captures it."""
+    a, _ = tenants
+    with pytest.raises(psycopg.OperationalError, match='permission denied for database "fructos_patient"'):
+        psycopg.connect(libpq_dsn(a, "remote", "fructos_patient", "capture") + " connect_timeout=5").close()
+    with psycopg.connect(libpq_dsn(a, "remote", "fructos_patient", "apply") + " connect_timeout=5") as conn:
+        conn.execute("SELECT count(*) FROM signed_records").fetchone()  # the home link's worker writes it
