@@ -104,7 +104,8 @@ class Network:
         self.topology = topology
         self.plan: NetworkPlan = build_plan(topology, load_matrix())
         record = read_json(network_file(settings.data_dir))
-        known: dict[str, dict[str, int]] = record.get("links", {}) if record.get("topology") == topology.path else {}
+        # A hospital keeps its ports for as long as the data dir lives, whatever file names the topology.
+        known: dict[str, dict[str, int]] = record.get("links", {})
         self.ports = {h.id: known.get(h.id) or {name: port() for name in LINK_PORTS} for h in topology.hospitals}
         self.links = {hospital: link_settings(settings, hospital, ports) for hospital, ports in self.ports.items()}
         self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port)
@@ -129,9 +130,10 @@ class Network:
 
     def _record(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        earlier = read_json(network_file(self.settings.data_dir)).get("links", {})
         write_json(network_file(self.settings.data_dir), {
             "topology": self.topology.path, "root": self.topology.root.id,
-            "hospitals": [h.id for h in self.topology.hospitals], "links": self.ports})
+            "hospitals": [h.id for h in self.topology.hospitals], "links": {**earlier, **self.ports}})
 
     def _proxy_spec(self) -> ProcessSpec:
         s = self.settings

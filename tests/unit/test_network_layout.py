@@ -53,6 +53,9 @@ def test_ports_are_kept_across_restarts(tmp_path: Path) -> None:
     assert network_file(tmp_path.absolute()).exists()
     again = Network.load(base)
     assert again.ports == first.ports and again.links == first.links
+    copy = tmp_path / "copy.toml"  # the same hospitals under another file name keep their ports
+    copy.write_text((TOPOLOGIES / "two_hospitals.toml").read_text())
+    assert Network(base, load_topology(copy), port=counter(32000)).ports == first.ports
 
 
 def test_regional_servers_are_refused_with_the_reason(tmp_path: Path) -> None:
