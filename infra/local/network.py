@@ -38,8 +38,12 @@ from infra.local.process import (
     stop_pid,
     wait_until,
 )
+from infra.local.recovery import resync_side
 from infra.local.stack import Stack, write_settings_file
+from streams.apply.barrier import wait_synced
+from streams.core.model import SIDES
 from streams.routing.matrix_model import load_matrix
+from streams.runtime.connections import database_name
 from streams.runtime.jsonfile import read_json, write_json
 from streams.runtime.settings import LOOPBACK, NodeSettings, Settings
 from streams.topology.load import load_topology
@@ -104,10 +108,14 @@ class Network:
         self.topology = topology
         self.plan: NetworkPlan = build_plan(topology, load_matrix())
         record = read_json(network_file(settings.data_dir))
+        hospitals = [h.id for h in topology.hospitals]
+        #: Hospitals that left: their links stay stopped, the cloud keeps their stores (readable).
+        self.left = [h for h in record.get("left", []) if h in hospitals]
         # A hospital keeps its ports for as long as the data dir lives, whatever file names the topology.
         known: dict[str, dict[str, int]] = record.get("links", {})
-        self.ports = {h.id: known.get(h.id) or {name: port() for name in LINK_PORTS} for h in topology.hospitals}
-        self.links = {hospital: link_settings(settings, hospital, ports) for hospital, ports in self.ports.items()}
+        self.ports = {h: known.get(h) or {name: port() for name in LINK_PORTS} for h in hospitals}
+        self.all_links = {hospital: link_settings(settings, hospital, ports) for hospital, ports in self.ports.items()}
+        self.links = {h: s for h, s in self.all_links.items() if h not in self.left}  # the running ones
         self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port)
 
     @classmethod
@@ -123,17 +131,18 @@ class Network:
         return {hospital: Stack(s) for hospital, s in self.links.items()}
 
     def link(self, hospital: str) -> Settings:
-        """The settings of a hospital's home link; a clear error naming the known ones."""
-        if hospital not in self.links:
-            raise ProcessError(f"no hospital {hospital!r} in this network; known: {', '.join(self.links)}")
-        return self.links[hospital]
+        """The settings of a hospital's home link (one that left included); a clear error naming the known ones."""
+        if hospital not in self.all_links:
+            raise ProcessError(f"no hospital {hospital!r} in this network; known: {', '.join(self.all_links)}")
+        return self.all_links[hospital]
 
     def _record(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         earlier = read_json(network_file(self.settings.data_dir)).get("links", {})
         write_json(network_file(self.settings.data_dir), {
             "topology": self.topology.path, "root": self.topology.root.id,
-            "hospitals": [h.id for h in self.topology.hospitals], "links": {**earlier, **self.ports}})
+            "hospitals": [h.id for h in self.topology.hospitals], "links": {**earlier, **self.ports},
+            "left": self.left})
 
     def _proxy_spec(self) -> ProcessSpec:
         s = self.settings
@@ -182,6 +191,44 @@ class Network:
             stop_pid(pid, timeout_s=60, sig=cloud.stop_signal())
             (s.data_dir / "run" / f"{cloud.name}.pid").unlink(missing_ok=True)
             say(f"stopped {cloud.name} (pid {pid})")
+
+    def join(self, hospital: str, say: Say = print, timeout_s: float = 300.0) -> list[str]:
+        """Add ``hospital`` (listed in the topology) to the running network: start its home link, then load
+        the records its stores already hold into the cloud. Returns what is still not synced (empty: done).
+
+        Snapshot then streaming, with no gap and no duplicate: the link's captures stream from their new
+        replication slots before the snapshot reads the stores, so a change made meanwhile is in the
+        stream if not in the snapshot; a record in both is applied once (the sinks are version-guarded).
+        """
+        if hospital not in self.all_links:
+            raise ProcessError(f"{hospital!r} is not a hospital of {self.topology.path or 'the topology'}: add it "
+                               f"to the file first (known: {', '.join(self.all_links)})")
+        if hospital in self.links and read_pid(self.links[hospital].data_dir, "capture-local") is not None:
+            raise ProcessError(f"{hospital} is already in the network (its home link runs)")
+        self.left = [h for h in self.left if h != hospital]
+        self.links = {h: s for h, s in self.all_links.items() if h not in self.left}
+        self.up(say)
+        link = self.links[hospital]
+        say(f"[{hospital}] loading the records its stores already hold (snapshot; later changes stream)")
+        for side in SIDES:  # the cloud's side too: a hospital that left and comes back may have records there
+            resync_side(link, side, lambda m: say(f"[{hospital}] {m}"))
+        pending = [f"{p.route}/{p.source_store}" for p in wait_synced(link, timeout_s)]
+        say(f"[{hospital}] joined: " + ("every record is in the cloud" if not pending
+                                         else "NOT synced yet: " + ", ".join(pending)))
+        return pending
+
+    def leave(self, hospital: str, say: Say = print, drain_timeout_s: float = 60.0) -> None:
+        """Stop ``hospital``'s home link (after draining) and keep it stopped; the cloud keeps its stores."""
+        link = self.link(hospital)
+        if hospital in self.left:
+            raise ProcessError(f"{hospital} already left the network")
+        Stack(link).down(say=lambda m: say(f"[{hospital}] {m}"), drain_timeout_s=drain_timeout_s)
+        self.left.append(hospital)
+        self.links.pop(hospital, None)
+        self._record()
+        say(f"{hospital} left the network: its routes are stopped; the cloud keeps its stores "
+            f"({', '.join(database_name(link, 'remote', s) for s in ('meta', 'fructos_own'))}, ...); "
+            f"'platsync network join --node {hospital}' brings it back")
 
     def running(self) -> dict[str, int | None]:
         """Pid of every process of the network (``<hospital>/<name>`` for the links' processes)."""

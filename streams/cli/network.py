@@ -8,10 +8,16 @@ the ``remote`` side of the same link. Without a network, the nodes are ``local``
 
 from __future__ import annotations
 
-from infra.local.network import Network, is_network
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 from streams.core.errors import PlatSyncError
 from streams.core.model import SIDES
-from streams.runtime.settings import Settings
+from streams.runtime.settings import Settings, load_settings
+from streams.topology.load import TopologyError, load_topology
 
 
 class UnknownNodeError(PlatSyncError, ValueError):
@@ -20,22 +26,28 @@ class UnknownNodeError(PlatSyncError, ValueError):
 
 def known_nodes(settings: Settings) -> list[str]:
     """The node names ``--node`` accepts for this data dir."""
+    # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run
+    from infra.local.network import Network, is_network
+
     if not is_network(settings.data_dir):
         return list(SIDES)
     network = Network.load(settings)
     root = network.topology.root.id
-    return [name for hospital in network.links for name in (hospital, f"{root}.{hospital}")]
+    return [name for hospital in network.all_links for name in (hospital, f"{root}.{hospital}")]
 
 
 def resolve_node(settings: Settings, node: str) -> tuple[Settings, str]:
     """(the two-party settings, the side) that ``node`` names; :class:`UnknownNodeError` listing the known ones."""
+    # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run
+    from infra.local.network import Network, is_network
+
     if not is_network(settings.data_dir):
         if node in SIDES:
             return settings, node
     else:
         network = Network.load(settings)
         root = network.topology.root.id
-        for hospital, link in network.links.items():
+        for hospital, link in network.all_links.items():  # one that left too: the cloud keeps its stores
             if node == hospital:
                 return link, "local"
             if node == f"{root}.{hospital}":
@@ -45,6 +57,55 @@ def resolve_node(settings: Settings, node: str) -> tuple[Settings, str]:
 
 def link_settings_of(settings: Settings) -> dict[str, Settings]:
     """Every two-party stack of the data dir: the home links of a network, or the one standalone stack."""
+    # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run
+    from infra.local.network import Network, is_network
+
     if not is_network(settings.data_dir):
         return {"": settings}
     return dict(Network.load(settings).links)
+
+
+def cmd_network(args: argparse.Namespace) -> int:
+    """``platsync network join|leave --node HOSPITAL``: add a hospital to a running network, or remove one."""
+    # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run
+    from infra.local.network import Network, is_network
+    from infra.local.process import ProcessError  # deferred: with the stack
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
+
+    try:
+        if not is_network(settings.data_dir):
+            raise ProcessError(f"no network in {settings.data_dir}: start one with 'platsync up --topology FILE'")
+        network = Network.load(settings)
+        if args.topology is not None:  # the edited topology, if it is not the file the network was started from
+            network = Network(settings, load_topology(args.topology))
+        if args.action == "join":
+            pending = network.join(args.node, say, timeout_s=args.timeout)
+            return 0 if not pending else 4
+        network.leave(args.node, say, drain_timeout_s=args.drain_timeout)
+        return 0
+    except TopologyError as exc:
+        print(f"invalid topology ({len(exc.faults)} fault(s)):\n{exc}", file=sys.stderr)
+        return 2
+    except ProcessError as exc:
+        print(f"platsync network {args.action}: {exc}", file=sys.stderr)
+        return 2
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``network`` subcommand to the ``platsync`` parser."""
+    p = sub.add_parser("network", parents=[common],
+                       help="add a hospital to a running network (join) or remove one (leave)")
+    p.add_argument("action", choices=["join", "leave"])
+    p.add_argument("--node", required=True, metavar="HOSPITAL", help="the hospital's id in the topology")
+    p.add_argument("--topology", type=Path, metavar="FILE",
+                   help="join: the topology listing the hospital (default: the file the network was started from)")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="join: seconds to wait until its records are in the cloud (exit 4 if not)")
+    p.add_argument("--drain-timeout", type=float, default=60.0,
+                   help="leave: seconds to wait until what it captured is applied")
+    p.set_defaults(func=cmd_network)

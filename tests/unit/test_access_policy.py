@@ -9,7 +9,7 @@ import pytest
 
 from connectors.capture.debezium import captured_tables, connector_properties
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
-from streams.cli.access import BEGIN, END, generated_section, policy_json, policy_markdown, replace_section
+from streams.cli.access_report import BEGIN, END, generated_section, policy_json, policy_markdown, replace_section
 from streams.core.model import CAPTURED_STORES, DATABASE_STORES, ROUTES, SIDES
 from streams.ops.access_policy import (
     APP,

@@ -96,3 +96,19 @@ def test_the_plan_names_what_each_link_stack_uses(tmp_path: Path) -> None:
             assert plan.dead_letter_topic(prefix, route) == link.dead_letter_topic(direction)
             assert plan.consumer_group(prefix, route) == link.consumer_group(direction)
             assert plan.principal(prefix, f"worker-{route}") == kafka_principals(link)[f"worker-{direction}"]
+
+
+def test_leave_is_recorded_and_join_names_what_is_wrong(tmp_path: Path) -> None:
+    base = load_settings(env={}, data_dir=tmp_path)
+    net = Network(base, load_topology(TOPOLOGIES / "two_hospitals.toml"), port=counter(33000))
+    net._record()
+    said: list[str] = []
+    net.leave("hosp-b", say=said.append)  # nothing runs here: the link's stack has nothing to stop
+    assert "hosp-b left the network" in said[-1] and "meta_hosp_b" in said[-1]
+    again = Network.load(base)
+    assert again.left == ["hosp-b"] and list(again.links) == ["hosp-a"]
+    assert again.link("hosp-b").network_link == "hosp-b"  # still known: the cloud keeps its stores
+    with pytest.raises(ProcessError, match="hosp-b already left the network"):
+        again.leave("hosp-b", say=said.append)
+    with pytest.raises(ProcessError, match=r"'hosp-z' is not a hospital of .*two_hospitals.toml: add it to the file"):
+        again.join("hosp-z", say=said.append)
