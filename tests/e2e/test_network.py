@@ -19,8 +19,10 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from connectors.reference_api.service import ReferenceApi
+from infra.local.databases import postgres_instance, provision_side
 from infra.local.link import set_link, wait_enforced
 from infra.local.network import Network
+from infra.local.stack import Stack
 from streams.apply.barrier import wait_synced
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.kafka_config import client_config
@@ -91,6 +93,12 @@ def test_no_topic_of_a_link_carries_the_other_institution_s_records(network: Net
     synced(b)
     admin = AdminClient(client_config(network.settings, "platsync-test-admin"))
     topics = sorted(t for t in admin.list_topics(timeout=10).topics if t.startswith("platsync."))
+    plan = network.plan  # what 'platsync access --topology' grants: exactly the topics the network uses
+    planned = {t for e in plan.endpoints for t in plan.topics_of("platsync", e.id)}
+    planned |= {plan.dead_letter_topic("platsync", r.name) for r in plan.routes}
+    planned |= {plan.heartbeat_topic("platsync", e.id) for e in plan.endpoints}
+    planned |= {f"platsync.{h}.broker-incarnation" for h in HOSPITALS}
+    assert set(topics) == planned, (set(topics) ^ planned)
     seen: dict[str, set[str]] = {h: set() for h in HOSPITALS}
     consumer = Consumer({**client_config(network.settings, "platsync-test-scan"),
                          "group.id": f"scan-{uuid.uuid4().hex}", "enable.auto.commit": False})
@@ -158,3 +166,42 @@ def test_the_cli_addresses_the_network_s_nodes(network: Network, tmp_path: Path)
     assert status.returncode == 0, status.stdout + status.stderr
     links = platsync(network.settings, "link", "status")
     assert links.returncode == 0 and "hosp-a: link up" in links.stdout and "hosp-b: link up" in links.stdout
+
+
+def test_a_hospital_joins_with_the_records_it_holds_and_leaves(network: Network, tmp_path: Path) -> None:
+    """Runs last: it grows the module's network by hospital C, then C leaves again."""
+    grown_file = tmp_path / "three_hospitals.toml"
+    grown_file.write_text(TOPOLOGY.read_text() + '\n[[nodes]]\nid = "hosp-c"\nkind = "hospital"\nparent = "remote"\n'
+                          "patient_numbers = [20000000, 29999999]\ndocument_numbers = [200000000, 299999999]\n")
+    grown = Network(network.settings, load_topology(grown_file))
+    c = grown.link("hosp-c")
+    try:
+        pg = postgres_instance(c, "local")  # hospital C already works on its own stores before it joins
+        pg.init()
+        pg.start()
+        provision_side(c, "local")
+        before = [f"C-before-{i}-{uuid.uuid4().hex}" for i in range(3)]
+        for marker in before:
+            new_staff(c, "local", marker)
+        assert grown.join("hosp-c", say=lambda m: print(f"[join] {m}"), timeout_s=180) == []
+        with psycopg.connect(libpq_dsn(c, "remote", "meta")) as conn:  # each record once, none lost
+            counts = dict(conn.execute("SELECT display_name, count(*) FROM staff GROUP BY display_name").fetchall())
+        assert {m: counts.get(m) for m in before} == {m: 1 for m in before}
+        after = f"C-after-{uuid.uuid4().hex}"
+        new_staff(c, "local", after)  # and then it streams like any other link
+        synced(c)
+        assert after in staff_names(c, "remote")
+        assert not any(n.startswith("C-") for n in staff_names(network.link("hosp-a"), "remote"))
+
+        grown.leave("hosp-c", say=lambda m: print(f"[leave] {m}"))
+        assert all(pid is None for pid in Stack(c).running().values()), Stack(c).running()
+        assert {*before, after} <= staff_names(c, "remote")  # the cloud keeps its copy
+        again = Network.load(network.settings)
+        assert "hosp-c" in again.left and "hosp-c" not in again.links and "hosp-c" in again.all_links
+        b = network.link("hosp-b")  # the others keep syncing
+        marker = f"B-after-leave-{uuid.uuid4().hex}"
+        new_staff(b, "local", marker)
+        synced(b)
+        assert marker in staff_names(b, "remote")
+    finally:
+        Stack(c).down(say=lambda m: print(f"[cleanup] {m}"), drain_timeout_s=0)
