@@ -12,8 +12,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from streams.cli import access as access_cli
 from streams.cli import bench as bench_cli
@@ -54,8 +55,46 @@ def cmd_routes(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Runnable(Protocol):
+    """What ``up`` starts and stops: a two-site stack (infra/local/stack.py) or a network (network.py)."""
+
+    def up(self, say: Callable[[str], None] = ...) -> None: ...
+
+    def down(self, say: Callable[[str], None] = ..., drain_timeout_s: float = ...) -> None: ...
+
+
+def _start_and_watch(args: argparse.Namespace, target: _Runnable, ready: Callable[[float], str], background: str,
+                     watch: Callable[[dict[str, bool]], None]) -> int:
+    """Start ``target`` (stopping what started if that fails, unless --detach); with --detach return once
+    it is ready, else run ``watch`` until Ctrl-C or SIGTERM sets ``stop["now"]``, then drain and stop it."""
+    started = time.monotonic()
+    try:
+        target.up(say=lambda m: print(f"[{time.monotonic() - started:6.1f}s] {m}", flush=True))
+    except BaseException:
+        if not args.detach:
+            print("start-up failed; stopping what was started", file=sys.stderr)
+            target.down(say=lambda m: print(m, file=sys.stderr), drain_timeout_s=0)
+        raise
+    print(ready(time.monotonic() - started), flush=True)
+    if args.detach:
+        print(background)
+        return 0
+    stop = {"now": False}
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    watch(stop)
+    print("\nstopping ...", flush=True)
+    target.down(say=lambda m: print(m, flush=True))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start the embedded two-site stack; show live status until Ctrl-C unless --detach."""
+    """Start the embedded two-site stack (or a network, with --topology); show live status until Ctrl-C
+    unless --detach."""
     # deferred: the embedded stack (Kafka, psycopg, capture): ~0.7 s
     from infra.local.stack import Stack
 
@@ -71,43 +110,25 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 2
         if not topology.is_default:
             return _up_network(args, settings, topology)
-    stack = Stack(settings)
-    started = time.monotonic()
-    try:
-        stack.up(say=lambda m: print(f"[{time.monotonic() - started:6.1f}s] {m}", flush=True))
-    except BaseException:
-        if not args.detach:
-            print("start-up failed; stopping what was started", file=sys.stderr)
-            stack.down(say=lambda m: print(m, file=sys.stderr), drain_timeout_s=0)
-        raise
-    print(f"ready in {time.monotonic() - started:.1f}s; data dir {settings.data_dir}", flush=True)
-    if args.detach:
-        print("stack running in the background: 'platsync status', 'platsync down'")
-        return 0
-    stop = {"now": False}
 
-    def on_signal(_sig: int, _frame: object) -> None:
-        stop["now"] = True
+    def watch(stop: dict[str, bool]) -> None:
+        tty = sys.stdout.isatty()
+        last_plain = 0.0
+        while not stop["now"]:
+            status = collect_status(settings)
+            if tty:
+                sys.stdout.write("\x1b[2J\x1b[H" + render_status(status) + "\nCtrl-C stops every process.\n")
+                sys.stdout.flush()
+            elif time.monotonic() - last_plain >= 10:
+                print(render_status(status), flush=True)
+                last_plain = time.monotonic()
+            for _ in range(int(settings.status_interval_s * 10)):
+                if stop["now"]:
+                    break
+                time.sleep(0.1)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    tty = sys.stdout.isatty()
-    last_plain = 0.0
-    while not stop["now"]:
-        status = collect_status(settings)
-        if tty:
-            sys.stdout.write("\x1b[2J\x1b[H" + render_status(status) + "\nCtrl-C stops every process.\n")
-            sys.stdout.flush()
-        elif time.monotonic() - last_plain >= 10:
-            print(render_status(status), flush=True)
-            last_plain = time.monotonic()
-        for _ in range(int(settings.status_interval_s * 10)):
-            if stop["now"]:
-                break
-            time.sleep(0.1)
-    print("\nstopping ...", flush=True)
-    stack.down(say=lambda m: print(m, flush=True))
-    return 0
+    return _start_and_watch(args, Stack(settings), lambda s: f"ready in {s:.1f}s; data dir {settings.data_dir}",
+                            "stack running in the background: 'platsync status', 'platsync down'", watch)
 
 
 def _up_network(args: argparse.Namespace, settings: Settings, topology: Topology) -> int:
@@ -116,32 +137,16 @@ def _up_network(args: argparse.Namespace, settings: Settings, topology: Topology
     from infra.local.network import Network
 
     network = Network(settings, topology)
-    started = time.monotonic()
-    try:
-        network.up(say=lambda m: print(f"[{time.monotonic() - started:6.1f}s] {m}", flush=True))
-    except BaseException:
-        if not args.detach:
-            print("start-up failed; stopping what was started", file=sys.stderr)
-            network.down(say=lambda m: print(m, file=sys.stderr), drain_timeout_s=0)
-        raise
-    print(f"network ready in {time.monotonic() - started:.1f}s: {len(network.links)} home links; data dir "
-          f"{settings.data_dir}", flush=True)
-    if args.detach:
-        print("network running in the background: 'platsync status', 'platsync down'")
-        return 0
-    stop = {"now": False}
 
-    def on_signal(_sig: int, _frame: object) -> None:
-        stop["now"] = True
+    def watch(stop: dict[str, bool]) -> None:
+        print("Ctrl-C stops every process; 'platsync status' shows each link.", flush=True)
+        while not stop["now"]:
+            time.sleep(0.2)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    print("Ctrl-C stops every process; 'platsync status' shows each link.", flush=True)
-    while not stop["now"]:
-        time.sleep(0.2)
-    print("\nstopping ...", flush=True)
-    network.down(say=lambda m: print(m, flush=True))
-    return 0
+    return _start_and_watch(
+        args, network, lambda s: f"network ready in {s:.1f}s: {len(network.links)} home links; data dir "
+                                 f"{settings.data_dir}",
+        "network running in the background: 'platsync status', 'platsync down'", watch)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
