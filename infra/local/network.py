@@ -20,10 +20,10 @@ institution's topic. Ports: the network's own settings give the shared ones (``b
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from infra.local.broker import Broker
 from infra.local.databases import postgres_instance
@@ -35,7 +35,7 @@ from infra.local.process import (
     log_path,
     read_pid,
     start_process,
-    stop_pid,
+    stop_process,
     wait_until,
 )
 from infra.local.recovery import resync_side
@@ -115,7 +115,6 @@ class Network:
         known: dict[str, dict[str, int]] = record.get("links", {})
         self.ports = {h: known.get(h) or {name: port() for name in LINK_PORTS} for h in hospitals}
         self.all_links = {hospital: link_settings(settings, hospital, ports) for hospital, ports in self.ports.items()}
-        self.links = {h: s for h, s in self.all_links.items() if h not in self.left}  # the running ones
         self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port)
 
     @classmethod
@@ -125,6 +124,11 @@ class Network:
         if not record:
             raise ProcessError(f"no network in {settings.data_dir}: start one with 'platsync up --topology FILE'")
         return cls(settings, load_topology(Path(record["topology"])))
+
+    @property
+    def links(self) -> dict[str, Settings]:
+        """The home links of the hospitals in the network (not those that left), by hospital."""
+        return {h: s for h, s in self.all_links.items() if h not in self.left}
 
     def stacks(self) -> dict[str, Stack]:
         """Each home link's two-party stack, by hospital."""
@@ -178,19 +182,11 @@ class Network:
         """Stop every link's stack (each drains first), then the proxy, the broker and the cloud's server."""
         for hospital, stack in self.stacks().items():
             stack.down(say=lambda m, h=hospital: say(f"[{h}] {m}"), drain_timeout_s=drain_timeout_s)
-        s = self.settings
-        for name in ("link", self.broker.name):
-            pid = read_pid(s.data_dir, name)
-            if pid is not None:
-                stop_pid(pid, timeout_s=30)
-                (s.data_dir / "run" / f"{name}.pid").unlink(missing_ok=True)
-                say(f"stopped {name} (pid {pid})")
-        cloud = postgres_instance(s, CLOUD_SIDE)
-        pid = read_pid(s.data_dir, cloud.name)
-        if pid is not None:
-            stop_pid(pid, timeout_s=60, sig=cloud.stop_signal())
-            (s.data_dir / "run" / f"{cloud.name}.pid").unlink(missing_ok=True)
-            say(f"stopped {cloud.name} (pid {pid})")
+        cloud = postgres_instance(self.settings, CLOUD_SIDE)
+        for name, timeout_s, sig in (("link", 30, signal.SIGTERM), (self.broker.name, 30, signal.SIGTERM),
+                                     (cloud.name, 60, cloud.stop_signal())):
+            if stop_process(self.settings.data_dir, name, timeout_s, sig):
+                say(f"stopped {name}")
 
     def join(self, hospital: str, say: Say = print, timeout_s: float = 300.0) -> list[str]:
         """Add ``hospital`` (listed in the topology) to the running network: start its home link, then load
@@ -206,7 +202,6 @@ class Network:
         if hospital in self.links and read_pid(self.links[hospital].data_dir, "capture-local") is not None:
             raise ProcessError(f"{hospital} is already in the network (its home link runs)")
         self.left = [h for h in self.left if h != hospital]
-        self.links = {h: s for h, s in self.all_links.items() if h not in self.left}
         self.up(say)
         link = self.links[hospital]
         say(f"[{hospital}] loading the records its stores already hold (snapshot; later changes stream)")
@@ -224,20 +219,7 @@ class Network:
             raise ProcessError(f"{hospital} already left the network")
         Stack(link).down(say=lambda m: say(f"[{hospital}] {m}"), drain_timeout_s=drain_timeout_s)
         self.left.append(hospital)
-        self.links.pop(hospital, None)
         self._record()
         say(f"{hospital} left the network: its routes are stopped; the cloud keeps its stores "
             f"({', '.join(database_name(link, 'remote', s) for s in ('meta', 'fructos_own'))}, ...); "
             f"'platsync network join --node {hospital}' brings it back")
-
-    def running(self) -> dict[str, int | None]:
-        """Pid of every process of the network (``<hospital>/<name>`` for the links' processes)."""
-        shared = {name: read_pid(self.settings.data_dir, name) for name in ("pg-remote", "broker", "link")}
-        per_link = {f"{h}/{name}": pid for h, stack in self.stacks().items() for name, pid in stack.running().items()}
-        return {**shared, **per_link}
-
-    def describe(self) -> dict[str, Any]:
-        """The network's shape for ``platsync status``: links, their data dirs and topic prefixes."""
-        return {"topology": self.topology.path, "root": self.topology.root.id,
-                "links": {h: {"data_dir": str(s.data_dir), "topic_prefix": s.topic_prefix}
-                          for h, s in self.links.items()}}

@@ -132,14 +132,14 @@ def _reap(pid: int) -> None:
         pass
 
 
-def stop_process(data_dir: Path, name: str, timeout_s: float = 30.0) -> bool:
-    """Stop the named process if it runs and remove its pid file. True if it was running."""
+def stop_process(data_dir: Path, name: str, timeout_s: float = 30.0, sig: int = signal.SIGTERM) -> bool:
+    """Stop the named process if it runs (with ``sig`` first) and remove its pid file. True if it was running."""
     pid = read_pid(data_dir, name)
     path = pid_path(data_dir, name)
     if pid is None:
         path.unlink(missing_ok=True)
         return False
-    stop_pid(pid, timeout_s)
+    stop_pid(pid, timeout_s, sig=sig)
     path.unlink(missing_ok=True)
     return True
 

@@ -24,35 +24,28 @@ class UnknownNodeError(PlatSyncError, ValueError):
     """A ``--node`` names no node of the running topology."""
 
 
-def known_nodes(settings: Settings) -> list[str]:
-    """The node names ``--node`` accepts for this data dir."""
+def _nodes(settings: Settings) -> dict[str, tuple[Settings, str]]:
+    """Every node name ``--node`` accepts here -> (its two-party settings, its side)."""
     # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run
     from infra.local.network import Network, is_network
 
     if not is_network(settings.data_dir):
-        return list(SIDES)
+        return {side: (settings, side) for side in SIDES}
     network = Network.load(settings)
     root = network.topology.root.id
-    return [name for hospital in network.all_links for name in (hospital, f"{root}.{hospital}")]
+    nodes: dict[str, tuple[Settings, str]] = {}
+    for hospital, link in network.all_links.items():  # one that left too: the cloud keeps its stores
+        nodes[hospital] = (link, "local")
+        nodes[f"{root}.{hospital}"] = (link, "remote")
+    return nodes
 
 
 def resolve_node(settings: Settings, node: str) -> tuple[Settings, str]:
     """(the two-party settings, the side) that ``node`` names; :class:`UnknownNodeError` listing the known ones."""
-    # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run
-    from infra.local.network import Network, is_network
-
-    if not is_network(settings.data_dir):
-        if node in SIDES:
-            return settings, node
-    else:
-        network = Network.load(settings)
-        root = network.topology.root.id
-        for hospital, link in network.all_links.items():  # one that left too: the cloud keeps its stores
-            if node == hospital:
-                return link, "local"
-            if node == f"{root}.{hospital}":
-                return link, "remote"
-    raise UnknownNodeError(f"unknown node {node!r}; known: {', '.join(known_nodes(settings))}")
+    nodes = _nodes(settings)
+    if node not in nodes:
+        raise UnknownNodeError(f"unknown node {node!r}; known: {', '.join(nodes)}")
+    return nodes[node]
 
 
 def link_settings_of(settings: Settings) -> dict[str, Settings]:
@@ -68,7 +61,7 @@ def link_settings_of(settings: Settings) -> dict[str, Settings]:
 def cmd_network(args: argparse.Namespace) -> int:
     """``platsync network join|leave --node HOSPITAL``: add a hospital to a running network, or remove one."""
     # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run
-    from infra.local.network import Network, is_network
+    from infra.local.network import Network
     from infra.local.process import ProcessError  # deferred: with the stack
 
     settings = load_settings(args.config, data_dir=args.data_dir)
@@ -78,9 +71,7 @@ def cmd_network(args: argparse.Namespace) -> int:
         print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
 
     try:
-        if not is_network(settings.data_dir):
-            raise ProcessError(f"no network in {settings.data_dir}: start one with 'platsync up --topology FILE'")
-        network = Network.load(settings)
+        network = Network.load(settings)  # a clear error if none runs here
         if args.topology is not None:  # the edited topology, if it is not the file the network was started from
             network = Network(settings, load_topology(args.topology))
         if args.action == "join":
