@@ -7,7 +7,7 @@ from sqlalchemy import create_engine
 from connectors.stores.tables import create_schema
 from infra.local.db_roles import provision_store_access
 from infra.local.postgres import PostgresInstance, find_pg_bin_dir
-from streams.core.model import DATABASE_STORES
+from streams.core.model import DATABASE_STORES, REPLICA_STORE
 from streams.runtime.connections import database_name, dsn
 from streams.runtime.settings import Settings
 
@@ -28,8 +28,9 @@ def postgres_instance(settings: Settings, side: str) -> PostgresInstance:
 
 def provision_side(settings: Settings, side: str) -> None:
     """Create the side's databases, store schemas, least-privilege roles and grants, and the capture
-    publications (idempotent; the server must be running)."""
-    stores = DATABASE_STORES[side]
+    publications (idempotent; the server must be running). A regional server (a node other than the two
+    sides) gets its replica store only, with no publication (it captures nothing)."""
+    stores = DATABASE_STORES.get(side, (REPLICA_STORE,))
     postgres_instance(settings, side).ensure_databases(tuple(database_name(settings, side, s) for s in stores))
     for store in stores:
         engine = create_engine(dsn(settings, side, store))

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from connectors.capture.debezium import captured_tables, slot_name
-from streams.core.model import DATABASE_STORES, SHARED_STORES
+from streams.core.model import DATABASE_STORES, REPLICA_STORE, SHARED_STORES
 from streams.ops.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
 from streams.runtime.connections import database_name, libpq_dsn
 from streams.runtime.credentials import CAPTURE, ROLE_NAMES, ensure_role_password, role_name
@@ -106,8 +106,8 @@ def grant_database(settings: Settings, side: str, database: str) -> None:
 
 
 def _store_databases(side: str) -> tuple[str, ...]:
-
-    return DATABASE_STORES[side]
+    """A side's store databases; a regional server's replica store."""
+    return DATABASE_STORES.get(side, (REPLICA_STORE,))
 
 
 def provision_store_access(settings: Settings, side: str) -> None:

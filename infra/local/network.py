@@ -10,6 +10,12 @@ home link are exactly today's. What the links share runs here, in ``<data_dir>``
 - the **broker** and the **link proxy** in front of it, which cuts each link alone
   (``platsync link down --node <hospital>``): a link's client ids name it (``platsync-<link>.local-...``).
 
+A **regional server** runs its own PostgreSQL (``pg-<region>``, in ``<data_dir>/pg/<region>``) holding its
+read-only ``fructos_patient``; for each hospital below it, a replica worker (``worker-local_to_<region>``, run
+with that hospital's link, in its data dir) reads the link's ``fructos_own`` topics of both sides and writes the
+copy (streams/routing/replica.py). The region is a process set of its own: stopping it (``stop_region``)
+leaves every home link running.
+
 Each link's topics, consumer groups, principals and heartbeats carry its own prefix
 (``platsync.<hospital>.local.meta``), so no process of one link ever subscribes to another
 institution's topic. Ports: the network's own settings give the shared ones (``broker_port``,
@@ -26,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infra.local.broker import Broker
-from infra.local.databases import postgres_instance
+from infra.local.databases import postgres_instance, provision_side
 from infra.local.link import link_data_dir
 from infra.local.process import (
     ProcessError,
@@ -41,7 +47,7 @@ from infra.local.process import (
 from infra.local.recovery import resync_side
 from infra.local.stack import Stack, write_settings_file
 from streams.apply.barrier import wait_synced
-from streams.core.model import SIDES
+from streams.core.model import REPLICA_STORE, SIDES, replica_route
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.connections import database_name
 from streams.runtime.jsonfile import read_json, write_json
@@ -73,11 +79,25 @@ def tenant_suffix(hospital: str) -> str:
     return "_" + hospital.replace("-", "_")
 
 
-def link_settings(base: Settings, hospital: str, ports: dict[str, int]) -> Settings:
-    """The two-party settings of one home link: the hospital as ``local``, its cloud stores as ``remote``.
+def replica_metrics_port(region: str) -> str:
+    """The name, in a link's recorded ports, of the metrics port of its replica worker feeding ``region``."""
+    return f"metrics_worker_{replica_route(region)}"
+
+
+def region_node(base: Settings, pg_port: int, db_suffix: str = "") -> NodeSettings:
+    """A regional server's node settings: its PostgreSQL only (no Keycloak, no mode server, nothing captured),
+    run by the network, not by a link's stack. In a link's settings ``db_suffix`` gives that link's replica
+    worker database roles of its own there (``platsync_apply_hosp_a``); the replica store keeps its name."""
+    return NodeSettings(pg_port=pg_port, pg_host=base.host, keycloak_port=0, mode_port=0, metrics_capture_port=0,
+                        metrics_mode_port=0, pg_managed=False, db_suffix=db_suffix)
+
+
+def link_settings(base: Settings, hospital: str, ports: dict[str, int], regions: tuple[str, ...] = ()) -> Settings:
+    """The two-party settings of one home link: the hospital as ``local``, its cloud stores as ``remote``,
+    and the regional servers above the hospital (``regions``, nodes of ``base``) that its replica workers feed.
 
     The broker (through the shared link proxy) is given as a cluster of its own, so the link's stack
-    runs no broker; the cloud's PostgreSQL is shared and not managed by the link's stack."""
+    runs no broker; the cloud's and the regions' PostgreSQL servers are shared and not managed by it."""
     cloud = base.node(CLOUD_SIDE)
     local = NodeSettings(pg_port=ports["pg_local"], keycloak_port=ports["keycloak_local"],
                          mode_port=ports["mode_local"], metrics_capture_port=ports["metrics_capture_local"],
@@ -89,33 +109,44 @@ def link_settings(base: Settings, hospital: str, ports: dict[str, int]) -> Setti
     return dataclasses.replace(
         base, data_dir=link_data_dir(base.data_dir, hospital), topic_prefix=f"{base.topic_prefix}.{hospital}",
         network_link=hospital, broker_bootstrap_servers=f"{base.host}:{base.broker_port}",
-        nodes={"local": local, CLOUD_SIDE: remote},
+        nodes={"local": local, CLOUD_SIDE: remote,
+               **{r: dataclasses.replace(base.node(r), db_suffix=tenant_suffix(hospital)) for r in regions}},
         metrics_worker_ports={"local_to_remote": ports["metrics_worker_local_to_remote"],
-                              "remote_to_local": ports["metrics_worker_remote_to_local"]})
+                              "remote_to_local": ports["metrics_worker_remote_to_local"],
+                              **{replica_route(r): ports[replica_metrics_port(r)] for r in regions}})
 
 
 class Network:
     """The embedded network of a topology: shared cloud server, broker and link proxy; one stack per link."""
 
     def __init__(self, settings: Settings, topology: Topology, port: Callable[[], int] = free_port) -> None:
-        regional = [n.id for n in topology.nodes if n.kind == "common" and n.parent is not None]
-        if regional:
-            raise ProcessError(
-                f"{topology.path or 'the topology'}: the embedded stack does not run regional servers yet "
-                f"({', '.join(regional)}); 'platsync topology show' and 'platsync access --topology' describe "
-                "them (docs/topology.md)")
-        self.settings = settings
         self.topology = topology
         self.plan: NetworkPlan = build_plan(topology, load_matrix())
         record = read_json(network_file(settings.data_dir))
         hospitals = [h.id for h in topology.hospitals]
+        #: The regional servers (common nodes under the cloud), each with its PostgreSQL port, kept once chosen.
+        self.regions = {n.id: record.get("regions", {}).get(n.id) or {"pg": port()}
+                        for n in topology.nodes if n.kind == "common" and n.parent is not None}
+        self.settings = dataclasses.replace(settings, nodes={
+            **settings.nodes, **{r: region_node(settings, ports["pg"]) for r, ports in self.regions.items()}})
         #: Hospitals that left: their links stay stopped, the cloud keeps their stores (readable).
         self.left = [h for h in record.get("left", []) if h in hospitals]
         # A hospital keeps its ports for as long as the data dir lives, whatever file names the topology.
         known: dict[str, dict[str, int]] = record.get("links", {})
-        self.ports = {h: known.get(h) or {name: port() for name in LINK_PORTS} for h in hospitals}
-        self.all_links = {hospital: link_settings(settings, hospital, ports) for hospital, ports in self.ports.items()}
+        self.ports: dict[str, dict[str, int]] = {}
+        self.all_links: dict[str, Settings] = {}
+        for h in hospitals:
+            regions = self.regions_above(h)
+            wanted = (*LINK_PORTS, *(replica_metrics_port(r) for r in regions))
+            ports = dict(known.get(h, {}))
+            ports.update({name: port() for name in wanted if name not in ports})
+            self.ports[h] = ports
+            self.all_links[h] = link_settings(self.settings, h, ports, regions)
         self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port)
+
+    def regions_above(self, hospital: str) -> tuple[str, ...]:
+        """The regional servers holding ``hospital``'s replicas, nearest first (its ancestors but the cloud)."""
+        return tuple(n.id for n in self.topology.ancestors(hospital)[:-1])
 
     @classmethod
     def load(cls, settings: Settings) -> Network:
@@ -146,7 +177,7 @@ class Network:
         write_json(network_file(self.settings.data_dir), {
             "topology": self.topology.path, "root": self.topology.root.id,
             "hospitals": [h.id for h in self.topology.hospitals], "links": {**earlier, **self.ports},
-            "left": self.left})
+            "regions": self.regions, "left": self.left})
 
     def _proxy_spec(self) -> ProcessSpec:
         s = self.settings
@@ -173,6 +204,8 @@ class Network:
         wait_until(self.broker.ready, timeout, "broker behind the link proxy",
                    alive=lambda: read_pid(s.data_dir, "link") is not None, log=log_path(s.data_dir, "link"))
         say(f"broker and link proxy ready on {LOOPBACK}:{s.broker_port} (links: {', '.join(self.links)})")
+        for region in self.regions:
+            self.start_region(region, say)
         for hospital, stack in self.stacks().items():
             say(f"--- home link {hospital}: {hospital} <-> {self.topology.root.id} "
                 f"({stack.settings.data_dir})")
@@ -182,11 +215,37 @@ class Network:
         """Stop every link's stack (each drains first), then the proxy, the broker and the cloud's server."""
         for hospital, stack in self.stacks().items():
             stack.down(say=lambda m, h=hospital: say(f"[{h}] {m}"), drain_timeout_s=drain_timeout_s)
+        for region in self.regions:
+            self.stop_region(region, say)
         cloud = postgres_instance(self.settings, CLOUD_SIDE)
         for name, timeout_s, sig in (("link", 30, signal.SIGTERM), (self.broker.name, 30, signal.SIGTERM),
                                      (cloud.name, 60, cloud.stop_signal())):
             if stop_process(self.settings.data_dir, name, timeout_s, sig):
                 say(f"stopped {name}")
+
+    def start_region(self, region: str, say: Say = print) -> None:
+        """Start (initialising it the first time) and provision a regional server's PostgreSQL: its read-only
+        ``fructos_patient``. Its replica workers, run with each hospital's link, resume by themselves."""
+        s = self.settings
+        pg = postgres_instance(s, region)
+        if not pg.initialised():
+            say(f"initialising the PostgreSQL of regional server {region} in {pg.pgdata}")
+            pg.init()
+        pg.start(s.ready_timeout_s, say=say)
+        feeding = [h for h, link in self.links.items() if region in link.replica_nodes]
+        for hospital in feeding:  # the store, and each feeding link's own roles there (their secrets: the link's)
+            provision_side(self.links[hospital], region)
+        say(f"regional server {region}: PostgreSQL ready on {s.host}:{pg.port} (read-only {REPLICA_STORE} of "
+            f"{', '.join(feeding) or 'no hospital yet'})")
+
+    def stop_region(self, region: str, say: Say = print) -> bool:
+        """Stop a regional server's PostgreSQL (a regional server down): the hospitals keep syncing with the
+        cloud; the replica workers feeding it retry until it is back. True if it was running."""
+        pg = postgres_instance(self.settings, region)
+        stopped = stop_process(self.settings.data_dir, pg.name, 60, pg.stop_signal())
+        if stopped:
+            say(f"stopped {pg.name}")
+        return stopped
 
     def join(self, hospital: str, say: Say = print, timeout_s: float = 300.0) -> list[str]:
         """Add ``hospital`` (listed in the topology) to the running network: start its home link, then load

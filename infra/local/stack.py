@@ -44,7 +44,7 @@ from infra.local.recovery import (
 )
 from streams.apply.barrier import wait_drained
 from streams.apply.mode_server import mode_server_ready
-from streams.core.model import DATABASE_STORES, ROUTES, SIDES, route_for_target
+from streams.core.model import DATABASE_STORES, ROUTES, SIDES, replica_route, route_for_target
 from streams.core.modes import heartbeat_topic
 from streams.runtime.connections import database_name, keycloak_db_dsn
 from streams.runtime.kafka_config import client_config
@@ -80,7 +80,7 @@ def components(settings: Settings) -> list[Component]:
         + ([] if settings.broker_bootstrap_servers
            else [Component("broker", "broker", ""), Component("link", "link", "")])
         + [Component(f"capture-{side}", "capture", side) for side in SIDES]
-        + [Component(f"worker-{route}", "worker", route) for route in ROUTES]
+        + [Component(f"worker-{route}", "worker", route) for route in settings.applied_routes]
         + [Component(f"mode-{side}", "mode", side) for side in SIDES]
     )
 
@@ -140,7 +140,7 @@ class Stack:
 
         names = [self.settings.topic(side, store) for side in SIDES
                  for store in self.settings.captured_stores(side)]
-        return (names + [self.settings.dead_letter_topic(route) for route in ROUTES]
+        return (names + [self.settings.dead_letter_topic(route) for route in self.settings.applied_routes]
                 + [incarnation_topic(self.settings), heartbeat_topic(self.settings)])
 
     def running(self) -> dict[str, int | None]:
@@ -182,7 +182,7 @@ class Stack:
                 start_process(s.data_dir, self._python_spec(name, "connectors.capture.runner", "--side", side))
         for side in SIDES:
             self._wait_capture(side, say)
-        for route in ROUTES:
+        for route in s.applied_routes:
             name = f"worker-{route}"
             if read_pid(s.data_dir, name) is None:
                 worker_state_path(s, route).unlink(missing_ok=True)
@@ -196,6 +196,8 @@ class Stack:
             wait_until(lambda route=route: self._worker_ready(route), timeout, f"worker {route}",
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
+        for node in s.replica_nodes:  # the regional server's process: it waits for its store if that is down
+            say(f"worker {replica_route(node)} started (read-only replicas on {node})")
         self._modes_up(say)
 
     def _wait_capture(self, side: str, say: Say) -> None:

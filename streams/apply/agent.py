@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from connectors.sinks.base import Sink
+from connectors.sinks.base import Sink, SinkResult
 from streams.core.codec import PLAIN, DecodeError, MessageCodec
 from streams.core.errors import RetryableError
-from streams.core.model import ROUTES, ChangeEvent, Write
+from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, ROUTES, ChangeEvent, Write, replica_node
 from streams.core.reports import BatchReport, StoreProgress, TargetCounts
 from streams.routing.matrix_model import Matrix
+from streams.routing.replica import route_replica
 from streams.routing.route import RoutingError, UndeclaredSourceError, UnknownApiError, route
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
 from streams.runtime.log_repeats import OutageLog
@@ -43,7 +44,13 @@ HINTS = {
 
 
 class RouteApplier:
-    """Applies batches of one route's messages to the other side's target stores."""
+    """Applies batches of one route's messages to the other side's target stores.
+
+    A replica route (``local_to_<regional node>``, :func:`streams.core.model.replica_node`) reads both
+    sides of a home link and writes a regional server's read-only copy: its changes are routed by
+    :func:`streams.routing.replica.route_replica`, and its progress is kept per ``<side>.<store>``
+    (both sides have a ``fructos_own``, with positions of their own).
+    """
 
     def __init__(
         self,
@@ -58,7 +65,14 @@ class RouteApplier:
         self.route_name = route_name
         # Plain framing or the Confluent wire format (streams/runtime/confluent_wire.py); bound once, no per-event cost.
         self._split_changes, self._decode_change = codec.split_changes, codec.decode_change
-        self.source_side, self.target_side = ROUTES[route_name]
+        replica = replica_node(route_name)
+        if replica is None:
+            self.source_side, self.target_side = ROUTES[route_name]
+            self.source_sides: tuple[str, ...] = (self.source_side,)
+        else:
+            self.source_side, self.target_side = "local", replica
+            self.source_sides = REPLICA_SOURCE_SIDES
+        self.replica = replica is not None
         self.matrix = matrix
         self.sinks = sinks
         self.dead_letters = dead_letters
@@ -87,7 +101,8 @@ class RouteApplier:
             change = self._decode(msg, report)
             if change is None:
                 continue
-            progress = report.progress.setdefault(change.source_store, StoreProgress())
+            progress = report.progress.setdefault(self._progress_key(change.source_side, change.source_store),
+                                                  StoreProgress())
             progress.events_seen += 1
             progress.last_lsn = max(progress.last_lsn, change.lsn)
             progress.last_commit_ts_ms = max(progress.last_commit_ts_ms, change.commit_ts_ms)
@@ -95,12 +110,13 @@ class RouteApplier:
                 progress.last_probe_id = change.key
                 continue
             try:
-                decision = route(change, self.matrix)
+                decision = (route_replica(change, self.matrix, REPLICA_STORE) if self.replica
+                            else route(change, self.matrix))
             except RoutingError as exc:
                 kind = "unknown_api" if isinstance(exc, UnknownApiError) else (
                     "undeclared_source" if isinstance(exc, UndeclaredSourceError) else "routing")
                 self._dead_letter(msg, kind, str(exc), HINTS.get(kind, "check the routing matrix"), report,
-                                  change.source_store)
+                                  self._progress_key(change.source_side, change.source_store))
                 continue
             if decision.skipped:
                 report.skipped += 1
@@ -142,7 +158,7 @@ class RouteApplier:
         except DecodeError as exc:
             self._dead_letter(msg, "decode", str(exc), HINTS["decode"], report, None)
             return None
-        if change.source_side != self.source_side:
+        if change.source_side not in self.source_sides:
             self._dead_letter(msg, "wrong_route", f"change from side {change.source_side} on route "
                               f"{self.route_name}", "the topic carries another side's changes", report, None)
             return None
@@ -156,8 +172,17 @@ class RouteApplier:
                 self._dead_letter(msg, "no_sink", f"no sink for target store {store} on {self.target_side}",
                                   "configure the target store or fix the matrix", report, None)
             return
-        writes = [w for w, _ in pairs]
-        result = self._retry(lambda: sink.apply_batch(writes, self.source_side), f"{self.target_side}/{store}")
+        by_origin: dict[str, list[Write]] = {}
+        for w, _ in pairs:  # one origin on a home route; a replica route's batch may hold both sides'
+            by_origin.setdefault(w.origin_side, []).append(w)
+        result = SinkResult()
+        for origin, writes in by_origin.items():
+            part = self._retry(lambda writes=writes, origin=origin: sink.apply_batch(writes, origin),
+                               f"{self.target_side}/{store}")
+            result.applied += part.applied
+            result.stale += part.stale
+            result.conflicts += part.conflicts
+            result.rejected.extend(part.rejected)
         report.applied += result.applied
         report.stale += result.stale
         report.targets[store] = TargetCounts(result.applied, result.stale, result.conflicts, len(result.rejected))
@@ -166,7 +191,7 @@ class RouteApplier:
             self._dead_letter(msg, "sink_rejected", f"{self.target_side}/{store}: {rejected.error}",
                               rejected.hint, report, None)
         for _write, msg in pairs:
-            report.progress.setdefault(_store_of(msg), StoreProgress()).writes_applied += 1
+            report.progress.setdefault(self._store_of(msg), StoreProgress()).writes_applied += 1
 
     def _dead_letter(self, msg: IncomingMessage, kind: str, error: str, hint: str, report: BatchReport,
                      source_store: str | None) -> None:
@@ -177,7 +202,7 @@ class RouteApplier:
         self.dead_letters.add(msg, kind, error, hint)
         report.dead_letters += 1
         report.dead_letter_kinds[kind] = report.dead_letter_kinds.get(kind, 0) + 1
-        store = source_store or _store_of(msg)
+        store = source_store or self._store_of(msg)
         report.progress.setdefault(store, StoreProgress()).dead_letters += 1
 
     def _retry(self, action: Callable[[], T], what: str) -> T:
@@ -196,6 +221,16 @@ class RouteApplier:
         return retry(action, what, backoff=Backoff(*self.retry_backoff_s), on_failure=failed, on_success=succeeded)
 
 
+    def _progress_key(self, side: str, store: str) -> str:
+        """Where a source store's progress is kept: the store, or ``<side>.<store>`` on a replica route."""
+        return f"{side}.{store}" if self.replica else store
+
+    def _store_of(self, msg: IncomingMessage) -> str:
+        """The progress key of a message, from its topic name (``<prefix>.<side>.<store>``)."""
+        side, store = msg.topic.rsplit(".", 2)[-2:]
+        return self._progress_key(side, store)
+
+
 def _error_class(error: str) -> str:
     """The exception class leading ``error`` (``UniqueViolation: ...``, ``side/store: KeyError: ...``),
     or ``"see the record"``: anything else in the text may be a row value and is not logged."""
@@ -204,7 +239,3 @@ def _error_class(error: str) -> str:
             return part
     return "see the record"
 
-
-def _store_of(msg: IncomingMessage) -> str:
-    """The source store of a message, from its topic name (``<prefix>.<side>.<store>``)."""
-    return msg.topic.rsplit(".", 1)[-1]

@@ -21,7 +21,7 @@ from connectors.sinks.postgres_rows import PostgresRowSink
 from streams.apply.agent import RouteApplier
 from streams.apply.pipeline import ApplyPipeline
 from streams.apply.progress import ProgressRecorder
-from streams.core.model import DATABASE_STORES, ROUTES
+from streams.core.model import DATABASE_STORES, REPLICA_SOURCE_SIDES, REPLICA_STORE, ROUTES, replica_node
 from streams.core.reports import BatchReport
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.confluent_wire import codec_for
@@ -37,24 +37,37 @@ log = logging.getLogger("platsync.worker")
 
 
 def source_topics(settings: Settings, route: str) -> list[str]:
-    """Topics a route consumes: the captures of every database store of its source side."""
+    """Topics a route consumes: the captures of every database store of its source side; a replica
+    route's: the topics of the store feeding the replica store, on both sides of the home link."""
+    if replica_node(route) is not None:
+        feed = load_matrix().feed_source(REPLICA_STORE)
+        return [settings.topic(side, feed) for side in REPLICA_SOURCE_SIDES]
     source_side, _ = ROUTES[route]
     return [settings.topic(source_side, store) for store in settings.captured_stores(source_side)]
 
 
+def target_of(route: str) -> tuple[str, tuple[str, ...], str]:
+    """(target node, its database stores, the store keeping the route's progress) of a route."""
+    node = replica_node(route)
+    if node is not None:
+        return node, (REPLICA_STORE,), REPLICA_STORE
+    target_side = ROUTES[route][1]
+    return target_side, DATABASE_STORES[target_side], "meta"
+
+
 def build_applier(settings: Settings, route: str) -> RouteApplier:
-    """The route's applier with one sink per target store of the target side (each checked now)."""
-    _, target_side = ROUTES[route]
-    sinks: dict[str, Sink] = {}
-    for store in DATABASE_STORES[target_side]:
-        sinks[store] = PostgresRowSink(settings, target_side, store)
-    sinks["keycloak"] = KeycloakSink(settings, target_side)
+    """The route's applier with one sink per target store of the target side (each checked now); a
+    replica route's: the regional server's replica store only (it has no META, no Keycloak)."""
+    target_side, stores, progress_store = target_of(route)
+    sinks: dict[str, Sink] = {store: PostgresRowSink(settings, target_side, store) for store in stores}
+    if replica_node(route) is None:
+        sinks["keycloak"] = KeycloakSink(settings, target_side)
     for sink in sinks.values():
         sink.setup()
     codec = codec_for(settings)  # with a schema registry: registers schemas/*.avsc, refuses incompatible ones
     return RouteApplier(
         route, load_matrix(), sinks, DeadLetterWriter(settings, route, codec=codec),
-        ProgressRecorder(settings, route, target_side), codec=codec)
+        ProgressRecorder(settings, route, target_side, progress_store), codec=codec)
 
 
 def _add_apply_checks(health: Health, applier: RouteApplier, pipeline: ApplyPipeline[Any, Any]) -> None:
@@ -87,7 +100,7 @@ def create_app(settings: Settings, route: str, applier: RouteApplier, metrics: W
         settings.consumer_group(route),
         **faust_broker_options(settings, f"worker-{route}"),  # broker URL, TLS/SASL (streams/runtime/kafka_config.py)
         # The worker runs on the side it writes; the link proxy (infra/local/link.py) reads the side here.
-        broker_client_id=f"platsync-{settings.client_tag(ROUTES[route][1])}-worker-{route}",
+        broker_client_id=f"platsync-{settings.worker_client_tag(route)}-worker-{route}",
         store="memory://",
         # Faust's default data dir is '<app id>-data' in the current directory: keep it in the data dir.
         datadir=str(datadir),

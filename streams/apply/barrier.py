@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import psycopg
 
 from streams.apply.progress import read_progress
-from streams.core.model import SIDES, other_side, route_for_source
+from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, SIDES, other_side, replica_route, route_for_source
+from streams.routing.matrix_model import load_matrix
 from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state
@@ -60,32 +61,54 @@ def _emit_keycloak_probe(conn: psycopg.Connection) -> str:  # type: ignore[type-
     return str(probe_id)
 
 
-def pending_routes(settings: Settings, probes: dict[tuple[str, str], str]) -> list[PendingRoute]:
-    """The probes not yet reported as applied by the other side."""
+def expected_probes(settings: Settings, probes: dict[tuple[str, str], str],
+                    replicas: bool = True) -> dict[tuple[str, str], str]:
+    """(route, progress key) -> the probe it must have applied: each side's probes on its home route and,
+    with ``replicas``, the feeding store's probes of both sides on every replica route (key ``<side>.<store>``)."""
+    expected = {(route_for_source(side), store): probe for (side, store), probe in probes.items()}
+    if replicas and settings.replica_nodes:
+        feed = load_matrix().feed_source(REPLICA_STORE)
+        for node in settings.replica_nodes:
+            for side in REPLICA_SOURCE_SIDES:
+                if (side, feed) in probes:
+                    expected[(settings.progress_route(replica_route(node)), f"{side}.{feed}")] = probes[(side, feed)]
+    return expected
+
+
+def applied_progress(settings: Settings, replicas: bool = True) -> list[dict[str, object]]:
+    """Every progress row of the stack: both sides' META and, with ``replicas``, each regional server's."""
+    rows = [row for target in SIDES for row in read_progress(settings, target)]
+    if replicas:
+        rows += [row for node in settings.replica_nodes for row in read_progress(settings, node, store=REPLICA_STORE)]
+    return rows
+
+
+def pending_routes(settings: Settings, probes: dict[tuple[str, str], str], replicas: bool = True) -> list[PendingRoute]:
+    """The probes not yet reported as applied by the other side (and, with ``replicas``, the regional servers)."""
+    applied = {(str(row["route"]), str(row["source_store"])): row["last_probe_id"]
+               for row in applied_progress(settings, replicas)}
     pending: list[PendingRoute] = []
-    applied: dict[tuple[str, str], str | None] = {}
-    for target in SIDES:
-        for row in read_progress(settings, target):
-            applied[(row["route"], row["source_store"])] = row["last_probe_id"]
-    for (side, store), probe in probes.items():
-        route = route_for_source(side)
+    for (route, store), probe in expected_probes(settings, probes, replicas).items():
         seen = applied.get((route, store))
-        if seen is None or seen < probe:
-            pending.append(PendingRoute(route, store, probe, seen))
+        if seen is None or str(seen) < probe:
+            pending.append(PendingRoute(route, store, probe, None if seen is None else str(seen)))
     return pending
 
 
 def wait_synced(settings: Settings, timeout_s: float,
-                on_wait: Callable[[list[PendingRoute]], None] | None = None) -> list[PendingRoute]:
-    """Block until every source store's probe was applied; return what is still pending on timeout."""
+                on_wait: Callable[[list[PendingRoute]], None] | None = None,
+                replicas: bool = True) -> list[PendingRoute]:
+    """Block until every source store's probe was applied (with ``replicas``: by the regional servers too);
+    return what is still pending on timeout."""
     probes = insert_probes(settings)
     deadline = time.monotonic() + timeout_s
     last_report = time.monotonic()
     while True:
         try:
-            pending = pending_routes(settings, probes)
+            pending = pending_routes(settings, probes, replicas)
         except psycopg.OperationalError:
-            pending = [PendingRoute(route_for_source(s), st, p, None) for (s, st), p in probes.items()]
+            pending = [PendingRoute(route, key, p, None)
+                       for (route, key), p in expected_probes(settings, probes, replicas).items()]
         if not pending or time.monotonic() >= deadline:
             return pending
         if on_wait and time.monotonic() - last_report >= 5:
@@ -96,16 +119,22 @@ def wait_synced(settings: Settings, timeout_s: float,
 
 
 def undrained(settings: Settings) -> list[str]:
-    """Source stores whose last produced position (per the capture) is not applied yet."""
-    pending: list[str] = []
+    """Source stores whose last produced position (per the capture) is not applied yet, on every route
+    (a replica route's: the feeding store of both sides)."""
+    applied = {(str(r["route"]), str(r["source_store"])): int(str(r["last_lsn"])) for r in applied_progress(settings)}
+    wanted: list[tuple[str, str, str, str]] = []  # route, progress key, source side, source store
     for target in SIDES:
-        applied = {(r["route"], r["source_store"]): int(r["last_lsn"]) for r in read_progress(settings, target)}
         source = other_side(target)
-        route = route_for_source(source)
-        for store in settings.captured_stores(source):
-            captured = int(capture_state(settings, source, store).get("last_lsn", 0))
-            if captured > applied.get((route, store), 0):
-                pending.append(f"{route}/{store}")
+        wanted += [(route_for_source(source), store, source, store) for store in settings.captured_stores(source)]
+    if settings.replica_nodes:
+        feed = load_matrix().feed_source(REPLICA_STORE)
+        wanted += [(settings.progress_route(replica_route(node)), f"{side}.{feed}", side, feed)
+                   for node in settings.replica_nodes for side in REPLICA_SOURCE_SIDES]
+    pending: list[str] = []
+    for route, key, side, store in wanted:
+        captured = int(capture_state(settings, side, store).get("last_lsn", 0))
+        if captured > applied.get((route, key), 0):
+            pending.append(f"{route}/{key}")
     return pending
 
 

@@ -1,4 +1,5 @@
-"""Applied positions per route and source store, kept in the target side's META database.
+"""Applied positions per route and source store, kept in the target side's META database
+(a regional server's replica route: in its replica store's database, the only one it has).
 
 The worker records, after every batch has been flushed to all sinks, the highest source LSN
 and commit time it has processed for each source store, and the last sync probe it saw.
@@ -41,10 +42,10 @@ class ProgressRecorder:
     batch cost a process start and a SCRAM authentication on both ends every time.
     """
 
-    def __init__(self, settings: Settings, route: str, target_side: str) -> None:
-        self.route = route
-        self._connection = StoreConnection(libpq_dsn(settings, target_side, "meta", "apply") + " connect_timeout=5",
-                                           f"{target_side}/meta (progress)")
+    def __init__(self, settings: Settings, route: str, target_side: str, store: str = "meta") -> None:
+        self.route = settings.progress_route(route)
+        self._connection = StoreConnection(libpq_dsn(settings, target_side, store, "apply") + " connect_timeout=5",
+                                           f"{target_side}/{store} (progress)")
 
     def __call__(self, per_store: dict[str, StoreProgress]) -> None:
         """Record one batch's progress (in one transaction)."""
@@ -64,9 +65,10 @@ class ProgressRecorder:
         self._connection.close()
 
 
-def read_progress(settings: Settings, target_side: str, role: str = "operator") -> list[dict[str, Any]]:
-    """All progress rows of the routes applied into ``target_side`` (read as ``role``)."""
-    with psycopg.connect(libpq_dsn(settings, target_side, "meta", role) + " connect_timeout=3") as conn:
+def read_progress(settings: Settings, target_side: str, role: str = "operator",
+                  store: str = "meta") -> list[dict[str, Any]]:
+    """All progress rows of the routes applied into ``target_side`` (read as ``role``; kept in ``store``)."""
+    with psycopg.connect(libpq_dsn(settings, target_side, store, role) + " connect_timeout=3") as conn:
         cur = conn.execute(
             "SELECT route, source_store, last_lsn, last_commit_ts_ms, last_probe_id, events_seen, "
             "writes_applied, dead_letters, extract(epoch from updated_at) * 1000 FROM platsync_progress")

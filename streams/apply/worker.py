@@ -16,10 +16,12 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from connectors.sinks.base import StoreUnavailableError
 from streams.apply.agent import RouteApplier
-from streams.apply.app import build_applier, create_app
+from streams.apply.app import build_applier, create_app, target_of
 from streams.apply.progress import read_progress
-from streams.core.model import ROUTES
+from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, ROUTES, replica_node
+from streams.routing.matrix_model import load_matrix
 from streams.runtime.gc_tuning import tune_for_throughput
 from streams.runtime.jsonfile import write_json
 from streams.runtime.kafka_config import client_config
@@ -36,7 +38,8 @@ log = logging.getLogger("platsync.worker")
 def main(argv: list[str] | None = None) -> int:
     """Run the Faust worker applying one route until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m streams.apply.worker")
-    parser.add_argument("--route", required=True, choices=sorted(ROUTES))
+    parser.add_argument("--route", required=True, type=_route_name,
+                        help=f"{' or '.join(sorted(ROUTES))}, or local_to_<regional node> (a replica route)")
     parser.add_argument("--config", type=Path)
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args(argv)
@@ -49,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{process}: bad settings: {exc}", file=sys.stderr)
         return 2
     try:
-        applier = build_applier(settings, args.route)
+        applier = _build_applier(settings, args.route)
+        if applier is None:
+            return 0  # stopped by a signal while waiting for the regional server's store
     except Exception as exc:  # noqa: BLE001 - report any start-up fault clearly and exit
         print(f"worker {args.route}: cannot start: {redact(str(exc), secrets_of(settings))}", file=sys.stderr)
         return 2
@@ -72,6 +77,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _build_applier(settings: Settings, route: str) -> RouteApplier | None:
+    """The route's applier. A replica route's worker runs on a regional server, which may be down or cut off
+    while the hospitals go on: it waits for its store (logged once, then summaries) instead of exiting, so it
+    resumes by itself when the server is back. None if SIGTERM/SIGINT came first."""
+    if replica_node(route) is None:
+        return build_applier(settings, route)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _s, _f: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    what = f"{replica_node(route)}/{REPLICA_STORE}"
+    outage = OutageLog(log, what, settings.log_repeat_summary_s)
+    try:
+        return retry(lambda: build_applier(settings, route), what, retry_on=(StoreUnavailableError,),
+                     backoff=Backoff(1.0, 10.0), stop=stop,
+                     on_failure=lambda exc, _n, delay: outage.failed(str(exc).splitlines()[0], delay),
+                     on_success=lambda _failed: outage.recovered())
+    except RetryStopped:
+        return None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _route_name(value: str) -> str:
+    """A home route, or a replica route ``local_to_<regional node>`` (checked against the settings later)."""
+    if value in ROUTES or replica_node(value) is not None:
+        return value
+    raise argparse.ArgumentTypeError(f"unknown route {value!r}: expected {', '.join(sorted(ROUTES))} or "
+                                     "local_to_<regional node>")
+
+
 def wait_for_broker(settings: Settings, route: str) -> bool:
     """Wait until the broker answers, however long a link cut lasts; False if SIGTERM/SIGINT came first.
 
@@ -86,7 +121,7 @@ def wait_for_broker(settings: Settings, route: str) -> bool:
         stop.set()
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    client_id = f"platsync-{settings.client_tag(ROUTES[route][1])}-worker-{route}"  # names the side for the link proxy
+    client_id = f"platsync-{settings.worker_client_tag(route)}-worker-{route}"  # names the side for the link proxy
     admin = AdminClient({**client_config(settings, client_id, f"worker-{route}"), "socket.timeout.ms": 5000})
     what = f"broker {settings.broker_bootstrap}"
     outage = OutageLog(log, what, settings.log_repeat_summary_s)
@@ -113,14 +148,28 @@ def wait_for_broker(settings: Settings, route: str) -> bool:
 def _observability(settings: Settings, route: str, applier: RouteApplier) -> tuple[WorkerMetrics, Health]:
     """The route's metrics (applied positions seeded from ``platsync_progress``) and health."""
 
-    source_side, target_side = ROUTES[route]
+    target_side, _stores, progress_store = target_of(route)
+    if replica_node(route) is None:
+        source_side = ROUTES[route][0]
+        sources = list(settings.captured_stores(source_side))
+
+        def captured(store: str) -> dict[str, Any]:
+            return capture_state(settings, source_side, store)
+    else:  # a replica route reads one store of both sides: progress keys are <side>.<store>
+        feed = load_matrix().feed_source(REPLICA_STORE)
+        sources = [f"{side}.{feed}" for side in REPLICA_SOURCE_SIDES]
+
+        def captured(store: str) -> dict[str, Any]:
+            side, _, name = store.partition(".")
+            return capture_state(settings, side, name)
     metrics = worker_metrics(
-        route, settings.captured_stores(source_side), applier.sinks,
-        captured=lambda store: capture_state(settings, source_side, store),
+        route, sources, applier.sinks, captured=captured,
         retries=lambda: (dict(applier.retrying), dict(applier.retry_attempts)),
         retry_targets=[f"{target_side}/{store}" for store in applier.sinks] + ["progress"])
     try:
-        metrics.seed_positions(read_progress(settings, target_side, role="apply"))
+        kept_as = settings.progress_route(route)
+        metrics.seed_positions({**row, "route": route} for row in read_progress(
+            settings, target_side, role="apply", store=progress_store) if row["route"] == kept_as)
     except Exception as exc:  # noqa: BLE001 - positions then start from this process's first batch
         logging.getLogger("platsync.worker").warning("applied positions unknown until the first batch (%s)",
                                                      type(exc).__name__)

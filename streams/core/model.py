@@ -37,6 +37,15 @@ ROUTES: dict[str, tuple[str, str]] = {
     "remote_to_local": ("remote", "local"),
 }
 
+#: A regional server's replica route of one home link: ``local_to_<regional node>``. It reads the feeding
+#: store's topics of *both* sides of the link (the records the cloud's shared store receives, whichever side
+#: wrote them) and writes the regional server's read-only copy (docs/topology.md).
+REPLICA_ROUTE_PREFIX = "local_to_"
+#: The only store a regional server keeps: read-only copies of the shared 患者管理FRUCtoS.
+REPLICA_STORE = "fructos_patient"
+#: The sides a replica route reads from (both parties of the home link).
+REPLICA_SOURCE_SIDES: tuple[str, ...] = SIDES
+
 #: Operation codes of a captured change. ``probe`` is a sync barrier, not a data change.
 OPS: tuple[str, ...] = ("c", "u", "d", "r", "probe")
 
@@ -53,6 +62,19 @@ def other_side(side: str) -> str:
 def route_for_source(side: str) -> str:
     """Return the route name carrying changes captured on ``side``."""
     return f"{side}_to_{other_side(side)}"
+
+
+def replica_route(node: str) -> str:
+    """The name of the route feeding regional server ``node``'s replicas from one home link."""
+    return f"{REPLICA_ROUTE_PREFIX}{node}"
+
+
+def replica_node(route: str) -> str | None:
+    """The regional server a route name feeds (``local_to_region-1`` -> ``region-1``); None for a home route."""
+    if route in ROUTES or not route.startswith(REPLICA_ROUTE_PREFIX):
+        return None
+    node = route[len(REPLICA_ROUTE_PREFIX):]
+    return node if node and node not in SIDES else None
 
 
 def route_for_target(side: str) -> str:

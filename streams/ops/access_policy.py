@@ -32,7 +32,7 @@ from connectors.capture.debezium import captured_tables
 from connectors.keycloak.schema import keycloak_metadata
 from connectors.stores.serials import SERIALS
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
-from streams.core.model import DATABASE_STORES, ROUTES, SIDES
+from streams.core.model import DATABASE_STORES, REPLICA_STORE, ROUTES, SIDES
 from streams.ops.dlq import OPERATOR_CLIENT_ID, retried_topic
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.credentials import (
@@ -164,7 +164,10 @@ def _database_grants(database: str) -> tuple[DbGrant, ...]:
 
 
 def side_databases(side: str) -> tuple[str, ...]:
-    """The databases of one side's instance the policy covers (store databases and Keycloak's)."""
+    """The databases of one side's instance the policy covers (store databases and Keycloak's); a
+    regional server (any node but the two sides) has its replica store only."""
+    if side not in DATABASE_STORES:
+        return (REPLICA_STORE,)
     return (*DATABASE_STORES[side], KEYCLOAK_DB)
 
 
@@ -243,8 +246,8 @@ def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[Kafk
                  for route in plan.routes if route.source == endpoint.id]
     for route in plan.routes:
         user = users[f"worker-{route.name}"]
-        acls += [KafkaAcl(user, "topic", plan.topic(prefix, route.source, store), "literal", ("Read", "Describe"))
-                 for store in route.reads]
+        acls += [KafkaAcl(user, "topic", plan.topic(prefix, endpoint, store), "literal", ("Read", "Describe"))
+                 for endpoint, store in route.reads]
         acls.append(KafkaAcl(user, "topic", plan.dead_letter_topic(prefix, route.name), "literal",
                              ("Write", "Describe")))
         # The Faust app id is the group; Faust creates no internal topic here (leader topic

@@ -76,12 +76,14 @@ def ensure_role_password(settings: Settings, side: str, role: str) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def kafka_processes() -> tuple[str, ...]:
-    """Every process that talks to Kafka under its own principal."""
-    return (*(f"capture-{s}" for s in SIDES), *(f"worker-{r}" for r in ROUTES), *(f"mode-{s}" for s in SIDES),
+def kafka_processes(settings: Settings | None = None) -> tuple[str, ...]:
+    """Every process that talks to Kafka under its own principal (with ``settings``: a network link's replica
+    workers too, one per regional server it feeds)."""
+    routes = settings.applied_routes if settings is not None else tuple(ROUTES)
+    return (*(f"capture-{s}" for s in SIDES), *(f"worker-{r}" for r in routes), *(f"mode-{s}" for s in SIDES),
             "operator")
 
 
 def kafka_principals(settings: Settings) -> dict[str, str]:
     """Process name -> Kafka user name (``platsync-capture-local``, ...)."""
-    return {process: f"{settings.topic_prefix}-{process}" for process in kafka_processes()}
+    return {process: f"{settings.topic_prefix}-{process}" for process in kafka_processes(settings)}

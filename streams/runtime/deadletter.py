@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from confluent_kafka import Producer
 
 from streams.core.codec import MessageCodec
-from streams.core.model import ROUTES
 from streams.runtime.confluent_wire import codec_for
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
@@ -37,7 +36,7 @@ class DeadLetterWriter:
         self._producer = Producer({
             # The worker runs on the side it writes: its client id names that side for the link.
             **client_config(settings,
-                            client_id or f"platsync-{settings.client_tag(ROUTES[route][1])}-worker-{route}-dlq",
+                            client_id or f"platsync-{settings.worker_client_tag(route)}-worker-{route}-dlq",
                             principal or f"worker-{route}"),
             "enable.idempotence": True,
             # A dead letter carries the original message, which may be as large as a message may be.

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.core.errors import PlatSyncError
-from streams.core.model import CAPTURED_STORES, SHARED_STORES
+from streams.core.model import CAPTURED_STORES, ROUTES, SHARED_STORES, SIDES, replica_node, replica_route
 
 ENV_PREFIX = "PLATSYNC_"
 #: ``broker_security_protocol`` values and the librdkafka ``security.protocol`` each stands for.
@@ -254,9 +254,34 @@ class Settings:
     def captured_stores(self, side: str) -> tuple[str, ...]:
         """The stores captured on ``side``: one institution's stores on a multi-tenant server (a node with a
         ``db_suffix``) never include the shared ones, which hold every institution's records."""
+        if side not in CAPTURED_STORES:  # a regional server: read-only replicas, nothing captured
+            return ()
         if self.node(side).db_suffix:
             return tuple(s for s in CAPTURED_STORES[side] if s not in SHARED_STORES)
         return CAPTURED_STORES[side]
+
+    @property
+    def replica_nodes(self) -> tuple[str, ...]:
+        """The regional servers fed by this home link's replica routes: its nodes other than the two sides."""
+        return tuple(n for n in self.nodes if n not in SIDES)
+
+    @property
+    def applied_routes(self) -> tuple[str, ...]:
+        """Every route a worker of this stack applies: both home directions, then one replica route per
+        regional server (:attr:`replica_nodes`)."""
+        return (*ROUTES, *(replica_route(n) for n in self.replica_nodes))
+
+    def progress_route(self, route: str) -> str:
+        """The name a route's applied positions are kept under: the route, or, for a replica route, the
+        plan's ``<hospital>_to_<region>`` (a regional server keeps the positions of every hospital's link)."""
+        node = replica_node(route)
+        return f"{self.network_link}_to_{node}" if node is not None and self.network_link else route
+
+    def worker_client_tag(self, route: str) -> str:
+        """The client tag of a route's worker: it runs beside the stores it writes (a replica route's on
+        the regional server: ``<node>.replica``, which the link proxy cuts with that node)."""
+        node = replica_node(route)
+        return f"{node}.replica" if node is not None else self.client_tag(ROUTES[route][1])
 
     def client_tag(self, side: str) -> str:
         """What a Kafka ``client.id`` says about its process's side: ``platsync-<tag>-...``, where the tag is

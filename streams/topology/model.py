@@ -20,12 +20,11 @@ other copy is a read-only replica, fed one way. :meth:`Topology.links` derives t
   The parent only decides which regional servers hold the hospital's replicas.
 - a **replica link** from each hospital to each ``common`` node above it other than the root
   (its regional servers, nearest first), one way: the regional server's ``fructos_patient``
-  receives, read-only, the records the matrix sends to the cloud's ``fructos_patient`` -- the
-  ``local_to_remote`` routes whose target lists ``fructos_patient`` (PRV_USR_001 and PRV_DOC_009
-  in today's matrix; derived from the matrix, never listed here). A replica route keeps the
-  API's matrix ``source`` and targets ``fructos_patient`` only, so the router writes exactly what
-  it writes into the cloud's ``fructos_patient`` (the store fed by ``fructos_own``, see
-  ``[feeds]``).
+  receives, read-only, what the cloud's ``fructos_patient`` holds of the hospital, whichever party
+  of the home link wrote it -- the hospital's changes of the ``local_to_remote`` routes whose target
+  lists ``fructos_patient``, and the cloud's own writes of the ``remote_to_local`` routes whose
+  source lists it (PRV_USR_001 and PRV_DOC_009 both ways in today's matrix; derived from the
+  matrix, never listed here; streams/routing/replica.py routes them).
 
 Each node also owns two disjoint **number ranges**, for patient numbers (9 digits) and document
 numbers (10 digits), so that every node can number records without coordination (see
@@ -37,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from streams.core.model import ROUTES
+from streams.core.model import REPLICA_STORE, ROUTES
 from streams.routing.matrix_model import Matrix
 
 NODE_KINDS: tuple[str, ...] = ("hospital", "common")
@@ -46,8 +45,6 @@ LINK_KINDS: tuple[str, ...] = ("home", "replica")
 #: The matrix roles on a home link: the hospital plays ``local``, the cloud root ``remote``.
 HOSPITAL_ROLE = "local"
 CLOUD_ROLE = "remote"
-#: The only store a regional server receives replicas into (患者管理FRUCtoS, the shared store).
-REPLICA_STORE = "fructos_patient"
 
 #: The numbered serials of a node: field name -> digits of the printed number.
 SERIAL_WIDTHS: dict[str, int] = {"patient_numbers": 9, "document_numbers": 10}
@@ -203,6 +200,10 @@ class Topology:
         replicated = tuple(
             r for r in matrix.direction(_route(HOSPITAL_ROLE, CLOUD_ROLE)).routes if REPLICA_STORE in r.target
         )
+        # What the cloud writes into its shared store itself, for the hospital (the API's cloud-side source).
+        written_by_cloud = tuple(
+            r for r in matrix.direction(_route(CLOUD_ROLE, HOSPITAL_ROLE)).routes if REPLICA_STORE in r.source
+        )
         links: list[Link] = []
         for hospital in self.hospitals:
             home: list[LinkRoute] = []
@@ -219,6 +220,10 @@ class Topology:
                     LinkRoute(_route(HOSPITAL_ROLE, CLOUD_ROLE), r.api_id, hospital.id, r.source,
                               upper.id, (REPLICA_STORE,))
                     for r in replicated
+                ) + tuple(
+                    LinkRoute(_route(CLOUD_ROLE, HOSPITAL_ROLE), r.api_id, root.id, r.source, upper.id,
+                              (REPLICA_STORE,))
+                    for r in written_by_cloud
                 )
                 links.append(Link(f"replica.{hospital.id}.{upper.id}", "replica", upper.id, hospital.id, routes))
         return tuple(links)

@@ -73,7 +73,7 @@ class PlannedRoute:
     target: str  # endpoint id
     api_ids: tuple[str, ...]
     target_stores: tuple[str, ...]  # the stores this route may write
-    reads: tuple[str, ...]  # the source's captured stores whose topics the worker reads (and nothing more)
+    reads: tuple[tuple[str, str], ...]  # (endpoint, captured store) whose topics the worker reads, and nothing more
 
 
 @dataclass(frozen=True)
@@ -229,14 +229,16 @@ def build_plan(topology: Topology, matrix: Matrix) -> NetworkPlan:
                 source, target = parties[direction.source_side], parties[direction.target_side]
                 stores = tuple(sorted({s for r in direction.routes for s in r.target}))
                 routes.append(PlannedRoute(f"{source}_to_{target}", link.name, direction.name, source, target,
-                                           direction.api_ids, stores, captured[source]))
+                                           direction.api_ids, stores, tuple((source, s) for s in captured[source])))
         else:
-            # A regional server reads only the topics that feed its replica store (fructos_own), never
-            # the hospital's META or Keycloak accounts.
+            # A regional server reads only the topics that feed its replica store (fructos_own), of both parties
+            # of the hospital's home link (each captures what was first written on it), never META or Keycloak.
             feed = matrix.feed_source(REPLICA_STORE)
+            parties = (link.lower, cloud_endpoint_id(topology, link.lower))
             routes.append(PlannedRoute(f"{link.lower}_to_{link.upper}", link.name, link.routes[0].direction,
-                                       link.lower, link.upper, tuple(r.api_id for r in link.routes),
-                                       (REPLICA_STORE,), tuple(s for s in captured[link.lower] if s == feed)))
+                                       link.lower, link.upper, tuple(dict.fromkeys(r.api_id for r in link.routes)),
+                                       (REPLICA_STORE,),
+                                       tuple((e, s) for e in parties for s in captured[e] if s == feed)))
     return NetworkPlan(topology, tuple(endpoints), tuple(routes), links)
 
 

@@ -72,7 +72,7 @@ def plan_to_json(plan: NetworkPlan, prefix: str = "platsync") -> dict[str, Any]:
         ],
         "routes": [
             {"name": r.name, "link": r.link, "direction": r.direction, "source": r.source, "target": r.target,
-             "target_stores": list(r.target_stores), "reads": list(r.reads),
+             "target_stores": list(r.target_stores), "reads": [f"{e}:{store}" for e, store in r.reads],
              "runs_on": plan.node_of_process(f"worker-{r.name}")}
             for r in plan.routes
         ],
@@ -89,7 +89,7 @@ def _plan_lines(plan: NetworkPlan, prefix: str = "platsync") -> list[str]:
         captured = plan.topics_of(prefix, e.id)
         lines.append(f"  captured to {', '.join(captured)}" if captured else "  nothing captured")
     lines += ["", f"routes ({len(plan.routes)}; each applied by worker-<route> beside its target):"]
-    lines += [f"{r.name}: {r.source} -> {r.target} ({r.link}; reads {', '.join(r.reads)}; "
+    lines += [f"{r.name}: {r.source} -> {r.target} ({r.link}; reads {', '.join(f'{e}:{st}' for e, st in r.reads)}; "
               f"writes {', '.join(r.target_stores)})" for r in plan.routes]
     return lines
 

@@ -58,9 +58,30 @@ def test_ports_are_kept_across_restarts(tmp_path: Path) -> None:
     assert Network(base, load_topology(copy), port=counter(32000)).ports == first.ports
 
 
-def test_regional_servers_are_refused_with_the_reason(tmp_path: Path) -> None:
-    with pytest.raises(ProcessError, match=r"does not run regional servers yet \(region-1\)"):
-        Network(load_settings(env={}, data_dir=tmp_path), load_topology(TOPOLOGIES / "regional.toml"))
+def test_a_regional_server_is_fed_by_a_replica_worker_of_each_link_below_it(tmp_path: Path) -> None:
+    net = Network(load_settings(env={}, data_dir=tmp_path), load_topology(TOPOLOGIES / "regional.toml"),
+                  port=counter(34000))
+    assert list(net.regions) == ["region-1"] and net.regions_above("hosp-a") == ("region-1",)
+    region_pg = net.settings.pg_port("region-1")
+    plan, prefix = net.plan, "platsync"
+    for hospital, link in net.links.items():
+        assert link.replica_nodes == ("region-1",)
+        assert link.applied_routes == ("local_to_remote", "remote_to_local", "local_to_region-1")
+        # One PostgreSQL per region, shared by the links; each link's replica worker has roles of its own there.
+        assert link.pg_port("region-1") == region_pg and not link.node("region-1").pg_managed
+        assert role_name(link, "region-1", "apply") == f"platsync_apply{tenant_suffix(hospital)}"
+        assert database_name(link, "region-1", "fructos_patient") == "fructos_patient"
+        assert link.captured_stores("region-1") == ()  # a regional server captures nothing: no loop
+        route = f"{hospital}_to_region-1"  # the plan's name of the replica route, and its positions' key
+        assert link.progress_route("local_to_region-1") == route
+        assert plan.dead_letter_topic(prefix, route) == link.dead_letter_topic("local_to_region-1")
+        assert plan.consumer_group(prefix, route) == link.consumer_group("local_to_region-1")
+        assert plan.principal(prefix, f"worker-{route}") == kafka_principals(link)["worker-local_to_region-1"]
+        assert link.worker_client_tag("local_to_region-1") == "region-1.replica"  # cut with the region
+        assert link.metrics_port("worker-local_to_region-1") not in {
+            link.metrics_port("worker-local_to_remote"), link.metrics_port("worker-remote_to_local")}
+    net._record()
+    assert Network.load(net.settings).regions == net.regions  # the region keeps its port
 
 
 def test_no_network_here_is_a_clear_error(tmp_path: Path) -> None:

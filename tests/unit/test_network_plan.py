@@ -83,7 +83,13 @@ def test_a_regional_server_gets_one_way_replicas_of_the_shared_store_only() -> N
     assert (region.role, region.stores, region.captured) == ("replica", ("fructos_patient",), ())
     replica = plan.route("hosp-a_to_region-1")
     assert (replica.source, replica.target, replica.target_stores) == ("hosp-a", "region-1", ("fructos_patient",))
-    assert replica.reads == ("fructos_own",)  # never the hospital's META or Keycloak accounts
+    # the feeding store of both parties of the home link (each captures what was first written on it), never
+    # META or the Keycloak accounts
+    assert replica.reads == (("hosp-a", "fructos_own"), ("remote.hosp-a", "fructos_own"))
+    assert {a.name for a in kafka_acls(load_settings(env={}), plan)
+            if a.principal == plan.principal("platsync", "worker-hosp-a_to_region-1") and "Read" in a.operations
+            and a.resource_type == "topic"} == {"platsync.hosp-a.local.fructos_own",
+                                                "platsync.hosp-a.remote.fructos_own"}
     assert set(replica.api_ids) == {"PRV_USR_001", "PRV_DOC_009"}
     assert plan.node_of_process("worker-hosp-a_to_region-1") == "region-1"
     assert not any(r.source == "region-1" for r in plan.routes)  # read-only: nothing flows out of it

@@ -171,11 +171,14 @@ def test_links_of_each_example(name: str) -> None:
         if link.kind == "home":
             check_home_link(link, MATRIX)
         else:
-            assert link.one_way and link.directions == ("local_to_remote",)
-            assert [r.api_id for r in link.routes] == list(REPLICATED_TODAY)
+            # One way into the regional server, from both parties of the home link: what the cloud's shared
+            # store receives from the hospital, and what the cloud writes into it itself.
+            assert link.one_way and link.directions == ("local_to_remote", "remote_to_local")
+            assert [r.api_id for r in link.routes] == [*REPLICATED_TODAY, *REPLICATED_TODAY]
             for r in link.routes:
-                assert (r.source_node, r.target_node, r.target) == (link.lower, link.upper, ("fructos_patient",))
-                assert r.source == MATRIX.direction("local_to_remote").get(r.api_id).source  # type: ignore[union-attr]
+                source = link.lower if r.direction == "local_to_remote" else "remote"
+                assert (r.source_node, r.target_node, r.target) == (source, link.upper, ("fructos_patient",))
+                assert r.source == MATRIX.direction(r.direction).get(r.api_id).source  # type: ignore[union-attr]
 
 
 def test_replica_routes_are_derived_from_the_matrix(tmp_path: Path) -> None:
@@ -186,7 +189,9 @@ def test_replica_routes_are_derived_from_the_matrix(tmp_path: Path) -> None:
     matrix = load_matrix(write(tmp_path, text, "matrix.toml"))
     replica = load_topology(TOPOLOGIES / "regional.toml").links(matrix)[1]
     assert replica.kind == "replica"
-    assert [r.api_id for r in replica.routes] == ["PRV_USR_001", "PRV_PAT_001", "PRV_DOC_009"]
+    assert [(r.direction, r.api_id) for r in replica.routes] == [
+        ("local_to_remote", "PRV_USR_001"), ("local_to_remote", "PRV_PAT_001"), ("local_to_remote", "PRV_DOC_009"),
+        ("remote_to_local", "PRV_USR_001"), ("remote_to_local", "PRV_DOC_009")]
 
 
 def test_deeper_tree_replicates_to_every_regional_server_and_homes_at_the_root(tmp_path: Path) -> None:
