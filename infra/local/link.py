@@ -53,6 +53,9 @@ log = logging.getLogger("platsync.link")
 
 #: The side whose processes lose the broker when the link is cut (the broker is in the cloud).
 CUT_SIDE = "local"
+#: The client side of a regional server's processes (``platsync-<region>.replica-...``): a region's gate cuts them.
+REPLICA_SIDE = "replica"
+CUT_SIDES = (CUT_SIDE, REPLICA_SIDE)
 CLIENT_ID_PREFIX = "platsync-"
 _HEADER = struct.Struct(">ihhih")  # size, api_key, api_version, correlation_id, client_id length
 _CHUNK = 256 * 1024
@@ -120,7 +123,7 @@ def client_link_side(client_id: str | None) -> tuple[str, str] | None:
     if not client_id or not client_id.startswith(CLIENT_ID_PREFIX):
         return None
     match = _CLIENT_TAG.match(client_id[len(CLIENT_ID_PREFIX):])
-    if match is None or match["side"] not in SIDES:
+    if match is None or match["side"] not in (*SIDES, REPLICA_SIDE):
         return None
     return match["link"] or "", match["side"]
 
@@ -179,7 +182,7 @@ class LinkProxy:
 
     def _cut(self, tag: tuple[str, str] | None) -> bool:
         gate = self.gates.get(tag[0]) if tag else None
-        return gate is not None and tag is not None and tag[1] == CUT_SIDE and not gate.up
+        return gate is not None and tag is not None and tag[1] in CUT_SIDES and not gate.up
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Classify one client connection by its first request, then pipe it to the broker."""
@@ -260,7 +263,7 @@ class LinkProxy:
             write_json(_enforced_file(gate.data_dir), {
                 "up": gate.up, "wanted_ts_ms": gate.wanted_ts, "pid": os.getpid(),
                 "cut_side": CUT_SIDE, "updated_ts_ms": time.time_ns() // 1_000_000,
-                "open_connections": {**{s: sum(1 for t in mine if t[1] == s) for s in SIDES},
+                "open_connections": {**{s: sum(1 for t in mine if t[1] == s) for s in (*SIDES, REPLICA_SIDE)},
                                      "None": sum(1 for t in self._connections.values() if t is None)},
                 **self.counters})
 

@@ -144,6 +144,14 @@ class Network:
             self.all_links[h] = link_settings(self.settings, h, ports, regions)
         self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port)
 
+    def region_gate(self, region: str) -> Settings:
+        """The settings addressing a regional server's gate in the link proxy (``platsync link down --node``):
+        cutting it cuts the region's replica workers off the broker, and nothing else."""
+        if region not in self.regions:
+            raise ProcessError(f"no regional server {region!r} in this network; known: {', '.join(self.regions)}")
+        return dataclasses.replace(self.settings, data_dir=link_data_dir(self.settings.data_dir, region),
+                                   network_link=region)
+
     def regions_above(self, hospital: str) -> tuple[str, ...]:
         """The regional servers holding ``hospital``'s replicas, nearest first (its ancestors but the cloud)."""
         return tuple(n.id for n in self.topology.ancestors(hospital)[:-1])
@@ -183,7 +191,7 @@ class Network:
         s = self.settings
         return ProcessSpec(name="link", argv=[
             sys.executable, "-m", "infra.local.link", "--config", str(s.data_dir / "platsync.toml"),
-            "--data-dir", str(s.data_dir), "--links", ",".join(self.links)])
+            "--data-dir", str(s.data_dir), "--links", ",".join([*self.links, *self.regions])])
 
     def up(self, say: Say = print) -> None:
         """Start the shared parts, then every home link's stack; wait until all are ready."""

@@ -32,10 +32,11 @@ def cmd_link(args: argparse.Namespace) -> int:
     from infra.local.process import read_pid
 
     # deferred: a network's links (the embedded stack): ~0.7 s
-    from streams.cli.network import UnknownNodeError, link_settings_of, resolve_node
+    from streams.cli.network import UnknownNodeError, link_settings_of, region_gates_of, resolve_node
 
     root = _settings(args)
-    links = link_settings_of(root)
+    regions = region_gates_of(root)
+    links = {**link_settings_of(root), **regions}
     if args.node is None and len(links) > 1:
         if args.action != "status":
             print(f"platsync link {args.action}: this network has {len(links)} home links; name one with --node "
@@ -46,7 +47,10 @@ def cmd_link(args: argparse.Namespace) -> int:
             print(json.dumps({name: state}, sort_keys=True) if args.json else f"{name}: {_describe(state)}")
         return 0
     try:
-        settings = resolve_node(root, args.node)[0] if args.node else next(iter(links.values()))
+        if args.node in regions:
+            settings = regions[args.node]
+        else:
+            settings = resolve_node(root, args.node)[0] if args.node else next(iter(links.values()))
     except UnknownNodeError as exc:
         print(f"platsync link: {exc}", file=sys.stderr)
         return 2
@@ -73,7 +77,7 @@ def cmd_link(args: argparse.Namespace) -> int:
               f"{settings.data_dir}/logs/link.log)")
         return 1
     print(_describe(state))
-    if up:
+    if up and args.node not in regions:  # a regional server's replica workers resume by themselves
         # deferred: Kafka clients and the capture: ~0.65 s, only for this command
         from infra.local.recovery import pending_sides, recapture_pending
 
@@ -98,7 +102,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="cut (down) or restore (up) the hospital<->cloud link of the embedded stack")
     p.add_argument("action", choices=["down", "up", "status"])
     p.add_argument("--note", help="why (kept in the link state file)")
-    p.add_argument("--node", metavar="NODE", help="a network's hospital whose home link to cut or restore "
-                   "(default: the only link)")
+    p.add_argument("--node", metavar="NODE", help="a network's hospital whose home link to cut or restore, or a "
+                   "regional server to cut off the broker (default: the only link)")
     p.add_argument("--json", action="store_true", help="status as JSON")
     p.set_defaults(func=cmd_link)

@@ -48,6 +48,17 @@ def resolve_node(settings: Settings, node: str) -> tuple[Settings, str]:
     return nodes[node]
 
 
+def region_gates_of(settings: Settings) -> dict[str, Settings]:
+    """A network's regional servers -> the settings of their gates in the link proxy (none without a network)."""
+    # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run
+    from infra.local.network import Network, is_network
+
+    if not is_network(settings.data_dir):
+        return {}
+    network = Network.load(settings)
+    return {region: network.region_gate(region) for region in network.regions}
+
+
 def link_settings_of(settings: Settings) -> dict[str, Settings]:
     """Every two-party stack of the data dir: the home links of a network, or the one standalone stack."""
     # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run

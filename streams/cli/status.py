@@ -11,10 +11,22 @@ from infra.local.stack import components
 from streams.apply.conflicts import open_conflict_count
 from streams.apply.mode_state import all_modes, describe
 from streams.apply.progress import read_progress
-from streams.core.model import ROUTES, SIDES
+from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, ROUTES, SIDES, replica_node
+from streams.routing.matrix_model import load_matrix
 from streams.runtime.jsonfile import read_json
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state, retrying_path, worker_state
+
+
+def route_sources(settings: Settings, route: str) -> tuple[str, str, list[tuple[str, str, str]]]:
+    """(target node, store keeping its positions, [(progress key, source side, source store)]) of a route: a
+    home route reads its source side's captured stores; a replica route the feeding store of both sides."""
+    node = replica_node(route)
+    if node is None:
+        source_side, target_side = ROUTES[route]
+        return target_side, "meta", [(store, source_side, store) for store in settings.captured_stores(source_side)]
+    feed = load_matrix().feed_source(REPLICA_STORE)
+    return node, REPLICA_STORE, [(f"{side}.{feed}", side, feed) for side in REPLICA_SOURCE_SIDES]
 
 
 def collect_status(settings: Settings) -> dict[str, Any]:
@@ -25,20 +37,23 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         proc["running"] = proc["pid"] is not None
     routes: dict[str, Any] = {}
     errors: list[str] = []
-    for route, (source_side, target_side) in ROUTES.items():
+    for route in settings.applied_routes:
+        target_side, progress_store, sources = route_sources(settings, route)
+        kept_as = settings.progress_route(route)
         try:
-            applied = {r["source_store"]: r for r in read_progress(settings, target_side) if r["route"] == route}
+            applied = {r["source_store"]: r for r in read_progress(settings, target_side, store=progress_store)
+                       if r["route"] == kept_as}
         except Exception as exc:  # noqa: BLE001 - status must render even when a store is down
             applied = {}
-            errors.append(f"{target_side}/meta unreachable: {type(exc).__name__}")
+            errors.append(f"{target_side}/{progress_store} unreachable: {type(exc).__name__}")
         stores: dict[str, Any] = {}
-        for store in settings.captured_stores(source_side):
+        for key, source_side, store in sources:
             cap = capture_state(settings, source_side, store)
-            app = applied.get(store, {})
+            app = applied.get(key, {})
             cap_lsn, app_lsn = int(cap.get("last_lsn", 0)), int(app.get("last_lsn", 0))
             cap_ts, app_ts = int(cap.get("last_commit_ts_ms", 0)), int(app.get("last_commit_ts_ms", 0))
             pending = cap_lsn > app_lsn
-            stores[store] = {
+            stores[key] = {
                 "captured": int(cap.get("events_produced", 0)),
                 "echoes_dropped": int(cap.get("echoes_dropped", 0)),
                 "applied_events": int(app.get("events_seen", 0)),
@@ -56,8 +71,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         if worker.get("waiting_for"):  # started while the broker is out of reach (streams/apply/worker.py)
             errors.append(f"{route}: waiting for the {worker['waiting_for']} (unreachable); it consumes once "
                           "the broker answers")
-        routes[route] = {"source_side": source_side, "target_side": target_side, "stores": stores,
-                         "retrying": retrying}
+        routes[route] = {"source_side": "+".join(dict.fromkeys(side for _, side, _ in sources)),
+                         "target_side": target_side, "stores": stores, "retrying": retrying}
     for side in SIDES:
         retry = read_json(retrying_path(settings, side))
         if retry.get("what"):
@@ -84,11 +99,12 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"conflicts  {status['open_conflicts']} open: review with 'platsync conflicts list'")
     procs = "  ".join(f"{name}:{'up' if p['running'] else 'DOWN'}" for name, p in status["processes"].items())
     lines += [f"processes  {procs}", ""]
-    lines.append(f"{'route':16} {'source store':24} {'captured':>9} {'applied':>9} {'writes':>8} "
+    lines.append(f"{'route':18} {'source store':24} {'captured':>9} {'applied':>9} {'writes':>8} "
                  f"{'lag ms':>8} {'lag bytes':>10} {'errors':>7}")
     for route, info in status["routes"].items():
-        for store, s in info["stores"].items():
-            lines.append(f"{route:16} {info['source_side'] + '/' + store:24} {s['captured']:>9} "
+        for store, s in info["stores"].items():  # a replica route's keys name their side: local.fructos_own
+            label = store.replace(".", "/") if "." in store else f"{info['source_side']}/{store}"
+            lines.append(f"{route:18} {label:24} {s['captured']:>9} "
                          f"{s['applied_events']:>9} {s['writes_applied']:>8} {s['lag_ms']:>8} "
                          f"{s['lag_bytes']:>10} {s['dead_letters']:>7}")
     for err in status["errors"]:

@@ -28,6 +28,7 @@ from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
 from streams.topology.load import load_topology
 from tests.e2e.test_network import REPO
+from tests.support.helpers import platsync
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
@@ -125,7 +126,9 @@ def test_a_hospital_syncs_with_the_cloud_while_its_region_is_down(network: Netwo
 def test_no_capture_topic_carries_an_echo_and_nothing_is_captured_from_the_region(network: Network) -> None:
     a, b = (network.link(h) for h in HOSPITALS)
     tag = uuid.uuid4().hex[:10]
-    approve(a, "remote", new_documents(a, "local", f"A-echo-{tag}", 1)[0])  # crosses the home link both ways
+    doc = new_documents(a, "local", f"A-echo-{tag}", 1)[0]
+    synced(a)
+    approve(a, "remote", doc)  # made at the hospital, approved in the cloud: it crosses the home link both ways
     synced(a)
     synced(b)
     admin = AdminClient(client_config(network.settings, "platsync-test-admin"))
@@ -154,3 +157,26 @@ def test_no_capture_topic_carries_an_echo_and_nothing_is_captured_from_the_regio
     finally:
         consumer.close()
     assert events > 0 and echoes == [], echoes[:5]
+
+
+def test_the_region_is_cut_alone_and_shows_in_status(network: Network) -> None:
+    a = network.link("hosp-a")
+    down = platsync(network.settings, "link", "down", "--node", REGION)
+    assert down.returncode == 0 and "DOWN" in down.stdout, down.stdout + down.stderr
+    try:
+        docs = [approve(a, "local", new_documents(a, "local", f"A-cut-{uuid.uuid4().hex[:10]}", 1)[0])]
+        synced(a, replicas=False)  # the hospital and the cloud go on
+        time.sleep(3)
+        assert not rows(a, REGION, docs), "a record reached a regional server cut off the broker"
+        listed = platsync(network.settings, "link", "status")
+        assert listed.returncode == 0 and f"{REGION}: link DOWN" in listed.stdout, listed.stdout
+    finally:
+        up = platsync(network.settings, "link", "up", "--node", REGION)
+        assert up.returncode == 0, up.stdout + up.stderr
+    synced(a)
+    assert rows(a, REGION, docs) == rows(a, "remote", docs)
+    status = platsync(network.settings, "status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "worker-local_to_region-1:up" in status.stdout
+    assert "local_to_region-1  local/fructos_own" in status.stdout, status.stdout
+    assert "local_to_region-1  remote/fructos_own" in status.stdout, status.stdout
