@@ -198,9 +198,9 @@ class ReferenceApi:
             # Without a given number, the side's own range assigns one (never collides with the other side);
             # a given one must be from this side's range and unused (serials.claim_given_numbers).
             if pt.patient_number:
-                claim_or_refuse(call.conn("meta"), "PRV_PAT_001", self.side, PATIENT_NUMBER,
+                claim_or_refuse(call.conn("meta"), "PRV_PAT_001", self.settings, self.side, PATIENT_NUMBER,
                                 [("patient_number", pt.patient_number)])
-            number = pt.patient_number or next_patient_number(call.conn("meta"), self.side)
+            number = pt.patient_number or next_patient_number(call.conn("meta"), self.settings, self.side)
             fields = {"family_name": pt.family_name, "given_name": pt.given_name,
                       "birth_date": pt.birth_date.isoformat(), "sex": pt.sex,
                       "institution_code": pt.institution_code, "patient_number": number}
@@ -280,10 +280,10 @@ class ReferenceApi:
         with self._begin("PRV_DOC_006", call_id) as call:
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
             bulk = not isinstance(payload, Mapping) or "documents" in payload
-            claim_or_refuse(call.conn("meta"), "PRV_DOC_006", self.side, DOCUMENT_NUMBER,
+            claim_or_refuse(call.conn("meta"), "PRV_DOC_006", self.settings, self.side, DOCUMENT_NUMBER,
                             [(f"documents[{i}].document_number" if bulk else "document_number", d.document_number)
                              for i, d in enumerate(docs) if d.document_number])
-            numbers = iter(next_document_numbers(call.conn("meta"), self.side,
+            numbers = iter(next_document_numbers(call.conn("meta"), self.settings, self.side,
                                                  sum(1 for d in docs if not d.document_number)))
             rows = []
             for d in docs:

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.stores.serials import create_sequences
 from streams.core.model import RowValue
+from streams.runtime.settings import Settings
 
 
 def _synced(name: str, metadata: MetaData, *columns: Column[Any]) -> Table:
@@ -205,15 +206,16 @@ $$;
 """
 
 
-def create_schema(conn: Connection, store: str, side: str, database: str) -> None:
-    """Create the store's tables, the marker function and the side setting (idempotent)."""
+def create_schema(conn: Connection, store: str, side: str, database: str, settings: Settings) -> None:
+    """Create the store's tables, the marker function and the side setting (idempotent); META's serial
+    sequences over the side's configured number ranges (``settings``)."""
     metadata_for(store).create_all(conn)
     for table in SYNCED_TABLES[store]:
         # Full before-images let a delete event carry the version it removed.
         conn.execute(text(f"ALTER TABLE {table} REPLICA IDENTITY FULL"))
     conn.execute(text(MARK_API_FUNCTION))
     if store == "meta":
-        create_sequences(conn, side)
+        create_sequences(conn, settings, side)
         # Data dirs made before document numbers existed.
         conn.execute(text("ALTER TABLE documents ADD COLUMN IF NOT EXISTS document_number text"))
     conn.execute(text(f"ALTER DATABASE \"{database}\" SET platsync.side = '{side}'"))

@@ -36,7 +36,7 @@ def provision_side(settings: Settings, side: str) -> None:
         engine = create_engine(dsn(settings, side, store))
         try:
             with engine.begin() as conn:
-                create_schema(conn, store, side, database_name(settings, side, store))
+                create_schema(conn, store, side, database_name(settings, side, store), settings)
         finally:
             engine.dispose()
     provision_store_access(settings, side)

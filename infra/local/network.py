@@ -92,20 +92,22 @@ def region_node(base: Settings, pg_port: int, db_suffix: str = "") -> NodeSettin
                         metrics_mode_port=0, pg_managed=False, db_suffix=db_suffix)
 
 
-def link_settings(base: Settings, hospital: str, ports: dict[str, int], regions: tuple[str, ...] = ()) -> Settings:
+def link_settings(base: Settings, hospital: str, ports: dict[str, int], regions: tuple[str, ...] = (),
+                  numbers: dict[str, dict[str, tuple[int, int]]] | None = None) -> Settings:
     """The two-party settings of one home link: the hospital as ``local``, its cloud stores as ``remote``,
     and the regional servers above the hospital (``regions``, nodes of ``base``) that its replica workers feed.
+    ``numbers`` gives each side's patient and document number ranges (:meth:`Topology.home_link_numbers`).
 
     The broker (through the shared link proxy) is given as a cluster of its own, so the link's stack
     runs no broker; the cloud's and the regions' PostgreSQL servers are shared and not managed by it."""
     cloud = base.node(CLOUD_SIDE)
     local = NodeSettings(pg_port=ports["pg_local"], keycloak_port=ports["keycloak_local"],
                          mode_port=ports["mode_local"], metrics_capture_port=ports["metrics_capture_local"],
-                         metrics_mode_port=ports["metrics_mode_local"])
+                         metrics_mode_port=ports["metrics_mode_local"], **(numbers or {}).get("local", {}))
     remote = NodeSettings(pg_port=cloud.pg_port, pg_host=cloud.pg_host, keycloak_port=ports["keycloak_remote"],
                           mode_port=ports["mode_remote"], metrics_capture_port=ports["metrics_capture_remote"],
                           metrics_mode_port=ports["metrics_mode_remote"], db_suffix=tenant_suffix(hospital),
-                          pg_managed=False)
+                          pg_managed=False, **(numbers or {}).get(CLOUD_SIDE, {}))
     return dataclasses.replace(
         base, data_dir=link_data_dir(base.data_dir, hospital), topic_prefix=f"{base.topic_prefix}.{hospital}",
         network_link=hospital, broker_bootstrap_servers=f"{base.host}:{base.broker_port}",
@@ -141,7 +143,7 @@ class Network:
             ports = dict(known.get(h, {}))
             ports.update({name: port() for name in wanted if name not in ports})
             self.ports[h] = ports
-            self.all_links[h] = link_settings(self.settings, h, ports, regions)
+            self.all_links[h] = link_settings(self.settings, h, ports, regions, topology.home_link_numbers(h))
         self.broker = Broker(settings.host, settings.broker_port, settings.broker_listen_port)
 
     def region_gate(self, region: str) -> Settings:

@@ -19,6 +19,7 @@ from typing import Any
 
 from streams.core.errors import PlatSyncError
 from streams.core.model import CAPTURED_STORES, ROUTES, SHARED_STORES, SIDES, replica_node, replica_route
+from streams.runtime.number_ranges import RANGE_FIELDS, number_range, overlapping_ranges
 
 ENV_PREFIX = "PLATSYNC_"
 #: ``broker_security_protocol`` values and the librdkafka ``security.protocol`` each stands for.
@@ -52,9 +53,25 @@ class NodeSettings:
     # False: another supervisor runs this node's PostgreSQL (a network's shared cloud server); the
     # two-party stack only provisions its databases there.
     pg_managed: bool = True
+    # The node's own inclusive ranges ``(lo, hi)`` of patient numbers (9 digits) and document numbers
+    # (10 digits): TOML ``patient_numbers = [lo, hi]``. None: its side's two-site default
+    # (connectors/stores/serials.py). A network gives each link's nodes their topology's ranges.
+    patient_numbers: tuple[int, int] | None = None
+    document_numbers: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        for name in RANGE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    object.__setattr__(self, name, number_range(name, value))
+                except ValueError as exc:
+                    raise SettingsError(str(exc)) from None
 
 
-NODE_FIELDS: dict[str, type] = {f.name: {"int": int, "bool": bool}.get(str(f.type), str) for f in fields(NodeSettings)}
+#: Each node setting's kind; ``tuple``: a number range (:func:`streams.runtime.number_ranges.number_range`).
+NODE_FIELDS: dict[str, type] = {f.name: tuple if f.name in RANGE_FIELDS else {"int": int, "bool": bool}.get(
+    str(f.type), str) for f in fields(NodeSettings)}
 
 
 def default_nodes() -> dict[str, NodeSettings]:
@@ -72,10 +89,10 @@ def alias_names() -> dict[str, tuple[str, str]]:
     """The flat two-site setting names kept as aliases: name -> ``(node, field)`` or ``("worker", route)``.
 
     ``pg_local_port`` is ``nodes.local.pg_port``; ``metrics_worker_local_to_remote_port`` is
-    ``metrics_worker_ports.local_to_remote``."""
+    ``metrics_worker_ports.local_to_remote``. Number ranges have none: ``[nodes.<id>]`` tables only."""
     names: dict[str, tuple[str, str]] = {}
     for node in ("local", "remote"):
-        for name in NODE_FIELDS:
+        for name in (n for n in NODE_FIELDS if n not in RANGE_FIELDS):
             prefix, _, suffix = name.rpartition("_")
             names[f"{prefix}_{node}_{suffix}"] = (node, name)
     for route in DEFAULT_WORKER_METRICS_PORTS:
@@ -190,6 +207,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         validate_broker_security(self)
+        if faults := overlapping_ranges(self.nodes):
+            raise SettingsError("; ".join(faults))
 
     @property
     def broker_bootstrap(self) -> str:
@@ -314,6 +333,11 @@ class Settings:
 
 
 def _coerce(name: str, raw: Any, kind: type, source: str) -> Any:
+    if kind is tuple:  # a node's number range: nodes.<id>.<field>
+        try:
+            return number_range(name.rpartition(".")[2], raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}: {name.rpartition('.')[0]}.{exc}") from None
     try:
         if kind is Path:
             return Path(str(raw)).expanduser()
@@ -475,7 +499,7 @@ def settings_to_toml(settings: Settings) -> str:
         if key == "nodes":
             for node, node_values in value.items():
                 tables.append(f"\n[nodes.{_toml_key(node)}]")
-                tables.extend(f"{k} = {_toml_value(v)}" for k, v in node_values.items())
+                tables.extend(f"{k} = {_toml_value(v)}" for k, v in node_values.items() if v is not None)
         elif isinstance(value, dict):
             tables.append(f"\n[{key}]")
             tables.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
@@ -489,6 +513,8 @@ def _toml_key(key: str) -> str:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

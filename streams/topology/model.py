@@ -194,6 +194,22 @@ class Topology:
 
         return visit(self.root, 0)
 
+    def home_link_numbers(self, hospital_id: str) -> dict[str, dict[str, tuple[int, int]]]:
+        """The number ranges of the two sides of a hospital's home link, per matrix role, as the
+        ``(lo, hi)`` values of the link's node settings (``patient_numbers``, ``document_numbers``).
+
+        ``local`` is the hospital, with its own ranges. ``remote`` is that hospital's stores in the
+        cloud, with the cloud root's ranges: the cloud draws from its own range for every institution,
+        in each institution's own sequence, so what the cloud numbers is unique per home institution
+        only (global uniqueness of cloud-drawn numbers would need the cloud's range split per tenant;
+        docs/topology.md). ``KeyError`` for an unknown node, ``ValueError`` for a common node.
+        """
+        hospital = self.node(hospital_id)
+        if hospital.kind != "hospital":
+            raise ValueError(f"{hospital_id} is a {hospital.kind} node: only a hospital has a home link")
+        return {role: {serial: (node.numbers(serial).lo, node.numbers(serial).hi) for serial in SERIAL_WIDTHS}
+                for role, node in ((HOSPITAL_ROLE, hospital), (CLOUD_ROLE, self.root))}
+
     def links(self, matrix: Matrix) -> tuple[Link, ...]:
         """Every link, per hospital in file order: its home link, then its replica links nearest first."""
         root = self.root

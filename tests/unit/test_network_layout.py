@@ -40,6 +40,10 @@ def test_a_link_is_the_hospital_as_local_and_its_cloud_stores_as_remote(tmp_path
     assert a.captured_stores("remote") == ("meta", "fructos_own", "keycloak")  # never the shared store
     assert a.client_tag("local") == "hosp-a.local"
     b = net.link("hosp-b")
+    # Each hospital numbers from its own block of the topology; its cloud side from the cloud's range.
+    assert (b.node("local").patient_numbers, b.node("local").document_numbers) == (
+        (10000000, 19999999), (100000000, 199999999))
+    assert b.node("remote").patient_numbers == a.node("remote").patient_numbers == (500000000, 999999999)
     ports = [a.pg_port("local"), a.keycloak_port("local"), a.keycloak_port("remote"), a.mode_port("remote"),
              *a.metrics_worker_ports.values(), b.pg_port("local"), b.keycloak_port("remote")]
     assert len(set(ports)) == len(ports)  # no two links (or sides) share a port
