@@ -264,13 +264,15 @@ def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[Kafk
     # dlq retry re-drives a dead letter's original bytes to its source (capture) topic.
     acls += [KafkaAcl(op, "topic", topic, "literal", ("Write",))
              for e in plan.endpoints for topic in plan.topics_of(prefix, e.id)]
-    acls.append(KafkaAcl(op, "topic", retried_topic(settings), "literal", ("Create", "Write")))
+    # Each link's stack records re-driven letters in its own <link prefix>.dlq.retried.
+    links = {plan.link_prefix(prefix, e.tenant) for e in plan.endpoints if e.tenant is not None}
+    acls += [KafkaAcl(op, "topic", retried_topic(dataclasses.replace(settings, topic_prefix=link)), "literal",
+                      ("Create", "Write")) for link in sorted(links)]
     # replay moves the route groups' offsets (and probes them with <group>-replay-probe).
     acls += [KafkaAcl(op, "group", plan.consumer_group(prefix, route.name), "prefixed", ("Read", "Describe"))
              for route in plan.routes]
     acls += [KafkaAcl(op, "group", group_prefix, "prefixed", ("Read",))
              for group_prefix in (f"{OPERATOR_CLIENT_ID}-", "platsync-report-", "platsync-incarnation-")]
-    links = {plan.link_prefix(prefix, e.tenant) for e in plan.endpoints if e.tenant is not None}
     acls += [KafkaAcl(op, "topic", incarnation_topic(dataclasses.replace(settings, topic_prefix=link)), "literal",
                       ("Write",)) for link in sorted(links)]  # embedded stack only
     acls.append(KafkaAcl(op, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))  # re-capture

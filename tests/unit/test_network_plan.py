@@ -135,3 +135,16 @@ def test_topology_show_json_includes_the_plan(capsys: pytest.CaptureFixture[str]
     assert plan["processes"]["capture-remote.hosp-b"] == "remote"
     assert {e["id"]: e["databases"]["meta"] for e in plan["endpoints"]} == {
         "hosp-a": "meta", "hosp-b": "meta", "remote.hosp-a": "meta_hosp_a", "remote.hosp-b": "meta_hosp_b"}
+
+
+@pytest.mark.parametrize(("name", "retried"), [
+    ("default", {"platsync.dlq.retried"}),
+    ("two_hospitals", {"platsync.hosp-a.dlq.retried", "platsync.hosp-b.dlq.retried"}),
+])
+def test_the_operator_may_record_retried_dead_letters_of_every_link(name: str, retried: set[str]) -> None:
+    """'platsync dlq retry' on a link records re-driven letters in that link's <link prefix>.dlq.retried."""
+    settings = load_settings(env={}, data_dir=Path("/nonexistent"))
+    operator = plan_principals(settings, plan_of(name))["operator"]
+    writable = {a.name for a in kafka_acls(settings, plan_of(name))
+                if a.principal == operator and a.name.endswith(".dlq.retried") and "Write" in a.operations}
+    assert writable == retried

@@ -1,4 +1,4 @@
-"""A regional common server on the embedded stack (infra/topologies/regional.toml; issue 14).
+"""A regional common server on the embedded stack (the package's network: infra/topologies/regional.toml).
 
 Two hospitals under ``region-1`` under the cloud: each hospital's home link goes straight to the cloud;
 ``region-1`` keeps read-only copies of what the cloud's shared 患者管理FRUCtoS holds of its hospitals,
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -26,28 +25,11 @@ from streams.core.codec import decode_changes
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
-from streams.topology.load import load_topology
-from tests.e2e.test_network import REPO
+from tests.e2e.network.conftest import HOSPITALS, REGION
 from tests.support.helpers import platsync
-from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
-TOPOLOGY = REPO / "infra" / "topologies" / "regional.toml"
-HOSPITALS = ("hosp-a", "hosp-b")
-REGION = "region-1"
 COLUMNS = "id, version, deleted, entity, subject_id, content, content_hash, signed_by, approved, updated_at"
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[Network]:
-    data_dir = make_data_dir("platsync-region-")
-    net = Network(isolated_settings(data_dir), load_topology(TOPOLOGY))
-    try:
-        net.up(say=lambda m: print(f"[network] {m}"))
-        yield net
-    finally:
-        net.down(say=lambda m: print(f"[network] {m}"), drain_timeout_s=0)
-        remove_data_dir(data_dir)
 
 
 def call(link: Settings, side: str, api_id: str, payload: dict[str, Any]) -> dict[str, Any]:

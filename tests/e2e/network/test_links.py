@@ -1,8 +1,10 @@
-"""A network on the embedded stack: one cloud, two hospitals (infra/topologies/two_hospitals.toml; issue 14).
+"""Home links of a network on the embedded stack: one cloud, two hospitals (issue 14; the package's network,
+tests/e2e/network/conftest.py, whose two hospitals' home links go straight to the cloud as in
+infra/topologies/two_hospitals.toml).
 
 Each hospital syncs with its own stores in the cloud and nowhere else; every topic is scanned for the
 other institution's records; one hospital's link is cut alone while the other keeps syncing; the CLI
-addresses nodes by their ids.
+addresses nodes by their ids; a hospital joins with its records and leaves.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -28,25 +29,10 @@ from streams.runtime.connections import libpq_dsn
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
 from streams.topology.load import load_topology
+from tests.e2e.network.conftest import HOSPITALS, TOPOLOGY
 from tests.support.helpers import platsync
-from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
-REPO = Path(__file__).resolve().parents[2]
-TOPOLOGY = REPO / "infra" / "topologies" / "two_hospitals.toml"
-HOSPITALS = ("hosp-a", "hosp-b")
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[Network]:
-    data_dir = make_data_dir("platsync-net-")
-    net = Network(isolated_settings(data_dir), load_topology(TOPOLOGY))
-    try:
-        net.up(say=lambda m: print(f"[network] {m}"))
-        yield net
-    finally:
-        net.down(say=lambda m: print(f"[network] {m}"), drain_timeout_s=0)
-        remove_data_dir(data_dir)
 
 
 def new_staff(link: Settings, side: str, marker: str) -> str:
@@ -96,7 +82,7 @@ def test_no_topic_of_a_link_carries_the_other_institution_s_records(network: Net
     plan = network.plan  # what 'platsync access --topology' grants: exactly the topics the network uses
     planned = {t for e in plan.endpoints for t in plan.topics_of("platsync", e.id)}
     planned |= {plan.dead_letter_topic("platsync", r.name) for r in plan.routes}
-    planned |= {plan.heartbeat_topic("platsync", e.id) for e in plan.endpoints}
+    planned |= {plan.heartbeat_topic("platsync", e.id) for e in plan.endpoints if e.role != "replica"}  # no modes
     planned |= {f"platsync.{h}.broker-incarnation" for h in HOSPITALS}
     assert set(topics) == planned, (set(topics) ^ planned)
     seen: dict[str, set[str]] = {h: set() for h in HOSPITALS}
@@ -172,7 +158,7 @@ def test_a_hospital_joins_with_the_records_it_holds_and_leaves(network: Network,
     """Runs last: it grows the module's network by hospital C, then C leaves again."""
     grown_file = tmp_path / "three_hospitals.toml"
     grown_file.write_text(TOPOLOGY.read_text() + '\n[[nodes]]\nid = "hosp-c"\nkind = "hospital"\nparent = "remote"\n'
-                          "patient_numbers = [20000000, 29999999]\ndocument_numbers = [200000000, 299999999]\n")
+                          "patient_numbers = [30000000, 39999999]\ndocument_numbers = [300000000, 399999999]\n")
     grown = Network(network.settings, load_topology(grown_file))
     c = grown.link("hosp-c")
     try:
