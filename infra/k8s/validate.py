@@ -169,10 +169,11 @@ def validate_text(text: str, k8s_version: str) -> list[str]:
 
 
 def validate_dir(directory: Path, k8s_version: str) -> dict[str, list[str]]:
-    """``{file name: errors}`` for every ``*.yaml`` of ``directory`` (only files with errors)."""
+    """``{file path relative to directory: errors}`` for every ``*.yaml`` under ``directory``, the
+    per-node directories of a topology's rendering included (only files with errors)."""
     result = {}
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted(directory.rglob("*.yaml")):
         errors = validate_text(path.read_text(encoding="utf-8"), k8s_version)
         if errors:
-            result[path.name] = errors
+            result[path.relative_to(directory).as_posix()] = errors
     return result
