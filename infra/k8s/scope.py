@@ -129,15 +129,9 @@ class Scope:
         return endpoint.tenant, f"{kind}-{endpoint.role}"
 
     def route_topics(self, route: PlannedRoute) -> tuple[str, ...]:
-        """The capture topics a route's worker reads.
-
-        The one place that reads ``PlannedRoute.reads``: stores of the route's source, or
-        ``(endpoint, store)`` pairs (a replica worker reading both sides of its home link)."""
-        topics = []
-        for item in route.reads:
-            endpoint, store = item if isinstance(item, tuple) else (route.source, item)
-            topics.append(self.plan.topic(self.prefix, endpoint, store))
-        return tuple(topics)
+        """The capture topics a route's worker reads (the plan's ``(endpoint, store)`` pairs: a replica
+        worker reads both sides of its home link)."""
+        return tuple(self.plan.topic(self.prefix, endpoint, store) for endpoint, store in route.reads)
 
     def labels(self, node: str, endpoint: str, tenant: str | None) -> dict[str, str]:
         """The pod labels placing a workload: its node, its endpoint's role and its link."""
