@@ -75,6 +75,17 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
 
 
 @dataclass(frozen=True)
+class NodeConfig:
+    """Where one node of a topology keeps its databases (``[k8s.nodes.<id>]``; docs/kubernetes.md)."""
+
+    pg_host: str
+    db_cidrs: tuple[str, ...]  # the node's PostgreSQL and Keycloak: its pods' only database egress
+    pg_port: int = 5432
+    keycloak_url: str = ""  # empty: none (a regional server has no Keycloak)
+    keycloak_db: str = ""  # libpq DSN of Keycloak's account database, without password
+
+
+@dataclass(frozen=True)
 class DeploymentConfig:
     """Everything of the Kubernetes deployment that the PLAT Sync settings do not hold."""
 
@@ -106,6 +117,9 @@ class DeploymentConfig:
     db_port: int = 5432
     keycloak_ports: tuple[int, ...] = (443, 8443, 8080)
     resources: dict[str, Resources] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    # A topology's nodes other than the cloud root (which is the settings' remote node) and a
+    # hospital called "local": `platsync k8s render --topology` (docs/kubernetes.md).
+    nodes: dict[str, NodeConfig] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,33 @@ def _check_config(cfg: DeploymentConfig) -> list[str]:
     return faults
 
 
+def _nodes_from(raw: Any, faults: list[str]) -> dict[str, NodeConfig]:
+    """The ``[k8s.nodes.<id>]`` tables (every fault recorded in ``faults``)."""
+    known = {f.name: f for f in fields(NodeConfig)}
+    nodes: dict[str, NodeConfig] = {}
+    for node, table in dict(raw if isinstance(raw, dict) else {}).items():
+        where = f"[k8s.nodes.{node}]"
+        if not isinstance(table, dict):
+            faults.append(f"{where} must be a table of {', '.join(known)}")
+            continue
+        unknown = sorted(set(table) - set(known))
+        missing = [k for k, f in known.items() if f.default is dataclasses.MISSING and k not in table]
+        if unknown or missing:
+            faults += [f"{where} unknown key {k!r}; known: {', '.join(known)}" for k in unknown]
+            faults += [f"{where} missing {k}" for k in missing]
+            continue
+        values = {k: tuple(v) if k == "db_cidrs" else v for k, v in table.items()}
+        faults += [f"{where} db_cidrs: {c!r} is not an IPv4 CIDR" for c in values["db_cidrs"] if not _CIDR.match(c)]
+        if not values["db_cidrs"]:
+            faults.append(f"{where} db_cidrs is empty: the node's pods could reach no database")
+        if not isinstance(values.get("pg_port", 5432), int):
+            faults.append(f"{where} pg_port expects an int")
+        nodes[node] = NodeConfig(**values)
+    if not isinstance(raw, dict):
+        faults.append("[k8s] nodes must be a table of [k8s.nodes.<id>] tables")
+    return nodes
+
+
 def _config_from(table: dict[str, Any], faults: list[str]) -> DeploymentConfig:
     known = {f.name: f for f in fields(DeploymentConfig)}
     values: dict[str, Any] = {}
@@ -161,6 +202,8 @@ def _config_from(table: dict[str, Any], faults: list[str]) -> DeploymentConfig:
                 except TypeError as exc:
                     faults.append(f"[k8s.resources.{comp}] {exc}")
             values[key] = merged
+        elif key == "nodes":
+            values[key] = _nodes_from(raw, faults)
         elif key == "worker_replicas":
             if not isinstance(raw, dict) or set(raw) - set(default):
                 faults.append(f"[k8s] worker_replicas must map routes ({', '.join(default)}) to counts")

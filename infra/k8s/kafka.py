@@ -10,18 +10,15 @@ before its rows, in WAL order, for the stamper (:mod:`connectors.capture.stamp`)
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 from connectors.capture.debezium import connector_properties
-from connectors.capture.stamp import raw_topic, stamp_group
-from infra.k8s.config import Deployment, DeploymentError
-from streams.core.model import CAPTURED_STORES, ROUTES, SIDES, route_for_source
-from streams.core.modes import heartbeat_topic
-from streams.ops.access_policy import KafkaAcl, kafka_acls
+from connectors.capture.stamp import raw_topic
+from infra.k8s.config import Deployment
+from infra.k8s.scope import Scope, k8s_name, res
 from streams.ops.dlq import retried_topic
-from streams.runtime.credentials import kafka_principals
 from streams.runtime.settings import Settings
+from streams.topology.plan import Endpoint
 
 API = "kafka.strimzi.io/v1beta2"
 TLS_PORT = 9093
@@ -44,17 +41,10 @@ JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 #: Environment variables of the Connect pods that carry database passwords (from Secrets).
 CAPTURE_PASSWORD_ENV = "PLATSYNC_PG_CAPTURE_PASSWORD"
 KEYCLOAK_DB_PASSWORD_ENV = "PLATSYNC_KEYCLOAK_DB_PASSWORD"
-_DNS = re.compile(r"[^a-z0-9.-]")
 
-
-def k8s_name(name: str) -> str:
-    """A DNS-1123 resource name for ``name`` (``_`` -> ``-``, lower case)."""
-    return _DNS.sub("-", name.lower()).strip("-.")
-
-
-def connect_name(side: str) -> str:
-    """Name of the KafkaConnect cluster (and its Kafka user) of one side."""
-    return f"platsync-connect-{side}"
+def connect_name(endpoint: str) -> str:
+    """Name of the KafkaConnect cluster (and its Kafka user) of one captured endpoint (today: a side)."""
+    return f"platsync-connect-{res(endpoint)}"
 
 
 def bootstrap(dep: Deployment) -> str:
@@ -67,26 +57,31 @@ def cluster_ca_secret(dep: Deployment) -> str:
     return f"{dep.config.kafka_cluster}-cluster-ca-cert"
 
 
-def _meta(dep: Deployment, name: str, labels: dict[str, str] | None = None,
-          annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "namespace": dep.config.namespace}
+def meta(dep: Deployment, name: str, labels: dict[str, str] | None = None,
+         annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A resource's ``metadata`` in the namespace (labels and annotations sorted)."""
+    out: dict[str, Any] = {"name": name, "namespace": dep.config.namespace}
     if labels:
-        meta["labels"] = dict(sorted(labels.items()))
+        out["labels"] = dict(sorted(labels.items()))
     if annotations:
-        meta["annotations"] = dict(sorted(annotations.items()))
-    return meta
+        out["annotations"] = dict(sorted(annotations.items()))
+    return out
 
 
-def _cluster_label(dep: Deployment) -> dict[str, str]:
+def cluster_label(dep: Deployment) -> dict[str, str]:
+    """The label binding a Strimzi resource to the Kafka cluster."""
     return {"strimzi.io/cluster": dep.config.kafka_cluster}
 
 
-def kafka_cluster(dep: Deployment) -> list[dict[str, Any]]:
-    """The KRaft Kafka cluster (one node pool of combined controller/broker nodes)."""
+def kafka_cluster(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
+    """The KRaft Kafka cluster (one node pool of combined controller/broker nodes), on the cloud root."""
+    if scope.root not in nodes:
+        return []
+    dep = scope.dep
     cfg = dep.config
     kafka = {
         "apiVersion": API, "kind": "Kafka",
-        "metadata": _meta(dep, cfg.kafka_cluster, annotations={"strimzi.io/kraft": "enabled",
+        "metadata": meta(dep, cfg.kafka_cluster, annotations={"strimzi.io/kraft": "enabled",
                                                               "strimzi.io/node-pools": "enabled"}),
         "spec": {
             "kafka": {
@@ -113,7 +108,7 @@ def kafka_cluster(dep: Deployment) -> list[dict[str, Any]]:
     }
     pool = {
         "apiVersion": API, "kind": "KafkaNodePool",
-        "metadata": _meta(dep, "dual-role", labels=_cluster_label(dep)),
+        "metadata": meta(dep, "dual-role", labels=cluster_label(dep)),
         "spec": {
             "replicas": cfg.kafka_nodes,
             "roles": ["controller", "broker"],
@@ -125,105 +120,49 @@ def kafka_cluster(dep: Deployment) -> list[dict[str, Any]]:
     return [kafka, pool]
 
 
-def topic_partitions(dep: Deployment) -> dict[str, tuple[int, dict[str, Any]]]:
-    """Every topic of the deployment: name -> (partitions, topic config)."""
-
-    s, cfg = dep.settings, dep.config
+def topic_partitions(scope: Scope) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Every topic of the plan and of Kubernetes (raw topics, Connect's, the registry's):
+    name -> (partitions, topic config)."""
+    cfg, plan, prefix = scope.dep.config, scope.plan, scope.prefix
     keep = {"retention.ms": cfg.retention_ms, "cleanup.policy": "delete",
             "min.insync.replicas": cfg.min_insync_replicas}
     compact = {"cleanup.policy": "compact", "min.insync.replicas": cfg.min_insync_replicas}
     topics: dict[str, tuple[int, dict[str, Any]]] = {}
-    for side in SIDES:
-        for store in CAPTURED_STORES[side]:
-            topics[s.topic(side, store)] = (cfg.source_topic_partitions, keep)
-            topics[raw_topic(s, side, store)] = (1, keep)  # WAL order: marker before its rows
-        name = connect_name(side)
+    for endpoint in scope.captures(scope.nodes):
+        link, side = scope.link_settings(endpoint.tenant), scope.side(endpoint.id)
+        for store in endpoint.captured:
+            topics[plan.topic(prefix, endpoint.id, store)] = (cfg.source_topic_partitions, keep)
+            topics[raw_topic(link, side, store)] = (1, keep)  # WAL order: marker before its rows
+        name = connect_name(endpoint.id)
         topics[f"{name}-configs"] = (1, compact)
         topics[f"{name}-offsets"] = (25, compact)
         topics[f"{name}-status"] = (5, compact)
-    for route in ROUTES:
-        topics[s.dead_letter_topic(route)] = (1, keep)
-    topics[heartbeat_topic(s)] = (1, keep)
-    topics[retried_topic(s)] = (1, keep)
+    for route in plan.routes:
+        topics[plan.dead_letter_topic(prefix, route.name)] = (1, keep)
+    for endpoint in scope.modes(scope.nodes):
+        topics[plan.heartbeat_topic(prefix, endpoint.id)] = (1, keep)
+    topics[retried_topic(scope.dep.settings)] = (1, keep)
     topics["_schemas"] = (1, compact)  # the schema registry's store
     return topics
 
 
-def kafka_topics(dep: Deployment) -> list[dict[str, Any]]:
-    """One KafkaTopic per topic, partitions and replicas explicit (no auto-creation)."""
+def kafka_topics(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
+    """One KafkaTopic per topic, partitions and replicas explicit (no auto-creation), with the cluster."""
+    if scope.root not in nodes:
+        return []
+    dep = scope.dep
     return [{"apiVersion": API, "kind": "KafkaTopic",
-             "metadata": _meta(dep, k8s_name(name) or "topic", labels=_cluster_label(dep)),
+             "metadata": meta(dep, k8s_name(name) or "topic", labels=cluster_label(dep)),
              "spec": {"topicName": name, "partitions": partitions, "replicas": dep.config.topic_replicas,
                       "config": dict(sorted(config.items()))}}
-            for name, (partitions, config) in sorted(topic_partitions(dep).items())]
+            for name, (partitions, config) in sorted(topic_partitions(scope).items())]
 
 
-def kubernetes_only_acls(dep: Deployment) -> list[KafkaAcl]:
-    """ACLs of what exists only on Kubernetes: Connect, the stampers' raw reads, the registry.
-
-    The stamper runs as its side's ``capture-<side>`` principal (its ACLs come from
-    :func:`streams.ops.access_policy.kafka_acls`); here it gains the raw topics it reads.
-    """
-    s = dep.settings
-    users = kafka_principals(s)
-    acls: list[KafkaAcl] = []
-    for side in SIDES:
-        stamper, connect = users[f"capture-{side}"], connect_name(side)
-        for store in CAPTURED_STORES[side]:
-            acls.append(KafkaAcl(stamper, "topic", raw_topic(s, side, store), "literal", ("Read", "Describe")))
-            acls.append(KafkaAcl(connect, "topic", raw_topic(s, side, store), "literal", ("Write", "Describe")))
-        acls.append(KafkaAcl(stamper, "group", stamp_group(s, side), "literal", ("Read",)))
-        # Raw records it cannot convert go to the dead letters of the route they belong to.
-        acls.append(KafkaAcl(stamper, "topic", s.dead_letter_topic(route_for_source(side)), "literal",
-                             ("Write", "Describe")))
-        # 'platsync dlq retry' re-drives such a record to its raw topic.
-        acls += [KafkaAcl(users["operator"], "topic", raw_topic(s, side, store), "literal", ("Write",))
-                 for store in CAPTURED_STORES[side]]
-        acls.append(KafkaAcl(connect, "topic", f"{connect}-", "prefixed",
-                             ("Read", "Write", "Describe", "DescribeConfigs")))
-        acls.append(KafkaAcl(connect, "group", connect, "literal", ("Read",)))
-        acls.append(KafkaAcl(connect, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))
-    acls.append(KafkaAcl("platsync-schema-registry", "topic", "_schemas", "literal",
-                         ("Read", "Write", "Describe", "DescribeConfigs")))
-    acls.append(KafkaAcl("platsync-schema-registry", "group", "schema-registry", "literal", ("Read", "Describe")))
-    return acls
-
-
-def _strimzi_acl(acl: KafkaAcl) -> dict[str, Any]:
-    resource: dict[str, Any] = {"type": acl.resource_type}
-    if acl.resource_type != "cluster":
-        resource["name"] = acl.name
-        resource["patternType"] = "prefix" if acl.pattern == "prefixed" else "literal"
-    return {"type": "allow", "resource": resource, "operations": sorted(acl.operations), "host": "*"}
-
-
-def user_name(principal: str) -> str:
-    """The Kafka user (KafkaUser name) of a principal; Kubernetes names admit no ``_``."""
-    return k8s_name(principal)
-
-
-def kafka_users(dep: Deployment) -> list[dict[str, Any]]:
-    """One SCRAM-SHA-512 KafkaUser per principal with its ACLs (Strimzi creates its Secret)."""
-    grouped: dict[str, list[KafkaAcl]] = {}
-    for acl in [*kafka_acls(dep.settings), *kubernetes_only_acls(dep)]:
-        grouped.setdefault(user_name(acl.principal), []).append(acl)
-    clash = {user_name(p) for p in kafka_principals(dep.settings).values()}
-    if len(clash) != len(kafka_principals(dep.settings)):
-        raise DeploymentError("kafka principals", ["two principals map to the same Kubernetes name"])
-    out = []
-    for name in sorted(grouped):
-        acls = sorted((_strimzi_acl(a) for a in grouped[name]),
-                      key=lambda a: (a["resource"]["type"], a["resource"].get("name", ""), a["operations"]))
-        out.append({"apiVersion": API, "kind": "KafkaUser", "metadata": _meta(dep, name, labels=_cluster_label(dep)),
-                    "spec": {"authentication": {"type": "scram-sha-512"},
-                             "authorization": {"type": "simple", "acls": acls}}})
-    return out
-
-
-def connect_settings(dep: Deployment, side: str) -> Settings:
-    """The settings the connectors of ``side`` are rendered from: the pods' settings with each
-    database password replaced by a Connect config-provider reference to a Secret-fed variable."""
-    s = dep.settings
+def connect_settings(dep: Deployment | Settings, side: str) -> Settings:
+    """The settings the connectors of ``side`` are rendered from (a deployment's or a link's): the pods'
+    settings with each database password replaced by a Connect config-provider reference to a
+    Secret-fed variable."""
+    s = dep.settings if isinstance(dep, Deployment) else dep
     changes: dict[str, Any] = {"pg_capture_password": f"${{env:{CAPTURE_PASSWORD_ENV}}}"}
     db = s.node(side).keycloak_db
     if db:
@@ -231,9 +170,14 @@ def connect_settings(dep: Deployment, side: str) -> Settings:
     return dataclasses.replace(s, **changes)
 
 
-def connector_config(dep: Deployment, side: str, store: str) -> dict[str, str]:
+def _endpoint_settings(scope: Scope, endpoint: Endpoint) -> tuple[Settings, str]:
+    return scope.link_settings(endpoint.tenant), scope.side(endpoint.id)
+
+
+def connector_config(scope: Scope, endpoint: Endpoint, store: str) -> dict[str, str]:
     """The KafkaConnector ``spec.config`` of one captured database."""
-    props = connector_properties(connect_settings(dep, side), side, store, echo_filter=True)
+    link, side = _endpoint_settings(scope, endpoint)
+    props = connector_properties(connect_settings(link, side), side, store, echo_filter=True)
     config = {k: v for k, v in props.items() if k not in ENGINE_ONLY_KEYS}
     transforms = [t for t in props.get("transforms", "").split(",") if t]
     config.update({
@@ -242,25 +186,27 @@ def connector_config(dep: Deployment, side: str, store: str) -> dict[str, str]:
         "transforms": ",".join([*transforms, "route"]),
         "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
         "transforms.route.regex": ".*",
-        "transforms.route.replacement": raw_topic(dep.settings, side, store),
+        "transforms.route.replacement": raw_topic(link, side, store),
     })
     return dict(sorted(config.items()))
 
 
-def kafka_connect(dep: Deployment, side: str) -> dict[str, Any]:
-    """The Kafka Connect cluster of one side, its image built with Debezium and the echo filter."""
-    cfg, name = dep.config, connect_name(side)
+def kafka_connect(scope: Scope, endpoint: Endpoint) -> dict[str, Any]:
+    """The Kafka Connect cluster of one captured endpoint, its image built with Debezium and the echo filter."""
+    dep, cfg, name = scope.dep, scope.dep.config, connect_name(endpoint.id)
+    link, side = _endpoint_settings(scope, endpoint)
+    engine = connector_properties(connect_settings(link, side), side, "meta")
+    labels = scope.labels(endpoint.node, endpoint.id, endpoint.tenant)
     echo_jar: dict[str, Any] = {"type": "jar", "url": cfg.echo_filter_jar_url}
     if cfg.echo_filter_jar_sha512:
         echo_jar["sha512sum"] = cfg.echo_filter_jar_sha512
     env = [{"name": CAPTURE_PASSWORD_ENV,
-            "valueFrom": {"secretKeyRef": {"name": f"platsync-db-{side}", "key": "capture-password"}}},
+            "valueFrom": {"secretKeyRef": {"name": scope.db_secret(endpoint.id), "key": "capture-password"}}},
            {"name": KEYCLOAK_DB_PASSWORD_ENV,
-            "valueFrom": {"secretKeyRef": {"name": f"platsync-keycloak-{side}", "key": "db-password"}}}]
+            "valueFrom": {"secretKeyRef": {"name": scope.keycloak_secret(endpoint.id), "key": "db-password"}}}]
     return {
         "apiVersion": API, "kind": "KafkaConnect",
-        "metadata": _meta(dep, name, labels={"platsync.io/side": side},
-                          annotations={"strimzi.io/use-connector-resources": "true"}),
+        "metadata": meta(dep, name, labels=labels, annotations={"strimzi.io/use-connector-resources": "true"}),
         "spec": {
             "version": cfg.kafka_version,
             "replicas": 1,
@@ -276,8 +222,8 @@ def kafka_connect(dep: Deployment, side: str) -> dict[str, Any]:
                 "config.storage.replication.factor": -1,
                 "offset.storage.replication.factor": -1,
                 "status.storage.replication.factor": -1,
-                "offset.flush.interval.ms": int(_engine(dep, side)["offset.flush.interval.ms"]),
-                "offset.flush.timeout.ms": int(_engine(dep, side)["offset.flush.timeout.ms"]),
+                "offset.flush.interval.ms": int(engine["offset.flush.interval.ms"]),
+                "offset.flush.timeout.ms": int(engine["offset.flush.timeout.ms"]),
                 "key.converter": JSON_CONVERTER,
                 "value.converter": JSON_CONVERTER,
                 "key.converter.schemas.enable": False,
@@ -287,14 +233,14 @@ def kafka_connect(dep: Deployment, side: str) -> dict[str, Any]:
             },
             "resources": cfg.resources["connect"].as_k8s(),
             "build": {
-                "output": {"type": "docker", "image": f"{cfg.connect_image}-{side}",
+                "output": {"type": "docker", "image": f"{cfg.connect_image}-{res(endpoint.id)}",
                            "pushSecret": cfg.connect_push_secret},
                 "plugins": [{"name": "debezium-postgres",
                              "artifacts": [{"type": "tgz", "url": cfg.debezium_plugin_url}]},
                             {"name": "platsync-echo-filter", "artifacts": [echo_jar]}],
             },
             "template": {
-                "pod": {"metadata": {"labels": {"platsync.io/side": side, "platsync.io/component": "connect",
+                "pod": {"metadata": {"labels": {**labels, "platsync.io/component": "connect",
                                                 "platsync.io/kafka-client": "true", "platsync.io/db-client": "true"}}},
                 "connectContainer": {"env": env},
             },
@@ -302,15 +248,17 @@ def kafka_connect(dep: Deployment, side: str) -> dict[str, Any]:
     }
 
 
-def _engine(dep: Deployment, side: str) -> dict[str, str]:
-    return connector_properties(connect_settings(dep, side), side, "meta")
-
-
-def kafka_connectors(dep: Deployment, side: str) -> list[dict[str, Any]]:
-    """One Debezium KafkaConnector per captured database of ``side``."""
+def kafka_connectors(scope: Scope, endpoint: Endpoint) -> list[dict[str, Any]]:
+    """One Debezium KafkaConnector per captured database of an endpoint."""
+    labels = {"strimzi.io/cluster": connect_name(endpoint.id), **scope.labels(endpoint.node, endpoint.id,
+                                                                               endpoint.tenant)}
     return [{"apiVersion": API, "kind": "KafkaConnector",
-             "metadata": _meta(dep, k8s_name(f"platsync-{side}-{store}"),
-                               labels={"strimzi.io/cluster": connect_name(side), "platsync.io/side": side}),
+             "metadata": meta(scope.dep, k8s_name(f"platsync-{res(endpoint.id)}-{store}"), labels=labels),
              "spec": {"class": CONNECTOR_CLASS, "tasksMax": 1, "autoRestart": {"enabled": True},
-                      "config": connector_config(dep, side, store)}}
-            for store in CAPTURED_STORES[side]]
+                      "config": connector_config(scope, endpoint, store)}}
+            for store in endpoint.captured]
+
+
+def connect_files(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
+    """The Kafka Connect cluster and connectors of every captured endpoint on ``nodes``."""
+    return [r for e in scope.captures(nodes) for r in (kafka_connect(scope, e), *kafka_connectors(scope, e))]

@@ -4,7 +4,8 @@
 - Kafka clients (``platsync.io/kafka-client``) -> the Kafka pods' TLS listener (Strimzi adds the
   listener's ingress policy from ``networkPolicyPeers``; Strimzi's own pods talk among themselves);
 - database clients (``platsync.io/db-client``) of a side -> that side's PostgreSQL and Keycloak
-  ranges only: hospital-side pods never reach the cloud's databases and the other way round;
+  ranges only: hospital-side pods never reach the cloud's databases and the other way round (for a
+  topology: per node, ``platsync.io/node``; a hospital's pods never reach another node's databases);
 - the schema registry <- Kafka clients; the mode servers' X-Hybridmode port and every pod's
   metrics port <- any namespace (tighten to the monitoring namespace where it is known).
 """
@@ -15,8 +16,8 @@ from typing import Any
 
 from infra.k8s.config import Deployment
 from infra.k8s.kafka import TLS_PORT
+from infra.k8s.scope import Scope, res
 from infra.k8s.workloads import REGISTRY_PORT
-from streams.core.model import SIDES
 
 API = "networking.k8s.io/v1"
 #: The Kubernetes API server: Strimzi's entity operator and the Connect build talk to it.
@@ -38,8 +39,22 @@ def _policy(dep: Deployment, name: str, selector: dict[str, Any], ingress: list[
             "metadata": {"name": name, "namespace": dep.config.namespace}, "spec": spec}
 
 
-def network_policies(dep: Deployment) -> list[dict[str, Any]]:
-    """Every NetworkPolicy of the namespace."""
+def network_policies(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
+    """The NetworkPolicies of ``nodes``: the namespace-wide ones with the cloud root, and per node
+    its database clients' egress to that node's database ranges only."""
+    dep, cfg = scope.dep, scope.dep.config
+    policies = _cluster_policies(dep) if scope.root in nodes else []
+    ports = [{"protocol": "TCP", "port": p} for p in (cfg.db_port, *cfg.keycloak_ports)]
+    for node in (n for n in scope.nodes if n in nodes):
+        cidrs = scope.node_config(node).db_cidrs
+        policies.append(_policy(dep, f"{res(node)}-databases-egress",
+                                {"matchLabels": {**scope.node_label(node), "platsync.io/db-client": "true"}},
+                                egress=[{"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": ports}]))
+    return policies
+
+
+def _cluster_policies(dep: Deployment) -> list[dict[str, Any]]:
+    """Default deny, DNS, Strimzi, Kafka clients, the registry, metrics and mode ports."""
     cfg = dep.config
     kafka_pods = {"matchLabels": {"strimzi.io/cluster": cfg.kafka_cluster, "strimzi.io/kind": "Kafka"}}
     strimzi_pods = {"matchExpressions": [{"key": "strimzi.io/cluster", "operator": "Exists"}]}
@@ -66,10 +81,4 @@ def network_policies(dep: Deployment) -> list[dict[str, Any]]:
         _policy(dep, "mode-ingress", {"matchLabels": {"platsync.io/component": "mode"}},
                 ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": cfg.mode_port}]}]),
     ]
-    for side in SIDES:
-        cidrs = cfg.local_db_cidrs if side == "local" else cfg.remote_db_cidrs
-        ports = [{"protocol": "TCP", "port": p} for p in (cfg.db_port, *cfg.keycloak_ports)]
-        policies.append(_policy(dep, f"{side}-databases-egress",
-                                {"matchLabels": {"platsync.io/side": side, "platsync.io/db-client": "true"}},
-                                egress=[{"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": ports}]))
     return policies

@@ -11,7 +11,8 @@ Three layers, each able to reject a manifest:
    schema lists ``properties`` and does not preserve unknown fields), plus the object metadata;
 3. this project's rules: every container has an image, CPU and memory requests and limits, and
    (PLAT Sync's own and the registry's) liveness and readiness probes; every Strimzi resource that
-   belongs to a cluster names it (``strimzi.io/cluster``).
+   belongs to a cluster names it (``strimzi.io/cluster``); label values are valid (at most 63
+   characters: a topology's long node ids make long names).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CRD_DIR = Path(__file__).resolve().parent / "crds"
 BASE_URI = "https://platsync.invalid/crds/"
 STRIMZI_GROUP = "kafka.strimzi.io/"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _CLUSTER_BOUND = ("KafkaNodePool", "KafkaTopic", "KafkaUser", "KafkaConnector")
 
 
@@ -146,13 +148,25 @@ def _policy_errors(doc: dict[str, Any]) -> list[str]:
     return errors
 
 
+def _label_errors(doc: dict[str, Any]) -> list[str]:
+    """Label values the API server refuses (the schemas do not check them): over 63 characters or
+    not alphanumeric at both ends (long node ids in a topology's names)."""
+    template = doc.get("spec", {}).get("template", {}) if isinstance(doc.get("spec"), dict) else {}
+    found = [("metadata.labels", doc.get("metadata", {}).get("labels", {})),
+             ("spec.template.metadata.labels", template.get("metadata", {}).get("labels", {}))]
+    return [f"{where}.{key}: value {value!r} is not a label value (at most 63 characters, [A-Za-z0-9._-], "
+            "alphanumeric at both ends)"
+            for where, labels in found if isinstance(labels, dict) for key, value in labels.items()
+            if isinstance(value, str) and value and not _LABEL_VALUE.match(value)]
+
+
 def validate_document(doc: Any, k8s_version: str) -> list[str]:
     """Every error of one manifest document (empty: valid)."""
     if not isinstance(doc, dict) or "apiVersion" not in doc or "kind" not in doc:
         return ["not a Kubernetes resource (apiVersion and kind required)"]
     if str(doc["apiVersion"]).startswith(STRIMZI_GROUP):
-        return _crd_errors(doc)
-    return _core_errors(doc, k8s_version) + _policy_errors(doc)
+        return _crd_errors(doc) + _label_errors(doc)
+    return _core_errors(doc, k8s_version) + _policy_errors(doc) + _label_errors(doc)
 
 
 def validate_text(text: str, k8s_version: str) -> list[str]:
@@ -169,10 +183,11 @@ def validate_text(text: str, k8s_version: str) -> list[str]:
 
 
 def validate_dir(directory: Path, k8s_version: str) -> dict[str, list[str]]:
-    """``{file name: errors}`` for every ``*.yaml`` of ``directory`` (only files with errors)."""
+    """``{file path relative to directory: errors}`` for every ``*.yaml`` under ``directory``, the
+    per-node directories of a topology's rendering included (only files with errors)."""
     result = {}
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted(directory.rglob("*.yaml")):
         errors = validate_text(path.read_text(encoding="utf-8"), k8s_version)
         if errors:
-            result[path.name] = errors
+            result[path.relative_to(directory).as_posix()] = errors
     return result

@@ -8,6 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from streams.runtime.settings import load_settings
+from streams.topology.load import TopologyError, load_topology
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    """``--out``/``--dir``, else the default for ``--topology`` (infra/k8s/manifests[-<stem>])."""
+    # deferred: the manifest generator: ~0.85 s, only for 'k8s'
+    from infra.k8s.generate import default_out_dir
+
+    out: Path = args.out if args.out is not None else default_out_dir(args.topology)
+    args.out = out
+    return out
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -18,8 +29,16 @@ def cmd_render(args: argparse.Namespace) -> int:
     # deferred: the manifest generator: ~0.85 s, only for 'k8s'
     from infra.k8s.generate import render_file, stale, write
 
+    _out_dir(args)
     try:
-        files = render_file(args.deployment)
+        topology = None if args.topology is None else load_topology(args.topology)
+    except TopologyError as exc:
+        print(f"invalid topology ({len(exc.faults)} fault(s)):", file=sys.stderr)
+        for topology_fault in exc.faults:
+            print(f"  {topology_fault}", file=sys.stderr)
+        return 2
+    try:
+        files = render_file(args.deployment, topology)
     except DeploymentError as exc:
         print(f"invalid deployment file ({len(exc.faults)} fault(s)):", file=sys.stderr)
         for fault in exc.faults:
@@ -57,11 +76,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except DeploymentError as exc:
         print(f"invalid deployment file: {exc}", file=sys.stderr)
         return 2
-    files = sorted(args.out.glob("*.yaml"))
+    out = _out_dir(args)
+    files = sorted(out.rglob("*.yaml")) if out.is_dir() else []
     if not files:
-        print(f"no manifests in {args.out}", file=sys.stderr)
+        print(f"no manifests in {out}", file=sys.stderr)
         return 1
-    errors = validate_dir(args.out, version)
+    errors = validate_dir(out, version)
     for name, problems in errors.items():
         for problem in problems:
             print(f"{name}: {problem}", file=sys.stderr)
@@ -93,12 +113,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     deployment = argparse.ArgumentParser(add_help=False)
     deployment.add_argument("--deployment", type=Path, default=DEFAULT_DEPLOYMENT_FILE,
                             help=f"deployment file (default {DEFAULT_DEPLOYMENT_FILE})")
-    deployment.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR,
-                            help=f"manifest directory (default {DEFAULT_OUT_DIR})")
+    deployment.add_argument("--topology", type=Path,
+                            help="a network topology file (infra/topologies/): one directory of manifests per node")
+    deployment.add_argument("--out", "--dir", dest="out", type=Path,
+                            help=f"manifest directory (default {DEFAULT_OUT_DIR}; with --topology FILE: "
+                                 f"{DEFAULT_OUT_DIR}-<FILE stem>, not committed)")
     r = k8s.add_parser("render", parents=[deployment], help="(re)generate the manifests")
     r.add_argument("--check", action="store_true", help="only list stale files; exit 1 if any")
     r.set_defaults(func=cmd_render)
-    v = k8s.add_parser("validate", parents=[deployment], help="validate the manifests offline")
+    v = k8s.add_parser("validate", parents=[deployment],
+                       help="validate the manifests offline (every *.yaml under the directory, per-node ones too)")
     v.add_argument("--kubernetes-version", help="schemas to validate against (default: the deployment file's)")
     v.set_defaults(func=cmd_validate)
     j = k8s.add_parser("echo-filter-jar", parents=[common], help="build the echo filter jar for Kafka Connect")
