@@ -173,16 +173,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     # deferred: imports the embedded stack: ~0.7 s
     from streams.cli.status import collect_status, render_status
 
-    links = link_settings_of(_settings(args))
+    settings = _settings(args)
+    links = link_settings_of(settings)
     statuses = {link: collect_status(s) for link, s in links.items()}
+    if "" in statuses:  # one two-party stack
+        print(json.dumps(statuses[""], indent=2) if args.json else render_status(statuses[""]))
+        return 0 if statuses[""]["healthy"] else 1
+    # deferred: a network's overview (the embedded stack): ~0.7 s
+    from infra.local.network import Network
+    from streams.cli.network_status import network_overview, render_overview  # deferred: with it
+
+    network = Network.load(settings)
+    overview = network_overview(network, statuses)
     if args.json:
-        print(json.dumps(statuses[""] if "" in statuses else {"links": statuses}, indent=2))
+        print(json.dumps({**overview, "home_links": statuses}, indent=2))
     else:
+        print(render_overview(network, overview) + "\n")
         for link, status in statuses.items():
-            if link:
-                print(f"=== home link {link} ({links[link].data_dir})")
+            print(f"=== home link {link} ({links[link].data_dir})")
             print(render_status(status))
-    return 0 if all(status["healthy"] for status in statuses.values()) else 1
+    nodes_up = all(not node["down"] for node in overview["nodes"].values())
+    return 0 if nodes_up and all(status["healthy"] for status in statuses.values()) else 1
 
 
 def cmd_call(args: argparse.Namespace) -> int:

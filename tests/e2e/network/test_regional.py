@@ -160,5 +160,8 @@ def test_the_region_is_cut_alone_and_shows_in_status(network: Network) -> None:
     status = platsync(network.settings, "status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "worker-local_to_region-1:up" in status.stdout
+    # a row per node and per link, above each home link's own block
+    for row in ("node region-1 ", "node hosp-a ", "node remote ", "link home.hosp-b ", "link replica.hosp-a.region-1 "):
+        assert row in status.stdout, status.stdout
     assert "local_to_region-1  local/fructos_own" in status.stdout, status.stdout
     assert "local_to_region-1  remote/fructos_own" in status.stdout, status.stdout
