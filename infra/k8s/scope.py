@@ -27,7 +27,8 @@ from typing import Any
 from infra.k8s.config import Deployment, DeploymentError, NodeConfig
 from streams.ops.access_policy import default_plan
 from streams.routing.matrix_model import load_matrix
-from streams.runtime.settings import NodeSettings, Settings, alias_names
+from streams.runtime.node_settings import NodeSettings, alias_names
+from streams.runtime.settings import Settings
 from streams.topology.model import Topology
 from streams.topology.plan import Endpoint, NetworkPlan, PlannedRoute, build_plan
 

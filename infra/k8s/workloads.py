@@ -18,7 +18,8 @@ from infra.k8s.kafka import bootstrap, cluster_ca_secret, topic_partitions
 from infra.k8s.scope import BROKER_SECURITY, CONFIG_PATH, DATA_DIR, Scope, res, toml_text
 from infra.k8s.users import user_name
 from streams.ops.access_policy import process_roles
-from streams.runtime.settings import Settings, alias_names
+from streams.runtime.node_settings import alias_names
+from streams.runtime.settings import Settings
 from streams.topology.plan import PlannedRoute
 
 REGISTRY_PORT = 8081

@@ -51,7 +51,8 @@ from streams.core.model import REPLICA_STORE, SIDES, replica_route
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.connections import database_name
 from streams.runtime.jsonfile import read_json, write_json
-from streams.runtime.settings import LOOPBACK, NodeSettings, Settings
+from streams.runtime.node_settings import NodeSettings
+from streams.runtime.settings import LOOPBACK, Settings
 from streams.topology.load import load_topology
 from streams.topology.model import Topology
 from streams.topology.plan import NetworkPlan, build_plan

@@ -48,7 +48,8 @@ from streams.core.model import DATABASE_STORES, ROUTES, SIDES, replica_route, ro
 from streams.core.modes import heartbeat_topic
 from streams.runtime.connections import database_name, keycloak_db_dsn
 from streams.runtime.kafka_config import client_config
-from streams.runtime.settings import LOOPBACK, Settings, settings_to_toml
+from streams.runtime.settings import LOOPBACK, Settings
+from streams.runtime.settings_file import settings_to_toml
 from streams.runtime.state_files import capture_retrying, capture_waiting_for_broker, worker_state, worker_state_path
 from streams.runtime.topics import incarnation_topic
 

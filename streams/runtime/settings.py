@@ -17,9 +17,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from streams.core.errors import PlatSyncError
 from streams.core.model import CAPTURED_STORES, ROUTES, SHARED_STORES, SIDES, replica_node, replica_route
-from streams.runtime.number_ranges import RANGE_FIELDS, number_range, overlapping_ranges
+from streams.runtime.node_settings import (
+    DEFAULT_WORKER_METRICS_PORTS,
+    NODE_FIELDS,
+    NodeSettings,
+    SettingsError,
+    alias_names,
+    default_nodes,
+)
+from streams.runtime.number_ranges import number_range, overlapping_ranges
 
 ENV_PREFIX = "PLATSYNC_"
 #: ``broker_security_protocol`` values and the librdkafka ``security.protocol`` each stands for.
@@ -27,77 +34,6 @@ PROTOCOLS = {"plaintext": "PLAINTEXT", "ssl": "SSL", "sasl_ssl": "SASL_SSL"}
 SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 #: Where plaintext-only listeners (the embedded broker behind its link proxy) always bind.
 LOOPBACK = "127.0.0.1"
-
-
-class SettingsError(PlatSyncError, ValueError):
-    """A settings file or environment variable holds a value of the wrong kind."""
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    """Where one node's stores and processes are: its PostgreSQL, its Keycloak, its ports."""
-
-    pg_port: int
-    keycloak_port: int  # the embedded Keycloak stand-in
-    mode_port: int  # the X-Hybridmode status endpoint
-    metrics_capture_port: int
-    metrics_mode_port: int
-    pg_host: str = ""  # empty: the settings' ``host``
-    keycloak_url: str = ""  # empty: the embedded stand-in on ``keycloak_port``
-    # libpq DSN of the database holding Keycloak's account tables (captured); empty: the node's
-    # embedded PostgreSQL database "keycloak"
-    keycloak_db: str = ""
-    # Appended to the names of this node's store databases and database roles: one institution's
-    # stores on a multi-tenant server (the cloud: "_hosp_a"). The shared stores keep their names.
-    db_suffix: str = ""
-    # False: another supervisor runs this node's PostgreSQL (a network's shared cloud server); the
-    # two-party stack only provisions its databases there.
-    pg_managed: bool = True
-    # The node's own inclusive ranges ``(lo, hi)`` of patient numbers (9 digits) and document numbers
-    # (10 digits): TOML ``patient_numbers = [lo, hi]``. None: its side's two-site default
-    # (connectors/stores/serials.py). A network gives each link's nodes their topology's ranges.
-    patient_numbers: tuple[int, int] | None = None
-    document_numbers: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        for name in RANGE_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                try:
-                    object.__setattr__(self, name, number_range(name, value))
-                except ValueError as exc:
-                    raise SettingsError(str(exc)) from None
-
-
-#: Each node setting's kind; ``tuple``: a number range (:func:`streams.runtime.number_ranges.number_range`).
-NODE_FIELDS: dict[str, type] = {f.name: tuple if f.name in RANGE_FIELDS else {"int": int, "bool": bool}.get(
-    str(f.type), str) for f in fields(NodeSettings)}
-
-
-def default_nodes() -> dict[str, NodeSettings]:
-    """The two nodes of the embedded default topology on their documented ports."""
-    return {
-        "local": NodeSettings(pg_port=15432, keycloak_port=18080, mode_port=18090, metrics_capture_port=19100,
-                              metrics_mode_port=19104),
-        "remote": NodeSettings(pg_port=15433, keycloak_port=18081, mode_port=18091, metrics_capture_port=19101,
-                               metrics_mode_port=19105),
-    }
-
-
-DEFAULT_WORKER_METRICS_PORTS: dict[str, int] = {"local_to_remote": 19102, "remote_to_local": 19103}
-def alias_names() -> dict[str, tuple[str, str]]:
-    """The flat two-site setting names kept as aliases: name -> ``(node, field)`` or ``("worker", route)``.
-
-    ``pg_local_port`` is ``nodes.local.pg_port``; ``metrics_worker_local_to_remote_port`` is
-    ``metrics_worker_ports.local_to_remote``. Number ranges have none: ``[nodes.<id>]`` tables only."""
-    names: dict[str, tuple[str, str]] = {}
-    for node in ("local", "remote"):
-        for name in (n for n in NODE_FIELDS if n not in RANGE_FIELDS):
-            prefix, _, suffix = name.rpartition("_")
-            names[f"{prefix}_{node}_{suffix}"] = (node, name)
-    for route in DEFAULT_WORKER_METRICS_PORTS:
-        names[f"metrics_worker_{route}_port"] = ("worker", route)
-    return names
 
 
 @dataclass(frozen=True)
@@ -489,34 +425,3 @@ def load_settings(
     worker_ports = {**DEFAULT_WORKER_METRICS_PORTS, **collected.worker_ports}
     settings = Settings(**collected.scalars, nodes=collected.build_nodes(), metrics_worker_ports=worker_ports)
     return dataclasses.replace(settings, data_dir=settings.data_dir.absolute())
-
-
-def settings_to_toml(settings: Settings) -> str:
-    """``settings`` as a settings file :func:`load_settings` reads back to equal settings."""
-    lines: list[str] = []
-    tables: list[str] = []
-    for key, value in settings.as_dict().items():
-        if key == "nodes":
-            for node, node_values in value.items():
-                tables.append(f"\n[nodes.{_toml_key(node)}]")
-                tables.extend(f"{k} = {_toml_value(v)}" for k, v in node_values.items() if v is not None)
-        elif isinstance(value, dict):
-            tables.append(f"\n[{key}]")
-            tables.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines + tables) + "\n"
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() and key.isascii() else _toml_value(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

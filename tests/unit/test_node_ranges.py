@@ -16,7 +16,9 @@ from connectors.stores.serials import (
     SerialRangeError,
     side_range,
 )
-from streams.runtime.settings import NodeSettings, SettingsError, alias_names, load_settings, settings_to_toml
+from streams.runtime.node_settings import NodeSettings, alias_names
+from streams.runtime.settings import SettingsError, load_settings
+from streams.runtime.settings_file import settings_to_toml
 from streams.topology.load import default_topology, load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "infra" / "topologies"

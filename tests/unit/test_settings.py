@@ -8,7 +8,8 @@ import pytest
 
 from streams.runtime.connections import dsn, libpq_dsn
 from streams.runtime.credentials import AccessPolicyError
-from streams.runtime.settings import Settings, SettingsError, load_settings, settings_to_toml
+from streams.runtime.settings import Settings, SettingsError, load_settings
+from streams.runtime.settings_file import settings_to_toml
 
 
 def test_defaults_need_nothing(tmp_path: Path) -> None:
