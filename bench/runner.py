@@ -24,6 +24,7 @@ from bench.cpu import CpuMeter
 from bench.memory import MemorySampler
 from bench.native import measure_native
 from bench.scenarios import Check, bulk_registration, catch_up, steady_traffic
+from bench.signals import uninterrupted
 from infra.local.isolated import isolated_settings, make_data_dir
 from infra.local.stack import Stack
 
@@ -83,10 +84,11 @@ def commit_id() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def target_status(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each target, the measured value and whether it was met."""
+def target_status(figures: dict[str, Any],
+                  targets: dict[str, tuple[str, float]] | None = None) -> dict[str, dict[str, Any]]:
+    """Each target (default: :data:`TARGETS`), the measured value and whether it was met."""
     status = {}
-    for key, (op, target) in TARGETS.items():
+    for key, (op, target) in (TARGETS if targets is None else targets).items():
         value = figures.get(key)
         met = value is not None and (value >= target if op == ">=" else value <= target)
         status[key] = {"target": f"{op} {target:g}", "value": value, "met": met}
@@ -159,8 +161,9 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
         say("stopping the stack")
         stack.down(say=lambda m: say(f"stack: {m}"), drain_timeout_s=120)
     except BaseException:
-        say("benchmark failed; stopping the stack")
-        stack.down(say=lambda m: say(f"stack: {m}"), drain_timeout_s=0)
+        say("benchmark failed; stopping the stack (Ctrl-C is ignored until it stopped)")
+        with uninterrupted():
+            stack.down(say=lambda m: say(f"stack: {m}"), drain_timeout_s=0)
         raise
     finally:
         if not keep:

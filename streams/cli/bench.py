@@ -1,4 +1,4 @@
-"""``platsync bench``: the benchmark (bench/runner.py) from the command line."""
+"""``platsync bench``: the benchmark (bench/runner.py; with ``--topology``, bench/topology_runner.py)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,43 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streams.topology.load import TopologyError
+
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run the benchmark on a fresh private stack; print the table; exit 1 if a correctness check failed."""
+    """Run the benchmark on a fresh private stack (a network with --topology); print the table; exit 1 if a
+    correctness check failed, 2 if the topology is invalid or cannot run here."""
+    if args.documents is not None and args.topology is None:
+        print("platsync bench: --documents applies to the fan-in scenario of --topology only", file=sys.stderr)
+        return 2
     # deferred: the benchmark and its stack: ~0.9 s
     from bench.runner import render_table, run_bench
+    from bench.signals import sigterm_unwinds  # deferred: with the benchmark
+    from bench.topology_runner import render_topology_table, run_topology_bench  # deferred: with the benchmark
+    from infra.local.process import ProcessError  # deferred: with the stack
 
     started = time.monotonic()
 
     def say(message: str) -> None:
         print(f"[{time.monotonic() - started:7.1f}s] {message}", flush=True)
 
-    report = run_bench(args.quick, args.json, say, work_dir=args.work_dir, keep=args.keep)
+    try:
+        with sigterm_unwinds():  # SIGTERM stops the private stack like Ctrl-C does
+            if args.topology is None:
+                report = run_bench(args.quick, args.json, say, work_dir=args.work_dir, keep=args.keep)
+                table = render_table(report)
+            else:
+                report = run_topology_bench(args.topology, args.quick, args.json, say, work_dir=args.work_dir,
+                                            keep=args.keep, documents=args.documents)
+                table = render_topology_table(report)
+    except TopologyError as exc:
+        print(f"invalid topology ({len(exc.faults)} fault(s)):\n{exc}", file=sys.stderr)
+        return 2
+    except ProcessError as exc:
+        print(f"platsync bench: {exc}", file=sys.stderr)
+        return 2
     print()
-    print(render_table(report))
+    print(table)
     print(f"commit {report['commit']}, {report['machine']['cpus']} cpus ({report['machine']['cpu_model']}), "
           f"{report['duration_s']:.0f}s" + (f"; JSON in {args.json}" if args.json else ""))
     if not all(check["ok"] for check in report["checks"]):
@@ -30,11 +53,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def register(sub: Any) -> None:
     """Add the ``bench`` subcommand."""
     p = sub.add_parser("bench", help="benchmark the engine against native replication on a fresh stack")
     p.add_argument("--quick", action="store_true",
-                   help="smaller scenarios (20,000-document bulk, 20 s steady, 20,000 catch-up changes)")
+                   help="smaller scenarios (20,000-document bulk, 20 s steady, 20,000 catch-up changes; "
+                        "with --topology: 20,000 documents per hospital)")
+    p.add_argument("--topology", type=Path, metavar="FILE",
+                   help="run a network of this topology instead and measure the fan-in: every hospital "
+                        "bulk-registers 50,000 documents at once (bench/RESULTS.md)")
+    p.add_argument("--documents", type=_positive, metavar="N",
+                   help="with --topology: documents per hospital (overrides the full or quick count)")
     p.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     p.add_argument("--work-dir", type=Path,
                    help="where the fresh data dir is made (default: the system's temp dir); the PostgreSQL "
