@@ -95,7 +95,8 @@ def _value(key: str, value: Any) -> str:
 def render_topology_table(report: dict[str, Any]) -> str:
     """The fan-in figures, per hospital, per node and the checks as a plain-text table."""
     figures, targets = report["figures"], report["targets"]
-    lines = [f"topology {report['topology']}: {figures.get('fanin_hospitals', 0)} hospitals x "
+    hospitals = figures.get("fanin_hospitals", 0)
+    lines = [f"topology {report['topology']}: {hospitals} hospital{'' if hospitals == 1 else 's'} x "
              f"{report['sizes']['documents_per_hospital']:,} documents at once", "",
              f"{'figure':<24} {'value':>12}  {'target':<10} ", "-" * 56]
     for key in TOPOLOGY_TABLE_KEYS:
@@ -145,8 +146,7 @@ def run_topology_bench(topology_path: Path, quick: bool, json_path: Path | None,
                 result = fan_in(target.links, documents, timeout_s, say)
                 cpu = meter.stop()
             say("stopping the network")
-            with uninterrupted():
-                target.down(lambda m: say(f"network: {m}"), 120)
+            target.down(lambda m: say(f"network: {m}"), 120)  # Ctrl-C here: stopped at once below
         except BaseException:
             say("benchmark failed; stopping the network (Ctrl-C is ignored until it stopped)")
             with uninterrupted():
