@@ -62,7 +62,7 @@ def deployment(settings: Settings, topology: Topology) -> Deployment:
         stack = Stack(settings)
         return Deployment(build_plan(topology, load_matrix()), {topology.hospitals[0].id: settings}, {},
                           lambda say: stack.up(say=say), lambda say, t: stack.down(say=say, drain_timeout_s=t))
-    network = Network(settings, topology)  # refuses what the embedded stack cannot run (a regional server)
+    network = Network(settings, topology)
     links = dict(network.links)
     return Deployment(network.plan, links, {h: s.data_dir for h, s in links.items()},
                       lambda say: network.up(say=say), lambda say, t: network.down(say=say, drain_timeout_s=t))
