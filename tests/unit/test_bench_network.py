@@ -24,7 +24,7 @@ from bench.nodes import (
 from bench.runner import target_status
 from bench.signals import sigterm_unwinds, uninterrupted
 from bench.topology_runner import TOPOLOGY_TARGETS, deployment, derived_figures, render_topology_table
-from infra.local.process import ProcessError, write_pid_file
+from infra.local.process import write_pid_file
 from streams.cli.bench import cmd_bench
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.settings import load_settings
@@ -152,10 +152,11 @@ def test_the_table_shows_figures_hospitals_nodes_and_failed_checks() -> None:
     assert "1 of 2 checks passed" in table and "FAILED b: 1 of 2" in table
 
 
-def test_a_topology_the_embedded_stack_cannot_run_is_refused_before_anything_starts(tmp_path: Path) -> None:
+def test_the_regional_topology_is_laid_out_without_starting_anything(tmp_path: Path) -> None:
     settings = load_settings(env={}, data_dir=tmp_path)
-    with pytest.raises(ProcessError, match="regional servers"):
-        deployment(settings, load_topology(TOPOLOGIES / "regional.toml"))
+    laid_out = deployment(settings, load_topology(TOPOLOGIES / "regional.toml"))
+    assert sorted(laid_out.links) == ["hosp-a", "hosp-b"]  # the region runs with the network, fed by both links
+    assert all(link.replica_nodes == ("region-1",) for link in laid_out.links.values())
     assert not (tmp_path / "run").exists()
 
 
