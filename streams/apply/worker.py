@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,17 +85,26 @@ def _build_applier(settings: Settings, route: str) -> RouteApplier | None:
     resumes by itself when the server is back. None if SIGTERM/SIGINT came first."""
     if replica_node(route) is None:
         return build_applier(settings, route)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda _s, _f: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     what = f"{replica_node(route)}/{REPLICA_STORE}"
     outage = OutageLog(log, what, settings.log_repeat_summary_s)
+    with _stop_on_signal() as stop:
+        try:
+            return retry(lambda: build_applier(settings, route), what, retry_on=(StoreUnavailableError,),
+                         backoff=Backoff(1.0, 10.0), stop=stop,
+                         on_failure=lambda exc, _n, delay: outage.failed(str(exc).splitlines()[0], delay),
+                         on_success=lambda _failed: outage.recovered())
+        except RetryStopped:
+            return None
+
+
+@contextmanager
+def _stop_on_signal() -> Iterator[threading.Event]:
+    """An event that SIGTERM or SIGINT sets while the block runs (the previous handlers are restored after):
+    what the worker's waits before Faust starts stop on."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _s, _f: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return retry(lambda: build_applier(settings, route), what, retry_on=(StoreUnavailableError,),
-                     backoff=Backoff(1.0, 10.0), stop=stop,
-                     on_failure=lambda exc, _n, delay: outage.failed(str(exc).splitlines()[0], delay),
-                     on_success=lambda _failed: outage.recovered())
-    except RetryStopped:
-        return None
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -115,12 +126,6 @@ def wait_for_broker(settings: Settings, route: str) -> bool:
     keeps it running and makes it consume as soon as the link is back. The worker's state file says
     what it waits for (``platsync status``); the log gets the outage once plus periodic summaries.
     """
-    stop = threading.Event()
-
-    def _on_signal(_signum: int, _frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     client_id = f"platsync-{settings.worker_client_tag(route)}-worker-{route}"  # names the side for the link proxy
     admin = AdminClient({**client_config(settings, client_id, f"worker-{route}"), "socket.timeout.ms": 5000})
     what = f"broker {settings.broker_bootstrap}"
@@ -132,17 +137,15 @@ def wait_for_broker(settings: Settings, route: str) -> bool:
             "route": route, "pid": os.getpid(), "ready": False, "waiting_for": what,
             "updated_ts_ms": time.time_ns() // 1_000_000})
 
-    try:
-        retry(lambda: admin.list_topics(timeout=5), what, retry_on=(KafkaException,),
-              backoff=Backoff(settings.broker_reconnect_backoff_ms / 1000,
-                              settings.broker_reconnect_backoff_max_ms / 1000),
-              stop=stop, on_failure=failed, on_success=lambda _failed: outage.recovered())
-        return not stop.is_set()  # a signal during the last attempt still stops us
-    except RetryStopped:
-        return False
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with _stop_on_signal() as stop:
+        try:
+            retry(lambda: admin.list_topics(timeout=5), what, retry_on=(KafkaException,),
+                  backoff=Backoff(settings.broker_reconnect_backoff_ms / 1000,
+                                  settings.broker_reconnect_backoff_max_ms / 1000),
+                  stop=stop, on_failure=failed, on_success=lambda _failed: outage.recovered())
+            return not stop.is_set()  # a signal during the last attempt still stops us
+        except RetryStopped:
+            return False
 
 
 def _observability(settings: Settings, route: str, applier: RouteApplier) -> tuple[WorkerMetrics, Health]:
