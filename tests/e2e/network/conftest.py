@@ -8,12 +8,17 @@ drained and stopped after the last test of this package.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from infra.local.network import Network
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
 from streams.topology.load import load_topology
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 
@@ -34,3 +39,27 @@ def network() -> Iterator[Network]:
     finally:
         net.down(say=lambda m: print(f"[network] {m}"), drain_timeout_s=0)
         remove_data_dir(data_dir)
+
+
+def topic_values(settings: Settings, topics: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+    """Every message value of ``topics`` (partition 0, from the start), as ``(topic, value)``.
+
+    The broker's high watermark is unreliable: each topic is read until 3 polls of 1 s bring nothing, or
+    for 20 s at most (the heartbeat topics never go quiet)."""
+    consumer = Consumer({**client_config(settings, "platsync-test-scan"),
+                         "group.id": f"scan-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    try:
+        for topic in topics:
+            low, _high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+            consumer.assign([TopicPartition(topic, 0, low)])
+            idle, deadline = 0, time.monotonic() + 20
+            while idle < 3 and time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is None:
+                    idle += 1
+                    continue
+                idle = 0
+                if msg.error() is None and msg.value():
+                    yield topic, msg.value()
+    finally:
+        consumer.close()
