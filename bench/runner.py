@@ -116,6 +116,13 @@ def _cpu_line(used: dict[str, float]) -> str:
     return ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items())
 
 
+def write_report(report: dict[str, Any], json_path: Path | None) -> None:
+    """Write a benchmark report as JSON to ``json_path`` (nothing if None), creating its directory."""
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | None = None,
               keep: bool = False) -> dict[str, Any]:
     """Run the benchmark; return (and optionally write as JSON) the report."""
@@ -175,8 +182,6 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "duration_s": round(time.monotonic() - started, 1),
     }
     report.update({key: figures.get(key) for key in TABLE_KEYS})
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_report(report, json_path)
     return report
 

@@ -9,7 +9,6 @@ never enforced.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from bench.cpu import CpuMeter
 from bench.fanin import fan_in
 from bench.memory import MemorySampler
 from bench.nodes import NODE_KINDS, NetworkProcesses, node_kind, processes_by_node, sum_by_kind, sum_by_node
-from bench.runner import commit_id, machine, target_status
+from bench.runner import commit_id, machine, target_status, write_report
 from bench.signals import uninterrupted
 from infra.local.isolated import isolated_settings, make_data_dir
 from infra.local.network import Network
@@ -173,8 +172,6 @@ def run_topology_bench(topology_path: Path, quick: bool, json_path: Path | None,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "duration_s": round(time.monotonic() - started, 1),
     }
     report.update({key: figures.get(key) for key in TOPOLOGY_TABLE_KEYS})
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_report(report, json_path)
     return report
 
