@@ -7,9 +7,6 @@ capture's stamper, then re-labelled per case (side, API, store, op), so that eve
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +16,7 @@ from streams.routing.matrix_model import Matrix, load_matrix
 from streams.routing.replica import replicated_api_ids, route_replica
 from streams.routing.route import RoutingError, UndeclaredSourceError, UnknownApiError
 from tests.unit.test_envelope import feed
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.unit.test_route import assert_imports_no_io_clients
 
 # (source side, API) -> is a fructos_own change of it replicated into the region's fructos_patient?
 # By hand from the seed matrix: the hospital's PRV_USR_001 / PRV_DOC_009 go to the cloud's shared store
@@ -107,10 +103,4 @@ def test_bad_changes_raise_precise_errors(matrix: Matrix, captured: ChangeEvent)
 
 
 def test_the_replica_router_imports_no_io_clients() -> None:
-    code = (
-        "import sys, streams.routing.replica\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "('confluent_kafka', 'faust', 'aiokafka', 'sqlalchemy', 'psycopg', 'keycloak', 'socket')]\n"
-        "assert not bad, bad\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, env={"PYTHONPATH": str(REPO)})
+    assert_imports_no_io_clients("streams.routing.replica")
