@@ -8,6 +8,7 @@ which then stops them in order. Only processes named in our pid files are ever s
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -153,9 +154,24 @@ def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
         return False
 
 
+#: Where :func:`free_port` picks ports: below Linux's default ephemeral range (32768-60999). A port the
+#: kernel hands out for ``bind(0)`` is also what it hands out as the source port of outgoing connections,
+#: so a stack's port chosen that way and used a minute later was sometimes taken by one of its own
+#: clients' connections ("address already in use", seen twice on a network of ~30 ports).
+PORT_RANGE = (20000, 32767)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port that is free right now on ``host``, outside the ephemeral range (see :data:`PORT_RANGE`)."""
+    for _ in range(200):
+        port = random.randint(*PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the range is crowded: any free port
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
