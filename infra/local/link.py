@@ -317,6 +317,9 @@ async def serve(settings: Settings, listen_port: int, upstream_port: int, stop: 
     ticks = 0
     async with server:
         while not stop.is_set():
+            if not server.is_serving():
+                log.error("the listening socket on port %d is closed: clients are refused", listen_port)
+                break
             proxy.enforce()
             ticks += 1
             if ticks % 20 == 0:
@@ -349,12 +352,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        def on_signal(sig: signal.Signals) -> None:
+            log.info("stopping on %s (from the stack's 'down' or an operator)", sig.name)
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         await serve(settings, settings.broker_port, settings.broker_listen_port, stop,
                     [name for name in args.links.split(",") if name])
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except Exception:  # the log must say why the proxy is gone: every client of the stack depends on it
+        log.exception("the link proxy failed")
+        return 1
+    log.info("link proxy stopped")
     return 0
 
 

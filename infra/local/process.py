@@ -161,16 +161,26 @@ def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
 PORT_RANGE = (20000, 32767)
 
 
+#: Ports this process already handed out: a stack takes ~14 before it binds any, and a port handed out
+#: twice would make two of its processes fight for it (random picks in the range repeat within a stack
+#: about once in 140 stacks).
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``, outside the ephemeral range (see :data:`PORT_RANGE`)."""
+    """A TCP port that is free right now on ``host``, outside the ephemeral range (see :data:`PORT_RANGE`),
+    and never one this process was given before."""
     for _ in range(200):
         port = random.randint(*PORT_RANGE)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the range is crowded: any free port
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -206,6 +216,11 @@ def wait_until(
         time.sleep(0.1)
     reason = waiting_for() if waiting_for is not None else None
     raise ProcessError(f"{what}: not ready after {timeout_s:.0f}s{' (' + reason + ')' if reason else ''}{_tail(log)}")
+
+
+def log_tail(log: Path | None, lines: int = 15) -> str:
+    """The last ``lines`` of ``log`` under a heading, for an error message (empty if there is no log)."""
+    return _tail(log, lines)
 
 
 def _tail(log: Path | None, lines: int = 15) -> str:

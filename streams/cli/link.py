@@ -23,6 +23,21 @@ def _describe(state: dict[str, Any]) -> str:
             f"reset by cuts: {state.get('cut', 0)}, refused: {state.get('refused', 0)}")
 
 
+def _diagnose_proxy(root: Settings) -> str:
+    """Why a proxy may not confirm: is its process alive, does its port accept connections; its log's end."""
+    # deferred: the embedded stack: ~0.7 s, only when the proxy did not confirm
+    from infra.local.process import log_tail, port_open, read_pid
+
+    pid = read_pid(root.data_dir, "link")
+    listening = port_open(root.host, root.broker_port)
+    what = (f"its process {pid} is alive" if pid else "its process is not running") + (
+        f", its port {root.broker_port} accepts connections" if listening
+        else f", nothing listens on its port {root.broker_port}")
+    advice = ("; restart it with 'platsync down' then 'platsync up'" if pid and not listening
+              else "; start the stack with 'platsync up'" if not pid else "")
+    return what + advice + log_tail(root.data_dir / "logs" / "link.log")
+
+
 def cmd_link(args: argparse.Namespace) -> int:
     """Cut, restore or show the link; ``up``/``down`` wait until the proxy enforces it."""
     # deferred: the embedded stack: ~0.7 s, only for 'link'
@@ -73,8 +88,8 @@ def cmd_link(args: argparse.Namespace) -> int:
         return 0
     state = wait_enforced(settings, up, timeout_s=10.0)
     if state is None:
-        print(f"platsync link {args.action}: the link proxy did not confirm within 10 s (see its log "
-              f"{settings.data_dir}/logs/link.log)")
+        print(f"platsync link {args.action}: the link proxy did not confirm within 10 s: "
+              f"{_diagnose_proxy(root)}")
         return 1
     print(_describe(state))
     if up and args.node not in regions:  # a regional server's replica workers resume by themselves

@@ -36,8 +36,9 @@ HOSPITAL = ("pg-local", "keycloak-local", "capture-local", "worker-remote_to_loc
 def cut(stack: Stack) -> Iterator[Settings]:
     """The link cut for the test; restored (and the stack completed) whatever happens."""
     s = stack.settings
-    assert platsync(s, "link", "down", "--note", "offline start test").returncode == 0
-    try:
+    try:  # a cut that failed half-way is restored too: the tests after this module need the link
+        down = platsync(s, "link", "down", "--note", "offline start test")
+        assert down.returncode == 0, down.stdout + down.stderr
         yield s
     finally:
         restored = platsync(s, "link", "up", timeout=300)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from infra.local.link import (
     parse_client_id,
     set_link,
 )
+from infra.local.process import ProcessSpec, free_port, start_process, stop_process
+from infra.local.stack import write_settings_file
+from streams.cli.main import main
 from streams.runtime.settings import load_settings
 
 
@@ -75,3 +79,24 @@ def test_a_network_proxy_cuts_each_link_alone(tmp_path: Path) -> None:
     assert not proxy._cut(("hosp-b", "local")) and not proxy._cut(("", "local")) and not proxy._cut(None)
     assert enforced_state(load_settings(env={}, data_dir=link_data_dir(tmp_path, "hosp-a")))["up"] is False
     assert enforced_state(load_settings(env={}, data_dir=link_data_dir(tmp_path, "hosp-b")))["up"] is True
+
+
+def test_link_cli_says_why_a_proxy_that_is_alive_but_not_listening_does_not_confirm(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A proxy process that lives on without its listening socket: the CLI names the cause and the fix."""
+    port = free_port()
+    settings = load_settings(env={}, data_dir=tmp_path, broker_port=port)
+    write_settings_file(settings)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "logs").mkdir()
+    start_process(tmp_path, ProcessSpec(name="link", argv=[sys.executable, "-c", "import time; time.sleep(60)"]))
+    (tmp_path / "logs" / "link.log").write_text("the proxy's last words\n")
+    try:
+        rc = main(["link", "down", "--data-dir", str(settings.data_dir)])
+    finally:
+        stop_process(tmp_path, "link", 10)
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "did not confirm within 10 s" in out and "is alive" in out, out
+    assert f"nothing listens on its port {port}" in out and "'platsync down' then 'platsync up'" in out, out
+    assert "the proxy's last words" in out, out
