@@ -1,0 +1,1 @@
+"""Sharing across the network (issue 15): share rules and share states of documents."""
