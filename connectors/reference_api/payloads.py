@@ -22,11 +22,12 @@ Payload formats (``?`` = optional; "string" = non-empty string):
                  [string]}`` (at least one change)
 ``PRV_DOC_006``  ``{documents: [NEW, ...]}`` or a single ``NEW`` as the payload (bulk of one);
                  ``NEW = {patient_id, doc_type, title, media_type, content_base64 | content_text,
-                 signed_by, content_hash?, document_number?}`` (without a number, the side's
-                 range assigns one)
+                 signed_by, content_hash?, document_number?, department?, share_state?}``
+                 (without a number, the side's range assigns one; without ``share_state``,
+                 ``shared`` or ``private``, the share rules decide: docs/sharing.md)
 ``PRV_DOC_007``  ``{documents: [{id, title?, doc_type?, media_type?, content_base64 |
-                 content_text?, content_hash?, signed_by}, ...]}`` (at least one change besides
-                 ``signed_by``)
+                 content_text?, content_hash?, share_state?, signed_by}, ...]}`` (at least one
+                 change besides ``signed_by``; only the author may change ``share_state``)
 ``PRV_DOC_008``  ``{documents: [{id}, ...]}`` or ``{ids: [id, ...]}``
 ``PRV_DOC_009``  ``{documents: [{id, approved_by}, ...]}``
 
@@ -53,6 +54,7 @@ from connectors.reference_api.errors import PayloadError
 from connectors.reference_api.reader import JsonObject, json_type, string_item
 from connectors.stores.fructos import content_sha256
 from connectors.stores.serials import number_key
+from streams.sharing.rules import SHARE_STATES
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*(\s*;.*)?$")
@@ -187,6 +189,8 @@ class NewDocument:
     content: bytes = field(repr=False)
     signed_by: str
     document_number: str | None = None
+    department: str | None = None
+    share_state: str | None = None  # None: the share rules decide (docs/sharing.md)
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,7 @@ class DocumentChange:
     doc_type: str | None = None
     media_type: str | None = None
     content: bytes | None = field(default=None, repr=False)
+    share_state: str | None = None  # only the document's author may change it
 
 
 @dataclass(frozen=True)
@@ -277,7 +282,14 @@ def parse_staff_with_credentials(data: Any) -> StaffCredentialsPayload:
 
 
 _NEW_DOC_KEYS = ("patient_id", "doc_type", "title", "media_type", *_CONTENT_KEYS, "content_hash",
-                 "signed_by", "document_number")
+                 "signed_by", "document_number", "department", "share_state")
+
+
+def _share_state(o: _Obj) -> str | None:
+    state = o.string("share_state", required=False)
+    if state is not None and state not in SHARE_STATES:
+        o.fail("share_state", f"expected one of {', '.join(SHARE_STATES)}")
+    return state
 
 
 def _new_document(o: _Obj) -> NewDocument:
@@ -286,7 +298,7 @@ def _new_document(o: _Obj) -> NewDocument:
     content = o.content(required=True)
     assert media_type is not None and content is not None
     return NewDocument(patient_id, doc_type, title, media_type, content, o.req("signed_by"),
-                       o.number("document_number"))
+                       o.number("document_number"), o.string("department", required=False), _share_state(o))
 
 
 def parse_document_registration(data: Any) -> DocumentsPayload:
@@ -312,15 +324,15 @@ def _document_change(o: _Obj) -> DocumentChange:
     title, doc_type = o.string("title", r.TITLE, required=False), o.string("doc_type", required=False)
     media_type = o.media_type(required=False)
     content = o.content(required=False)
-    signed_by = o.req("signed_by")
-    if title is None and doc_type is None and media_type is None and content is None:
-        o.fail("", "expected at least one of title, doc_type, media_type, content_base64, content_text")
-    return DocumentChange(doc_id, signed_by, title, doc_type, media_type, content)
+    signed_by, share_state = o.req("signed_by"), _share_state(o)
+    if title is None and doc_type is None and media_type is None and content is None and share_state is None:
+        o.fail("", "expected at least one of title, doc_type, media_type, content_base64, content_text, share_state")
+    return DocumentChange(doc_id, signed_by, title, doc_type, media_type, content, share_state)
 
 
 def parse_document_update(data: Any) -> DocumentsPayload:
     """Parse a PRV_DOC_007 payload."""
-    allowed = ("id", "title", "doc_type", "media_type", *_CONTENT_KEYS, "content_hash", "signed_by")
+    allowed = ("id", "title", "doc_type", "media_type", *_CONTENT_KEYS, "content_hash", "signed_by", "share_state")
     items = _items(_Obj("PRV_DOC_007", "", data, ("documents",)), "documents", allowed)
     changes = [_document_change(o) for o in items]
     _check_unique_ids(items, [c.id for c in changes])

@@ -20,14 +20,21 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, func, insert, select, text, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import create_engine, func, insert, text
+from sqlalchemy.engine import Engine
 
 from connectors.keycloak.admin import accounts_for
 from connectors.reference_api import payloads as p
 from connectors.reference_api.accounts_api import create_staff_account, update_account
+from connectors.reference_api.documents import (
+    bump_document,
+    lock_live_documents,
+    refuse_share_changes_by_others,
+    staff_roles,
+)
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.numbers import claim_or_refuse
 from connectors.reference_api.transaction import ApiCall
@@ -37,6 +44,7 @@ from connectors.stores.tables import meta_metadata
 from streams.core.model import SIDES
 from streams.runtime.connections import dsn
 from streams.runtime.settings import Settings
+from streams.sharing.rules import ShareRules, load_share_rules
 
 __all__ = ["ApiError", "PayloadError", "ReferenceApi", "SOURCE_STORES"]
 
@@ -104,6 +112,7 @@ class ReferenceApi:
         self.settings = settings
         self.side = side
         self._engines: dict[str, Engine] = {}
+        self.share_rules: ShareRules = load_share_rules(Path(settings.share_rules) if settings.share_rules else None)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -122,8 +131,10 @@ class ReferenceApi:
             self._engines[store] = engine
         return engine
 
-    def _begin(self, api_id: str, call_id: str | None) -> ApiCall:
-        stores = SOURCE_STORES[self.side][api_id]
+    def _begin(self, api_id: str, call_id: str | None, also: tuple[str, ...] = ()) -> ApiCall:
+        """The call's transactions on its matrix source stores, and on ``also`` (a share-state change on the
+        cloud publishes to or withdraws from the shared store, outside the matrix: docs/sharing.md)."""
+        stores = (*SOURCE_STORES[self.side][api_id], *also)
         return ApiCall(api_id, call_id or _new_id(), self.side, {s: self._engine(s) for s in stores})
 
     def _finish(self, call: ApiCall) -> dict[str, Any]:
@@ -285,16 +296,19 @@ class ReferenceApi:
                              for i, d in enumerate(docs) if d.document_number])
             numbers = iter(next_document_numbers(call.conn("meta"), self.settings, self.side,
                                                  sum(1 for d in docs if not d.document_number)))
+            roles = staff_roles(call.conn("meta"), {d.signed_by for d in docs if d.share_state is None})
             rows = []
             for d in docs:
                 doc_id, record_id = _new_id(), _new_id()
+                share = d.share_state or self.share_rules.decide(d.doc_type, d.department, roles.get(d.signed_by)).state
                 record = records.put(SignedRecord.new(record_id, "document", doc_id, d.media_type,
-                                                      d.content, d.signed_by))
+                                                      d.content, d.signed_by, shared=share == "shared"))
                 call.wrote("fructos_own", "signed_records", record_id)
                 number = d.document_number or next(numbers)
                 rows.append({"id": doc_id, "document_number": number, "patient_id": d.patient_id,
                              "doc_type": d.doc_type, "title": d.title, "record_id": record_id,
-                             "content_hash": record.content_hash, "status": "registered"})
+                             "content_hash": record.content_hash, "status": "registered",
+                             "department": d.department, "author": d.signed_by, "share_state": share})
             call.conn("meta").execute(insert(_DOCUMENTS), rows)
             for row in rows:
                 call.wrote("meta", "documents", row["id"])
@@ -307,19 +321,26 @@ class ReferenceApi:
         changes = _typed(payload, p.DocumentsPayload, p.parse_document_update).documents
         if not all(isinstance(c, p.DocumentChange) for c in changes):
             raise TypeError("update_documents expects DocumentChange items")
-        with self._begin("PRV_DOC_007", call_id) as call:
-            live = _lock_live_documents(call, [c.id for c in changes])
+        sharing = any(c.share_state is not None for c in changes) and self.side == "remote"
+        with self._begin("PRV_DOC_007", call_id, ("fructos_patient",) if sharing else ()) as call:
+            live = lock_live_documents(call, [c.id for c in changes])
+            refuse_share_changes_by_others(call, changes)
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
             for c in changes:
+                shared = None if c.share_state is None else c.share_state == "shared"
                 record = records.update(live[c.id], signed_by=c.signed_by, content=c.content,
-                                        media_type=c.media_type)
+                                        media_type=c.media_type, shared=shared)
                 call.wrote("fructos_own", "signed_records", record.id)
                 values: dict[str, Any] = {"content_hash": record.content_hash}
+                if c.share_state is not None:
+                    values["share_state"] = c.share_state
+                    if sharing and record.approved:
+                        self._publish_or_withdraw(call, record)
                 if c.title is not None:
                     values["title"] = c.title
                 if c.doc_type is not None:
                     values["doc_type"] = c.doc_type
-                _bump_document(call, c.id, values)
+                bump_document(call, c.id, values)
         return self._finish(call)
 
     def delete_documents(self, payload: p.DocumentIdsPayload | Mapping[str, Any], *,
@@ -328,13 +349,21 @@ class ReferenceApi:
         row and signed record. Deleting an unknown or already deleted id is refused."""
         ids = _typed(payload, p.DocumentIdsPayload, p.parse_document_deletion).ids
         with self._begin("PRV_DOC_008", call_id) as call:
-            live = _lock_live_documents(call, list(ids))
+            live = lock_live_documents(call, list(ids))
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
             for doc_id in ids:
                 records.delete(live[doc_id])
                 call.wrote("fructos_own", "signed_records", live[doc_id])
-                _bump_document(call, doc_id, {"deleted": True})
+                bump_document(call, doc_id, {"deleted": True})
         return self._finish(call)
+
+    @staticmethod
+    def _publish_or_withdraw(call: ApiCall, record: SignedRecord) -> None:
+        """On the cloud, an approved document whose share state changed: copy it into the shared patient
+        store (now shared) or remove it from there (now private); docs/sharing.md."""
+        store = PostgresSignedRecordStore(call.conn("fructos_patient"))
+        if store.copy(record) if record.shared else store.withdraw(record):
+            call.wrote("fructos_patient", "signed_records", record.id)
 
     def approve_documents(self, payload: p.ApprovalsPayload | Mapping[str, Any], *,
                           call_id: str | None = None) -> dict[str, Any]:
@@ -345,54 +374,14 @@ class ReferenceApi:
         Approving an already approved document records the new approver (version + 1)."""
         approvals = _typed(payload, p.ApprovalsPayload, p.parse_document_approval).documents
         with self._begin("PRV_DOC_009", call_id) as call:
-            live = _lock_live_documents(call, [a.id for a in approvals])
+            live = lock_live_documents(call, [a.id for a in approvals])
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
             for a in approvals:
                 record = records.approve(live[a.id])
                 call.wrote("fructos_own", "signed_records", record.id)
-                if self.side == "remote" and PostgresSignedRecordStore(
+                if self.side == "remote" and record.shared and PostgresSignedRecordStore(
                         call.conn("fructos_patient")).copy(record):
                     call.wrote("fructos_patient", "signed_records", record.id)
-                _bump_document(call, a.id, {"status": "approved", "approved_by": a.approved_by,
+                bump_document(call, a.id, {"status": "approved", "approved_by": a.approved_by,
                                             "approved_at": func.now()})
         return self._finish(call)
-
-
-def _lock_live_documents(call: ApiCall, doc_ids: list[str]) -> dict[str, str]:
-    """Lock the META rows and signed records of ``doc_ids``; map each id to its record id.
-
-    Raises :class:`ApiError` (before anything is written) if any id is unknown or deleted, or
-    if its signed record is missing or deleted in fructos_own.
-    """
-    meta: Connection = call.conn("meta")
-    rows = meta.execute(
-        select(_DOCUMENTS.c.id, _DOCUMENTS.c.record_id, _DOCUMENTS.c.deleted)
-        .where(_DOCUMENTS.c.id.in_(doc_ids)).order_by(_DOCUMENTS.c.id).with_for_update()
-    ).all()
-    found = {row.id: row for row in rows}
-    unknown = [i for i in doc_ids if i not in found]
-    deleted = [i for i in doc_ids if i in found and found[i].deleted]
-    problems = []
-    if unknown:
-        problems.append(f"no document with id {', '.join(map(repr, unknown))} on the {call.side} side")
-    if deleted:
-        problems.append(f"document {', '.join(map(repr, deleted))} is deleted")
-    if not problems:
-        record_ids = [found[i].record_id for i in doc_ids]
-        records = PostgresSignedRecordStore(call.conn("fructos_own")).get_many(record_ids, lock=True)
-        broken = [i for i in doc_ids if found[i].record_id not in records
-                  or records[found[i].record_id].deleted]
-        if broken:
-            problems.append(f"the signed record of document {', '.join(map(repr, broken))} is missing "
-                            "or deleted in fructos_own (stores inconsistent)")
-    if problems:
-        raise ApiError(f"{call.api_id} refused, nothing written: {'; '.join(problems)}")
-    return {i: found[i].record_id for i in doc_ids}
-
-
-def _bump_document(call: ApiCall, doc_id: str, values: dict[str, Any]) -> None:
-    """Update one META document row: ``values``, version + 1, updated_at = now()."""
-    call.conn("meta").execute(
-        update(_DOCUMENTS).where(_DOCUMENTS.c.id == doc_id)
-        .values(**values, version=_DOCUMENTS.c.version + 1, updated_at=func.now()))
-    call.wrote("meta", "documents", doc_id)

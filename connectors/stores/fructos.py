@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -58,6 +58,10 @@ class SignedRecord:
     ``subject_id`` is the id of the META row the record belongs to (a PLAT user, a patient or
     a document); ``entity`` says which of the three (see :data:`ENTITIES`).
 
+    ``shared`` is a document's share state (``docs/sharing.md``): a record that is not shared never
+    reaches a store shared beyond its institution (the patient-management FRUCtoS, a regional server).
+    Records of users and patients are always ``shared``.
+
     ``updated_at`` is when the store wrote this version (``None`` for a record not read from a
     store). It is not part of the record's value (equality ignores it), but it is part of the
     state's identity for the sync (``version`` and ``updated_at``, see ``docs/conflicts.md``):
@@ -74,14 +78,16 @@ class SignedRecord:
     version: int = 1
     deleted: bool = False
     approved: bool = False
+    shared: bool = True
     updated_at: datetime | None = field(default=None, compare=False)
 
     @classmethod
     def new(cls, id: str, entity: str, subject_id: str, media_type: str, content: bytes,
-            signed_by: str) -> SignedRecord:
+            signed_by: str, shared: bool = True) -> SignedRecord:
         """A version-1 record whose ``content_hash`` is computed from ``content``."""
         return cls(id=id, entity=entity, subject_id=subject_id, media_type=media_type,
-                   content=content, content_hash=content_sha256(content), signed_by=signed_by)
+                   content=content, content_hash=content_sha256(content), signed_by=signed_by,
+                   shared=shared)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> SignedRecord:
@@ -90,7 +96,8 @@ class SignedRecord:
                    media_type=row["media_type"], content=bytes(row["content"]),
                    content_hash=row["content_hash"], signed_by=row["signed_by"],
                    version=int(row["version"]), deleted=bool(row["deleted"]),
-                   approved=bool(row["approved"]), updated_at=row.get("updated_at"))
+                   approved=bool(row["approved"]), shared=bool(row.get("shared", True)),
+                   updated_at=row.get("updated_at"))
 
 
 class SignedRecordStore(Protocol):
@@ -101,8 +108,9 @@ class SignedRecordStore(Protocol):
         ...
 
     def update(self, record_id: str, *, signed_by: str, content: bytes | None = None,
-               content_hash: str | None = None, media_type: str | None = None) -> SignedRecord:
-        """Re-sign a live record, optionally replacing content and media type; version + 1."""
+               content_hash: str | None = None, media_type: str | None = None,
+               shared: bool | None = None) -> SignedRecord:
+        """Re-sign a live record, optionally replacing content, media type and share state; version + 1."""
         ...
 
     def approve(self, record_id: str) -> SignedRecord:
@@ -123,6 +131,10 @@ class SignedRecordStore(Protocol):
 
     def copy(self, record: SignedRecord) -> bool:
         """Write ``record`` as is (same id, content, hash, version, updated_at); False if stale."""
+        ...
+
+    def withdraw(self, record: SignedRecord) -> bool:
+        """Remove the copy of ``record`` (made private) unless newer; True if a row was removed."""
         ...
 
 
@@ -153,8 +165,10 @@ class PostgresSignedRecordStore:
         return SignedRecord.from_row(row)
 
     def update(self, record_id: str, *, signed_by: str, content: bytes | None = None,
-               content_hash: str | None = None, media_type: str | None = None) -> SignedRecord:
-        """Re-sign a live record; new ``content`` gets ``content_hash`` (verified, or computed)."""
+               content_hash: str | None = None, media_type: str | None = None,
+               shared: bool | None = None) -> SignedRecord:
+        """Re-sign a live record; new ``content`` gets ``content_hash`` (verified, or computed);
+        ``shared`` sets the share state."""
         values: dict[str, Any] = {"signed_by": signed_by}
         if content is not None:
             if content_hash is None:
@@ -165,6 +179,8 @@ class PostgresSignedRecordStore:
             raise ValueError(f"signed record {record_id}: content_hash given without content")
         if media_type is not None:
             values["media_type"] = media_type
+        if shared is not None:
+            values["shared"] = shared
         return self._bump(record_id, values)
 
     def approve(self, record_id: str) -> SignedRecord:
@@ -212,6 +228,22 @@ class PostgresSignedRecordStore:
         ).returning(self._table.c.id)
         return self._conn.execute(stmt).first() is not None
 
+    def withdraw(self, record: SignedRecord) -> bool:
+        """Remove the copy of a document made private (docs/sharing.md) from a shared store.
+
+        The row goes only if it is not newer than ``record``; a tombstone at ``record.version`` keeps
+        a late copy of an older, still shared version from coming back (the sinks honour it, see
+        connectors/sinks/postgres_rows.py). Returns whether a row was removed.
+        """
+        removed = self._conn.execute(
+            delete(self._table).where(self._table.c.id == record.id, self._table.c.version <= record.version)
+        ).rowcount
+        self._conn.execute(text(
+            "INSERT INTO platsync_tombstone (table_name, id, version) VALUES ('signed_records', :id, :version) "
+            "ON CONFLICT (table_name, id) DO UPDATE SET version = EXCLUDED.version "
+            "WHERE platsync_tombstone.version < EXCLUDED.version"), {"id": record.id, "version": record.version})
+        return bool(removed)
+
     def _bump(self, record_id: str, values: dict[str, Any]) -> SignedRecord:
         t = self._table
         row = self._conn.execute(
@@ -231,4 +263,5 @@ def _values(record: SignedRecord) -> dict[str, Any]:
         "media_type": record.media_type, "content": record.content,
         "content_hash": record.content_hash, "signed_by": record.signed_by,
         "version": record.version, "deleted": record.deleted, "approved": record.approved,
+        "shared": record.shared,
     }

@@ -152,7 +152,11 @@ def meta_metadata() -> MetaData:
             Column("content_hash", Text, nullable=False),
             Column("status", Text, nullable=False),  # registered | approved
             Column("approved_by", Text),
-            Column("approved_at", DateTime(timezone=True)))
+            Column("approved_at", DateTime(timezone=True)),
+            # Sharing (docs/sharing.md): where it was written, who wrote it, shared | private.
+            Column("department", Text),
+            Column("author", Text),
+            Column("share_state", Text, nullable=False, server_default=text("'shared'")))
     Table(
         "platsync_keycloak_applied", md,
         Column("username", Text, primary_key=True),
@@ -176,7 +180,8 @@ def fructos_metadata() -> MetaData:
             Column("content", LargeBinary, nullable=False),
             Column("content_hash", Text, nullable=False),  # sha256 hex of content
             Column("signed_by", Text, nullable=False),
-            Column("approved", Boolean, nullable=False, server_default=text("false")))
+            Column("approved", Boolean, nullable=False, server_default=text("false")),
+            Column("shared", Boolean, nullable=False, server_default=text("true")))  # docs/sharing.md
     _bookkeeping(md)
     return md
 
@@ -216,8 +221,12 @@ def create_schema(conn: Connection, store: str, side: str, database: str, settin
     conn.execute(text(MARK_API_FUNCTION))
     if store == "meta":
         create_sequences(conn, settings, side)
-        # Data dirs made before document numbers existed.
-        conn.execute(text("ALTER TABLE documents ADD COLUMN IF NOT EXISTS document_number text"))
+        # Data dirs made before document numbers and sharing existed.
+        for column in ("document_number text", "department text", "author text",
+                       "share_state text NOT NULL DEFAULT 'shared'"):
+            conn.execute(text(f"ALTER TABLE documents ADD COLUMN IF NOT EXISTS {column}"))
+    else:  # a FRUCtoS store made before sharing existed
+        conn.execute(text("ALTER TABLE signed_records ADD COLUMN IF NOT EXISTS shared boolean NOT NULL DEFAULT true"))
     conn.execute(text(f"ALTER DATABASE \"{database}\" SET platsync.side = '{side}'"))
     conn.execute(text(f"SET platsync.side = '{side}'"))
 

@@ -25,6 +25,7 @@ from streams.cli import link as link_cli
 from streams.cli import mode as mode_cli
 from streams.cli import network as network_cli
 from streams.cli import recovery as recovery_cli
+from streams.cli import sharing as sharing_cli
 from streams.cli import stamp as stamp_cli
 from streams.cli import topology as topology_cli
 from streams.cli.options import add_node_option
@@ -354,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     conflicts_cli.register(sub, common)
     dlq_cli.register(sub, common)
     topology_cli.register(sub, common)
+    sharing_cli.register(sub, common)
     network_cli.register(sub, common)
     bench_cli.register(sub)
     return parser

@@ -20,6 +20,7 @@ from __future__ import annotations
 from streams.core.model import ChangeEvent, RouteDecision, Write
 from streams.routing.matrix_model import Matrix
 from streams.routing.route import SINK_OPS, RoutingError, UndeclaredSourceError, UnknownApiError
+from streams.sharing.gate import gated_op, share_changed
 
 
 def replicated_api_ids(matrix: Matrix, store: str, side: str) -> tuple[str, ...]:
@@ -35,7 +36,9 @@ def route_replica(change: ChangeEvent, matrix: Matrix, store: str) -> RouteDecis
 
     Rules, in order: unknown source side (error) -> echo (skipped) -> probe (skipped) -> unknown API
     (error) -> a store the API may not write (error) -> a change of a store other than the one feeding
-    ``store`` (skipped) -> an API whose records do not reach the shared store (skipped) -> one write.
+    ``store`` (skipped) -> an API whose records do not reach the shared store (skipped, unless the change
+    made an approved document shared or private) -> one write, a withdrawal (delete) for a private
+    document (the share gate, streams/sharing/gate.py).
     """
     try:
         direction = matrix.direction_for_source(change.source_side)
@@ -59,12 +62,12 @@ def route_replica(change: ChangeEvent, matrix: Matrix, store: str) -> RouteDecis
     feed = matrix.feed_source(store)
     if change.source_store != feed:
         return RouteDecision(skipped=f"not replicated: {store} is fed by {feed}, not {change.source_store}")
-    if api.api_id not in replicated_api_ids(matrix, store, change.source_side):
+    if api.api_id not in replicated_api_ids(matrix, store, change.source_side) and not share_changed(change):
         return RouteDecision(skipped=f"not replicated: {api.api_id}'s records on {change.source_side} do not "
                              f"reach the cloud's {store}")
     if change.op not in SINK_OPS:
         raise RoutingError(f"event {change.event_id}: unknown op {change.op!r}")
-    op = SINK_OPS[change.op]
+    op = gated_op(change, SINK_OPS[change.op])  # a private document is withdrawn (docs/sharing.md)
     return RouteDecision(writes=(Write(
         target_side="replica", target_store=store, table=change.table, op=op, key=change.key,
         version=change.version, row=change.row, event_id=change.event_id, api_id=api.api_id,

@@ -133,6 +133,8 @@ class Settings:
     metrics_worker_ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_WORKER_METRICS_PORTS))
     metrics_stall_after_s: float = 30.0  # /healthz turns 503 when a process loop made no progress for this long
     log_format: str = "text"  # text | json (streams/runtime/logs.py)
+    # Sharing (docs/sharing.md): the share rules file. Empty: the shipped streams/sharing/share_rules.toml.
+    share_rules: str = ""
     # Supervisor
     ready_timeout_s: float = 120.0
     status_interval_s: float = 1.0

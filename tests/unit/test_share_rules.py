@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,21 @@ def test_a_file_that_is_not_toml_or_missing_says_so(tmp_path: Path) -> None:
         load_share_rules(bad)
     with pytest.raises(ShareRulesError, match=r"missing\.toml: cannot read"):
         load_share_rules(tmp_path / "missing.toml")
+
+
+def test_the_cli_prints_checks_and_decides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli.main import main
+
+    assert main(["sharing", "rules", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1. private notes: private when doc_type in (private_note, memo)" in out and "otherwise: shared" in out
+    assert main(["sharing", "decide", "--doc-type", "note", "--department", "psychiatry", "--format", "json",
+                 "--data-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"share_state": "private", "decided_by": "rule 'psychotherapy notes'"}
+    bad = tmp_path / "rules.toml"
+    bad.write_text('default = "public"\n')
+    assert main(["sharing", "rules", "--rules", str(bad), "--data-dir", str(tmp_path)]) == 2
+    assert f"{bad}: default: expected one of shared, private, got 'public'" in capsys.readouterr().err
+    # The settings' share_rules names the file the APIs use; the CLI checks that one by default.
+    (tmp_path / "platsync.toml").write_text(f'share_rules = "{bad}"\n')
+    assert main(["sharing", "rules", "--data-dir", str(tmp_path)]) == 2

@@ -1,0 +1,83 @@
+"""The document APIs' shared steps: locking live documents, bumping their META rows, share-state checks.
+
+Used by :class:`connectors.reference_api.service.ReferenceApi` (PRV_DOC_006..009); every function works
+inside the call's transactions (:class:`~connectors.reference_api.transaction.ApiCall`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+
+from connectors.reference_api.errors import ApiError
+from connectors.reference_api.transaction import ApiCall
+from connectors.stores.fructos import PostgresSignedRecordStore
+from connectors.stores.tables import meta_metadata
+
+_META = meta_metadata()
+_STAFF, _DOCUMENTS = _META.tables["staff"], _META.tables["documents"]
+
+
+def staff_roles(meta: Connection, signers: set[str]) -> dict[str, str]:
+    """The role of each signer that names a staff member (by id or staff code): the share rules' author role."""
+    if not signers:
+        return {}
+    rows = meta.execute(select(_STAFF.c.id, _STAFF.c.staff_code, _STAFF.c.role).where(
+        (_STAFF.c.id.in_(signers) | _STAFF.c.staff_code.in_(signers)) & _STAFF.c.deleted.is_(False))).all()
+    return {**{r.staff_code: r.role for r in rows}, **{r.id: r.role for r in rows}}
+
+
+def refuse_share_changes_by_others(call: ApiCall, changes: tuple[Any, ...]) -> None:
+    """Only a document's author (who registered it) may change its share state: ApiError otherwise."""
+    wanted = {c.id: c.signed_by for c in changes if c.share_state is not None}
+    if not wanted:
+        return
+    authors = dict(call.conn("meta").execute(
+        select(_DOCUMENTS.c.id, _DOCUMENTS.c.author).where(_DOCUMENTS.c.id.in_(list(wanted)))).all())
+    others = [f"{doc_id!r} (author {authors.get(doc_id)!r}, not {signer!r})" for doc_id, signer in wanted.items()
+              if authors.get(doc_id) != signer]
+    if others:
+        raise ApiError(f"{call.api_id} refused, nothing written: only a document's author may change its "
+                       f"share state: document {', '.join(others)}")
+
+
+def lock_live_documents(call: ApiCall, doc_ids: list[str]) -> dict[str, str]:
+    """Lock the META rows and signed records of ``doc_ids``; map each id to its record id.
+
+    Raises :class:`ApiError` (before anything is written) if any id is unknown or deleted, or
+    if its signed record is missing or deleted in fructos_own.
+    """
+    meta: Connection = call.conn("meta")
+    rows = meta.execute(
+        select(_DOCUMENTS.c.id, _DOCUMENTS.c.record_id, _DOCUMENTS.c.deleted)
+        .where(_DOCUMENTS.c.id.in_(doc_ids)).order_by(_DOCUMENTS.c.id).with_for_update()
+    ).all()
+    found = {row.id: row for row in rows}
+    unknown = [i for i in doc_ids if i not in found]
+    deleted = [i for i in doc_ids if i in found and found[i].deleted]
+    problems = []
+    if unknown:
+        problems.append(f"no document with id {', '.join(map(repr, unknown))} on the {call.side} side")
+    if deleted:
+        problems.append(f"document {', '.join(map(repr, deleted))} is deleted")
+    if not problems:
+        record_ids = [found[i].record_id for i in doc_ids]
+        records = PostgresSignedRecordStore(call.conn("fructos_own")).get_many(record_ids, lock=True)
+        broken = [i for i in doc_ids if found[i].record_id not in records
+                  or records[found[i].record_id].deleted]
+        if broken:
+            problems.append(f"the signed record of document {', '.join(map(repr, broken))} is missing "
+                            "or deleted in fructos_own (stores inconsistent)")
+    if problems:
+        raise ApiError(f"{call.api_id} refused, nothing written: {'; '.join(problems)}")
+    return {i: found[i].record_id for i in doc_ids}
+
+
+def bump_document(call: ApiCall, doc_id: str, values: dict[str, Any]) -> None:
+    """Update one META document row: ``values``, version + 1, updated_at = now()."""
+    call.conn("meta").execute(
+        update(_DOCUMENTS).where(_DOCUMENTS.c.id == doc_id)
+        .values(**values, version=_DOCUMENTS.c.version + 1, updated_at=func.now()))
+    call.wrote("meta", "documents", doc_id)

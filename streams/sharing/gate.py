@@ -1,0 +1,52 @@
+"""The share gate: what a store shared beyond its institution may hold of a document (pure).
+
+The matrix says which APIs send a record to the cloud's shared patient store (患者管理FRUCtoS), and
+the replica links copy that store to the regional servers. The share gate narrows it for documents
+(``docs/sharing.md``): a document record whose ``shared`` flag is false is never written to a shared
+store -- a write that would carry it becomes a withdrawal (a delete at its version, which also leaves
+a tombstone there) -- and a change of the flag of an approved document reaches the shared stores
+whatever API made it (withdrawn when made private, published again when made shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from streams.core.model import ChangeEvent, RowValue
+
+#: The table of the signed records and the entity whose records have a share state.
+RECORD_TABLE = "signed_records"
+DOCUMENT_ENTITY = "document"
+
+
+def is_document_record(table: str, row: Mapping[str, RowValue] | None) -> bool:
+    """True for a signed record of a document (the only records with a share state)."""
+    return table == RECORD_TABLE and row is not None and row.get("entity") == DOCUMENT_ENTITY
+
+
+def is_shared(row: Mapping[str, RowValue]) -> bool:
+    """A record's share state; a row without the column (captured before sharing existed) is shared."""
+    return row.get("shared", True) is not False
+
+
+def gated_op(change: ChangeEvent, op: str) -> str:
+    """The op of a write of ``change`` into a shared store: an upsert of a private document withdraws it."""
+    if op == "upsert" and is_document_record(change.table, change.row) and change.row is not None \
+            and not is_shared(change.row):
+        return "delete"
+    return op
+
+
+def share_changed(change: ChangeEvent) -> bool:
+    """True if ``change`` turned an *approved* document shared or private (it must reach the shared
+    stores whatever API made it; an unapproved document is in no shared store yet)."""
+    row, before = change.row, change.before
+    return (change.op == "u" and row is not None and before is not None
+            and is_document_record(change.table, row) and bool(row.get("approved"))
+            and is_shared(row) != is_shared(before))
+
+
+def is_share_gate_write(change: ChangeEvent) -> bool:
+    """True if ``change``, captured in a shared store, may be the cloud's own publish or withdrawal of a
+    document: a document record, or a delete (withdrawals are the only deletes of a shared store)."""
+    return change.table == RECORD_TABLE and (change.op == "d" or is_document_record(change.table, change.row))

@@ -1,0 +1,91 @@
+"""Share states through the real two-site stack (issue 15, docs/sharing.md).
+
+A private document syncs to its institution's own stores in the cloud but never reaches the shared
+patient store (患者管理FRUCtoS); making an approved document private withdraws it from there, making it
+shared again publishes it, from either side; only the author may change it; the rules decide by default.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from connectors.reference_api.errors import ApiError
+from connectors.reference_api.service import ReferenceApi
+from infra.local.stack import Stack
+from streams.apply.barrier import wait_synced
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+def synced(s: Settings) -> None:
+    pending = wait_synced(s, timeout_s=60)
+    assert pending == [], f"not synced: {pending}"
+
+
+def record(s: Settings, side: str, store: str, doc_id: str) -> tuple | None:
+    """(shared, approved, version) of a document's signed record in a store, or None if it holds none."""
+    with psycopg.connect(libpq_dsn(s, side, "meta")) as meta:
+        found = meta.execute("SELECT record_id FROM documents WHERE id = %s", (doc_id,)).fetchone()
+    if found is None:
+        return None
+    with psycopg.connect(libpq_dsn(s, side, store)) as conn:
+        return conn.execute("SELECT shared, approved, version FROM signed_records WHERE id = %s",
+                            (found[0],)).fetchone()
+
+
+def share_state(s: Settings, side: str, doc_id: str) -> str:
+    with psycopg.connect(libpq_dsn(s, side, "meta")) as meta:
+        return meta.execute("SELECT share_state FROM documents WHERE id = %s", (doc_id,)).fetchone()[0]
+
+
+def register(api: ReferenceApi, tag: str, **extra: str) -> str:
+    return api.call("PRV_DOC_006", {"patient_id": f"p-share-{tag}", "doc_type": "referral", "title": "紹介状",
+                                    "media_type": "text/plain", "content_text": f"本文 {tag}",
+                                    "signed_by": "dr-share", **extra})["written"]["meta"]["documents"][0]
+
+
+def test_private_documents_stay_out_of_the_patient_store_and_share_changes_follow(stack: Stack) -> None:
+    s = stack.settings
+    with ReferenceApi(s, "local") as local:
+        shared = register(local, "shared")
+        private = register(local, "private", share_state="private")
+        ruled = register(local, "ruled", doc_type="note", department="psychiatry")  # the shipped rules: private
+        local.call("PRV_DOC_009", {"documents": [{"id": d, "approved_by": "dr-chief"}
+                                                 for d in (shared, private, ruled)]})
+    synced(s)
+    assert [share_state(s, side, d) for side in ("local", "remote") for d in (shared, private, ruled)] == [
+        "shared", "private", "private"] * 2
+    # Every document syncs to the cloud's own stores (the institution's backup); only the shared one
+    # reaches the patient store.
+    assert record(s, "remote", "fructos_own", private) == record(s, "local", "fructos_own", private) == (
+        False, True, 2)
+    assert record(s, "remote", "fructos_patient", shared) == (True, True, 2)
+    assert record(s, "remote", "fructos_patient", private) is None
+    assert record(s, "remote", "fructos_patient", ruled) is None
+
+    with ReferenceApi(s, "local") as local:
+        with pytest.raises(ApiError, match="only a document's author may change its share state"):
+            local.call("PRV_DOC_007", {"documents": [{"id": shared, "share_state": "private",
+                                                      "signed_by": "dr-other"}]})
+        local.call("PRV_DOC_007", {"documents": [{"id": shared, "share_state": "private", "signed_by": "dr-share"},
+                                                 {"id": private, "share_state": "shared", "signed_by": "dr-share"}]})
+    synced(s)
+    assert record(s, "remote", "fructos_patient", shared) is None  # withdrawn
+    assert record(s, "remote", "fructos_patient", private) == (True, True, 3)  # published
+    assert share_state(s, "remote", shared) == "private"
+
+    # The cloud side (the author working on the cloud) changes it back: its own patient store follows at
+    # once, and the hospital's stores after the sync.
+    with ReferenceApi(s, "remote") as remote:
+        remote.call("PRV_DOC_007", {"documents": [{"id": shared, "share_state": "shared", "signed_by": "dr-share"},
+                                                  {"id": private, "share_state": "private",
+                                                   "signed_by": "dr-share"}]})
+    assert record(s, "remote", "fructos_patient", shared) == (True, True, 4)
+    assert record(s, "remote", "fructos_patient", private) is None
+    synced(s)
+    assert record(s, "local", "fructos_own", shared) == (True, True, 4)
+    assert record(s, "local", "fructos_own", private) == (False, True, 4)
+    assert (share_state(s, "local", shared), share_state(s, "local", private)) == ("shared", "private")
