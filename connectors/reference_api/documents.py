@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from connectors.reference_api.errors import ApiError
@@ -18,6 +18,7 @@ from connectors.stores.tables import meta_metadata
 
 _META = meta_metadata()
 _STAFF, _DOCUMENTS = _META.tables["staff"], _META.tables["documents"]
+_AUDIT = _META.tables["platsync_share_audit"]
 
 
 def staff_roles(meta: Connection, signers: set[str]) -> dict[str, str]:
@@ -29,18 +30,29 @@ def staff_roles(meta: Connection, signers: set[str]) -> dict[str, str]:
     return {**{r.staff_code: r.role for r in rows}, **{r.id: r.role for r in rows}}
 
 
-def refuse_share_changes_by_others(call: ApiCall, changes: tuple[Any, ...]) -> None:
-    """Only a document's author (who registered it) may change its share state: ApiError otherwise."""
+def share_changes(call: ApiCall, changes: tuple[Any, ...]) -> dict[str, str]:
+    """The current share state of each document whose state ``changes`` set; ApiError unless every such
+    change is made by the document's author (who registered it)."""
     wanted = {c.id: c.signed_by for c in changes if c.share_state is not None}
     if not wanted:
-        return
-    authors = dict(call.conn("meta").execute(
-        select(_DOCUMENTS.c.id, _DOCUMENTS.c.author).where(_DOCUMENTS.c.id.in_(list(wanted)))).all())
-    others = [f"{doc_id!r} (author {authors.get(doc_id)!r}, not {signer!r})" for doc_id, signer in wanted.items()
-              if authors.get(doc_id) != signer]
+        return {}
+    found = {r.id: r for r in call.conn("meta").execute(
+        select(_DOCUMENTS.c.id, _DOCUMENTS.c.author, _DOCUMENTS.c.share_state)
+        .where(_DOCUMENTS.c.id.in_(list(wanted)))).all()}
+    others = [f"{doc_id!r} (author {getattr(found.get(doc_id), 'author', None)!r}, not {signer!r})"
+              for doc_id, signer in wanted.items() if getattr(found.get(doc_id), "author", None) != signer]
     if others:
         raise ApiError(f"{call.api_id} refused, nothing written: only a document's author may change its "
                        f"share state: document {', '.join(others)}")
+    return {doc_id: found[doc_id].share_state for doc_id in wanted}
+
+
+def audit_share_states(call: ApiCall, entries: list[dict[str, Any]]) -> None:
+    """Record share-state settings and changes (``document_id``, ``share_state``, ``previous_state``,
+    ``changed_by``, ``decided_by``) in META's audit table, in the call's transaction."""
+    if entries:
+        call.conn("meta").execute(insert(_AUDIT), [
+            {"previous_state": None, **e, "api_id": call.api_id, "call_id": call.call_id} for e in entries])
 
 
 def lock_live_documents(call: ApiCall, doc_ids: list[str]) -> dict[str, str]:

@@ -30,9 +30,10 @@ from connectors.keycloak.admin import accounts_for
 from connectors.reference_api import payloads as p
 from connectors.reference_api.accounts_api import create_staff_account, update_account
 from connectors.reference_api.documents import (
+    audit_share_states,
     bump_document,
     lock_live_documents,
-    refuse_share_changes_by_others,
+    share_changes,
     staff_roles,
 )
 from connectors.reference_api.errors import ApiError, PayloadError
@@ -297,10 +298,13 @@ class ReferenceApi:
             numbers = iter(next_document_numbers(call.conn("meta"), self.settings, self.side,
                                                  sum(1 for d in docs if not d.document_number)))
             roles = staff_roles(call.conn("meta"), {d.signed_by for d in docs if d.share_state is None})
-            rows = []
+            rows, audit = [], []
             for d in docs:
                 doc_id, record_id = _new_id(), _new_id()
-                share = d.share_state or self.share_rules.decide(d.doc_type, d.department, roles.get(d.signed_by)).state
+                decision = self.share_rules.decide(d.doc_type, d.department, roles.get(d.signed_by))
+                share = d.share_state or decision.state
+                audit.append({"document_id": doc_id, "share_state": share, "changed_by": d.signed_by,
+                              "decided_by": "author" if d.share_state else decision.decided_by})
                 record = records.put(SignedRecord.new(record_id, "document", doc_id, d.media_type,
                                                       d.content, d.signed_by, shared=share == "shared"))
                 call.wrote("fructos_own", "signed_records", record_id)
@@ -310,6 +314,7 @@ class ReferenceApi:
                              "content_hash": record.content_hash, "status": "registered",
                              "department": d.department, "author": d.signed_by, "share_state": share})
             call.conn("meta").execute(insert(_DOCUMENTS), rows)
+            audit_share_states(call, audit)
             for row in rows:
                 call.wrote("meta", "documents", row["id"])
         return self._finish(call)
@@ -324,7 +329,10 @@ class ReferenceApi:
         sharing = any(c.share_state is not None for c in changes) and self.side == "remote"
         with self._begin("PRV_DOC_007", call_id, ("fructos_patient",) if sharing else ()) as call:
             live = lock_live_documents(call, [c.id for c in changes])
-            refuse_share_changes_by_others(call, changes)
+            previous = share_changes(call, changes)
+            audit_share_states(call, [{"document_id": c.id, "share_state": c.share_state, "changed_by": c.signed_by,
+                                       "previous_state": previous[c.id], "decided_by": "author"}
+                                      for c in changes if c.share_state is not None])
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
             for c in changes:
                 shared = None if c.share_state is None else c.share_state == "shared"

@@ -157,6 +157,19 @@ def meta_metadata() -> MetaData:
             Column("department", Text),
             Column("author", Text),
             Column("share_state", Text, nullable=False, server_default=text("'shared'")))
+    # Who changed which document's share state, when, why (docs/sharing.md): ids and states, never content.
+    Table(
+        "platsync_share_audit", md,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("document_id", Text, nullable=False),
+        Column("share_state", Text, nullable=False),
+        Column("previous_state", Text),  # NULL: set at registration
+        Column("changed_by", Text, nullable=False),  # the signed_by of the call
+        Column("decided_by", Text, nullable=False),  # author | rule '<name>' | default
+        Column("api_id", Text, nullable=False),
+        Column("call_id", Text, nullable=False),
+        Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
     Table(
         "platsync_keycloak_applied", md,
         Column("username", Text, primary_key=True),

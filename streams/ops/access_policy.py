@@ -32,7 +32,7 @@ from connectors.capture.debezium import captured_tables
 from connectors.keycloak.schema import keycloak_metadata
 from connectors.stores.serials import SERIALS
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
-from streams.core.model import DATABASE_STORES, REPLICA_STORE, ROUTES, SIDES
+from streams.core.model import DATABASE_STORES, REPLICA_STORE, ROUTES, SHARED_STORES, SIDES
 from streams.ops.dlq import OPERATOR_CLIENT_ID, retried_topic
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.credentials import (
@@ -56,6 +56,8 @@ KEYCLOAK_DB = "keycloak"
 MARKER = "platsync_txn_marker"
 PROBE = "platsync_probe"
 CONFLICT = "platsync_conflict"
+#: Share-state changes, written by the API in the same transaction (docs/sharing.md).
+SHARE_AUDIT = "platsync_share_audit"
 #: Bookkeeping tables the sinks and the progress recorder write (where the store's schema has them).
 APPLY_BOOKKEEPING = ("platsync_tombstone", "platsync_row_sync", CONFLICT, "platsync_progress",
                      "platsync_keycloak_applied")
@@ -153,7 +155,14 @@ def _database_grants(database: str) -> tuple[DbGrant, ...]:
     grants += [DbGrant(APP, database, "table", t, ("SELECT", "INSERT", "UPDATE")) for t in synced]
     grants += [DbGrant(APP, database, "table", MARKER, ("SELECT",)),
                DbGrant(APP, database, "table", MARKER, ("INSERT",), marker_in)]
+    if database in SHARED_STORES:
+        # The cloud's API withdraws a document made private from the shared store (docs/sharing.md):
+        # it removes the copy and leaves a tombstone, so that no late copy of an older version returns.
+        grants += [DbGrant(APP, database, "table", "signed_records", ("DELETE",)),
+                   DbGrant(APP, database, "table", "platsync_tombstone", ("SELECT", "INSERT", "UPDATE"))]
     if database == "meta":
+        grants += [DbGrant(APP, database, "table", SHARE_AUDIT, ("INSERT",), _input_columns(database, SHARE_AUDIT)),
+                   DbGrant(APP, database, "identity", f"{SHARE_AUDIT}.id", ("USAGE",))]
         # UPDATE: a given number of the side's range advances the sequence past it (serials.claim_given_numbers).
         grants += [DbGrant(APP, database, "sequence", s.sequence, ("USAGE", "SELECT", "UPDATE")) for s in SERIALS]
     grants += [DbGrant(OPERATOR, database, "table", t, ("SELECT",)) for t in tables]

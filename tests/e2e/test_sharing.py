@@ -89,3 +89,14 @@ def test_private_documents_stay_out_of_the_patient_store_and_share_changes_follo
     assert record(s, "local", "fructos_own", shared) == (True, True, 4)
     assert record(s, "local", "fructos_own", private) == (False, True, 4)
     assert (share_state(s, "local", shared), share_state(s, "local", private)) == ("shared", "private")
+
+    # Every setting and change is audited where the call was made: who, when, why; never content.
+    def audit(side: str, doc_id: str) -> list[tuple]:
+        with psycopg.connect(libpq_dsn(s, side, "meta")) as meta:
+            return meta.execute("SELECT previous_state, share_state, changed_by, decided_by, api_id FROM "
+                                "platsync_share_audit WHERE document_id = %s ORDER BY id", (doc_id,)).fetchall()
+
+    assert audit("local", shared) == [(None, "shared", "dr-share", "default", "PRV_DOC_006"),
+                                      ("shared", "private", "dr-share", "author", "PRV_DOC_007")]
+    assert audit("local", ruled) == [(None, "private", "dr-share", "rule 'psychotherapy notes'", "PRV_DOC_006")]
+    assert audit("remote", shared) == [("private", "shared", "dr-share", "author", "PRV_DOC_007")]
