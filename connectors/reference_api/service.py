@@ -217,7 +217,7 @@ class ReferenceApi:
                       "birth_date": pt.birth_date.isoformat(), "sex": pt.sex,
                       "institution_code": pt.institution_code, "patient_number": number}
             record = SignedRecord.new(record_id, "patient", patient_id, "application/json",
-                                      _json_bytes(fields), signed_by=pt.institution_code)
+                                      _json_bytes(fields), signed_by=pt.institution_code, patient_id=patient_id)
             self._put_record(call, record)
             call.conn("meta").execute(insert(_PATIENTS).values(
                 id=patient_id, patient_number=number, family_name=pt.family_name,
@@ -306,7 +306,8 @@ class ReferenceApi:
                 audit.append({"document_id": doc_id, "share_state": share, "changed_by": d.signed_by,
                               "decided_by": "author" if d.share_state else decision.decided_by})
                 record = records.put(SignedRecord.new(record_id, "document", doc_id, d.media_type,
-                                                      d.content, d.signed_by, shared=share == "shared"))
+                                                      d.content, d.signed_by, shared=share == "shared",
+                                                      patient_id=d.patient_id))
                 call.wrote("fructos_own", "signed_records", record_id)
                 number = d.document_number or next(numbers)
                 rows.append({"id": doc_id, "document_number": number, "patient_id": d.patient_id,

@@ -60,7 +60,9 @@ class SignedRecord:
 
     ``shared`` is a document's share state (``docs/sharing.md``): a record that is not shared never
     reaches a store shared beyond its institution (the patient-management FRUCtoS, a regional server).
-    Records of users and patients are always ``shared``.
+    Records of users and patients are always ``shared``. ``patient_id`` is the PLAT patient a document
+    (or a patient's own record) is about, so that a router can tell whose it is from the record alone
+    (subscriptions, docs/sharing.md); ``None`` for users' records.
 
     ``updated_at`` is when the store wrote this version (``None`` for a record not read from a
     store). It is not part of the record's value (equality ignores it), but it is part of the
@@ -79,15 +81,16 @@ class SignedRecord:
     deleted: bool = False
     approved: bool = False
     shared: bool = True
+    patient_id: str | None = None
     updated_at: datetime | None = field(default=None, compare=False)
 
     @classmethod
     def new(cls, id: str, entity: str, subject_id: str, media_type: str, content: bytes,
-            signed_by: str, shared: bool = True) -> SignedRecord:
+            signed_by: str, shared: bool = True, patient_id: str | None = None) -> SignedRecord:
         """A version-1 record whose ``content_hash`` is computed from ``content``."""
         return cls(id=id, entity=entity, subject_id=subject_id, media_type=media_type,
                    content=content, content_hash=content_sha256(content), signed_by=signed_by,
-                   shared=shared)
+                   shared=shared, patient_id=patient_id)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> SignedRecord:
@@ -97,6 +100,7 @@ class SignedRecord:
                    content_hash=row["content_hash"], signed_by=row["signed_by"],
                    version=int(row["version"]), deleted=bool(row["deleted"]),
                    approved=bool(row["approved"]), shared=bool(row.get("shared", True)),
+                   patient_id=row.get("patient_id"),
                    updated_at=row.get("updated_at"))
 
 
@@ -263,5 +267,5 @@ def _values(record: SignedRecord) -> dict[str, Any]:
         "media_type": record.media_type, "content": record.content,
         "content_hash": record.content_hash, "signed_by": record.signed_by,
         "version": record.version, "deleted": record.deleted, "approved": record.approved,
-        "shared": record.shared,
+        "shared": record.shared, "patient_id": record.patient_id,
     }

@@ -194,7 +194,8 @@ def fructos_metadata() -> MetaData:
             Column("content_hash", Text, nullable=False),  # sha256 hex of content
             Column("signed_by", Text, nullable=False),
             Column("approved", Boolean, nullable=False, server_default=text("false")),
-            Column("shared", Boolean, nullable=False, server_default=text("true")))  # docs/sharing.md
+            Column("shared", Boolean, nullable=False, server_default=text("true")),  # docs/sharing.md
+            Column("patient_id", Text))  # the PLAT patient a document is about (subscriptions)
     _bookkeeping(md)
     return md
 
@@ -239,7 +240,8 @@ def create_schema(conn: Connection, store: str, side: str, database: str, settin
                        "share_state text NOT NULL DEFAULT 'shared'"):
             conn.execute(text(f"ALTER TABLE documents ADD COLUMN IF NOT EXISTS {column}"))
     else:  # a FRUCtoS store made before sharing existed
-        conn.execute(text("ALTER TABLE signed_records ADD COLUMN IF NOT EXISTS shared boolean NOT NULL DEFAULT true"))
+        for column in ("shared boolean NOT NULL DEFAULT true", "patient_id text"):
+            conn.execute(text(f"ALTER TABLE signed_records ADD COLUMN IF NOT EXISTS {column}"))
     conn.execute(text(f"ALTER DATABASE \"{database}\" SET platsync.side = '{side}'"))
     conn.execute(text(f"SET platsync.side = '{side}'"))
 
