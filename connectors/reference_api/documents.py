@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection
 
 from connectors.reference_api.errors import ApiError
@@ -18,7 +18,9 @@ from connectors.stores.tables import meta_metadata
 
 _META = meta_metadata()
 _STAFF, _DOCUMENTS = _META.tables["staff"], _META.tables["documents"]
-_AUDIT = _META.tables["platsync_share_audit"]
+_AUDIT_COLUMNS = ("document_id", "share_state", "previous_state", "changed_by", "decided_by", "api_id", "call_id")
+_AUDIT_INSERT = text(f"INSERT INTO platsync_share_audit ({', '.join(_AUDIT_COLUMNS)}) "
+                     f"VALUES ({', '.join(':' + c for c in _AUDIT_COLUMNS)})")
 
 
 def staff_roles(meta: Connection, signers: set[str]) -> dict[str, str]:
@@ -50,8 +52,8 @@ def share_changes(call: ApiCall, changes: tuple[Any, ...]) -> dict[str, str]:
 def audit_share_states(call: ApiCall, entries: list[dict[str, Any]]) -> None:
     """Record share-state settings and changes (``document_id``, ``share_state``, ``previous_state``,
     ``changed_by``, ``decided_by``) in META's audit table, in the call's transaction."""
-    if entries:
-        call.conn("meta").execute(insert(_AUDIT), [
+    if entries:  # plain SQL: SQLAlchemy would add RETURNING id, and the API role may insert only
+        call.conn("meta").execute(_AUDIT_INSERT, [
             {"previous_state": None, **e, "api_id": call.api_id, "call_id": call.call_id} for e in entries])
 
 
