@@ -36,7 +36,7 @@ from connectors.sinks import conflict_rule as rule
 from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableError
 from connectors.sinks.conflict_log import Plan
 from connectors.sinks.connection import StoreConnection
-from connectors.stores.tables import SYNCED_TABLES, coerce_row, metadata_for
+from connectors.stores.tables import ADDED_COLUMNS, SYNCED_TABLES, coerce_row, metadata_for
 from streams.core.model import Write
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.runtime.connections import libpq_dsn
@@ -47,17 +47,43 @@ _ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingErr
                TypeError)
 
 
-def _insert_sql(table: Table) -> str:
+def _insert_sql(table: Table, over_tombstone: bool = False) -> str:
+    """Insert unless a tombstone of the same or a newer version exists (``over_tombstone``: the caller
+    decided by the conflict rule that the row beats the withdrawn state its tombstone keeps)."""
     cols = [c.name for c in table.columns]
     names = ", ".join(cols)
     params = ", ".join(f"%({c})s" for c in cols)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c != "id")
-    return (
-        f"INSERT INTO {table.name} ({names}) SELECT {params} "
+    guard = "" if over_tombstone else (
         f"WHERE NOT EXISTS (SELECT 1 FROM platsync_tombstone t WHERE t.table_name = '{table.name}' "
-        f"AND t.id = %(id)s AND t.version >= %(version)s) "
+        f"AND t.id = %(id)s AND t.version >= %(version)s) ")
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {params} {guard}"
         f"ON CONFLICT (id) DO UPDATE SET {updates} WHERE {table.name}.version < EXCLUDED.version"
     )
+
+
+def _withdrawn_states(cur: psycopg.Cursor[Any], table: str, ids: list[str]) -> dict[str, rule.RankKey]:
+    """The withdrawn states the tombstones of ``ids`` keep (locked); hard deletes' tombstones keep none."""
+    if not ids:
+        return {}
+    cur.execute("SELECT id, version, approved, content_hash, updated_at FROM platsync_tombstone "
+                "WHERE table_name = %s AND id = ANY(%s) AND updated_at IS NOT NULL ORDER BY id FOR UPDATE",
+                (table, ids), prepare=False)
+    return {r[0]: rule.RankKey(False, bool(r[2]), r[1], r[3] or "", r[4]) for r in cur.fetchall()}
+
+
+def _withdraw(cur: psycopg.Cursor[Any], table: str, rows: list[dict[str, Any]]) -> int:
+    """Remove documents made private from a shared store, keeping each withdrawn state's rank in its
+    tombstone (the conflict rule already chose these states: docs/sharing.md); rows removed."""
+    cur.executemany(f"DELETE FROM {table} WHERE id = %(id)s", rows)  # noqa: S608
+    removed = max(cur.rowcount, 0)
+    cur.executemany(
+        "INSERT INTO platsync_tombstone (table_name, id, version, approved, content_hash, updated_at) "
+        f"VALUES ('{table}', %(id)s, %(version)s, %(approved)s, %(content_hash)s, %(updated_at)s) "
+        "ON CONFLICT (table_name, id) DO UPDATE SET version = EXCLUDED.version, approved = EXCLUDED.approved, "
+        "content_hash = EXCLUDED.content_hash, updated_at = EXCLUDED.updated_at", rows)
+    return max(removed, len(rows))
 
 
 def _update_sql(table: Table) -> str:
@@ -70,7 +96,8 @@ def _delete_sql(table: Table) -> tuple[str, str]:
         f"DELETE FROM {table.name} WHERE id = %(id)s AND version <= %(version)s",
         "INSERT INTO platsync_tombstone (table_name, id, version) VALUES "
         f"('{table.name}', %(id)s, %(version)s) ON CONFLICT (table_name, id) DO UPDATE "
-        "SET version = EXCLUDED.version WHERE platsync_tombstone.version < EXCLUDED.version",
+        "SET version = EXCLUDED.version, approved = NULL, content_hash = NULL, updated_at = NULL "
+        "WHERE platsync_tombstone.version < EXCLUDED.version",
     )
 
 
@@ -165,7 +192,7 @@ class PostgresRowSink:
         for w in writes:
             try:
                 self._table(w)
-                if w.op == "delete":
+                if w.op == "delete" and w.row is None:
                     best = deletes.get((w.table, w.key))
                     if best is None or w.version > best.version:
                         deletes[(w.table, w.key)] = w
@@ -248,7 +275,10 @@ class PostgresRowSink:
                     "received_updated_at FROM platsync_row_sync WHERE table_name = %s AND id = ANY(%s)",
                     (table.name, ids), prepare=False)
         received = {r[0]: rule.RankKey(*r[1:]) for r in cur.fetchall()}
+        withdrawn = _withdrawn_states(cur, table.name, [i for i in ids if i not in current])
         inserts: list[dict[str, Any]] = []
+        reinserts: list[dict[str, Any]] = []  # over a withdrawn state they beat (docs/sharing.md)
+        withdrawals: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         bookkeeping: list[tuple[str, rule.RankKey]] = []
         conflicts: list[tuple[Plan, dict[str, Any], rule.Decision]] = []
@@ -257,7 +287,8 @@ class PostgresRowSink:
             assert plan.params is not None and plan.rank is not None
             row = current.get(plan.write.key)
             here = None if row is None else {k: v for k, v in row.items() if k != "platsync_xmin"}
-            decision = rule.decide(plan.rank, None if here is None else rule.rank_key(here),
+            gone = withdrawn.get(plan.write.key) if here is None else None
+            decision = rule.decide(plan.rank, gone if here is None else rule.rank_key(here),
                                    received.get(plan.write.key), plan.known)
             if decision.received is not None:
                 bookkeeping.append((plan.write.key, decision.received))
@@ -265,9 +296,16 @@ class PostgresRowSink:
                 conflicts.append((plan, row or {}, decision))
             if decision.kind in (rule.CONFLICT, rule.FAST_FORWARD) and plan.known:
                 descendants.append((plan, decision))
-            if decision.apply:
-                (inserts if here is None else updates).append(plan.params)
+            if decision.apply and plan.write.op == "delete":
+                withdrawals.append(plan.params)
+            elif decision.apply:
+                (updates if here is not None else reinserts if gone is not None else inserts).append(plan.params)
         applied = 0
+        if withdrawals:
+            applied += _withdraw(cur, table.name, withdrawals)
+        if reinserts:
+            cur.executemany(_insert_sql(table, over_tombstone=True), reinserts)
+            applied += max(cur.rowcount, 0)
         if inserts:
             cur.executemany(_insert_sql(table), inserts)
             applied += max(cur.rowcount, 0)
@@ -294,7 +332,7 @@ class PostgresRowSink:
         table = self._table(w)
         if w.row is None:
             raise ValueError(f"upsert of {w.table}/{w.key} carries no row")
-        row = coerce_row(table, w.row)
+        row = {**ADDED_COLUMNS.get(table.name, {}), **coerce_row(table, w.row)}  # captured before they existed
         missing = [c.name for c in table.columns if c.name not in row]
         if missing:
             raise ValueError(f"row {w.table}/{w.key} lacks columns {missing}")

@@ -25,6 +25,7 @@ from sqlalchemy import Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
+from connectors.sinks import conflict_rule as rule
 from connectors.stores.tables import fructos_metadata
 from streams.core.errors import PlatSyncError
 
@@ -219,9 +220,14 @@ class PostgresSignedRecordStore:
         before-image names the original's state, would be taken for a concurrent edit of the
         copy (a false conflict). Only a record never read from a store (``updated_at`` None)
         gets this transaction's ``now()``. An existing row is replaced only if its version is
-        lower than ``record.version``; returns whether a row was written.
+        lower than ``record.version``, and a document withdrawn from a shared store in a state that
+        beats ``record`` (the conflict rule) is not copied back; returns whether a row was written.
         """
         verify_content_hash(record.content, record.content_hash, record.id)
+        if record.updated_at is not None and self.get(record.id) is None:
+            gone = self._withdrawn(record.id)
+            if gone is not None and gone >= _rank(record):  # withdrawn in a state that beats this one
+                return False
         values = _values(record)
         values["updated_at"] = func.now() if record.updated_at is None else record.updated_at
         stmt = pg_insert(self._table).values(**values)
@@ -235,18 +241,35 @@ class PostgresSignedRecordStore:
     def withdraw(self, record: SignedRecord) -> bool:
         """Remove the copy of a document made private (docs/sharing.md) from a shared store.
 
-        The row goes only if it is not newer than ``record``; a tombstone at ``record.version`` keeps
-        a late copy of an older, still shared version from coming back (the sinks honour it, see
-        connectors/sinks/postgres_rows.py). Returns whether a row was removed.
+        Decided by the conflict rule, like every write the sinks make there: the copy goes unless it
+        is a state that beats ``record`` (a concurrent change from the other side that won), and the
+        tombstone keeps the withdrawn state's rank, so that no copy of a state it beats comes back
+        (the sinks and :meth:`copy` honour it). Returns whether a row was removed.
         """
-        removed = self._conn.execute(
-            delete(self._table).where(self._table.c.id == record.id, self._table.c.version <= record.version)
-        ).rowcount
+        mine = _rank(record)
+        current = self._conn.execute(
+            select(self._table).where(self._table.c.id == record.id).with_for_update()).mappings().first()
+        if current is not None and rule.rank_key(current) >= mine:
+            return False
+        gone = self._withdrawn(record.id)
+        if current is None and gone is not None and gone >= mine:
+            return False
+        self._conn.execute(delete(self._table).where(self._table.c.id == record.id))
         self._conn.execute(text(
-            "INSERT INTO platsync_tombstone (table_name, id, version) VALUES ('signed_records', :id, :version) "
-            "ON CONFLICT (table_name, id) DO UPDATE SET version = EXCLUDED.version "
-            "WHERE platsync_tombstone.version < EXCLUDED.version"), {"id": record.id, "version": record.version})
-        return bool(removed)
+            "INSERT INTO platsync_tombstone (table_name, id, version, approved, content_hash, updated_at) "
+            "VALUES ('signed_records', :id, :version, :approved, :content_hash, :updated_at) "
+            "ON CONFLICT (table_name, id) DO UPDATE SET version = EXCLUDED.version, approved = EXCLUDED.approved, "
+            "content_hash = EXCLUDED.content_hash, updated_at = EXCLUDED.updated_at"),
+            {"id": record.id, "version": record.version, "approved": record.approved,
+             "content_hash": record.content_hash, "updated_at": record.updated_at})
+        return current is not None
+
+    def _withdrawn(self, record_id: str) -> rule.RankKey | None:
+        """The withdrawn state a tombstone of ``record_id`` keeps (locked), if any."""
+        row = self._conn.execute(text(
+            "SELECT version, approved, content_hash, updated_at FROM platsync_tombstone WHERE table_name = "
+            "'signed_records' AND id = :id AND updated_at IS NOT NULL FOR UPDATE"), {"id": record_id}).first()
+        return None if row is None else rule.RankKey(False, bool(row[1]), row[0], row[2] or "", row[3])
 
     def _bump(self, record_id: str, values: dict[str, Any]) -> SignedRecord:
         t = self._table
@@ -269,3 +292,10 @@ def _values(record: SignedRecord) -> dict[str, Any]:
         "version": record.version, "deleted": record.deleted, "approved": record.approved,
         "shared": record.shared, "patient_id": record.patient_id,
     }
+
+
+def _rank(record: SignedRecord) -> rule.RankKey:
+    """The conflict rule's key of a record read from a store (its ``updated_at`` is set)."""
+    if record.updated_at is None:
+        raise ValueError(f"signed record {record.id}: no updated_at; read it from its store first")
+    return rule.rank_key({**_values(record), "updated_at": record.updated_at})

@@ -72,6 +72,10 @@ def _bookkeeping(metadata: MetaData) -> None:
         Column("id", Text, nullable=False),
         Column("version", BigInteger, nullable=False),
         Column("deleted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # A withdrawal's state (docs/sharing.md), ranked by the conflict rule; NULL for a hard delete.
+        Column("approved", Boolean),
+        Column("content_hash", Text),
+        Column("updated_at", DateTime(timezone=True)),
         PrimaryKeyConstraint("table_name", "id"),
     )
     Table(
@@ -209,6 +213,14 @@ def metadata_for(store: str) -> MetaData:
     raise ValueError(f"store {store!r} has no database schema")
 
 
+#: Columns added to synced tables after their first release, and the value a row captured before the
+#: column existed stands for (the source store got the same default when the column was added). The
+#: sinks fill them in, so that changes still in the topics during an upgrade apply instead of failing.
+ADDED_COLUMNS: dict[str, dict[str, RowValue]] = {
+    "signed_records": {"shared": True, "patient_id": None},  # docs/sharing.md
+    "documents": {"department": None, "author": None, "share_state": "shared"},
+}
+
 SYNCED_TABLES: dict[str, tuple[str, ...]] = {
     "meta": ("plat_users", "patients", "staff", "documents"),
     "fructos_own": ("signed_records",),
@@ -233,6 +245,8 @@ def create_schema(conn: Connection, store: str, side: str, database: str, settin
         # Full before-images let a delete event carry the version it removed.
         conn.execute(text(f"ALTER TABLE {table} REPLICA IDENTITY FULL"))
     conn.execute(text(MARK_API_FUNCTION))
+    for column in ("approved boolean", "content_hash text", "updated_at timestamptz"):  # data dirs made before
+        conn.execute(text(f"ALTER TABLE platsync_tombstone ADD COLUMN IF NOT EXISTS {column}"))
     if store == "meta":
         create_sequences(conn, settings, side)
         # Data dirs made before document numbers and sharing existed.

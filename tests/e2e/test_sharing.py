@@ -16,6 +16,7 @@ from infra.local.stack import Stack
 from streams.apply.barrier import wait_synced
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.settings import Settings
+from tests.support.helpers import platsync
 
 pytestmark = pytest.mark.e2e
 
@@ -100,3 +101,35 @@ def test_private_documents_stay_out_of_the_patient_store_and_share_changes_follo
                                       ("shared", "private", "dr-share", "author", "PRV_DOC_007")]
     assert audit("local", ruled) == [(None, "private", "dr-share", "rule 'psychotherapy notes'", "PRV_DOC_006")]
     assert audit("remote", shared) == [("private", "shared", "dr-share", "author", "PRV_DOC_007")]
+
+
+@pytest.mark.embedded_broker
+def test_opposite_share_changes_on_both_sides_of_a_cut_leave_the_patient_store_on_the_winner(stack: Stack) -> None:
+    """The author makes a document private at the hospital, then (later, so this wins by the conflict rule's
+    'later updated_at') shared again in the cloud, both at version 3 while the link is cut: every store,
+    the shared patient store included, ends on the cloud's shared state."""
+    s = stack.settings
+    with ReferenceApi(s, "local") as local:
+        doc_id = register(local, "cut")
+        local.call("PRV_DOC_009", {"documents": [{"id": doc_id, "approved_by": "dr-chief"}]})
+    synced(s)
+    assert record(s, "remote", "fructos_patient", doc_id) == (True, True, 2)
+    cut = platsync(s, "link", "down", "--note", "share changes on both sides")
+    assert cut.returncode == 0, cut.stdout + cut.stderr
+    try:
+        with ReferenceApi(s, "local") as local:
+            local.call("PRV_DOC_007", {"documents": [{"id": doc_id, "share_state": "private",
+                                                      "signed_by": "dr-share"}]})
+        with ReferenceApi(s, "remote") as remote:
+            remote.call("PRV_DOC_007", {"documents": [{"id": doc_id, "share_state": "shared", "signed_by": "dr-share",
+                                                       "title": "共有に戻す"}]})
+    finally:
+        restored = platsync(s, "link", "up", timeout=300)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+    synced(s)
+    assert record(s, "local", "fructos_own", doc_id) == record(s, "remote", "fructos_own", doc_id) == (True, True, 3)
+    assert record(s, "remote", "fructos_patient", doc_id) == (True, True, 3)  # the winner, not withdrawn
+    with psycopg.connect(libpq_dsn(s, "remote", "fructos_patient")) as conn, \
+            psycopg.connect(libpq_dsn(s, "remote", "fructos_own")) as own:
+        query = "SELECT version, updated_at, content_hash, shared FROM signed_records WHERE subject_id = %s"
+        assert conn.execute(query, (doc_id,)).fetchone() == own.execute(query, (doc_id,)).fetchone()

@@ -122,3 +122,19 @@ def test_unreachable_store_raises_retryable_error(pg_settings: Settings) -> None
     sink = PostgresRowSink(closed, "remote", "meta")
     with pytest.raises(StoreUnavailableError, match="remote/meta"):
         sink.apply_batch([staff_write(str(uuid.uuid4()), 1)], "local")
+
+
+def test_a_row_captured_before_the_sharing_columns_existed_gets_their_defaults(pg_settings: Settings) -> None:
+    """During an upgrade the topics still hold changes captured without shared / patient_id: they apply."""
+    sink = PostgresRowSink(pg_settings, "remote", "fructos_own")
+    sink.setup()
+    try:
+        key = str(uuid.uuid4())
+        old = record_write(key, 1, b"before the upgrade")
+        assert old.row is not None and "shared" not in old.row and "patient_id" not in old.row
+        assert sink.apply_batch([old], "local").applied == 1
+        assert fetch(pg_settings, "fructos_own", "SELECT shared, patient_id FROM signed_records WHERE id = %s",
+                     key) == [(True, None)]
+    finally:
+        sink.close()
+
