@@ -33,6 +33,7 @@ from streams.core.model import DATABASE_STORES, ROUTES
 from streams.routing.matrix_model import MatrixError, load_matrix
 from streams.routing.render import matrix_to_json, matrix_to_markdown
 from streams.runtime.settings import Settings, SettingsError, load_settings
+from streams.sharing.rules import ShareRulesError, load_share_rules
 from streams.topology.load import TopologyError, load_topology
 from streams.topology.model import Topology
 
@@ -103,6 +104,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     from streams.cli.status import collect_status, render_status
 
     settings = _settings(args)
+    try:  # every document registration needs them: refuse to start with a broken file, not fail each call
+        load_share_rules(Path(settings.share_rules) if settings.share_rules else None)
+    except ShareRulesError as exc:
+        print(f"invalid share rules ({len(exc.faults)} fault(s)):\n{exc}", file=sys.stderr)
+        return 2
     if args.topology is not None:
         try:
             topology = load_topology(args.topology)

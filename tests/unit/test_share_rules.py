@@ -87,3 +87,15 @@ def test_the_cli_prints_checks_and_decides(tmp_path: Path, capsys: pytest.Captur
     # The settings' share_rules names the file the APIs use; the CLI checks that one by default.
     (tmp_path / "platsync.toml").write_text(f'share_rules = "{bad}"\n')
     assert main(["sharing", "rules", "--data-dir", str(tmp_path)]) == 2
+
+
+def test_up_refuses_to_start_with_broken_share_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli.main import main
+
+    bad = tmp_path / "rules.toml"
+    bad.write_text('default = "shared"\n[[rules]]\nname = "x"\nshare = "private"\n')
+    (tmp_path / "platsync.toml").write_text(f'share_rules = "{bad}"\n')
+    assert main(["up", "--detach", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid share rules (1 fault(s))" in err and f"{bad}: rules[0]: a rule needs at least one criterion" in err
+    assert not (tmp_path / "run").exists()  # nothing was started
