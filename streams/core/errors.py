@@ -2,6 +2,8 @@
 
 - :class:`PlatSyncError`: the base of every error PLAT Sync raises on purpose, so that a caller
   can tell the engine's own, explained errors from a library's or a bug.
+- :class:`FileFaultsError` with its :class:`FileFault` s: a validated file (the matrix, a topology, the
+  share rules) is invalid, every fault with its file, key path and what was expected.
 - :class:`RetryableError`: the one marker of "unreachable for now". A store, the broker, the schema
   registry or Keycloak cannot be reached (or answers 5xx); the operation is retried with back-off
   and nothing is dead-lettered or lost for it. Modules mark their "unavailable" errors with it
@@ -10,9 +12,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 
 class PlatSyncError(Exception):
     """Base of every error PLAT Sync raises on purpose."""
+
+
+@dataclass(frozen=True)
+class FileFault:
+    """One problem in a file the engine validates on load (matrix, topology, share rules): the file,
+    the dotted key path inside it, and what was expected."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+
+
+class FileFaultsError(PlatSyncError):
+    """A validated file is invalid; ``faults`` lists every problem found, one line each."""
+
+    def __init__(self, faults: Sequence[FileFault]) -> None:
+        self.faults: list[FileFault] = list(faults)
+        super().__init__("\n".join(str(fault) for fault in self.faults))
 
 
 class RetryableError(PlatSyncError):

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from streams.core.errors import PlatSyncError
+from streams.core.errors import FileFault, FileFaultsError
 from streams.core.model import ROUTES, SIDE_STORES, STORES
 
 API_ID_PATTERN = r"^PRV_[A-Z]{3}_\d{3}$"
@@ -32,24 +32,12 @@ def default_matrix_path() -> Path:
     return Path(__file__).resolve().with_name("matrix.toml")
 
 
-@dataclass(frozen=True)
-class MatrixFault:
-    """One problem in a matrix file: the file, the dotted key path inside it, and what is wrong."""
-
-    file: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+#: One problem in a matrix file: the file, the dotted key path inside it, and what is wrong.
+MatrixFault = FileFault
 
 
-class MatrixError(PlatSyncError):
+class MatrixError(FileFaultsError):
     """A matrix file is invalid; ``faults`` lists every problem found (top-level, feeds, apis, directions)."""
-
-    def __init__(self, faults: Sequence[MatrixFault]) -> None:
-        self.faults: list[MatrixFault] = list(faults)
-        super().__init__("\n".join(str(fault) for fault in self.faults))
 
 
 @dataclass(frozen=True)

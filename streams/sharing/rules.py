@@ -9,12 +9,12 @@ each with the file, a dotted path and what was expected, like the routing matrix
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams.core.errors import PlatSyncError
+from streams.core.errors import FileFault, FileFaultsError
 
 SHARE_STATES: tuple[str, ...] = ("shared", "private")
 #: What a rule may match on, each the name of a document attribute.
@@ -27,24 +27,12 @@ def default_share_rules_path() -> Path:
     return Path(__file__).with_name("share_rules.toml")
 
 
-@dataclass(frozen=True)
-class ShareRuleFault:
-    """One problem in a share rules file: the file, the dotted path inside it, what was expected."""
-
-    file: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+#: One problem in a share rules file: the file, the dotted path inside it, what was expected.
+ShareRuleFault = FileFault
 
 
-class ShareRulesError(PlatSyncError):
+class ShareRulesError(FileFaultsError):
     """A share rules file is invalid; ``faults`` lists every problem found."""
-
-    def __init__(self, faults: Sequence[ShareRuleFault]) -> None:
-        self.faults: list[ShareRuleFault] = list(faults)
-        super().__init__("\n".join(str(f) for f in self.faults))
 
 
 @dataclass(frozen=True)

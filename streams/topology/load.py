@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams.core.errors import PlatSyncError
+from streams.core.errors import FileFault, FileFaultsError
 from streams.topology.model import (
     DEFAULT_HOSPITAL_ID,
     DEFAULT_NUMBERS,
@@ -46,24 +46,12 @@ _INSTITUTION_RE = re.compile(r"[0-9]{10}")
 _TOML_POSITION_RE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
-@dataclass(frozen=True)
-class TopologyFault:
-    """One problem in a topology file: the file, the dotted key path inside it, and what is wrong."""
-
-    file: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+#: One problem in a topology file: the file, the dotted key path inside it, and what is wrong.
+TopologyFault = FileFault
 
 
-class TopologyError(PlatSyncError):
+class TopologyError(FileFaultsError):
     """A topology file is invalid; ``faults`` lists every problem found."""
-
-    def __init__(self, faults: Sequence[TopologyFault]) -> None:
-        self.faults: list[TopologyFault] = list(faults)
-        super().__init__("\n".join(str(fault) for fault in self.faults))
 
 
 def default_topology() -> Topology:
