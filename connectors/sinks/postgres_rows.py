@@ -36,8 +36,9 @@ from connectors.sinks import conflict_rule as rule
 from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableError
 from connectors.sinks.conflict_log import Plan
 from connectors.sinks.connection import StoreConnection
+from connectors.stores import withdrawals
 from connectors.stores.tables import ADDED_COLUMNS, SYNCED_TABLES, coerce_row, metadata_for
-from streams.core.model import Write
+from streams.core.model import SHARED_STORES, Write
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.settings import Settings
@@ -67,23 +68,16 @@ def _withdrawn_states(cur: psycopg.Cursor[Any], table: str, ids: list[str]) -> d
     """The withdrawn states the tombstones of ``ids`` keep (locked); hard deletes' tombstones keep none."""
     if not ids:
         return {}
-    cur.execute("SELECT id, version, approved, content_hash, updated_at FROM platsync_tombstone "
-                "WHERE table_name = %s AND id = ANY(%s) AND updated_at IS NOT NULL ORDER BY id FOR UPDATE",
-                (table, ids), prepare=False)
-    return {r[0]: rule.RankKey(False, bool(r[2]), r[1], r[3] or "", r[4]) for r in cur.fetchall()}
+    cur.execute(withdrawals.SELECT_WITHDRAWN, {"table": table, "ids": ids}, prepare=False)
+    return {r[0]: withdrawals.withdrawn_key(*r[1:]) for r in cur.fetchall()}
 
 
 def _withdraw(cur: psycopg.Cursor[Any], table: str, rows: list[dict[str, Any]]) -> int:
     """Remove documents made private from a shared store, keeping each withdrawn state's rank in its
-    tombstone (the conflict rule already chose these states: docs/sharing.md); rows removed."""
+    tombstone (the conflict rule already chose these states: docs/sharing.md); each counts as applied."""
     cur.executemany(f"DELETE FROM {table} WHERE id = %(id)s", rows)  # noqa: S608
-    removed = max(cur.rowcount, 0)
-    cur.executemany(
-        "INSERT INTO platsync_tombstone (table_name, id, version, approved, content_hash, updated_at) "
-        f"VALUES ('{table}', %(id)s, %(version)s, %(approved)s, %(content_hash)s, %(updated_at)s) "
-        "ON CONFLICT (table_name, id) DO UPDATE SET version = EXCLUDED.version, approved = EXCLUDED.approved, "
-        "content_hash = EXCLUDED.content_hash, updated_at = EXCLUDED.updated_at", rows)
-    return max(removed, len(rows))
+    cur.executemany(withdrawals.UPSERT_WITHDRAWN, [{**row, "table": table} for row in rows])
+    return len(rows)
 
 
 def _update_sql(table: Table) -> str:
@@ -136,6 +130,7 @@ class PostgresRowSink:
         self.side = side
         self.store = store
         self.records_conflicts = records_conflicts(store)
+        self.holds_withdrawals = store in SHARED_STORES  # documents made private leave these (docs/sharing.md)
         self._connection = StoreConnection(libpq_dsn(settings, side, store, "apply") + " connect_timeout=5",
                                            f"{side}/{store}")
         self._tables = {name: metadata_for(store).tables[name] for name in SYNCED_TABLES[store]}
@@ -275,7 +270,9 @@ class PostgresRowSink:
                     "received_updated_at FROM platsync_row_sync WHERE table_name = %s AND id = ANY(%s)",
                     (table.name, ids), prepare=False)
         received = {r[0]: rule.RankKey(*r[1:]) for r in cur.fetchall()}
-        withdrawn = _withdrawn_states(cur, table.name, [i for i in ids if i not in current])
+        # Only a shared store holds withdrawn states: elsewhere this would be one more query per batch.
+        withdrawn = (_withdrawn_states(cur, table.name, [i for i in ids if i not in current])
+                     if self.holds_withdrawals else {})
         inserts: list[dict[str, Any]] = []
         reinserts: list[dict[str, Any]] = []  # over a withdrawn state they beat (docs/sharing.md)
         withdrawals: list[dict[str, Any]] = []

@@ -21,11 +21,12 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from connectors.sinks import conflict_rule as rule
+from connectors.stores import withdrawals
 from connectors.stores.tables import fructos_metadata
 from streams.core.errors import PlatSyncError
 
@@ -224,10 +225,10 @@ class PostgresSignedRecordStore:
         beats ``record`` (the conflict rule) is not copied back; returns whether a row was written.
         """
         verify_content_hash(record.content, record.content_hash, record.id)
-        if record.updated_at is not None and self.get(record.id) is None:
+        if record.updated_at is not None:  # a tombstone first: rare, so one query in the common case
             gone = self._withdrawn(record.id)
-            if gone is not None and gone >= _rank(record):  # withdrawn in a state that beats this one
-                return False
+            if gone is not None and gone >= _rank(record) and self.get(record.id) is None:
+                return False  # withdrawn in a state that beats this one
         values = _values(record)
         values["updated_at"] = func.now() if record.updated_at is None else record.updated_at
         stmt = pg_insert(self._table).values(**values)
@@ -251,25 +252,19 @@ class PostgresSignedRecordStore:
             select(self._table).where(self._table.c.id == record.id).with_for_update()).mappings().first()
         if current is not None and rule.rank_key(current) >= mine:
             return False
-        gone = self._withdrawn(record.id)
-        if current is None and gone is not None and gone >= mine:
+        if current is None and (gone := self._withdrawn(record.id)) is not None and gone >= mine:
             return False
         self._conn.execute(delete(self._table).where(self._table.c.id == record.id))
-        self._conn.execute(text(
-            "INSERT INTO platsync_tombstone (table_name, id, version, approved, content_hash, updated_at) "
-            "VALUES ('signed_records', :id, :version, :approved, :content_hash, :updated_at) "
-            "ON CONFLICT (table_name, id) DO UPDATE SET version = EXCLUDED.version, approved = EXCLUDED.approved, "
-            "content_hash = EXCLUDED.content_hash, updated_at = EXCLUDED.updated_at"),
-            {"id": record.id, "version": record.version, "approved": record.approved,
-             "content_hash": record.content_hash, "updated_at": record.updated_at})
+        self._conn.exec_driver_sql(withdrawals.UPSERT_WITHDRAWN, {
+            "table": "signed_records", "id": record.id, "version": record.version, "approved": record.approved,
+            "content_hash": record.content_hash, "updated_at": record.updated_at})
         return current is not None
 
     def _withdrawn(self, record_id: str) -> rule.RankKey | None:
         """The withdrawn state a tombstone of ``record_id`` keeps (locked), if any."""
-        row = self._conn.execute(text(
-            "SELECT version, approved, content_hash, updated_at FROM platsync_tombstone WHERE table_name = "
-            "'signed_records' AND id = :id AND updated_at IS NOT NULL FOR UPDATE"), {"id": record_id}).first()
-        return None if row is None else rule.RankKey(False, bool(row[1]), row[0], row[2] or "", row[3])
+        row = self._conn.exec_driver_sql(withdrawals.SELECT_WITHDRAWN,
+                                         {"table": "signed_records", "ids": [record_id]}).first()
+        return None if row is None else withdrawals.withdrawn_key(*row[1:])
 
     def _bump(self, record_id: str, values: dict[str, Any]) -> SignedRecord:
         t = self._table
