@@ -36,6 +36,16 @@ def feed(st: TransactionStamper, *names: str) -> list[ChangeEvent]:
     return out
 
 
+def captured_signed_record() -> ChangeEvent:
+    """The real captured signed-record insert (PRV_DOC_006 at the hospital's fructos_own), stamped: the
+    row image the router tables (route, replica, share gate, subscriptions) re-label per case."""
+    events = [e for e in feed(TransactionStamper("local", "fructos_own", clock=lambda: 0), "fructos_signed_insert")
+              if e.table == "signed_records"]
+    assert len(events) == 1 and events[0].row is not None
+    assert isinstance(events[0].row.get("content"), bytes) and events[0].row["entity"] == "document"
+    return events[0]
+
+
 def value_of(name: str, index: int) -> dict[str, Any]:
     return json.loads(load(name)["records"][index]["value"])
 

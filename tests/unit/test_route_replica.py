@@ -10,12 +10,11 @@ import dataclasses
 
 import pytest
 
-from connectors.capture.envelope import TransactionStamper
 from streams.core.model import REPLICA_STORE, SIDE_STORES, ChangeEvent
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.routing.replica import replicated_api_ids, route_replica
 from streams.routing.route import RoutingError, UndeclaredSourceError, UnknownApiError
-from tests.unit.test_envelope import feed
+from tests.unit.test_envelope import captured_signed_record
 from tests.unit.test_route import assert_imports_no_io_clients
 
 # (source side, API) -> is a fructos_own change of it replicated into the region's fructos_patient?
@@ -37,10 +36,7 @@ def matrix() -> Matrix:
 @pytest.fixture(scope="module")
 def captured() -> ChangeEvent:
     """The real captured signed-record insert (PRV_DOC_006 at the hospital's fructos_own)."""
-    events = [e for e in feed(TransactionStamper("local", "fructos_own", clock=lambda: 0), "fructos_signed_insert")
-              if e.table == "signed_records"]
-    assert len(events) == 1 and events[0].row is not None and isinstance(events[0].row.get("content"), bytes)
-    return events[0]
+    return captured_signed_record()
 
 
 def as_(change: ChangeEvent, side: str, api_id: str, **more: object) -> ChangeEvent:

@@ -11,12 +11,11 @@ import dataclasses
 
 import pytest
 
-from connectors.capture.envelope import TransactionStamper
 from streams.core.model import REPLICA_STORE, ChangeEvent
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.routing.replica import route_replica
 from streams.routing.route import UndeclaredSourceError, route
-from tests.unit.test_envelope import feed
+from tests.unit.test_envelope import captured_signed_record
 from tests.unit.test_route import assert_imports_no_io_clients
 
 
@@ -27,10 +26,7 @@ def matrix() -> Matrix:
 
 @pytest.fixture(scope="module")
 def captured() -> ChangeEvent:
-    events = [e for e in feed(TransactionStamper("local", "fructos_own", clock=lambda: 0), "fructos_signed_insert")
-              if e.table == "signed_records"]
-    assert len(events) == 1 and events[0].row is not None and events[0].row["entity"] == "document"
-    return events[0]
+    return captured_signed_record()
 
 
 def doc(captured: ChangeEvent, side: str, api_id: str, *, approved: bool, shared: bool,

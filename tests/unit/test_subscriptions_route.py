@@ -10,7 +10,6 @@ import dataclasses
 
 import pytest
 
-from connectors.capture.envelope import TransactionStamper
 from streams.core.model import ChangeEvent
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.sharing.subscriptions import (
@@ -20,7 +19,7 @@ from streams.sharing.subscriptions import (
     subscribe_writes,
     unsubscribe_writes,
 )
-from tests.unit.test_envelope import feed
+from tests.unit.test_envelope import captured_signed_record
 from tests.unit.test_route import assert_imports_no_io_clients
 
 SUBSCRIBERS = {"p-1": ("hosp-b", "hosp-c", "hosp-a"), "p-2": ("hosp-a",)}
@@ -33,10 +32,7 @@ def matrix() -> Matrix:
 
 @pytest.fixture(scope="module")
 def captured() -> ChangeEvent:
-    events = [e for e in feed(TransactionStamper("local", "fructos_own", clock=lambda: 0), "fructos_signed_insert")
-              if e.table == "signed_records"]
-    assert len(events) == 1 and events[0].row is not None
-    return events[0]
+    return captured_signed_record()
 
 
 def doc(captured: ChangeEvent, side: str = "local", api_id: str = "PRV_DOC_009", *, patient: str | None = "p-1",
