@@ -20,6 +20,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -113,9 +114,14 @@ class ReferenceApi:
         self.settings = settings
         self.side = side
         self._engines: dict[str, Engine] = {}
-        self.share_rules: ShareRules = load_share_rules(Path(settings.share_rules) if settings.share_rules else None)
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    @cached_property
+    def share_rules(self) -> ShareRules:
+        """The share rules (settings ``share_rules``, else the shipped file), read at the first registration:
+        only PRV_DOC_006 needs them, and most calls are not that."""
+        return load_share_rules(Path(self.settings.share_rules) if self.settings.share_rules else None)
 
     def _engine(self, store: str) -> Engine:
         engine = self._engines.get(store)

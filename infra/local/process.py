@@ -208,22 +208,19 @@ def wait_until(
         if check():
             return
         if alive is not None and not alive():
-            raise ProcessError(f"{what}: process exited before becoming ready{_tail(log)}")
+            raise ProcessError(f"{what}: process exited before becoming ready{log_tail(log)}")
         if say is not None and time.monotonic() >= next_say:
             reason = waiting_for() if waiting_for is not None else None
             say(f"still waiting for {what} ({time.monotonic() - start:.0f}s){': ' + reason if reason else ''}")
             next_say += say_every_s
         time.sleep(0.1)
     reason = waiting_for() if waiting_for is not None else None
-    raise ProcessError(f"{what}: not ready after {timeout_s:.0f}s{' (' + reason + ')' if reason else ''}{_tail(log)}")
+    because = f" ({reason})" if reason else ""
+    raise ProcessError(f"{what}: not ready after {timeout_s:.0f}s{because}{log_tail(log)}")
 
 
 def log_tail(log: Path | None, lines: int = 15) -> str:
     """The last ``lines`` of ``log`` under a heading, for an error message (empty if there is no log)."""
-    return _tail(log, lines)
-
-
-def _tail(log: Path | None, lines: int = 15) -> str:
     if log is None or not log.exists():
         return ""
     text = log.read_text(errors="replace").splitlines()[-lines:]
