@@ -118,8 +118,10 @@ def connector_properties(settings: Settings, side: str, store: str, echo_filter:
         "max.queue.size": max(8192, 4 * batch),
         "heartbeat.interval.ms": settings.debezium_heartbeat_ms,
         # A heartbeat alone does not move the slot of a quiet database while others write (WAL
-        # piles up): a non-transactional logical message in this database gives it an LSN to confirm.
-        "heartbeat.action.query": f"SELECT pg_logical_emit_message(false, '{HEARTBEAT_MESSAGE_PREFIX}', '')",
+        # piles up): a logical message in this database gives it an LSN to confirm. Transactional,
+        # because after a restart Debezium resumes only at a COMMIT past its stored position (unless
+        # that position was itself a message): without one, a quiet slot stays put until a real write.
+        "heartbeat.action.query": f"SELECT pg_logical_emit_message(true, '{HEARTBEAT_MESSAGE_PREFIX}', '')",
         "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
         "offset.storage.file.filename": str(offsets_path(settings, side, store)),
         "offset.flush.interval.ms": OFFSET_FLUSH_INTERVAL_MS,
