@@ -187,19 +187,25 @@ def meta_metadata() -> MetaData:
     return md
 
 
+def signed_records_table(metadata: MetaData, *extra: Column[Any]) -> Table:
+    """The signed records table in ``metadata``, with ``extra`` columns (a subscriber's copies add some)."""
+    return _synced("signed_records", metadata,
+                   Column("entity", Text, nullable=False),  # plat_user | patient | document
+                   Column("subject_id", Text, nullable=False),
+                   Column("media_type", Text, nullable=False),
+                   Column("content", LargeBinary, nullable=False),
+                   Column("content_hash", Text, nullable=False),  # sha256 hex of content
+                   Column("signed_by", Text, nullable=False),
+                   Column("approved", Boolean, nullable=False, server_default=text("false")),
+                   Column("shared", Boolean, nullable=False, server_default=text("true")),  # docs/sharing.md
+                   Column("patient_id", Text),  # the PLAT patient a document is about (subscriptions)
+                   *extra)
+
+
 def fructos_metadata() -> MetaData:
     """Tables of a FRUCtoS database (own or patient-management): signed records."""
     md = MetaData()
-    _synced("signed_records", md,
-            Column("entity", Text, nullable=False),  # plat_user | patient | document
-            Column("subject_id", Text, nullable=False),
-            Column("media_type", Text, nullable=False),
-            Column("content", LargeBinary, nullable=False),
-            Column("content_hash", Text, nullable=False),  # sha256 hex of content
-            Column("signed_by", Text, nullable=False),
-            Column("approved", Boolean, nullable=False, server_default=text("false")),
-            Column("shared", Boolean, nullable=False, server_default=text("true")),  # docs/sharing.md
-            Column("patient_id", Text))  # the PLAT patient a document is about (subscriptions)
+    signed_records_table(md)
     _bookkeeping(md)
     return md
 

@@ -1,0 +1,121 @@
+"""A subscriber's store, ``fructos_subscribed``: other institutions' shared documents of its patients.
+
+The hospital keeps here, read-only, the copies its feed (``platsync.sub.<node>``,
+:mod:`streams.sharing.feed`) brings: each a signed record as the cloud's shared store holds it, marked
+with ``source_node``, its home institution. Nothing here is captured or sent back. Applying a batch of
+feed messages is idempotent and never lets an older version overwrite a newer one:
+
+- ``subscribe`` records the patient; ``unsubscribe`` deletes every copy of the patient and forgets it, so
+  a copy still in flight for it afterwards is ignored;
+- ``copy`` upserts the record if the patient is subscribed and its version is newer than both the copy
+  held and any withdrawal seen (a replayed old copy cannot bring back a withdrawn document);
+- ``withdraw`` deletes a copy at or below its version and remembers the withdrawal's version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text, delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from connectors.stores.tables import ADDED_COLUMNS, coerce_row, signed_records_table
+from streams.sharing.feed import FeedMessage
+from streams.sharing.subscriptions import SOURCE_COLUMN, SUBSCRIBED_STORE
+
+__all__ = ["SUBSCRIBED_STORE", "FeedApplyResult", "apply_feed", "create_subscribed_schema", "subscribed_metadata"]
+
+
+def subscribed_metadata() -> MetaData:
+    """The tables of ``fructos_subscribed``: the copies, the subscribed patients, the withdrawals seen."""
+    md = MetaData()
+    signed_records_table(md, Column(SOURCE_COLUMN, Text, nullable=False),
+                         Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()))
+    Table("subscribed_patients", md,
+          Column("patient_id", Text, primary_key=True),
+          Column("subscribed_at", DateTime(timezone=True), nullable=False, server_default=func.now()))
+    Table("withdrawn_records", md,
+          Column("id", Text, primary_key=True),
+          Column("patient_id", Text, nullable=False),
+          Column(SOURCE_COLUMN, Text, nullable=False),
+          Column("version", BigInteger, nullable=False))
+    return md
+
+
+def create_subscribed_schema(conn: Connection) -> None:
+    """Create the store's tables (idempotent)."""
+    subscribed_metadata().create_all(conn)
+    conn.execute(text("CREATE INDEX IF NOT EXISTS signed_records_patient ON signed_records (patient_id)"))
+
+
+@dataclass
+class FeedApplyResult:
+    """What one batch did: copies written, messages that changed nothing (replays, stale versions, copies of
+    a patient no longer subscribed), copies removed, and patients subscribed/unsubscribed."""
+
+    applied: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    subscribed: int = 0
+    unsubscribed: int = 0
+
+
+def apply_feed(conn: Connection, messages: Iterable[FeedMessage]) -> FeedApplyResult:
+    """Apply feed messages in order, inside the caller's transaction (see the module docstring)."""
+    md = subscribed_metadata()
+    records, patients, withdrawn = (md.tables[n] for n in ("signed_records", "subscribed_patients",
+                                                           "withdrawn_records"))
+    result = FeedApplyResult()
+    for m in messages:
+        if m.kind == "subscribe":
+            done = _count(conn, insert(patients).values(patient_id=m.patient_id).on_conflict_do_nothing()
+                          .returning(patients.c.patient_id))
+            result.subscribed += done
+            result.unchanged += 1 - done
+        elif m.kind == "unsubscribe":
+            result.removed += _count(conn, delete(records).where(records.c.patient_id == m.patient_id)
+                                     .returning(records.c.id))
+            result.unsubscribed += _count(conn, delete(patients).where(patients.c.patient_id == m.patient_id)
+                                          .returning(patients.c.patient_id))
+        elif not conn.execute(select(patients.c.patient_id).where(patients.c.patient_id == m.patient_id)).first():
+            result.unchanged += 1  # in flight when the subscription ended (or before it began)
+        elif m.kind == "copy":
+            changed = _upsert_copy(conn, records, withdrawn, m)
+            result.applied += changed
+            result.unchanged += 1 - changed
+        else:
+            removed = _withdraw(conn, records, withdrawn, m)
+            result.removed += removed
+            result.unchanged += 1 - removed
+    return result
+
+
+def _upsert_copy(conn: Connection, records: Table, withdrawn: Table, m: FeedMessage) -> int:
+    floor = conn.execute(select(withdrawn.c.version).where(withdrawn.c.id == m.record_id)).scalar()
+    if floor is not None and m.version <= floor:
+        return 0
+    assert m.row is not None  # FeedMessage refuses a copy without a row
+    row: dict[str, Any] = {**ADDED_COLUMNS["signed_records"], **m.row, SOURCE_COLUMN: m.source_node}
+    values = coerce_row(records, row)
+    stmt = insert(records).values(**values)
+    updated = {k: stmt.excluded[k] for k in values if k != "id"}
+    stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={**updated, "received_at": func.now()},
+                                      where=records.c.version < stmt.excluded.version)
+    return _count(conn, stmt.returning(records.c.id))
+
+
+def _withdraw(conn: Connection, records: Table, withdrawn: Table, m: FeedMessage) -> int:
+    stmt = insert(withdrawn).values(id=m.record_id, patient_id=m.patient_id, source_node=m.source_node,
+                                    version=m.version)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"version": stmt.excluded.version},
+                                            where=withdrawn.c.version < stmt.excluded.version))
+    return _count(conn, delete(records).where(records.c.id == m.record_id, records.c.version <= m.version)
+                  .returning(records.c.id))
+
+
+def _count(conn: Connection, statement: Any) -> int:
+    """Rows a statement with RETURNING touched (the driver's rowcount is not reliable for upserts)."""
+    return len(conn.execute(statement).all())
