@@ -25,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Identity,
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
@@ -60,6 +61,11 @@ def sharing_metadata() -> MetaData:
           Column("subscription_id", Text, nullable=False),
           Column("opened_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
           PrimaryKeyConstraint("node", "patient_id"))
+    Table("subscription_audit", md,
+          Column("id", BigInteger, Identity(), primary_key=True),
+          Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+          Column("actor", Text, nullable=False), Column("action", Text, nullable=False),
+          Column("node", Text, nullable=False), Column("patient_id", Text, nullable=False))
     Table("shared_documents", md,
           Column("id", Text, primary_key=True), Column("home", Text, nullable=False),
           Column("patient_id", Text, nullable=False), Column("version", BigInteger, nullable=False),
@@ -72,6 +78,46 @@ def sharing_metadata() -> MetaData:
 def create_sharing_schema(conn: Connection) -> None:
     """Create the ``sharing`` database's tables (idempotent)."""
     sharing_metadata().create_all(conn)
+
+
+def add_subscription(conn: Connection, node: str, patient: str, actor: str) -> bool:
+    """Ask for ``node``'s subscription to ``patient`` (audited); False if it was already asked for."""
+    md = sharing_metadata()
+    asked = md.tables["subscriptions"]
+    added = bool(conn.execute(insert(asked).values(node=node, patient_id=patient, subscribed_by=actor)
+                              .on_conflict_do_nothing().returning(asked.c.node)).all())
+    conn.execute(insert(md.tables["subscription_audit"]).values(
+        actor=actor, action="subscribe" if added else "subscribe (already subscribed)", node=node,
+        patient_id=patient))
+    return added
+
+
+def remove_subscription(conn: Connection, node: str, patient: str, actor: str) -> bool:
+    """End ``node``'s subscription to ``patient`` (audited); False if there was none."""
+    md = sharing_metadata()
+    asked = md.tables["subscriptions"]
+    removed = bool(conn.execute(delete(asked).where(asked.c.node == node, asked.c.patient_id == patient)
+                                .returning(asked.c.node)).all())
+    conn.execute(insert(md.tables["subscription_audit"]).values(
+        actor=actor, action="unsubscribe" if removed else "unsubscribe (not subscribed)", node=node,
+        patient_id=patient))
+    return removed
+
+
+def list_subscriptions(conn: Connection, node: str | None = None) -> list[dict[str, object]]:
+    """The subscriptions asked for (of ``node``, or all), each with whether the fan-out has opened it yet and
+    how many shared documents of other institutions it covers."""
+    md = sharing_metadata()
+    asked, opened, docs = (md.tables[n] for n in ("subscriptions", "fanout_subscriptions", "shared_documents"))
+    covered = (select(func.count()).where(docs.c.patient_id == asked.c.patient_id, docs.c.home != asked.c.node,
+                                          docs.c.withdrawn.is_(False)).scalar_subquery())
+    query = (select(asked.c.node, asked.c.patient_id, asked.c.subscribed_at, asked.c.subscribed_by,
+                    opened.c.opened_at, covered.label("documents"))
+             .outerjoin(opened, (opened.c.node == asked.c.node) & (opened.c.patient_id == asked.c.patient_id))
+             .order_by(asked.c.node, asked.c.patient_id))
+    if node is not None:
+        query = query.where(asked.c.node == node)
+    return [dict(r._mapping) for r in conn.execute(query)]
 
 
 def fan_out(conn: Connection, changes: Sequence[tuple[str, ChangeEvent]], matrix: Matrix,

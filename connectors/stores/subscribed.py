@@ -1,6 +1,6 @@
 """A subscriber's store, ``fructos_subscribed``: other institutions' shared documents of its patients.
 
-The hospital keeps here, read-only, the copies its feed (``platsync.sub.<node>``,
+The hospital keeps here, read-only, the copies its feed (``platsync.<node>.sub``,
 :mod:`streams.sharing.feed`) brings: each a signed record as the cloud's shared store holds it, marked
 with ``source_node``, its home institution. Nothing here is captured or sent back. Applying a batch of
 feed messages is idempotent and never lets an older version overwrite a newer one:

@@ -141,6 +141,8 @@ def topic_partitions(scope: Scope) -> dict[str, tuple[int, dict[str, Any]]]:
         topics[plan.dead_letter_topic(prefix, route.name)] = (1, keep)
     for endpoint in scope.modes(scope.nodes):
         topics[plan.heartbeat_topic(prefix, endpoint.id)] = (1, keep)
+    for name in plan.subscription_topics(prefix):  # feeds (keyed by patient), their dead letters, the fan-out's
+        topics[name] = (1, keep)
     topics[retried_topic(scope.dep.settings)] = (1, keep)
     topics["_schemas"] = (1, compact)  # the schema registry's store
     return topics

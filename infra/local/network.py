@@ -45,6 +45,7 @@ from infra.local.process import (
     wait_until,
 )
 from infra.local.recovery import resync_side
+from infra.local.sharing_runtime import start_sharing, stop_sharing
 from infra.local.stack import Stack, write_settings_file
 from streams.apply.barrier import wait_synced
 from streams.core.model import REPLICA_STORE, SIDES, replica_route
@@ -221,9 +222,12 @@ class Network:
             say(f"--- home link {hospital}: {hospital} <-> {self.topology.root.id} "
                 f"({stack.settings.data_dir})")
             stack.up(say=lambda m, h=hospital: say(f"[{h}] {m}"))
+        start_sharing(s, self.links, self.plan.subscription_topics(s.topic_prefix), say)
 
     def down(self, say: Say = print, drain_timeout_s: float = 60.0) -> None:
-        """Stop every link's stack (each drains first), then the proxy, the broker and the cloud's server."""
+        """Stop the subscriptions' processes, every link's stack (each drains first), then the proxy, the broker
+        and the cloud's server."""
+        stop_sharing(self.settings, {h: link.data_dir for h, link in self.all_links.items()}, say)
         for hospital, stack in self.stacks().items():
             stack.down(say=lambda m, h=hospital: say(f"[{h}] {m}"), drain_timeout_s=drain_timeout_s)
         for region in self.regions:
@@ -287,6 +291,7 @@ class Network:
         link = self.link(hospital)
         if hospital in self.left:
             raise ProcessError(f"{hospital} already left the network")
+        stop_sharing(self.settings, {hospital: link.data_dir}, say, fanout=False)
         Stack(link).down(say=lambda m: say(f"[{hospital}] {m}"), drain_timeout_s=drain_timeout_s)
         self.left.append(hospital)
         self._record()

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -21,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 from connectors.sinks.base import StoreUnavailableError
 from streams.apply.agent import RouteApplier
 from streams.apply.app import build_applier, create_app, target_of
+from streams.apply.feed_loop import load_process_settings
 from streams.apply.progress import read_progress
 from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, ROUTES, replica_node
 from streams.routing.matrix_model import load_matrix
@@ -28,10 +28,10 @@ from streams.runtime.gc_tuning import tune_for_throughput
 from streams.runtime.jsonfile import write_json
 from streams.runtime.kafka_config import client_config
 from streams.runtime.log_repeats import OutageLog
-from streams.runtime.logs import configure_for, configure_logging, redact, secrets_of
+from streams.runtime.logs import redact, secrets_of
 from streams.runtime.metrics import Health, MetricsPortError, WorkerMetrics, serve, worker_metrics
 from streams.runtime.retry import Backoff, RetryStopped, retry
-from streams.runtime.settings import Settings, SettingsError, load_settings
+from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state, worker_state_path
 
 log = logging.getLogger("platsync.worker")
@@ -42,17 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.apply.worker")
     parser.add_argument("--route", required=True, type=_route_name,
                         help=f"{' or '.join(sorted(ROUTES))}, or local_to_<regional node> (a replica route)")
-    parser.add_argument("--config", type=Path)
-    parser.add_argument("--data-dir", type=Path)
-    args = parser.parse_args(argv)
-    process = f"worker-{args.route}"
-    configure_logging(process)
-    try:
-        settings = load_settings(args.config, data_dir=args.data_dir)
-        configure_for(settings, process)
-    except (SettingsError, ValueError) as exc:
-        print(f"{process}: bad settings: {exc}", file=sys.stderr)
+    loaded = load_process_settings(parser, argv, lambda a: f"worker-{a.route}")
+    if loaded is None:
         return 2
+    args, settings = loaded
+    process = f"worker-{args.route}"
     try:
         applier = _build_applier(settings, args.route)
         if applier is None:

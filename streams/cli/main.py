@@ -27,6 +27,7 @@ from streams.cli import network as network_cli
 from streams.cli import recovery as recovery_cli
 from streams.cli import sharing as sharing_cli
 from streams.cli import stamp as stamp_cli
+from streams.cli import subscriptions as subscriptions_cli
 from streams.cli import topology as topology_cli
 from streams.cli.options import add_node_option
 from streams.core.model import DATABASE_STORES, ROUTES
@@ -362,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_cli.register(sub, common)
     topology_cli.register(sub, common)
     sharing_cli.register(sub, common)
+    subscriptions_cli.register(sub, common)
     network_cli.register(sub, common)
     bench_cli.register(sub)
     return parser

@@ -231,7 +231,8 @@ def default_plan() -> NetworkPlan:
 def plan_principals(settings: Settings, plan: NetworkPlan) -> dict[str, str]:
     """Process name -> Kafka user name for every process of ``plan`` that talks to Kafka, and the operator."""
     processes = [p for p in plan.processes() if not p.startswith("pg-")]
-    return {process: plan.principal(settings.topic_prefix, process) for process in (*processes, "operator")}
+    return {process: plan.principal(settings.topic_prefix, process)
+            for process in (*processes, *plan.subscription_processes(), "operator")}
 
 
 def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[KafkaAcl]:
@@ -268,6 +269,7 @@ def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[Kafk
         acls.append(KafkaAcl(user, "topic", plan.heartbeat_topic(prefix, endpoint.id), "literal",
                              ("Read", "Write", "Describe")))
         acls.append(KafkaAcl(user, "group", plan.mode_group(endpoint.id), "literal", ("Read",)))
+    acls += _subscription_acls(plan, prefix, users)
     op = users["operator"]
     acls.append(KafkaAcl(op, "topic", f"{prefix}.", "prefixed", ("Read", "Describe")))
     # dlq retry re-drives a dead letter's original bytes to its source (capture) topic.
@@ -285,6 +287,29 @@ def kafka_acls(settings: Settings, plan: NetworkPlan | None = None) -> list[Kafk
     acls += [KafkaAcl(op, "topic", incarnation_topic(dataclasses.replace(settings, topic_prefix=link)), "literal",
                       ("Write",)) for link in sorted(links)]  # embedded stack only
     acls.append(KafkaAcl(op, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",)))  # re-capture
+    return acls
+
+
+def _subscription_acls(plan: NetworkPlan, prefix: str, users: dict[str, str]) -> list[KafkaAcl]:
+    """The fan-out reads every home link's feeding store (both parties) and writes every feed; a subscriber
+    reads its own feed only (docs/sharing.md)."""
+    if not plan.subscription_processes():
+        return []
+    fanout = users["fanout"]
+    feeding = [plan.topic(prefix, e.id, "fructos_own") for e in plan.endpoints if "fructos_own" in e.captured]
+    acls = [KafkaAcl(fanout, "topic", t, "literal", ("Read", "Describe")) for t in feeding]
+    acls += [KafkaAcl(fanout, "topic", plan.feed_topic(prefix, h.id), "literal", ("Write", "Describe"))
+             for h in plan.topology.hospitals]
+    acls += [KafkaAcl(fanout, "topic", plan.fanout_dead_letter_topic(prefix), "literal", ("Write", "Describe")),
+             KafkaAcl(fanout, "group", f"{prefix}-fanout", "literal", ("Read",)),
+             KafkaAcl(fanout, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",))]
+    for hospital in plan.topology.hospitals:
+        user = users[f"subscriber-{hospital.id}"]
+        acls += [KafkaAcl(user, "topic", plan.feed_topic(prefix, hospital.id), "literal", ("Read", "Describe")),
+                 KafkaAcl(user, "topic", plan.subscriber_dead_letter_topic(prefix, hospital.id), "literal",
+                          ("Write", "Describe")),
+                 KafkaAcl(user, "group", f"{plan.link_prefix(prefix, hospital.id)}-subscriber", "literal", ("Read",)),
+                 KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",))]
     return acls
 
 

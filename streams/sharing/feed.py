@@ -1,9 +1,9 @@
-"""A subscriber's feed: the messages of ``platsync.sub.<node>`` (pure; docs/sharing.md).
+"""A subscriber's feed: the messages of ``platsync.<node>.sub`` (pure; docs/sharing.md).
 
 The cloud's fan-out turns what :mod:`streams.sharing.subscriptions` decides into messages of each
-subscriber's own topic, so a hospital's processes read one topic that carries nothing but what it
-is entitled to. Four kinds (``schemas/subscription_message.avsc``), keyed by patient so that one
-patient's messages keep their order:
+subscriber's own topic (``<prefix>.<node>.sub``), so a hospital's processes read one topic that
+carries nothing but what it is entitled to. Four kinds (``schemas/subscription_message.avsc``),
+keyed by patient so that one patient's messages keep their order:
 
 - ``subscribe``: the subscriber starts keeping the patient's copies; the patient's shared documents
   (``copy`` messages, the snapshot) follow it;
@@ -31,14 +31,14 @@ from streams.sharing.subscriptions import SOURCE_COLUMN, route_subscribed, subsc
 
 CONTRACT = "subscription_message"
 KINDS: tuple[str, ...] = ("subscribe", "unsubscribe", "copy", "withdraw")
-#: The prefix of every subscriber's feed topic: ``<prefix>.sub.<node>``.
+#: The last part of every subscriber's feed topic: ``<prefix>.<node>.sub``, under the node's link prefix.
 FEED_TOPIC_PART = "sub"
 
 
 def feed_topic(topic_prefix: str, node: str) -> str:
-    """The feed topic of subscriber ``node`` (``platsync.sub.hosp-b``): the only topic of another
-    institution's records that the node's processes may read."""
-    return f"{topic_prefix}.{FEED_TOPIC_PART}.{node}"
+    """The feed topic of subscriber ``node`` (``platsync.hosp-b.sub``, under its link's prefix): the only topic
+    of other institutions' records that the node's processes may read (NetworkPlan.feed_topic)."""
+    return f"{topic_prefix}.{node}.{FEED_TOPIC_PART}"
 
 
 @dataclass(frozen=True)

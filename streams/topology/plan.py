@@ -152,18 +152,51 @@ class NetworkPlan:
 
     def principal(self, prefix: str, process: str) -> str:
         """The Kafka user of a process of the plan (``<link prefix>-<process in its link>``)."""
-        if process == "operator":
-            return f"{prefix}-operator"
+        if process in ("operator", "fanout"):
+            return f"{prefix}-{process}"
         kind, _, name = process.partition("-")
+        if kind == "subscriber":
+            return f"{self.link_prefix(prefix, name)}-subscriber"
         if kind == "worker":
             r = self.route(name)
             return f"{self.link_prefix(prefix, self._route_tenant(r))}-worker-{self.in_link_name(r)}"
         e = self.endpoint(name)
         return f"{self.link_prefix(prefix, e.tenant)}-{kind}-{e.role}"
 
+    def feed_topic(self, prefix: str, hospital: str) -> str:
+        """A subscriber's feed (docs/sharing.md): ``<link prefix>.sub``, the only topic of other institutions'
+        records a hospital may read, and only what its subscriptions entitle it to."""
+        return f"{self.link_prefix(prefix, hospital)}.sub"
+
+    def fanout_dead_letter_topic(self, prefix: str) -> str:
+        """The fan-out's dead letters (captured events it could not decode): the cloud's, of every link."""
+        return f"{prefix}.dlq.fanout"
+
+    def subscriber_dead_letter_topic(self, prefix: str, hospital: str) -> str:
+        """A subscriber's dead letters (feed messages its store refused)."""
+        return f"{self.link_prefix(prefix, hospital)}.dlq.subscriber"
+
+    def subscription_processes(self) -> tuple[str, ...]:
+        """The fan-out (cloud) and each hospital's subscriber; none in the default topology (one hospital)."""
+        if self.topology.is_default:
+            return ()
+        return ("fanout", *(f"subscriber-{h.id}" for h in self.topology.hospitals))
+
+    def subscription_topics(self, prefix: str) -> tuple[str, ...]:
+        """Every topic of the subscriptions: each hospital's feed and dead letters, the fan-out's dead letters."""
+        if self.topology.is_default:
+            return ()
+        return (*(t for h in self.topology.hospitals for t in (self.feed_topic(prefix, h.id),
+                                                                self.subscriber_dead_letter_topic(prefix, h.id))),
+                self.fanout_dead_letter_topic(prefix))
+
     def node_of_process(self, process: str) -> str:
         """The node a process of the plan runs on (a worker runs beside the stores it writes)."""
+        if process == "fanout":
+            return self.topology.root.id
         kind, _, name = process.partition("-")
+        if kind == "subscriber":
+            return self.topology.node(name).id
         if kind in ("capture", "mode"):
             return self.endpoint(name).node
         if kind == "worker":
@@ -253,6 +286,10 @@ def isolation_faults(plan: NetworkPlan, readable: dict[str, set[str]], prefix: s
     for endpoint in plan.endpoints:
         for topic in plan.topics_of(prefix, endpoint.id):
             owner[topic] = endpoint.tenant
+    for hospital in plan.topology.hospitals if plan.subscription_processes() else ():
+        # What its subscriptions entitle it to (and the feed messages its store refused).
+        owner[plan.feed_topic(prefix, hospital.id)] = hospital.id
+        owner[plan.subscriber_dead_letter_topic(prefix, hospital.id)] = hospital.id
     faults = []
     for process, topics in sorted(readable.items()):
         node = plan.node_of_process(process)

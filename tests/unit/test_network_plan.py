@@ -27,6 +27,7 @@ def plan_of(name: str) -> NetworkPlan:
 def readable(plan: NetworkPlan, extra: list[KafkaAcl] | None = None) -> dict[str, set[str]]:
     settings = load_settings(env={}, data_dir=Path("/nonexistent"))
     known = {t for e in plan.endpoints for t in plan.topics_of(settings.topic_prefix, e.id)}
+    known |= set(plan.subscription_topics(settings.topic_prefix))
     acls = [*kafka_acls(settings, plan), *(extra or [])]
     found = readable_topics(acls, plan_principals(settings, plan), known)
     return {p: t for p, t in found.items() if p != "operator"}
@@ -117,6 +118,24 @@ def test_the_isolation_check_catches_a_leaking_acl() -> None:
            "(records of hosp-b)" in faults
     assert "mode-hosp-b on hospital hosp-b may read platsync.hosp-a.local.meta (records of hosp-a)" in faults
     assert not any("hosp-b may read platsync.hosp-b." in f for f in faults)  # its own topics are fine
+
+
+def test_subscriptions_read_only_what_they_are_entitled_to() -> None:
+    plan = plan_of("two_hospitals")
+    found = readable(plan)
+    assert found["subscriber-hosp-b"] == {"platsync.hosp-b.sub"}  # its own feed, nothing else
+    assert found["fanout"] == {f"platsync.{h}.{side}.fructos_own" for h in ("hosp-a", "hosp-b")
+                               for side in ("local", "remote")}
+    assert (plan.node_of_process("fanout"), plan.node_of_process("subscriber-hosp-b")) == (
+        plan.topology.root.id, "hosp-b")
+    writes = {(a.principal, a.name) for a in kafka_acls(load_settings(env={}), plan) if "Write" in a.operations}
+    assert {("platsync-fanout", "platsync.hosp-a.sub"), ("platsync-fanout", "platsync.hosp-b.sub")} <= writes
+    assert not any(p == "platsync.hosp-b-subscriber" and n.endswith(".sub") for p, n in writes)  # read-only
+    leak = KafkaAcl("platsync.hosp-b-subscriber", "topic", "platsync.hosp-a.sub", "literal", ("Read",))
+    assert "subscriber-hosp-b on hospital hosp-b may read platsync.hosp-a.sub (records of hosp-a)" in \
+        isolation_faults(plan, readable(plan, [leak]), "platsync")
+    default = plan_of("default")  # one hospital: nobody to share with
+    assert (default.subscription_processes(), default.subscription_topics("platsync")) == ((), ())
 
 
 def test_access_cli_prints_a_topology_s_acls(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """A subscriber's feed messages (streams/sharing/feed.py), over a REAL captured Debezium event (issue 15).
 
-The fan-out writes these to ``platsync.sub.<node>``: what each message kind carries, that the contract
+The fan-out writes these to ``platsync.<node>.sub``: what each message kind carries, that the contract
 round-trips them byte for byte (bytea included), and that a corrupt or inconsistent message is refused
 with a DecodeError rather than applied.
 """
@@ -111,7 +111,7 @@ def test_a_corrupt_or_inconsistent_message_is_refused(matrix: Matrix, captured: 
 
 
 def test_feed_topics_are_per_subscriber() -> None:
-    assert feed_topic("platsync", "hosp-b") == "platsync.sub.hosp-b"
+    assert feed_topic("platsync", "hosp-b") == "platsync.hosp-b.sub"
     assert feed_topic("platsync", "hosp-b") != feed_topic("platsync", "hosp-c")
 
 

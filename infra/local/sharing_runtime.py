@@ -1,0 +1,84 @@
+"""Subscriptions on the embedded network: the stores, the feed topics and the processes (docs/sharing.md).
+
+- the cloud's ``sharing`` database and its ``fanout`` process (in the network's data dir), reading every
+  home link's ``fructos_own`` topics;
+- each hospital's ``fructos_subscribed`` store and its ``subscriber`` process (in its link's data dir),
+  reading only its own feed topic; its client id names its link, so cutting the link cuts it too.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection
+
+from connectors.stores.fanout_state import SHARING_DATABASE, create_sharing_schema
+from connectors.stores.subscribed import SUBSCRIBED_STORE, create_subscribed_schema
+from infra.local.databases import postgres_instance
+from infra.local.process import ProcessSpec, read_pid, start_process, stop_process
+from infra.local.stack import settings_file
+from streams.runtime.connections import dsn
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
+from streams.runtime.topics import ensure_topics
+from streams.sharing.feed import feed_topic
+
+Say = Callable[[str], None]
+CLOUD_SIDE, HOSPITAL_SIDE = "remote", "local"
+FANOUT, SUBSCRIBER = "fanout", "subscriber"
+
+
+def _create(settings: Settings, side: str, database: str, create: Callable[[Connection], None]) -> None:
+    postgres_instance(settings, side).ensure_databases((database,))
+    engine = create_engine(dsn(settings, side, database))
+    try:
+        with engine.begin() as conn:
+            create(conn)
+    finally:
+        engine.dispose()
+
+
+def provision_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequence[str]) -> None:
+    """Create the cloud's ``sharing`` database, every hospital's ``fructos_subscribed`` and the subscriptions'
+    ``topics`` (NetworkPlan.subscription_topics; idempotent; the servers and the broker must run)."""
+    _create(base, CLOUD_SIDE, SHARING_DATABASE, create_sharing_schema)
+    for link in links.values():
+        _create(link, HOSPITAL_SIDE, SUBSCRIBED_STORE, create_subscribed_schema)
+    ensure_topics(client_config(base, "platsync-operator-feeds"), topics,
+                  real_cluster=bool(base.broker_bootstrap_servers))
+
+
+def _spec(name: str, module: str, settings: Settings, *args: str) -> ProcessSpec:
+    return ProcessSpec(name=name, argv=[sys.executable, "-m", module, *args, "--config", str(settings_file(settings)),
+                                        "--data-dir", str(settings.data_dir)], env={"PGAPPNAME": name})
+
+
+def start_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequence[str], say: Say) -> None:
+    """Provision, then start the fan-out and each hospital's subscriber (those not running)."""
+    provision_sharing(base, links, topics)
+    homes = ",".join(sorted(links))
+    record = base.data_dir / "fanout-homes"
+    if read_pid(base.data_dir, FANOUT) is not None and record.exists() and record.read_text() != homes:
+        stop_process(base.data_dir, FANOUT, 30)  # a hospital joined or left: read the new set of home links
+    if read_pid(base.data_dir, FANOUT) is None:
+        start_process(base.data_dir, _spec(FANOUT, "streams.apply.fanout", base, "--homes", homes))
+        record.write_text(homes)
+    for hospital, link in links.items():
+        if read_pid(link.data_dir, SUBSCRIBER) is None:
+            start_process(link.data_dir, _spec(SUBSCRIBER, "streams.apply.subscriber", link, "--node", hospital,
+                                               "--feed-prefix", base.topic_prefix))
+    say(f"subscriptions: fan-out started; subscribers of {', '.join(links)} started "
+        f"(feeds {feed_topic(base.topic_prefix, '<node>')})")
+
+
+def stop_sharing(base: Settings, link_dirs: Mapping[str, Path], say: Say, fanout: bool = True) -> None:
+    """Stop the subscribers of ``link_dirs`` and (unless ``fanout`` is False) the fan-out; each commits what
+    it applied, the rest is consumed again at the next start."""
+    for hospital, data_dir in link_dirs.items():
+        if stop_process(data_dir, SUBSCRIBER, 30):
+            say(f"[{hospital}] stopped {SUBSCRIBER}")
+    if fanout and stop_process(base.data_dir, FANOUT, 30):
+        say(f"stopped {FANOUT}")

@@ -1,0 +1,112 @@
+"""The consume -> apply -> commit loop shared by the fan-out and the subscriber's worker (docs/sharing.md).
+
+At-least-once: a batch's consumer offsets are committed only after its ``apply`` returned (which made
+everything it produced and wrote durable); any failure before that replays the batch, which both
+sides absorb (the fan-out's version-guarded record, the subscriber's version-guarded store). A store
+that cannot be reached is waited for, with the same batch, instead of crashing the process; a message
+that cannot be decoded goes to the process's dead-letter topic with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from sqlalchemy.exc import OperationalError
+
+from streams.runtime.deadletter import IncomingMessage
+from streams.runtime.kafka_config import client_config
+from streams.runtime.log_repeats import OutageLog
+from streams.runtime.logs import configure_for, configure_logging
+from streams.runtime.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("platsync.feed")
+BATCH = 500
+
+
+def load_process_settings(parser: argparse.ArgumentParser, argv: list[str] | None,
+                          process: str | Callable[[argparse.Namespace], str]
+                          ) -> tuple[argparse.Namespace, Settings] | None:
+    """Parse a process's arguments (adding ``--config``/``--data-dir``) and set up its logging and settings;
+    None, after saying why on stderr, for bad settings (the process then exits 2). ``process``: its name,
+    or how to name it from its arguments (``worker-<route>``)."""
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--data-dir", type=Path)
+    args = parser.parse_args(argv)
+    process = process if isinstance(process, str) else process(args)
+    configure_logging(process)
+    try:
+        settings = load_settings(args.config, data_dir=args.data_dir)
+        configure_for(settings, process)
+    except (SettingsError, ValueError) as exc:
+        print(f"{process}: bad settings: {exc}", file=sys.stderr)
+        return None
+    return args, settings
+
+
+def process_start(parser: argparse.ArgumentParser, argv: list[str] | None,
+                  process: str) -> tuple[argparse.Namespace, Settings, threading.Event] | None:
+    """:func:`load_process_settings`, plus an event that SIGTERM/SIGINT set."""
+    loaded = load_process_settings(parser, argv, process)
+    if loaded is None:
+        return None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _s, _f: stop.set())
+    return (*loaded, stop)
+
+
+def feed_consumer(settings: Settings, group: str, client_id: str, principal: str,
+                  topics: Sequence[str]) -> Consumer:
+    """A consumer of ``topics`` in ``group``, committing by hand, from the beginning of each topic the
+    group has never read (a subscriber offline since before its feed began still gets all of it)."""
+    consumer = Consumer({**client_config(settings, client_id, principal), "group.id": group,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "session.timeout.ms": 10000, "max.poll.interval.ms": 600000})
+    consumer.subscribe(list(topics))
+    return consumer
+
+
+def run_feed_loop(consumer: Consumer, apply: Callable[[list[IncomingMessage]], None], what: str,
+                  stop: threading.Event, summary_every_s: float = 60.0, poll_s: float = 0.5,
+                  apply_when_idle: bool = False) -> None:
+    """Consume batches and hand each to ``apply`` until ``stop`` is set; commit after each applied batch.
+    ``apply_when_idle``: also call ``apply([])`` after each poll that brought nothing (the fan-out opens and
+    closes subscriptions then, on a network where nothing is being written).
+
+    ``apply`` raising :class:`sqlalchemy.exc.OperationalError` (its store is unreachable) is retried with
+    the same batch, every second, logged once then summarised; any other exception ends the loop (the
+    supervisor restarts the process, which replays the batch)."""
+    outage = OutageLog(log, what, summary_every_s)
+    while not stop.is_set():
+        polled = consumer.consume(BATCH, poll_s)
+        batch = []
+        for msg in polled:
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("%s: consumer error %s", what, error)
+                continue
+            batch.append(IncomingMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))
+        if not batch and not apply_when_idle:
+            continue
+        while True:
+            try:
+                apply(batch)
+                outage.recovered()
+                break
+            except OperationalError as exc:
+                outage.failed(str(exc).splitlines()[0], 1.0)
+                if stop.wait(1.0):
+                    return  # not committed: the batch is consumed again at the next start
+        last: dict[tuple[str, int], int] = {}
+        for m in batch:
+            last[m.topic, m.partition] = max(last.get((m.topic, m.partition), -1), m.offset)
+        if last:
+            consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)

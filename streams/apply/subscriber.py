@@ -1,0 +1,128 @@
+"""A subscriber's worker: ``python -m streams.apply.subscriber`` applies its feed (docs/sharing.md).
+
+Runs beside the hospital's stores (in its link's data dir): reads only its own feed topic,
+``<prefix>.<node>.sub``, and applies it to ``fructos_subscribed``
+(:func:`connectors.stores.subscribed.apply_feed`) one batch per transaction, committing the consumer
+offsets after it (:mod:`streams.apply.feed_loop`). Offline, it simply waits: the feed keeps what it
+missed, and it catches up at the next connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from connectors.stores.subscribed import SUBSCRIBED_STORE, FeedApplyResult, apply_feed
+from streams.apply.feed_loop import feed_consumer, process_start, run_feed_loop
+from streams.core.codec import DecodeError
+from streams.runtime.connections import dsn
+from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
+from streams.runtime.settings import Settings
+from streams.sharing.feed import FeedMessage, decode_feed_message, feed_topic
+
+log = logging.getLogger("platsync.subscriber")
+PROCESS = "subscriber"
+HOSPITAL_SIDE = "local"  # a hospital plays the local side of its home link
+
+
+class Subscriber:
+    """Applies batches of one subscriber's feed to its ``fructos_subscribed`` store."""
+
+    def __init__(self, node: str, engine: Engine, dead_letters: DeadLetterWriter) -> None:
+        self.node, self.engine, self.dead_letters = node, engine, dead_letters
+        self.applied = 0
+
+    def apply(self, batch: list[IncomingMessage]) -> None:
+        """Decode (dead-lettering what is not a feed message of this node), then apply in one transaction."""
+        pairs: list[tuple[IncomingMessage, FeedMessage]] = []
+        for msg in batch:
+            try:
+                message = decode_feed_message(msg.value)
+            except DecodeError as exc:
+                self.dead_letters.add(msg, "decode", str(exc), "not a subscription message "
+                                      "(schemas/subscription_message.avsc); check the fan-out's version")
+                continue
+            if message.subscriber != self.node:
+                self.dead_letters.add(msg, "wrong_subscriber", f"a message for {message.subscriber} on "
+                                      f"{self.node}'s feed", "the fan-out wrote to the wrong feed topic")
+                continue
+            pairs.append((msg, message))
+        try:
+            with self.engine.begin() as conn:
+                result = apply_feed(conn, [m for _, m in pairs])
+        except OperationalError:
+            raise  # the store is unreachable: the loop waits for it with the same batch
+        except Exception:  # noqa: BLE001 - a message the store refuses: find it, one transaction per message
+            result = self._one_by_one(pairs)
+        self.dead_letters.flush()
+        self.applied += result.applied
+        log.info("feed of %s: %d messages: %d copies written, %d removed, %d unchanged, %d patients subscribed, "
+                 "%d unsubscribed", self.node, len(pairs), result.applied, result.removed, result.unchanged,
+                 result.subscribed, result.unsubscribed)
+
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def _one_by_one(self, pairs: list[tuple[IncomingMessage, FeedMessage]]) -> FeedApplyResult:
+        total = FeedApplyResult()
+        for msg, message in pairs:
+            try:
+                with self.engine.begin() as conn:
+                    one = apply_feed(conn, [message])
+            except OperationalError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - dead-lettered with its reason; the feed goes on
+                # The error may quote row values: it goes to the (access-controlled) dead letter, not the log.
+                log.warning("feed of %s: a %s message of record %s refused (%s); see the dead letters",
+                            self.node, message.kind, message.record_id, type(exc).__name__)
+                self.dead_letters.add(msg, "store_refused", f"{SUBSCRIBED_STORE}: {exc}"[:2000],
+                                      "the subscriber's store refuses this copy (schema older than the "
+                                      "sender's?): upgrade this node, then 'platsync dlq replay'")
+                continue
+            for name in ("applied", "unchanged", "removed", "subscribed", "unsubscribed"):
+                setattr(total, name, getattr(total, name) + getattr(one, name))
+        return total
+
+
+def build_subscriber(settings: Settings, node: str) -> Subscriber:
+    """The subscriber of ``node`` on its link's settings (factory)."""
+    engine = create_engine(dsn(settings, HOSPITAL_SIDE, SUBSCRIBED_STORE), pool_pre_ping=True)
+    client = f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber"
+    return Subscriber(node, engine, DeadLetterWriter(settings, PROCESS, f"{client}-dlq", principal=f"{PROCESS}-{node}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the subscriber's worker until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m streams.apply.subscriber")
+    parser.add_argument("--node", required=True, help="the hospital whose feed it applies")
+    parser.add_argument("--feed-prefix", required=True, help="the network's topic prefix (the feed's topic is "
+                        "<prefix>.<node>.sub, under the node's link prefix)")
+    started = process_start(parser, argv, PROCESS)
+    if started is None:
+        return 2
+    args, settings, stop = started
+    subscriber = build_subscriber(settings, args.node)
+    topic = feed_topic(args.feed_prefix, args.node)
+    consumer = feed_consumer(settings, f"{settings.topic_prefix}-{PROCESS}",  # the link's prefix
+                             f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber", f"{PROCESS}-{args.node}",
+                             [topic])
+    log.info("subscriber %s started: reading %s", args.node, topic)
+    try:
+        run_feed_loop(consumer, subscriber.apply, f"{args.node}/{SUBSCRIBED_STORE}", stop,
+                      settings.log_repeat_summary_s)
+    finally:
+        consumer.close()
+        subscriber.close()
+    log.info("subscriber %s stopped", args.node)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

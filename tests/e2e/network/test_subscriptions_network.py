@@ -1,0 +1,131 @@
+"""Patient subscriptions across the regional network (issue 15, docs/sharing.md).
+
+Hospital A shares some documents of a patient and keeps a private note; hospital B subscribes to that
+patient (the real CLI) and receives exactly A's shared documents of that patient in its
+``fructos_subscribed``, marked with their source; a share change withdraws, a new document arrives,
+B cut off catches up at the next connection, and unsubscribing removes every copy. B's feed topic
+never carries the private note or another patient's document.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer
+
+from infra.local.link import set_link, wait_enforced
+from infra.local.network import Network
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.kafka_config import client_config
+from streams.runtime.settings import Settings
+from streams.sharing.feed import FeedMessage, decode_feed_message, feed_topic
+from tests.e2e.network.conftest import HOSPITALS
+from tests.e2e.network.test_regional import synced
+from tests.e2e.network.test_sharing_network import register, share
+from tests.support.helpers import platsync
+
+pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
+
+
+def copies(link: Settings) -> dict[str, tuple[Any, ...]]:
+    """The subscriber's copies: record id -> (patient, source node, version, content)."""
+    with psycopg.connect(libpq_dsn(link, "local", "fructos_subscribed")) as conn:
+        return {r[0]: r[1:] for r in conn.execute(
+            "SELECT id, patient_id, source_node, version, content FROM signed_records")}
+
+
+def eventually(check: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+class FeedReader:
+    """Reads a feed topic from its start in a thread for the whole test (the embedded broker may not hand a
+    new consumer the newest message of a quiet topic; a consumer already waiting at the end gets it)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.messages: list[FeedMessage] = []
+        self._stop = threading.Event()
+        self._consumer = Consumer({**client_config(settings, "platsync-test-scan"),
+                                   "group.id": f"scan-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                                   "auto.offset.reset": "earliest"})
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(100, 0.5):
+                if msg.error() is None and msg.value():
+                    self.messages.append(decode_feed_message(msg.value()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+
+def subscriptions(network: Network, *args: str) -> str:
+    done = platsync(network.settings, "subscriptions", *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_subscriber_holds_exactly_the_shared_documents_of_its_patients(network: Network) -> None:
+    a, b = (network.link(h) for h in HOSPITALS)
+    tag = uuid.uuid4().hex[:8]
+    patient = f"p-sub-{tag}"
+    shared = register(a, "local", f"sub-{tag}-1", patient_id=patient)
+    private = register(a, "local", f"sub-{tag}-2", patient_id=patient, share_state="private")
+    other = register(a, "local", f"sub-{tag}-3")  # another patient (p-sub-...-3)
+    own = register(b, "local", f"sub-{tag}-4", patient_id=patient)  # B's own document of the patient
+    synced(a)
+    synced(b)
+
+    feed = FeedReader(b, feed_topic(network.settings.topic_prefix, "hosp-b"))
+    assert f"hosp-b subscribed to patient {patient}" in subscriptions(network, "add", "--node", "hosp-b",
+                                                                     "--patient", patient)
+    eventually(lambda: set(copies(b)) >= {shared[1]}, "the snapshot at hospital B")
+    held = copies(b)
+    assert {k for k, v in held.items() if v[0] == patient} == {shared[1]}  # not the note, not its own
+    assert held[shared[1]][:2] == (patient, "hosp-a")
+    listed = json.loads(subscriptions(network, "list", "--node", "hosp-b", "--format", "json"))
+    assert [(r["patient_id"], r["documents"]) for r in listed if r["patient_id"] == patient] == [(patient, 1)]
+    assert "already subscribes" in subscriptions(network, "add", "--node", "hosp-b", "--patient", patient)
+
+    share(a, "local", shared, "private")  # withdrawn from B
+    eventually(lambda: shared[1] not in copies(b), "the withdrawal at hospital B")
+    set_link(b, False, note="test")  # B offline: what A publishes waits in B's feed
+    try:
+        assert wait_enforced(b, False) is not None
+        later = register(a, "local", f"sub-{tag}-5", patient_id=patient)
+        synced(a)
+        time.sleep(3)
+        assert later[1] not in copies(b), "a copy crossed a cut link"
+    finally:
+        set_link(b, True, note="test")
+    assert wait_enforced(b, True) is not None
+    eventually(lambda: later[1] in copies(b), "hospital B's catch-up")
+
+    subscriptions(network, "remove", "--node", "hosp-b", "--patient", patient)
+    eventually(lambda: not any(v[0] == patient for v in copies(b).values()), "the removal at hospital B")
+    assert "does not subscribe" in subscriptions(network, "remove", "--node", "hosp-b", "--patient", patient)
+
+    eventually(lambda: any(m.kind == "unsubscribe" and m.patient_id == patient for m in feed.messages),
+               "the unsubscription on hospital B's feed")
+    feed.close()
+    mine = [m for m in feed.messages if m.patient_id in (patient, f"p-sub-{tag}-3")]
+    named = {m.record_id for m in mine}
+    assert private[1] not in named and other[1] not in named and own[1] not in named
+    assert {m.kind for m in mine} == {"subscribe", "copy", "withdraw", "unsubscribe"}
+    assert all(m.row is None for m in mine if m.kind == "withdraw")
+    assert not any(patient == c[0] for c in copies(network.link("hosp-a")).values())  # A subscribed to nothing
