@@ -56,8 +56,8 @@ def plan_name(plan: NetworkPlan, hospital: str | None, name: str) -> str:
     if hospital is None:
         return name
     kind, sep, rest = name.partition("-")
-    if not sep:  # no side or route in the name (a link stack runs no broker of its own)
-        return name
+    if not sep:  # no side or route in the name: the hospital's own (its subscriber), or not a plan process
+        return f"{name}-{hospital}" if f"{name}-{hospital}" in plan.subscription_processes() else name
     sides = dict(zip(SIDES, plan.home_endpoints(hospital), strict=True))
     if rest in sides:
         return f"{kind}-{sides[rest]}"

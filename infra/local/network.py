@@ -222,7 +222,8 @@ class Network:
             say(f"--- home link {hospital}: {hospital} <-> {self.topology.root.id} "
                 f"({stack.settings.data_dir})")
             stack.up(say=lambda m, h=hospital: say(f"[{h}] {m}"))
-        start_sharing(s, self.links, self.plan.subscription_topics(s.topic_prefix), say)
+        if self.plan.subscription_processes():  # not with a single hospital: nobody to share with
+            start_sharing(s, self.links, self.plan.subscription_topics(s.topic_prefix), say)
 
     def down(self, say: Say = print, drain_timeout_s: float = 60.0) -> None:
         """Stop the subscriptions' processes, every link's stack (each drains first), then the proxy, the broker

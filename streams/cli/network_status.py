@@ -52,6 +52,10 @@ def network_overview(network: Network, statuses: dict[str, dict[str, Any]]) -> d
                 node = process.removeprefix(f"worker-{replica_route('')}")
             if node is not None:
                 add(node, f"{process}@{hospital}" if node != hospital else process, state["running"])
+    if network.plan.subscription_processes():  # subscriptions (docs/sharing.md): run beside the links' stacks
+        add(root, "fanout", read_pid(network.settings.data_dir, "fanout") is not None)
+        for hospital in statuses:
+            add(hospital, "subscriber", read_pid(network.link(hospital).data_dir, "subscriber") is not None)
     links: dict[str, dict[str, Any]] = {}
     for hospital, status in statuses.items():
         lag_ms, lagging = _lag(status, list(ROUTES))

@@ -42,7 +42,8 @@ def test_a_link_stack_s_processes_get_the_plan_s_names_and_nodes() -> None:
     plan = plan_of("two_hospitals")
     placed = {name: (plan_name(plan, "hosp-b", name), node_of(plan, plan_name(plan, "hosp-b", name)))
               for name in ("pg-local", "capture-local", "capture-remote", "worker-local_to_remote",
-                           "worker-remote_to_local", "mode-local", "mode-remote", "keycloak-local", "keycloak-remote")}
+                           "worker-remote_to_local", "mode-local", "mode-remote", "keycloak-local", "keycloak-remote",
+                           "subscriber")}
     assert placed == {
         "pg-local": ("pg-hosp-b", "hosp-b"),
         "capture-local": ("capture-hosp-b", "hosp-b"),
@@ -53,6 +54,7 @@ def test_a_link_stack_s_processes_get_the_plan_s_names_and_nodes() -> None:
         "mode-remote": ("mode-remote.hosp-b", "remote"),
         "keycloak-local": ("keycloak-hosp-b", "hosp-b"),  # not a plan process: placed by its endpoint
         "keycloak-remote": ("keycloak-remote.hosp-b", "remote"),
+        "subscriber": ("subscriber-hosp-b", "hosp-b"),  # the hospital's subscriber (its feed, its store)
     }
     # Every process the plan names is renamed onto itself and placed as the plan places it.
     for process in plan.processes():
@@ -65,6 +67,7 @@ def test_shared_and_regional_processes_are_placed_by_their_names() -> None:
     assert node_of(plan, "broker") == node_of(plan, "link") == "remote"  # the cloud's Kafka in production
     assert node_of(plan, "pg-region-1") == "region-1"
     assert node_of(plan, plan_name(plan, "hosp-a", "worker-local_to_region-1")) == "region-1"
+    assert node_of(plan, "fanout") == "remote"  # the network's shared data dir: the cloud's fan-out
     assert node_of(plan, "mystery") == "unattributed"
     assert [node_kind(plan, n) for n in ("remote", "region-1", "hosp-a", "nowhere")] == [
         "cloud", "regional", "hospital", "unattributed"]

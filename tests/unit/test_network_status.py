@@ -39,7 +39,9 @@ def test_a_row_per_node_and_per_link_with_lag(tmp_path: Path) -> None:
     overview = network_overview(net, statuses)
     nodes = overview["nodes"]
     assert set(nodes) == {"remote", "region-1", "hosp-a", "hosp-b"}
-    assert nodes["hosp-b"]["down"] == ["capture-local"]  # a hospital's own processes
+    # A hospital's own processes (its subscriber too: nothing runs in this test, so it is down everywhere).
+    assert nodes["hosp-b"]["down"] == ["capture-local", "subscriber"]
+    assert "fanout" in nodes["remote"]["down"] and "subscriber" in nodes["hosp-a"]["down"]
     assert "capture-remote@hosp-a" in nodes["remote"]["running"]  # the cloud side of every home link
     assert nodes["region-1"]["down"] == ["pg-region-1", "worker-local_to_region-1@hosp-a"]  # nothing runs here
     assert "pg-remote" in nodes["remote"]["down"]
