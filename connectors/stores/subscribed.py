@@ -10,6 +10,9 @@ feed messages is idempotent and never lets an older version overwrite a newer on
 - ``copy`` upserts the record if the patient is subscribed and its version is newer than both the copy
   held and any withdrawal seen (a replayed old copy cannot bring back a withdrawn document);
 - ``withdraw`` deletes a copy at or below its version and remembers the withdrawal's version.
+
+Each copy or withdrawal that changed the store records a notification in the same transaction
+(:mod:`connectors.stores.notifications`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text, delete, func, select, text
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text, delete, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from connectors.stores.notifications import add_notification_tables, record_notification
 from connectors.stores.tables import ADDED_COLUMNS, coerce_row, signed_records_table
 from streams.sharing.feed import FeedMessage
 from streams.sharing.subscriptions import SOURCE_COLUMN, SUBSCRIBED_STORE
@@ -37,6 +41,7 @@ def subscribed_metadata() -> MetaData:
     Table("subscribed_patients", md,
           Column("patient_id", Text, primary_key=True),
           Column("subscribed_at", DateTime(timezone=True), nullable=False, server_default=func.now()))
+    add_notification_tables(md)
     Table("withdrawn_records", md,
           Column("id", Text, primary_key=True),
           Column("patient_id", Text, nullable=False),
@@ -83,20 +88,30 @@ def apply_feed(conn: Connection, messages: Iterable[FeedMessage]) -> FeedApplyRe
         elif not conn.execute(select(patients.c.patient_id).where(patients.c.patient_id == m.patient_id)).first():
             result.unchanged += 1  # in flight when the subscription ended (or before it began)
         elif m.kind == "copy":
-            changed = _upsert_copy(conn, records, withdrawn, m)
-            result.applied += changed
-            result.unchanged += 1 - changed
+            outcome = _upsert_copy(conn, records, withdrawn, m)
+            result.applied += outcome is not None
+            result.unchanged += outcome is None
+            if outcome is not None:
+                _notify(conn, m, outcome)
         else:
             removed = _withdraw(conn, records, withdrawn, m)
             result.removed += removed
             result.unchanged += 1 - removed
+            if removed:
+                _notify(conn, m, "withdrawn")
     return result
 
 
-def _upsert_copy(conn: Connection, records: Table, withdrawn: Table, m: FeedMessage) -> int:
+def _notify(conn: Connection, m: FeedMessage, kind: str) -> None:
+    assert m.record_id is not None and m.source_node is not None  # FeedMessage checks copy and withdraw
+    record_notification(conn, m.message_id, kind, m.patient_id, m.record_id, m.source_node, m.version)
+
+
+def _upsert_copy(conn: Connection, records: Table, withdrawn: Table, m: FeedMessage) -> str | None:
+    """``new`` or ``changed`` if the copy changed the store, None if it did not (replay, older version)."""
     floor = conn.execute(select(withdrawn.c.version).where(withdrawn.c.id == m.record_id)).scalar()
     if floor is not None and m.version <= floor:
-        return 0
+        return None
     assert m.row is not None  # FeedMessage refuses a copy without a row
     row: dict[str, Any] = {**ADDED_COLUMNS["signed_records"], **m.row, SOURCE_COLUMN: m.source_node}
     values = coerce_row(records, row)
@@ -104,7 +119,9 @@ def _upsert_copy(conn: Connection, records: Table, withdrawn: Table, m: FeedMess
     updated = {k: stmt.excluded[k] for k in values if k != "id"}
     stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={**updated, "received_at": func.now()},
                                       where=records.c.version < stmt.excluded.version)
-    return _count(conn, stmt.returning(records.c.id))
+    # xmax is 0 on a row this statement inserted, not on one it updated.
+    done = conn.execute(stmt.returning(literal_column("xmax = 0"))).all()
+    return None if not done else ("new" if done[0][0] else "changed")
 
 
 def _withdraw(conn: Connection, records: Table, withdrawn: Table, m: FeedMessage) -> int:

@@ -12,16 +12,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 
+from confluent_kafka import Producer
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from connectors.stores.subscribed import SUBSCRIBED_STORE, FeedApplyResult, apply_feed
 from streams.apply.feed_loop import feed_consumer, process_start, run_feed_loop
+from streams.apply.notifier import Notifier
 from streams.core.codec import DecodeError
 from streams.runtime.connections import dsn
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
+from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
 from streams.sharing.feed import FeedMessage, decode_feed_message, feed_topic
 
@@ -98,6 +102,14 @@ def build_subscriber(settings: Settings, node: str) -> Subscriber:
     return Subscriber(node, engine, DeadLetterWriter(settings, PROCESS, f"{client}-dlq", principal=f"{PROCESS}-{node}"))
 
 
+def build_notifier(settings: Settings, node: str, engine: Engine) -> Notifier:
+    """The node's notifier, on its link's settings: its notification topic is ``<link prefix>.notifications``."""
+    client = f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber-notify"
+    producer = Producer({**client_config(settings, client, f"{PROCESS}-{node}"), "enable.idempotence": True,
+                         "acks": "all", "linger.ms": 5})
+    return Notifier(node, engine, producer, f"{settings.topic_prefix}.notifications")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the subscriber's worker until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m streams.apply.subscriber")
@@ -109,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args, settings, stop = started
     subscriber = build_subscriber(settings, args.node)
+    notifier = build_notifier(settings, args.node, subscriber.engine)
+    notifying = threading.Thread(target=notifier.run, args=(stop,), name="notifier", daemon=True)
+    notifying.start()
     topic = feed_topic(args.feed_prefix, args.node)
     consumer = feed_consumer(settings, f"{settings.topic_prefix}-{PROCESS}",  # the link's prefix
                              f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber", f"{PROCESS}-{args.node}",
@@ -118,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         run_feed_loop(consumer, subscriber.apply, f"{args.node}/{SUBSCRIBED_STORE}", stop,
                       settings.log_repeat_summary_s)
     finally:
+        stop.set()
+        notifying.join(30)
         consumer.close()
         subscriber.close()
     log.info("subscriber %s stopped", args.node)

@@ -24,6 +24,7 @@ from streams.cli import k8s as k8s_cli
 from streams.cli import link as link_cli
 from streams.cli import mode as mode_cli
 from streams.cli import network as network_cli
+from streams.cli import notifications as notifications_cli
 from streams.cli import recovery as recovery_cli
 from streams.cli import sharing as sharing_cli
 from streams.cli import stamp as stamp_cli
@@ -364,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     topology_cli.register(sub, common)
     sharing_cli.register(sub, common)
     subscriptions_cli.register(sub, common)
+    notifications_cli.register(sub, common)
     network_cli.register(sub, common)
     bench_cli.register(sub)
     return parser

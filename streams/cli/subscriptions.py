@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 from typing import Any
 
+from streams.cli.network_rows import network_hospitals, print_json_rows
 from streams.runtime.connections import dsn
 from streams.runtime.settings import load_settings
 
@@ -29,16 +29,9 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
 
     # deferred: SQLAlchemy (the store's tables), as above
     from connectors.stores.fanout_state import add_subscription, list_subscriptions, remove_subscription
-    from infra.local.network import Network, is_network  # deferred: the embedded stack, as above
 
     settings = load_settings(args.config, data_dir=args.data_dir)
-    if not is_network(settings.data_dir):
-        print(f"no network in {settings.data_dir}: subscriptions are between the hospitals of a network "
-              "('platsync up --topology FILE')", file=sys.stderr)
-        return 2
-    hospitals = list(Network.load(settings).all_links)
-    if args.node is not None and args.node not in hospitals:
-        print(f"unknown hospital {args.node!r}; known: {', '.join(hospitals)}", file=sys.stderr)
+    if network_hospitals(settings, args.node, "subscriptions are between the hospitals of a network") is None:
         return 2
     if args.action != "list" and (args.node is None or not args.patient):
         print(f"platsync subscriptions {args.action}: --node and --patient are required", file=sys.stderr)
@@ -66,8 +59,7 @@ def cmd_subscriptions(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if args.format == "json":
-        print(json.dumps([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-                          for r in rows], ensure_ascii=False, indent=2))
+        print_json_rows(rows)
         return 0
     if not rows:
         print("no subscriptions" + (f" of {args.node}" if args.node else ""))

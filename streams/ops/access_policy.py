@@ -308,6 +308,8 @@ def _subscription_acls(plan: NetworkPlan, prefix: str, users: dict[str, str]) ->
         acls += [KafkaAcl(user, "topic", plan.feed_topic(prefix, hospital.id), "literal", ("Read", "Describe")),
                  KafkaAcl(user, "topic", plan.subscriber_dead_letter_topic(prefix, hospital.id), "literal",
                           ("Write", "Describe")),
+                 KafkaAcl(user, "topic", plan.notification_topic(prefix, hospital.id), "literal",
+                          ("Write", "Describe")),
                  KafkaAcl(user, "group", f"{plan.link_prefix(prefix, hospital.id)}-subscriber", "literal", ("Read",)),
                  KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",))]
     return acls

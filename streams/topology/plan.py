@@ -176,6 +176,10 @@ class NetworkPlan:
         """A subscriber's dead letters (feed messages its store refused)."""
         return f"{self.link_prefix(prefix, hospital)}.dlq.subscriber"
 
+    def notification_topic(self, prefix: str, hospital: str) -> str:
+        """A subscriber's notifications (``<link prefix>.notifications``)."""
+        return f"{self.link_prefix(prefix, hospital)}.notifications"
+
     def subscription_processes(self) -> tuple[str, ...]:
         """The fan-out (cloud) and each hospital's subscriber; none in the default topology (one hospital)."""
         if self.topology.is_default:
@@ -187,7 +191,8 @@ class NetworkPlan:
         if self.topology.is_default:
             return ()
         return (*(t for h in self.topology.hospitals for t in (self.feed_topic(prefix, h.id),
-                                                                self.subscriber_dead_letter_topic(prefix, h.id))),
+                                                                self.subscriber_dead_letter_topic(prefix, h.id),
+                                                                self.notification_topic(prefix, h.id))),
                 self.fanout_dead_letter_topic(prefix))
 
     def node_of_process(self, process: str) -> str:
@@ -290,6 +295,7 @@ def isolation_faults(plan: NetworkPlan, readable: dict[str, set[str]], prefix: s
         # What its subscriptions entitle it to (and the feed messages its store refused).
         owner[plan.feed_topic(prefix, hospital.id)] = hospital.id
         owner[plan.subscriber_dead_letter_topic(prefix, hospital.id)] = hospital.id
+        owner[plan.notification_topic(prefix, hospital.id)] = hospital.id
     faults = []
     for process, topics in sorted(readable.items()):
         node = plan.node_of_process(process)

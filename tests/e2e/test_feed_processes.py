@@ -17,10 +17,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import create_engine, insert, text
 
 from connectors.stores.fanout_state import create_sharing_schema, sharing_metadata
+from connectors.stores.notifications import list_notifications, set_webhook
 from connectors.stores.subscribed import create_subscribed_schema
 from infra.local.databases import postgres_instance
 from streams.apply.fanout import build_fanout
-from streams.apply.subscriber import build_subscriber
+from streams.apply.subscriber import build_notifier, build_subscriber
 from streams.core.codec import decode, encode_change
 from streams.runtime.connections import dsn
 from streams.runtime.deadletter import IncomingMessage
@@ -31,11 +32,12 @@ from streams.sharing.feed import FeedMessage, decode_feed_message, encode_feed_m
 from tests.e2e.test_fanout_state import document
 from tests.e2e.test_subscribed_store import row
 from tests.support.stack import running_broker
+from tests.support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 STORES = (("remote", "sharing", create_sharing_schema, "subscriptions, fanout_subscriptions, shared_documents"),
           ("local", "fructos_subscribed", create_subscribed_schema,
-           "signed_records, subscribed_patients, withdrawn_records"))
+           "signed_records, subscribed_patients, withdrawn_records, notifications, notification_webhook"))
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +120,42 @@ def test_the_subscriber_applies_what_it_can_and_dead_letters_the_rest(settings: 
         ("decode", 2), ("store_refused", 1), ("wrong_subscriber", 4)]
     refused_letter = next(d for d in letters if d["error_kind"] == "store_refused")
     assert "column_from_a_newer_version" in refused_letter["error"] and "upgrade" in refused_letter["hint"]
+
+
+def test_notifications_are_published_and_delivered_once_each_through_failures(settings: Settings) -> None:
+    link = dataclasses.replace(settings, topic_prefix=f"{settings.topic_prefix}.hosp-b")
+    topic = f"{link.topic_prefix}.notifications"
+    ensure_topics(client_config(link, "platsync-test-admin"), [topic], real_cluster=False)
+    subscriber = build_subscriber(link, "hosp-b")
+    notifier = build_notifier(link, "hosp-b", subscriber.engine)
+    feed = feed_topic(settings.topic_prefix, "hosp-b")
+    with subscriber.engine.begin() as conn:
+        conn.execute(text("TRUNCATE signed_records, subscribed_patients, notifications, notification_webhook"))
+    try:
+        with WebhookReceiver(fail_first=2) as hook:
+            with subscriber.engine.begin() as conn:
+                set_webhook(conn, hook.url, "test")
+            messages = [FeedMessage("subscribe", "hosp-b", "p-9", "s9:subscribe", 1),
+                        *(FeedMessage("copy", "hosp-b", "p-9", f"e-n{i}", 1, record_id=f"n{i}", source_node="hosp-a",
+                                      version=1, row=row(f"n{i}", 1, patient="p-9")) for i in range(3))]
+            batch = [incoming(feed, i, encode_feed_message(m)) for i, m in enumerate(messages)]
+            subscriber.apply(batch)
+            subscriber.apply(batch)  # the feed replayed: no new notification
+            deadline = time.monotonic() + 30
+            while set(hook.acknowledged()) != {"e-n0", "e-n1", "e-n2"}:  # 503, 503, then back-off (1 s, 2 s)
+                assert time.monotonic() < deadline, hook.requests
+                notifier.run_once()
+                time.sleep(0.2)
+            for _ in range(3):
+                notifier.run_once()  # nothing due any more: nothing sent again
+            assert hook.duplicates() == [] and len(hook.requests) == 5  # 2 refused + 3 delivered
+            assert {b["kind"] for _, b, _ in hook.requests} == {"new"}
+            with subscriber.engine.connect() as conn:
+                rows = list_notifications(conn)
+            assert [(n["message_id"], n["published_at"] is not None, n["delivered_at"] is not None) for n in rows] \
+                == [("e-n0", True, True), ("e-n1", True, True), ("e-n2", True, True)]
+            assert sum(n["attempts"] for n in rows) == 5
+            published = [decode("notification", v) for v in read_all(link, topic, 3)]
+            assert sorted(p["idempotency_key"] for p in published) == ["e-n0", "e-n1", "e-n2"]
+    finally:
+        subscriber.close()

@@ -34,7 +34,8 @@ def store(pg_settings: Settings) -> Iterator[Engine]:
     with engine.begin() as conn:
         create_subscribed_schema(conn)
         create_subscribed_schema(conn)  # idempotent
-        conn.execute(text("TRUNCATE signed_records, subscribed_patients, withdrawn_records"))
+        conn.execute(text("TRUNCATE signed_records, subscribed_patients, withdrawn_records, notifications, "
+                          "notification_webhook"))
     yield engine
     engine.dispose()
 
@@ -97,6 +98,19 @@ def test_unsubscribe_removes_every_copy_and_ignores_copies_in_flight(store: Engi
     resubscribed = apply(store, *subscribe_feed("hosp-b", "p-1", [("hosp-a", row("r1", 1))], "s3", 3))
     assert (resubscribed.subscribed, resubscribed.applied) == (1, 1)
     assert [r[0] for r in held(store)] == ["r1", "r3"]
+
+
+def test_each_change_of_the_store_is_one_notification_however_often_the_feed_is_replayed(store: Engine) -> None:
+    feed = (*subscribe_feed("hosp-b", "p-1", [], "s1", 1), copy("r1", 1), copy("r1", 2), copy("r-old", 1),
+            withdraw("r-old", 2), copy("r1", 1))  # the last: an older copy, changes nothing
+    apply(store, *feed)
+    apply(store, *feed)  # at-least-once: the whole feed again
+    with store.connect() as conn:
+        found = [tuple(r) for r in conn.execute(text(
+            "SELECT message_id, kind, record_id, version, source_node FROM notifications ORDER BY created_at, kind"))]
+    assert sorted(found) == sorted([("e-r1-1", "new", "r1", 1, "hosp-a"), ("e-r1-2", "changed", "r1", 2, "hosp-a"),
+                                    ("e-r-old-1", "new", "r-old", 1, "hosp-a"),
+                                    ("w-r-old-2", "withdrawn", "r-old", 2, "hosp-a")])
 
 
 def test_a_copy_with_a_column_the_store_does_not_know_fails_loudly(store: Engine) -> None:

@@ -4,7 +4,8 @@ Hospital A shares some documents of a patient and keeps a private note; hospital
 patient (the real CLI) and receives exactly A's shared documents of that patient in its
 ``fructos_subscribed``, marked with their source; a share change withdraws, a new document arrives,
 B cut off catches up at the next connection, and unsubscribing removes every copy. B's feed topic
-never carries the private note or another patient's document.
+never carries the private note or another patient's document. B's webhook gets one notification per
+change of its copies, each once (by idempotency key), through a refused first attempt.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tests.e2e.network.conftest import HOSPITALS
 from tests.e2e.network.test_regional import synced
 from tests.e2e.network.test_sharing_network import register, share
 from tests.support.helpers import platsync
+from tests.support.webhook import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
@@ -80,7 +82,18 @@ def subscriptions(network: Network, *args: str) -> str:
     return done.stdout
 
 
+def notifications(network: Network, node: str) -> list[dict[str, Any]]:
+    done = platsync(network.settings, "notifications", "list", "--node", node, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_a_subscriber_holds_exactly_the_shared_documents_of_its_patients(network: Network) -> None:
+    with WebhookReceiver(fail_first=1) as hook:
+        subscribe_share_withdraw_catch_up_and_unsubscribe(network, hook)
+
+
+def subscribe_share_withdraw_catch_up_and_unsubscribe(network: Network, hook: WebhookReceiver) -> None:
     a, b = (network.link(h) for h in HOSPITALS)
     tag = uuid.uuid4().hex[:8]
     patient = f"p-sub-{tag}"
@@ -92,6 +105,8 @@ def test_a_subscriber_holds_exactly_the_shared_documents_of_its_patients(network
     synced(b)
 
     feed = FeedReader(b, feed_topic(network.settings.topic_prefix, "hosp-b"))
+    set_hook = platsync(network.settings, "notifications", "webhook", "--node", "hosp-b", "--url", hook.url)
+    assert set_hook.returncode == 0, set_hook.stderr
     assert f"hosp-b subscribed to patient {patient}" in subscriptions(network, "add", "--node", "hosp-b",
                                                                      "--patient", patient)
     eventually(lambda: set(copies(b)) >= {shared[1]}, "the snapshot at hospital B")
@@ -129,3 +144,12 @@ def test_a_subscriber_holds_exactly_the_shared_documents_of_its_patients(network
     assert {m.kind for m in mine} == {"subscribe", "copy", "withdraw", "unsubscribe"}
     assert all(m.row is None for m in mine if m.kind == "withdraw")
     assert not any(patient == c[0] for c in copies(network.link("hosp-a")).values())  # A subscribed to nothing
+
+    # One notification per change of B's copies: snapshot copy, withdrawal, the copy caught up after the cut;
+    # each delivered once to B's webhook (the first attempt refused: retried), none about the note.
+    mine = [n for n in notifications(network, "hosp-b") if n["patient_id"] == patient]
+    assert sorted((n["kind"], n["record_id"]) for n in mine) == sorted(
+        [("new", shared[1]), ("withdrawn", shared[1]), ("new", later[1])])
+    eventually(lambda: {n["message_id"] for n in mine} <= set(hook.acknowledged()), "the webhook's deliveries")
+    assert hook.duplicates() == [], hook.duplicates()
+    assert not any(b_["record_id"] in (private[1], other[1], own[1]) for _, b_, _ in hook.requests)
