@@ -38,10 +38,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from streams.core.model import REPLICA_STORE, ChangeEvent
+from streams.core.model import REPLICA_STORE, ChangeEvent, RowValue
 from streams.routing.matrix_model import Matrix
 from streams.routing.replica import route_replica
-from streams.sharing.feed import FeedMessage, decode_feed_message, encode_feed_message, feed_for_change
+from streams.sharing.feed import (
+    FeedMessage,
+    decode_feed_message,
+    encode_feed_message,
+    feed_for_change,
+    subscribe_feed,
+    unsubscribe_feed,
+)
 from streams.sharing.gate import is_document_record
 from streams.sharing.subscriptions import SOURCE_COLUMN
 
@@ -125,10 +132,9 @@ def fan_out(conn: Connection, changes: Sequence[tuple[str, ChangeEvent]], matrix
     """The feed messages for one batch of ``(home, change)`` pairs, in order (see the module docstring)."""
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     md = sharing_metadata()
-    messages = _open_and_close(conn, md, now_ms)
+    messages, open_now = _open_and_close(conn, md, now_ms)
     subscribers: dict[str, list[str]] = {}
-    for node, patient in conn.execute(select(md.tables["fanout_subscriptions"].c.node,
-                                             md.tables["fanout_subscriptions"].c.patient_id)):
+    for node, patient in sorted(open_now):
         subscribers.setdefault(patient, []).append(node)
     for home, change in changes:
         # A change older than what was already seen (a replay) is not sent again: the messages of the
@@ -139,27 +145,31 @@ def fan_out(conn: Connection, changes: Sequence[tuple[str, ChangeEvent]], matrix
     return messages
 
 
-def _open_and_close(conn: Connection, md: MetaData, now_ms: int) -> list[FeedMessage]:
+def _open_and_close(conn: Connection, md: MetaData, now_ms: int) -> tuple[list[FeedMessage], set[tuple[str, str]]]:
+    """Open the subscriptions asked for and close the removed ones: their messages, and the (node, patient)
+    pairs open now (what ``subscriptions`` asks for)."""
     asked, opened, docs = (md.tables[n] for n in ("subscriptions", "fanout_subscriptions", "shared_documents"))
     wanted = {(n, p) for n, p in conn.execute(select(asked.c.node, asked.c.patient_id))}
     have = {(n, p): s for n, p, s in conn.execute(select(opened.c.node, opened.c.patient_id,
                                                          opened.c.subscription_id))}
     messages: list[FeedMessage] = []
     for node, patient in sorted(have.keys() - wanted):
-        messages.append(FeedMessage("unsubscribe", node, patient, f"{have[node, patient]}:unsubscribe", now_ms))
+        messages.append(unsubscribe_feed(node, patient, have[node, patient], now_ms))
         conn.execute(delete(opened).where(opened.c.node == node, opened.c.patient_id == patient))
     for node, patient in sorted(wanted - have.keys()):
         subscription_id = f"sub-{uuid.uuid4()}"
-        messages.append(FeedMessage("subscribe", node, patient, f"{subscription_id}:subscribe", now_ms))
         held = conn.execute(select(docs.c.home, docs.c.copy_message).where(
             docs.c.patient_id == patient, docs.c.home != node, docs.c.withdrawn.is_(False)).order_by(docs.c.id))
-        for home, encoded in held:
-            copy = decode_feed_message(encoded)
-            messages.append(FeedMessage("copy", node, patient, f"{subscription_id}:{copy.record_id}", now_ms,
-                                        record_id=copy.record_id, source_node=home, version=copy.version,
-                                        row=copy.row))
+        messages.extend(subscribe_feed(node, patient, ((home, _row(encoded)) for home, encoded in held),
+                                       subscription_id, now_ms))
         conn.execute(insert(opened).values(node=node, patient_id=patient, subscription_id=subscription_id))
-    return messages
+    return messages, wanted
+
+
+def _row(encoded: bytes) -> dict[str, RowValue]:
+    row = decode_feed_message(encoded).row
+    assert row is not None  # a copy message always carries its row (FeedMessage checks it)
+    return row
 
 
 def _record(conn: Connection, docs: Table, home: str, change: ChangeEvent, matrix: Matrix) -> bool:

@@ -18,7 +18,7 @@ Each copy or withdrawal that changed the store records a notification in the sam
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text, delete, func, literal_column, select, text
@@ -66,6 +66,11 @@ class FeedApplyResult:
     removed: int = 0
     subscribed: int = 0
     unsubscribed: int = 0
+
+    def add(self, other: FeedApplyResult) -> None:
+        """Add ``other``'s counts to these."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 def apply_feed(conn: Connection, messages: Iterable[FeedMessage]) -> FeedApplyResult:

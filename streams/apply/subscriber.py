@@ -69,7 +69,6 @@ class Subscriber:
                  "%d unsubscribed", self.node, len(pairs), result.applied, result.removed, result.unchanged,
                  result.subscribed, result.unsubscribed)
 
-
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
@@ -90,8 +89,7 @@ class Subscriber:
                                       "the subscriber's store refuses this copy (schema older than the "
                                       "sender's?): upgrade this node, then 'platsync dlq replay'")
                 continue
-            for name in ("applied", "unchanged", "removed", "subscribed", "unsubscribed"):
-                setattr(total, name, getattr(total, name) + getattr(one, name))
+            total.add(one)
         return total
 
 
