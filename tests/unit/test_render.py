@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.routing.matrix_model import Matrix, load_matrix
+from streams.routing.matrix_model import Matrix
 from streams.routing.render import matrix_to_json, matrix_to_markdown
 
 SEEDS_DIR = Path(__file__).resolve().parents[3] / "shared" / "seeds"
@@ -41,11 +41,6 @@ EXPECTED_JSON = {
         "PRV_DOC_009": {"source": MFP, "target": MF},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def matrix() -> Matrix:
-    return load_matrix()
 
 
 @pytest.fixture(scope="module")

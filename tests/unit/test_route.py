@@ -43,11 +43,6 @@ EXPECTED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
 CASES = [(name, api_id, store) for (name, api_id) in EXPECTED for store in SIDE_STORES[ROUTES[name][0]]]
 
 
-@pytest.fixture(scope="module")
-def matrix() -> Matrix:
-    return load_matrix()
-
-
 def make_change(**overrides: Any) -> ChangeEvent:
     """A plausible captured insert on local META by PRV_DOC_006; override any field."""
     fields: dict[str, Any] = {

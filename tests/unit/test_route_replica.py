@@ -11,10 +11,9 @@ import dataclasses
 import pytest
 
 from streams.core.model import REPLICA_STORE, SIDE_STORES, ChangeEvent
-from streams.routing.matrix_model import Matrix, load_matrix
+from streams.routing.matrix_model import Matrix
 from streams.routing.replica import replicated_api_ids, route_replica
 from streams.routing.route import RoutingError, UndeclaredSourceError, UnknownApiError
-from tests.unit.test_envelope import captured_signed_record
 from tests.unit.test_route import assert_imports_no_io_clients
 
 # (source side, API) -> is a fructos_own change of it replicated into the region's fructos_patient?
@@ -26,17 +25,6 @@ REPLICATED: dict[tuple[str, str], bool] = {
     for side in ("local", "remote")
     for api in ("PRV_USR_001", "PRV_PAT_001", "PRV_DOC_006", "PRV_DOC_007", "PRV_DOC_008", "PRV_DOC_009")
 }
-
-
-@pytest.fixture(scope="module")
-def matrix() -> Matrix:
-    return load_matrix()
-
-
-@pytest.fixture(scope="module")
-def captured() -> ChangeEvent:
-    """The real captured signed-record insert (PRV_DOC_006 at the hospital's fructos_own)."""
-    return captured_signed_record()
 
 
 def as_(change: ChangeEvent, side: str, api_id: str, **more: object) -> ChangeEvent:

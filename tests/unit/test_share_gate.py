@@ -12,21 +12,10 @@ import dataclasses
 import pytest
 
 from streams.core.model import REPLICA_STORE, ChangeEvent
-from streams.routing.matrix_model import Matrix, load_matrix
+from streams.routing.matrix_model import Matrix
 from streams.routing.replica import route_replica
 from streams.routing.route import UndeclaredSourceError, route
-from tests.unit.test_envelope import captured_signed_record
 from tests.unit.test_route import assert_imports_no_io_clients
-
-
-@pytest.fixture(scope="module")
-def matrix() -> Matrix:
-    return load_matrix()
-
-
-@pytest.fixture(scope="module")
-def captured() -> ChangeEvent:
-    return captured_signed_record()
 
 
 def doc(captured: ChangeEvent, side: str, api_id: str, *, approved: bool, shared: bool,

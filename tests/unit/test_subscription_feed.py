@@ -11,7 +11,7 @@ import pytest
 
 from streams.core.codec import DecodeError, encode
 from streams.core.model import ChangeEvent
-from streams.routing.matrix_model import Matrix, load_matrix
+from streams.routing.matrix_model import Matrix
 from streams.sharing.feed import (
     FeedMessage,
     decode_feed_message,
@@ -22,19 +22,8 @@ from streams.sharing.feed import (
     unsubscribe_feed,
 )
 from streams.sharing.subscriptions import SOURCE_COLUMN
-from tests.unit.test_envelope import captured_signed_record
 from tests.unit.test_route import assert_imports_no_io_clients
 from tests.unit.test_subscriptions_route import SUBSCRIBERS, doc
-
-
-@pytest.fixture(scope="module")
-def matrix() -> Matrix:
-    return load_matrix()
-
-
-@pytest.fixture(scope="module")
-def captured() -> ChangeEvent:
-    return captured_signed_record()
 
 
 def test_a_shared_document_becomes_one_copy_message_per_other_subscriber(matrix: Matrix,

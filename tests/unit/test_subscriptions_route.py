@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from streams.core.model import ChangeEvent
-from streams.routing.matrix_model import Matrix, load_matrix
+from streams.routing.matrix_model import Matrix
 from streams.sharing.subscriptions import (
     SOURCE_COLUMN,
     SUBSCRIBED_STORE,
@@ -19,20 +19,9 @@ from streams.sharing.subscriptions import (
     subscribe_writes,
     unsubscribe_writes,
 )
-from tests.unit.test_envelope import captured_signed_record
 from tests.unit.test_route import assert_imports_no_io_clients
 
 SUBSCRIBERS = {"p-1": ("hosp-b", "hosp-c", "hosp-a"), "p-2": ("hosp-a",)}
-
-
-@pytest.fixture(scope="module")
-def matrix() -> Matrix:
-    return load_matrix()
-
-
-@pytest.fixture(scope="module")
-def captured() -> ChangeEvent:
-    return captured_signed_record()
 
 
 def doc(captured: ChangeEvent, side: str = "local", api_id: str = "PRV_DOC_009", *, patient: str | None = "p-1",
