@@ -47,6 +47,7 @@ from streams.core.model import SIDES
 from streams.runtime.connections import dsn
 from streams.runtime.settings import Settings
 from streams.sharing.rules import ShareRules, load_share_rules
+from streams.topology.model import DEFAULT_HOSPITAL_ID
 
 __all__ = ["ApiError", "PayloadError", "ReferenceApi", "SOURCE_STORES"]
 
@@ -116,6 +117,12 @@ class ReferenceApi:
         self._engines: dict[str, Engine] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def home_node(self) -> str:
+        """The institution whose records this API writes (their home, named in each signed record): the
+        hospital of its link, on both sides (the default two-site stack's hospital is ``local``)."""
+        return self.settings.network_link or DEFAULT_HOSPITAL_ID
 
     @cached_property
     def share_rules(self) -> ShareRules:
@@ -198,7 +205,7 @@ class ReferenceApi:
         profile = {"login_id": u.login_id, "display_name": u.display_name,
                    "institution_code": u.institution_code, "profile": u.profile}
         record = SignedRecord.new(record_id, "plat_user", user_id, "application/json",
-                                  _json_bytes(profile), signed_by=u.institution_code)
+                                  _json_bytes(profile), signed_by=u.institution_code, home_node=self.home_node)
         with self._begin("PRV_USR_001", call_id) as call:
             self._put_record(call, record, copy_to_patient_store=self.side == "remote")
             call.conn("meta").execute(insert(_USERS).values(
@@ -223,7 +230,8 @@ class ReferenceApi:
                       "birth_date": pt.birth_date.isoformat(), "sex": pt.sex,
                       "institution_code": pt.institution_code, "patient_number": number}
             record = SignedRecord.new(record_id, "patient", patient_id, "application/json",
-                                      _json_bytes(fields), signed_by=pt.institution_code, patient_id=patient_id)
+                                      _json_bytes(fields), signed_by=pt.institution_code, patient_id=patient_id,
+                                      home_node=self.home_node)
             self._put_record(call, record)
             call.conn("meta").execute(insert(_PATIENTS).values(
                 id=patient_id, patient_number=number, family_name=pt.family_name,
@@ -313,7 +321,8 @@ class ReferenceApi:
                               "decided_by": "author" if d.share_state else decision.decided_by})
                 record = records.put(SignedRecord.new(record_id, "document", doc_id, d.media_type,
                                                       d.content, d.signed_by, shared=share == "shared",
-                                                      patient_id=d.patient_id))
+                                                      patient_id=d.patient_id, doc_type=d.doc_type,
+                                                      home_node=self.home_node))
                 call.wrote("fructos_own", "signed_records", record_id)
                 number = d.document_number or next(numbers)
                 rows.append({"id": doc_id, "document_number": number, "patient_id": d.patient_id,
@@ -344,7 +353,7 @@ class ReferenceApi:
             for c in changes:
                 shared = None if c.share_state is None else c.share_state == "shared"
                 record = records.update(live[c.id], signed_by=c.signed_by, content=c.content,
-                                        media_type=c.media_type, shared=shared)
+                                        media_type=c.media_type, shared=shared, doc_type=c.doc_type)
                 call.wrote("fructos_own", "signed_records", record.id)
                 values: dict[str, Any] = {"content_hash": record.content_hash}
                 if c.share_state is not None:

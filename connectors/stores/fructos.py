@@ -64,7 +64,9 @@ class SignedRecord:
     reaches a store shared beyond its institution (the patient-management FRUCtoS, a regional server).
     Records of users and patients are always ``shared``. ``patient_id`` is the PLAT patient a document
     (or a patient's own record) is about, so that a router can tell whose it is from the record alone
-    (subscriptions, docs/sharing.md); ``None`` for users' records.
+    (subscriptions, docs/sharing.md); ``None`` for users' records. ``doc_type`` is a document's type and
+    ``home_node`` the topology node of the institution that wrote the record (its home), both for the
+    patient index (docs/sharing.md); ``None`` in records written before they existed.
 
     ``updated_at`` is when the store wrote this version (``None`` for a record not read from a
     store). It is not part of the record's value (equality ignores it), but it is part of the
@@ -84,15 +86,18 @@ class SignedRecord:
     approved: bool = False
     shared: bool = True
     patient_id: str | None = None
+    doc_type: str | None = None
+    home_node: str | None = None
     updated_at: datetime | None = field(default=None, compare=False)
 
     @classmethod
     def new(cls, id: str, entity: str, subject_id: str, media_type: str, content: bytes,
-            signed_by: str, shared: bool = True, patient_id: str | None = None) -> SignedRecord:
+            signed_by: str, shared: bool = True, patient_id: str | None = None, doc_type: str | None = None,
+            home_node: str | None = None) -> SignedRecord:
         """A version-1 record whose ``content_hash`` is computed from ``content``."""
         return cls(id=id, entity=entity, subject_id=subject_id, media_type=media_type,
                    content=content, content_hash=content_sha256(content), signed_by=signed_by,
-                   shared=shared, patient_id=patient_id)
+                   shared=shared, patient_id=patient_id, doc_type=doc_type, home_node=home_node)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> SignedRecord:
@@ -102,8 +107,8 @@ class SignedRecord:
                    content_hash=row["content_hash"], signed_by=row["signed_by"],
                    version=int(row["version"]), deleted=bool(row["deleted"]),
                    approved=bool(row["approved"]), shared=bool(row.get("shared", True)),
-                   patient_id=row.get("patient_id"),
-                   updated_at=row.get("updated_at"))
+                   patient_id=row.get("patient_id"), doc_type=row.get("doc_type"),
+                   home_node=row.get("home_node"), updated_at=row.get("updated_at"))
 
 
 class SignedRecordStore(Protocol):
@@ -172,9 +177,9 @@ class PostgresSignedRecordStore:
 
     def update(self, record_id: str, *, signed_by: str, content: bytes | None = None,
                content_hash: str | None = None, media_type: str | None = None,
-               shared: bool | None = None) -> SignedRecord:
+               shared: bool | None = None, doc_type: str | None = None) -> SignedRecord:
         """Re-sign a live record; new ``content`` gets ``content_hash`` (verified, or computed);
-        ``shared`` sets the share state."""
+        ``shared`` sets the share state, ``doc_type`` a document's type."""
         values: dict[str, Any] = {"signed_by": signed_by}
         if content is not None:
             if content_hash is None:
@@ -187,6 +192,8 @@ class PostgresSignedRecordStore:
             values["media_type"] = media_type
         if shared is not None:
             values["shared"] = shared
+        if doc_type is not None:
+            values["doc_type"] = doc_type
         return self._bump(record_id, values)
 
     def approve(self, record_id: str) -> SignedRecord:
@@ -285,7 +292,8 @@ def _values(record: SignedRecord) -> dict[str, Any]:
         "media_type": record.media_type, "content": record.content,
         "content_hash": record.content_hash, "signed_by": record.signed_by,
         "version": record.version, "deleted": record.deleted, "approved": record.approved,
-        "shared": record.shared, "patient_id": record.patient_id,
+        "shared": record.shared, "patient_id": record.patient_id, "doc_type": record.doc_type,
+        "home_node": record.home_node,
     }
 
 

@@ -33,8 +33,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
+from connectors.stores.index_outbox import create_index_outbox
 from connectors.stores.serials import create_sequences
-from streams.core.model import RowValue
+from streams.core.model import SHARED_STORES, RowValue
 from streams.runtime.settings import Settings
 
 
@@ -199,6 +200,9 @@ def signed_records_table(metadata: MetaData, *extra: Column[Any]) -> Table:
                    Column("approved", Boolean, nullable=False, server_default=text("false")),
                    Column("shared", Boolean, nullable=False, server_default=text("true")),  # docs/sharing.md
                    Column("patient_id", Text),  # the PLAT patient a document is about (subscriptions)
+                   # The patient index (docs/sharing.md): a document's type, and its home institution.
+                   Column("doc_type", Text),
+                   Column("home_node", Text),
                    *extra)
 
 
@@ -223,7 +227,7 @@ def metadata_for(store: str) -> MetaData:
 #: column existed stands for (the source store got the same default when the column was added). The
 #: sinks fill them in, so that changes still in the topics during an upgrade apply instead of failing.
 ADDED_COLUMNS: dict[str, dict[str, RowValue]] = {
-    "signed_records": {"shared": True, "patient_id": None},  # docs/sharing.md
+    "signed_records": {"shared": True, "patient_id": None, "doc_type": None, "home_node": None},  # docs/sharing.md
     "documents": {"department": None, "author": None, "share_state": "shared"},
 }
 
@@ -260,8 +264,10 @@ def create_schema(conn: Connection, store: str, side: str, database: str, settin
                        "share_state text NOT NULL DEFAULT 'shared'"):
             conn.execute(text(f"ALTER TABLE documents ADD COLUMN IF NOT EXISTS {column}"))
     else:  # a FRUCtoS store made before sharing existed
-        for column in ("shared boolean NOT NULL DEFAULT true", "patient_id text"):
+        for column in ("shared boolean NOT NULL DEFAULT true", "patient_id text", "doc_type text", "home_node text"):
             conn.execute(text(f"ALTER TABLE signed_records ADD COLUMN IF NOT EXISTS {column}"))
+        if store in SHARED_STORES:  # a common server's shared store declares to the patient index
+            create_index_outbox(conn)
     conn.execute(text(f"ALTER DATABASE \"{database}\" SET platsync.side = '{side}'"))
     conn.execute(text(f"SET platsync.side = '{side}'"))
 

@@ -156,6 +156,10 @@ class Network:
         return dataclasses.replace(self.settings, data_dir=link_data_dir(self.settings.data_dir, region),
                                    network_link=region)
 
+    def index_servers(self) -> dict[str, str]:
+        """The common servers declaring to the patient index, each with the settings node of its PostgreSQL."""
+        return {self.topology.root.id: CLOUD_SIDE, **{r: r for r in self.regions}}
+
     def regions_above(self, hospital: str) -> tuple[str, ...]:
         """The regional servers holding ``hospital``'s replicas, nearest first (its ancestors but the cloud)."""
         return tuple(n.id for n in self.topology.ancestors(hospital)[:-1])
@@ -223,7 +227,7 @@ class Network:
                 f"({stack.settings.data_dir})")
             stack.up(say=lambda m, h=hospital: say(f"[{h}] {m}"))
         if self.plan.subscription_processes():  # not with a single hospital: nobody to share with
-            start_sharing(s, self.links, self.plan.subscription_topics(s.topic_prefix), say)
+            start_sharing(s, self.links, self.plan.subscription_topics(s.topic_prefix), self.index_servers(), say)
 
     def down(self, say: Say = print, drain_timeout_s: float = 60.0) -> None:
         """Stop the subscriptions' processes, every link's stack (each drains first), then the proxy, the broker

@@ -3,7 +3,10 @@
 - the cloud's ``sharing`` database and its ``fanout`` process (in the network's data dir), reading every
   home link's ``fructos_own`` topics;
 - each hospital's ``fructos_subscribed`` store and its ``subscriber`` process (in its link's data dir),
-  reading only its own feed topic; its client id names its link, so cutting the link cuts it too.
+  reading only its own feed topic; its client id names its link, so cutting the link cuts it too;
+- the patient index: the cloud's ``patient_index`` database and its ``indexer``, and one ``declarer-<server>``
+  per common server (the cloud and each regional server, all in the network's data dir; a regional server's
+  client id names the region's gate, so cutting the region cuts its declarations too).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
 
 from connectors.stores.fanout_state import SHARING_DATABASE, create_sharing_schema
+from connectors.stores.patient_index import INDEX_DATABASE, create_index_schema
 from connectors.stores.subscribed import SUBSCRIBED_STORE, create_subscribed_schema
 from infra.local.databases import postgres_instance
-from infra.local.process import ProcessSpec, read_pid, start_process, stop_process
+from infra.local.process import ProcessSpec, read_pid, run_dir, start_process, stop_process
 from infra.local.stack import settings_file
 from streams.runtime.connections import dsn
 from streams.runtime.kafka_config import client_config
@@ -28,7 +32,7 @@ from streams.sharing.feed import feed_topic
 
 Say = Callable[[str], None]
 CLOUD_SIDE, HOSPITAL_SIDE = "remote", "local"
-FANOUT, SUBSCRIBER = "fanout", "subscriber"
+FANOUT, SUBSCRIBER, INDEXER = "fanout", "subscriber", "indexer"
 
 
 def _create(settings: Settings, side: str, database: str, create: Callable[[Connection], None]) -> None:
@@ -45,6 +49,7 @@ def provision_sharing(base: Settings, links: Mapping[str, Settings], topics: Seq
     """Create the cloud's ``sharing`` database, every hospital's ``fructos_subscribed`` and the subscriptions'
     ``topics`` (NetworkPlan.subscription_topics; idempotent; the servers and the broker must run)."""
     _create(base, CLOUD_SIDE, SHARING_DATABASE, create_sharing_schema)
+    _create(base, CLOUD_SIDE, INDEX_DATABASE, create_index_schema)
     for link in links.values():
         _create(link, HOSPITAL_SIDE, SUBSCRIBED_STORE, create_subscribed_schema)
     ensure_topics(client_config(base, "platsync-operator-feeds"), topics,
@@ -56,8 +61,10 @@ def _spec(name: str, module: str, settings: Settings, *args: str) -> ProcessSpec
                                         "--data-dir", str(settings.data_dir)], env={"PGAPPNAME": name})
 
 
-def start_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequence[str], say: Say) -> None:
-    """Provision, then start the fan-out and each hospital's subscriber (those not running)."""
+def start_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequence[str], servers: Mapping[str, str],
+                  say: Say) -> None:
+    """Provision, then start the fan-out and each hospital's subscriber, the indexer and the declarers of
+    ``servers`` (:func:`start_index`), those not running."""
     provision_sharing(base, links, topics)
     homes = ",".join(sorted(links))
     record = base.data_dir / "fanout-homes"
@@ -72,6 +79,29 @@ def start_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequenc
                                                "--feed-prefix", base.topic_prefix))
     say(f"subscriptions: fan-out started; subscribers of {', '.join(links)} started "
         f"(feeds {feed_topic(base.topic_prefix, '<node>')})")
+    start_index(base, servers, say)
+
+
+def declarer_name(server: str) -> str:
+    """The process name of a common server's declarer (NetworkPlan.subscription_processes)."""
+    return f"declarer-{server}"
+
+
+def start_index(base: Settings, servers: Mapping[str, str], say: Say) -> None:
+    """Start the indexer and each common server's declarer (``servers``: server -> the settings node of its
+    PostgreSQL), those not running; the indexer is restarted if the set of servers changed."""
+    names = ",".join(servers)
+    record = base.data_dir / "indexer-servers"
+    if read_pid(base.data_dir, INDEXER) is not None and record.exists() and record.read_text() != names:
+        stop_process(base.data_dir, INDEXER, 30)
+    if read_pid(base.data_dir, INDEXER) is None:
+        start_process(base.data_dir, _spec(INDEXER, "streams.apply.indexer", base, "--servers", names))
+        record.write_text(names)
+    for server, pg_node in servers.items():
+        if read_pid(base.data_dir, declarer_name(server)) is None:
+            start_process(base.data_dir, _spec(declarer_name(server), "streams.apply.declarer", base,
+                                               "--server", server, "--pg-node", pg_node))
+    say(f"patient index: indexer and declarers of {', '.join(servers)} started")
 
 
 def stop_sharing(base: Settings, link_dirs: Mapping[str, Path], say: Say, fanout: bool = True) -> None:
@@ -80,5 +110,9 @@ def stop_sharing(base: Settings, link_dirs: Mapping[str, Path], say: Say, fanout
     for hospital, data_dir in link_dirs.items():
         if stop_process(data_dir, SUBSCRIBER, 30):
             say(f"[{hospital}] stopped {SUBSCRIBER}")
-    if fanout and stop_process(base.data_dir, FANOUT, 30):
-        say(f"stopped {FANOUT}")
+    if not fanout:
+        return
+    declarers = sorted(p.stem for p in run_dir(base.data_dir).glob(f"{declarer_name('*')}.pid"))
+    for name in (FANOUT, INDEXER, *declarers):
+        if stop_process(base.data_dir, name, 30):
+            say(f"stopped {name}")

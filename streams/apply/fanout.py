@@ -26,6 +26,7 @@ from streams.routing.matrix_model import Matrix, load_matrix
 from streams.runtime.confluent_wire import codec_for
 from streams.runtime.connections import dsn
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
+from streams.runtime.delivery import deliver
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
 from streams.runtime.topics import ensure_topics
@@ -68,14 +69,9 @@ class FanOut:
         with self.engine.begin() as conn:
             messages = fan_out(conn, changes, self.matrix)
             self._ensure_feeds({m.subscriber for m in messages})
-            errors: list[str] = []
-            for m in messages:
-                self.producer.produce(feed_topic(self.settings.topic_prefix, m.subscriber), key=m.patient_id.encode(),
-                                      value=encode_feed_message(m),
-                                      on_delivery=lambda err, _msg: errors.append(str(err)) if err else None)
-            remaining = self.producer.flush(60)
-            if remaining or errors:  # raising rolls the transaction back: the batch is routed again
-                raise RuntimeError(f"feeds: {remaining} messages undelivered, errors: {errors[:3]}")
+            # DeliveryError rolls the transaction back: the batch is routed again.
+            deliver(self.producer, ((feed_topic(self.settings.topic_prefix, m.subscriber), m.patient_id.encode(),
+                                     encode_feed_message(m)) for m in messages), 60, "feeds")
         self.sent += len(messages)
         if messages:
             log.info("fan-out: %d changes -> %d feed messages (%d since start)", len(changes), len(messages),

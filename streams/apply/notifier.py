@@ -33,6 +33,7 @@ from connectors.stores.notifications import (
     mark_published,
 )
 from streams.core.codec import encode
+from streams.runtime.delivery import DeliveryError, deliver
 
 log = logging.getLogger("platsync.notifier")
 CONTRACT = "notification"
@@ -84,18 +85,16 @@ class Notifier:
             return counts
         unpublished = [n for n in due if n["published_at"] is None]
         if unpublished:
-            errors: list[str] = []
-            for n in unpublished:
-                self.producer.produce(self.topic, key=n["message_id"].encode(),
-                                      value=encode(CONTRACT, notification_body(self.node, n)),
-                                      on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
-            if self.producer.flush(30) == 0 and not errors:
+            try:
+                deliver(self.producer, ((self.topic, n["message_id"].encode(),
+                                         encode(CONTRACT, notification_body(self.node, n))) for n in unpublished),
+                        30, f"{self.node}: notification topic {self.topic}")
+            except DeliveryError as exc:
+                log.warning("%s; retried", exc)
+            else:
                 with self.engine.begin() as conn:
                     mark_published(conn, [n["message_id"] for n in unpublished])
                 counts.published = len(unpublished)
-            else:
-                log.warning("%s: notification topic %s did not acknowledge %d notifications (%s); retried",
-                            self.node, self.topic, len(unpublished), errors[:1])
         if webhook:
             for n in (n for n in due if n["delivered_at"] is None):
                 if self._deliver(webhook, n):

@@ -20,6 +20,7 @@ from streams.cli import access as access_cli
 from streams.cli import bench as bench_cli
 from streams.cli import conflicts as conflicts_cli
 from streams.cli import dlq as dlq_cli
+from streams.cli import index as index_cli
 from streams.cli import k8s as k8s_cli
 from streams.cli import link as link_cli
 from streams.cli import mode as mode_cli
@@ -366,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     sharing_cli.register(sub, common)
     subscriptions_cli.register(sub, common)
     notifications_cli.register(sub, common)
+    index_cli.register(sub, common)
     network_cli.register(sub, common)
     bench_cli.register(sub)
     return parser

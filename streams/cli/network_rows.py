@@ -31,3 +31,20 @@ def print_json_rows(rows: list[dict[str, Any]]) -> None:
     """Rows as a JSON array, times in ISO 8601."""
     print(json.dumps([{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()} for r in rows],
                      ensure_ascii=False, indent=2))
+
+
+class BadSince(ValueError):
+    """A ``--since`` that is not an ISO date or time."""
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """A ``--since`` option as an aware time (a naive one is the operator's local time); None if not given.
+    :class:`BadSince`, with the message to print, if it is not ISO 8601."""
+    if not text:
+        return None
+    try:
+        since = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadSince(f"--since {text!r}: expected an ISO date or time "
+                       "(2026-12-05 or 2026-12-05T09:00+09:00)") from None
+    return since.astimezone() if since.tzinfo is None else since

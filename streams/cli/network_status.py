@@ -13,6 +13,7 @@ from typing import Any
 from infra.local.link import link_is_up
 from infra.local.network import Network
 from infra.local.process import read_pid
+from infra.local.sharing_runtime import declarer_name
 from streams.core.model import ROUTES, replica_route
 
 
@@ -54,6 +55,9 @@ def network_overview(network: Network, statuses: dict[str, dict[str, Any]]) -> d
                 add(node, f"{process}@{hospital}" if node != hospital else process, state["running"])
     if network.plan.subscription_processes():  # subscriptions (docs/sharing.md): run beside the links' stacks
         add(root, "fanout", read_pid(network.settings.data_dir, "fanout") is not None)
+        add(root, "indexer", read_pid(network.settings.data_dir, "indexer") is not None)
+        for server in network.index_servers():
+            add(server, declarer_name(server), read_pid(network.settings.data_dir, declarer_name(server)) is not None)
         for hospital in statuses:
             add(hospital, "subscriber", read_pid(network.link(hospital).data_dir, "subscriber") is not None)
     links: dict[str, dict[str, Any]] = {}

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from datetime import datetime
 from typing import Any
 
-from streams.cli.network_rows import network_hospitals, print_json_rows
+from streams.cli.network_rows import BadSince, network_hospitals, parse_since, print_json_rows
 from streams.runtime.connections import dsn
 from streams.runtime.settings import load_settings
 
@@ -43,13 +42,10 @@ def cmd_notifications(args: argparse.Namespace) -> int:
     if links is None:
         return 2
     try:
-        since = datetime.fromisoformat(args.since) if args.since else None
-    except ValueError:
-        print(f"--since {args.since!r}: expected an ISO date or time (2026-12-05 or 2026-12-05T09:00+09:00)",
-              file=sys.stderr)
+        since = parse_since(args.since)
+    except BadSince as exc:
+        print(exc, file=sys.stderr)
         return 2
-    if since is not None and since.tzinfo is None:
-        since = since.astimezone()  # the operator's local time
     if args.action == "webhook" and args.url is None:
         print("platsync notifications webhook: --url is required ('' removes the webhook)", file=sys.stderr)
         return 2

@@ -312,6 +312,21 @@ def _subscription_acls(plan: NetworkPlan, prefix: str, users: dict[str, str]) ->
                           ("Write", "Describe")),
                  KafkaAcl(user, "group", f"{plan.link_prefix(prefix, hospital.id)}-subscriber", "literal", ("Read",)),
                  KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",))]
+    return acls + _index_acls(plan, prefix, users)
+
+
+def _index_acls(plan: NetworkPlan, prefix: str, users: dict[str, str]) -> list[KafkaAcl]:
+    """Each common server's declarer writes its own index topic only; the indexer reads them all."""
+    indexer = users["indexer"]
+    acls = [KafkaAcl(indexer, "topic", plan.index_topic(prefix, n), "literal", ("Read", "Describe"))
+            for n in plan.common_servers()]
+    acls += [KafkaAcl(indexer, "topic", plan.indexer_dead_letter_topic(prefix), "literal", ("Write", "Describe")),
+             KafkaAcl(indexer, "group", f"{prefix}-indexer", "literal", ("Read",)),
+             KafkaAcl(indexer, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",))]
+    for server in plan.common_servers():
+        user = users[f"declarer-{server}"]
+        acls += [KafkaAcl(user, "topic", plan.index_topic(prefix, server), "literal", ("Write", "Describe")),
+                 KafkaAcl(user, "cluster", "kafka-cluster", "literal", ("IdempotentWrite",))]
     return acls
 
 

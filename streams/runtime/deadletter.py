@@ -10,6 +10,7 @@ from confluent_kafka import Producer
 
 from streams.core.codec import MessageCodec
 from streams.runtime.confluent_wire import codec_for
+from streams.runtime.delivery import deliver
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
 
@@ -53,17 +54,7 @@ class DeadLetterWriter:
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Produce every queued dead letter and wait for the broker's acknowledgement."""
-        errors: list[str] = []
-
-        def on_delivery(err: object, _msg: object) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        count = len(self._pending)
-        for value in self._pending:
-            self._producer.produce(self.topic, value=value, on_delivery=on_delivery)
-        remaining = self._producer.flush(timeout_s)
-        if remaining or errors:
-            raise RuntimeError(f"dead-letter topic {self.topic}: {remaining} undelivered, errors: {errors[:3]}")
+        count = deliver(self._producer, ((self.topic, None, value) for value in self._pending), timeout_s,
+                        f"dead-letter topic {self.topic}")
         self._pending.clear()
         return count

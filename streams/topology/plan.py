@@ -36,6 +36,7 @@ from functools import cached_property
 
 from streams.core.model import CAPTURED_STORES, SIDE_STORES
 from streams.routing.matrix_model import Matrix
+from streams.sharing.index import index_topic
 from streams.topology.model import CLOUD_ROLE, HOSPITAL_ROLE, REPLICA_STORE, Link, Topology
 
 #: The cloud's store shared by all institutions (written by every home link, captured by none).
@@ -152,11 +153,13 @@ class NetworkPlan:
 
     def principal(self, prefix: str, process: str) -> str:
         """The Kafka user of a process of the plan (``<link prefix>-<process in its link>``)."""
-        if process in ("operator", "fanout"):
+        if process in ("operator", "fanout", "indexer"):
             return f"{prefix}-{process}"
         kind, _, name = process.partition("-")
         if kind == "subscriber":
             return f"{self.link_prefix(prefix, name)}-subscriber"
+        if kind == "declarer":
+            return f"{prefix}-declarer-{name}"
         if kind == "worker":
             r = self.route(name)
             return f"{self.link_prefix(prefix, self._route_tenant(r))}-worker-{self.in_link_name(r)}"
@@ -180,27 +183,44 @@ class NetworkPlan:
         """A subscriber's notifications (``<link prefix>.notifications``)."""
         return f"{self.link_prefix(prefix, hospital)}.notifications"
 
+    def index_topic(self, prefix: str, server: str) -> str:
+        """A common server's declarations to the patient index (``<prefix>.<server>.index``, docs/sharing.md)."""
+        return index_topic(prefix, server)
+
+    def indexer_dead_letter_topic(self, prefix: str) -> str:
+        """The indexer's dead letters (messages on an index topic that are not that server's declarations)."""
+        return f"{prefix}.dlq.indexer"
+
+    def common_servers(self) -> tuple[str, ...]:
+        """The common servers (the cloud, then the regional servers): each declares to the patient index."""
+        return tuple(n.id for n in self.topology.nodes if n.kind == "common")
+
     def subscription_processes(self) -> tuple[str, ...]:
-        """The fan-out (cloud) and each hospital's subscriber; none in the default topology (one hospital)."""
+        """The processes of sharing (docs/sharing.md): the fan-out (cloud), each hospital's subscriber, the
+        patient index's indexer (cloud) and each common server's declarer; none in the default topology."""
         if self.topology.is_default:
             return ()
-        return ("fanout", *(f"subscriber-{h.id}" for h in self.topology.hospitals))
+        return ("fanout", *(f"subscriber-{h.id}" for h in self.topology.hospitals), "indexer",
+                *(f"declarer-{n}" for n in self.common_servers()))
 
     def subscription_topics(self, prefix: str) -> tuple[str, ...]:
-        """Every topic of the subscriptions: each hospital's feed and dead letters, the fan-out's dead letters."""
+        """Every topic of sharing: each hospital's feed, dead letters and notifications, the fan-out's dead
+        letters, each common server's index topic and the indexer's dead letters."""
         if self.topology.is_default:
             return ()
         return (*(t for h in self.topology.hospitals for t in (self.feed_topic(prefix, h.id),
                                                                 self.subscriber_dead_letter_topic(prefix, h.id),
                                                                 self.notification_topic(prefix, h.id))),
-                self.fanout_dead_letter_topic(prefix))
+                self.fanout_dead_letter_topic(prefix),
+                *(self.index_topic(prefix, n) for n in self.common_servers()),
+                self.indexer_dead_letter_topic(prefix))
 
     def node_of_process(self, process: str) -> str:
         """The node a process of the plan runs on (a worker runs beside the stores it writes)."""
-        if process == "fanout":
+        if process in ("fanout", "indexer"):
             return self.topology.root.id
         kind, _, name = process.partition("-")
-        if kind == "subscriber":
+        if kind in ("subscriber", "declarer"):
             return self.topology.node(name).id
         if kind in ("capture", "mode"):
             return self.endpoint(name).node
@@ -296,6 +316,8 @@ def isolation_faults(plan: NetworkPlan, readable: dict[str, set[str]], prefix: s
         owner[plan.feed_topic(prefix, hospital.id)] = hospital.id
         owner[plan.subscriber_dead_letter_topic(prefix, hospital.id)] = hospital.id
         owner[plan.notification_topic(prefix, hospital.id)] = hospital.id
+    for server in plan.common_servers() if plan.subscription_processes() else ():
+        owner[plan.index_topic(prefix, server)] = "every institution"  # the patient index: no hospital reads it
     faults = []
     for process, topics in sorted(readable.items()):
         node = plan.node_of_process(process)

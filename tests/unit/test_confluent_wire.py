@@ -43,7 +43,8 @@ def test_header_is_magic_zero_and_a_big_endian_id() -> None:
 def test_subjects_follow_the_record_name_strategy() -> None:
     subjects = {subject_for(load_contract(name).raw) for name in contract_names()}
     assert subjects == {"jp.plat.sync.ChangeEvent", "jp.plat.sync.ChangeBatch", "jp.plat.sync.DeadLetter",
-                        "jp.plat.sync.Heartbeat", "jp.plat.sync.SubscriptionMessage", "jp.plat.sync.Notification"}
+                        "jp.plat.sync.Heartbeat", "jp.plat.sync.SubscriptionMessage", "jp.plat.sync.Notification",
+                        "jp.plat.sync.IndexDeclaration"}
 
 
 def test_without_a_registry_url_the_codec_is_the_plain_one_unchanged() -> None:

@@ -43,7 +43,8 @@ def test_a_row_per_node_and_per_link_with_lag(tmp_path: Path) -> None:
     assert nodes["hosp-b"]["down"] == ["capture-local", "subscriber"]
     assert "fanout" in nodes["remote"]["down"] and "subscriber" in nodes["hosp-a"]["down"]
     assert "capture-remote@hosp-a" in nodes["remote"]["running"]  # the cloud side of every home link
-    assert nodes["region-1"]["down"] == ["pg-region-1", "worker-local_to_region-1@hosp-a"]  # nothing runs here
+    # nothing runs here: its server, its declarer to the patient index, the replica worker fed by hosp-a
+    assert nodes["region-1"]["down"] == ["pg-region-1", "worker-local_to_region-1@hosp-a", "declarer-region-1"]
     assert "pg-remote" in nodes["remote"]["down"]
     links = overview["links"]
     assert links["home.hosp-b"] == {"up": True, "lag_ms": 900, "stores_behind": 2}
