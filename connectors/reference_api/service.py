@@ -39,6 +39,11 @@ from connectors.reference_api.documents import (
 )
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.numbers import claim_or_refuse
+from connectors.reference_api.subscriptions_api import (
+    SUBSCRIPTION_APIS,
+    SubscriptionsApi,
+    canonical_subscription_api,
+)
 from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
 from connectors.stores.serials import DOCUMENT_NUMBER, PATIENT_NUMBER, next_document_numbers, next_patient_number
@@ -102,7 +107,7 @@ def canonical_api_id(api_id: str) -> str:
     """``PRV_DOC_006`` for ``PRV_DOC_006`` or ``DOC_006``; :class:`ApiError` for unknown APIs."""
     canonical = api_id if api_id.startswith("PRV_") else f"PRV_{api_id}"
     if canonical not in API_IDS:
-        raise ApiError(f"unknown API {api_id!r}; known: {', '.join(API_IDS)}")
+        raise ApiError(f"unknown API {api_id!r}; known: {', '.join((*API_IDS, *SUBSCRIPTION_APIS))}")
     return canonical
 
 
@@ -160,7 +165,8 @@ class ReferenceApi:
     def call(self, api_id: str, payload: Mapping[str, Any], *, call_id: str | None = None) -> dict[str, Any]:
         """Run API ``api_id`` (``PRV_DOC_006`` or ``DOC_006``) with a JSON ``payload``.
 
-        Returns ``{"api": "PRV_...", "side": side, "call_id": str, "written": {store: {table:
+        The subscription APIs (``PLAT_SUB_001..003``, :mod:`connectors.reference_api.subscriptions_api`) are
+        served here too. Returns ``{"api": "PRV_...", "side": side, "call_id": str, "written": {store: {table:
         [ids created or changed]}}, "txids": {store: txid of the call's transaction}}``.
         Raises :class:`PayloadError` for a malformed payload, :class:`ApiError` for a refused
         call (nothing written).
@@ -176,13 +182,22 @@ class ReferenceApi:
             "PRV_DOC_008": self.delete_documents,
             "PRV_DOC_009": self.approve_documents,
         }
+        if (subscription_api := canonical_subscription_api(api_id)) is not None:  # not in the matrix: no sync
+            return self.subscriptions.call(subscription_api, payload)
         return methods[canonical_api_id(api_id)](payload, call_id=call_id)
+
+    @cached_property
+    def subscriptions(self) -> SubscriptionsApi:
+        """The subscription APIs of this API's hospital (``PLAT_SUB_*``; a network's links only)."""
+        return SubscriptionsApi(self.settings, self.side)
 
     def close(self) -> None:
         """Release the database connections."""
         for engine in self._engines.values():
             engine.dispose()
         self._engines.clear()
+        if "subscriptions" in self.__dict__:
+            self.subscriptions.close()
 
     def __enter__(self) -> ReferenceApi:
         return self

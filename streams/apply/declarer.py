@@ -2,7 +2,7 @@
 
 Runs beside a common server's shared store (the cloud's ``fructos_patient``, or a regional server's):
 publishes the declarations its trigger queued (:mod:`connectors.stores.index_outbox`) to the server's own
-topic ``<prefix>.<server>.index``, in ``seq`` order, and forgets them once the broker acknowledged them.
+topic ``<prefix>.index.<server>``, in ``seq`` order, and forgets them once the broker acknowledged them.
 At-least-once: a crash in between publishes them again, which the index ignores (it keeps the greatest
 ``seq``). A regional server's declarer reaches the broker through the region's gate, so cutting it
 (``platsync link down --node R``) holds its declarations until the gate is back.

@@ -1,6 +1,6 @@
 """The patient index's writer: ``python -m streams.apply.indexer`` (cloud; docs/sharing.md, "The patient index").
 
-Reads every common server's declaration topic (``<prefix>.<server>.index``) and records the declarations in
+Reads every common server's declaration topic (``<prefix>.index.<server>``) and records the declarations in
 the cloud's ``patient_index`` database, one transaction per batch, committing the consumer offsets after it
 (:mod:`streams.apply.feed_loop`). Redeliveries change nothing: per server and record, only a greater
 ``seq`` replaces an entry. A message that is not a declaration, or that declares for another server than

@@ -2,7 +2,7 @@
 
 Every common server (the cloud, each regional server) declares what its shared store holds: a
 trigger on its ``signed_records`` writes one outbox row per change of a document, and the server's
-declarer publishes them, in order, to its own topic ``<prefix>.<server>.index``. The index (on the
+declarer publishes them, in order, to its own topic ``<prefix>.index.<server>``. The index (on the
 cloud) keeps, per server and record, the declaration with the greatest ``seq``: the store's latest
 state, whatever order the messages were redelivered in. :func:`locations` turns a patient's entries
 into the answer of ``platsync index find``: where information about the patient is.
@@ -17,13 +17,13 @@ from datetime import datetime
 from streams.core.codec import decode, encode
 
 CONTRACT = "index_declaration"
-#: The last part of every common server's declaration topic: ``<prefix>.<server>.index``.
+#: The last part of every common server's declaration topic: ``<prefix>.index.<server>``.
 INDEX_TOPIC_PART = "index"
 
 
 def index_topic(topic_prefix: str, server: str) -> str:
     """The topic on which common server ``server`` declares to the index (NetworkPlan.index_topic)."""
-    return f"{topic_prefix}.{server}.{INDEX_TOPIC_PART}"
+    return f"{topic_prefix}.{INDEX_TOPIC_PART}.{server}"
 
 
 @dataclass(frozen=True)

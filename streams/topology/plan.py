@@ -184,7 +184,7 @@ class NetworkPlan:
         return f"{self.link_prefix(prefix, hospital)}.notifications"
 
     def index_topic(self, prefix: str, server: str) -> str:
-        """A common server's declarations to the patient index (``<prefix>.<server>.index``, docs/sharing.md)."""
+        """A common server's declarations to the patient index (``<prefix>.index.<server>``, docs/sharing.md)."""
         return index_topic(prefix, server)
 
     def indexer_dead_letter_topic(self, prefix: str) -> str:

@@ -32,7 +32,7 @@ def test_a_declaration_round_trips_and_bad_bytes_are_refused() -> None:
         declaration(0)
     with pytest.raises(ValueError, match="names its server"):
         Declaration("", 1, "r1", None, None, None, 1, True)
-    assert index_topic("platsync", "region-1") == "platsync.region-1.index"
+    assert index_topic("platsync", "region-1") == "platsync.index.region-1"
 
 
 @pytest.mark.parametrize(("given", "kept"), [

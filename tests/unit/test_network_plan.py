@@ -144,17 +144,17 @@ def test_each_common_server_declares_on_its_own_topic_and_only_the_indexer_reads
     assert plan.common_servers() == (root, "region-1")
     assert {"indexer", f"declarer-{root}", "declarer-region-1"} <= set(plan.subscription_processes())
     topics = {plan.index_topic("platsync", s) for s in plan.common_servers()}
-    assert topics == {f"platsync.{root}.index", "platsync.region-1.index"}
+    assert topics == {f"platsync.index.{root}", "platsync.index.region-1"}
     assert topics | {"platsync.dlq.indexer"} <= set(plan.subscription_topics("platsync"))
     found = readable(plan)
     assert found["indexer"] == topics
     assert not any(topics & t for p, t in found.items() if p != "indexer")  # no hospital, no declarer
     assert (plan.node_of_process("indexer"), plan.node_of_process("declarer-region-1")) == (root, "region-1")
     writes = {(a.principal, a.name) for a in kafka_acls(load_settings(env={}), plan) if "Write" in a.operations}
-    assert ("platsync-declarer-region-1", "platsync.region-1.index") in writes
-    assert ("platsync-declarer-region-1", f"platsync.{root}.index") not in writes  # not for another server
-    leak = KafkaAcl("platsync.hosp-b-subscriber", "topic", "platsync.region-1.index", "literal", ("Read",))
-    assert ("subscriber-hosp-b on hospital hosp-b may read platsync.region-1.index (records of every "
+    assert ("platsync-declarer-region-1", "platsync.index.region-1") in writes
+    assert ("platsync-declarer-region-1", f"platsync.index.{root}") not in writes  # not for another server
+    leak = KafkaAcl("platsync.hosp-b-subscriber", "topic", "platsync.index.region-1", "literal", ("Read",))
+    assert ("subscriber-hosp-b on hospital hosp-b may read platsync.index.region-1 (records of every "
             "institution)") in isolation_faults(plan, readable(plan, [leak]), "platsync")
 
 

@@ -88,7 +88,10 @@ def test_no_topic_of_a_link_carries_the_other_institution_s_records(network: Net
     seen: dict[str, set[str]] = {h: set() for h in HOSPITALS}
     # The fan-out's dead letters are the cloud's (captured events of any link it could not decode): only the
     # fan-out and the operator may touch them (the ACLs); every other topic belongs to one link.
-    cloud_only = {plan.fanout_dead_letter_topic("platsync")}
+    # So are the patient index's (each common server's declarations, the indexer's dead letters): only the
+    # declarers and the indexer may touch them, and they carry ids, never content.
+    cloud_only = {plan.fanout_dead_letter_topic("platsync"), plan.indexer_dead_letter_topic("platsync"),
+                  *(plan.index_topic("platsync", s) for s in plan.common_servers())}
     for topic in set(topics) - cloud_only:
         assert any(topic.startswith(f"platsync.{h}.") for h in HOSPITALS), f"topic {topic} belongs to no link"
     for topic, value in topic_values(network.settings, sorted(set(topics) - cloud_only)):

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -153,3 +154,34 @@ def subscribe_share_withdraw_catch_up_and_unsubscribe(network: Network, hook: We
     eventually(lambda: {n["message_id"] for n in mine} <= set(hook.acknowledged()), "the webhook's deliveries")
     assert hook.duplicates() == [], hook.duplicates()
     assert not any(b_["record_id"] in (private[1], other[1], own[1]) for _, b_, _ in hook.requests)
+
+
+def call_api(network: Network, node: str, api: str, payload: dict[str, Any], tmp_path: Path) -> Any:
+    """``platsync call`` on ``node``: (exit code, the printed result or the error line)."""
+    file = tmp_path / f"{api}-{uuid.uuid4().hex[:6]}.json"
+    file.write_text(json.dumps(payload), encoding="utf-8")
+    done = platsync(network.settings, "call", api, "--node", node, "--file", str(file))
+    return done.returncode, (json.loads(done.stdout) if done.returncode == 0 else done.stderr)
+
+
+def test_a_hospital_subscribes_through_its_api(network: Network, tmp_path: Path) -> None:
+    a, b = (network.link(h) for h in HOSPITALS)
+    tag = uuid.uuid4().hex[:8]
+    patient = f"p-api-{tag}"
+    shared = register(a, "local", f"api-{tag}-1", patient_id=patient)
+    synced(a)
+    code, result = call_api(network, "hosp-b", "SUB_001", {"patient_id": patient, "requested_by": "dr-b"}, tmp_path)
+    assert code == 0 and (result["api"], result["node"], result["subscribed"]) == ("PLAT_SUB_001", "hosp-b", True)
+    eventually(lambda: shared[1] in copies(b), "the copy at hospital B")
+    code, result = call_api(network, f"{network.topology.root.id}.hosp-b", "PLAT_SUB_003", {}, tmp_path)
+    assert code == 0  # the cloud's side of B's link serves B's subscriptions too
+    mine = [r for r in result["subscriptions"] if r["patient_id"] == patient]
+    assert [(r["node"], r["subscribed_by"], r["documents"]) for r in mine] == [("hosp-b", "hosp-b:dr-b", 1)]
+    code, error = call_api(network, "hosp-b", "SUB_002", {"patient_id": patient}, tmp_path)
+    assert code == 1 and "requested_by: missing" in error and patient not in error  # nothing recorded
+    code, error = call_api(network, "hosp-b", "SUB_001", {"patient_id": patient, "requested_by": "x",
+                                                           "node": "hosp-a"}, tmp_path)
+    assert code == 1 and "node: unexpected key" in error  # a hospital subscribes itself only
+    code, result = call_api(network, "hosp-b", "SUB_002", {"patient_id": patient, "requested_by": "dr-b"}, tmp_path)
+    assert code == 0 and result["unsubscribed"] is True
+    eventually(lambda: shared[1] not in copies(b), "the removal at hospital B")
