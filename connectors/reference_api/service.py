@@ -151,10 +151,12 @@ class ReferenceApi:
         return engine
 
     def _begin(self, api_id: str, call_id: str | None, also: tuple[str, ...] = ()) -> ApiCall:
-        """The call's transactions on its matrix source stores, and on ``also`` (a share-state change on the
-        cloud publishes to or withdraws from the shared store, outside the matrix: docs/sharing.md)."""
-        stores = (*SOURCE_STORES[self.side][api_id], *also)
-        return ApiCall(api_id, call_id or _new_id(), self.side, {s: self._engine(s) for s in stores})
+        """The call's transactions on its matrix source stores, and, opened only if the call writes there, on
+        ``also`` (on the cloud, a later change of an approved document keeps the shared store current, outside
+        the matrix: docs/sharing.md)."""
+        return ApiCall(api_id, call_id or _new_id(), self.side,
+                       {s: self._engine(s) for s in SOURCE_STORES[self.side][api_id]},
+                       {s: self._engine(s) for s in also})
 
     def _finish(self, call: ApiCall) -> dict[str, Any]:
         result = call.result()
@@ -357,24 +359,25 @@ class ReferenceApi:
         changes = _typed(payload, p.DocumentsPayload, p.parse_document_update).documents
         if not all(isinstance(c, p.DocumentChange) for c in changes):
             raise TypeError("update_documents expects DocumentChange items")
-        sharing = any(c.share_state is not None for c in changes) and self.side == "remote"
-        with self._begin("PRV_DOC_007", call_id, ("fructos_patient",) if sharing else ()) as call:
+        cloud = self.side == "remote"  # the cloud's API keeps its shared store current (docs/sharing.md)
+        with self._begin("PRV_DOC_007", call_id, ("fructos_patient",) if cloud else ()) as call:
             live = lock_live_documents(call, [c.id for c in changes])
             previous = share_changes(call, changes)
             audit_share_states(call, [{"document_id": c.id, "share_state": c.share_state, "changed_by": c.signed_by,
                                        "previous_state": previous[c.id], "decided_by": "author"}
                                       for c in changes if c.share_state is not None])
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
+            was_shared = {r.id: r.shared for r in records.get_many(live.values()).values()} if cloud else {}
             for c in changes:
                 shared = None if c.share_state is None else c.share_state == "shared"
                 record = records.update(live[c.id], signed_by=c.signed_by, content=c.content,
                                         media_type=c.media_type, shared=shared, doc_type=c.doc_type)
                 call.wrote("fructos_own", "signed_records", record.id)
                 values: dict[str, Any] = {"content_hash": record.content_hash}
+                if cloud and record.approved and (record.shared or was_shared[record.id]):
+                    self._publish_or_withdraw(call, record)
                 if c.share_state is not None:
                     values["share_state"] = c.share_state
-                    if sharing and record.approved:
-                        self._publish_or_withdraw(call, record)
                 if c.title is not None:
                     values["title"] = c.title
                 if c.doc_type is not None:
@@ -387,19 +390,23 @@ class ReferenceApi:
         """PRV_DOC_008: logical delete (``deleted = true``, version + 1) of each document's META
         row and signed record. Deleting an unknown or already deleted id is refused."""
         ids = _typed(payload, p.DocumentIdsPayload, p.parse_document_deletion).ids
-        with self._begin("PRV_DOC_008", call_id) as call:
+        cloud = self.side == "remote"  # the cloud's API keeps its shared store current (docs/sharing.md)
+        with self._begin("PRV_DOC_008", call_id, ("fructos_patient",) if cloud else ()) as call:
             live = lock_live_documents(call, list(ids))
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
             for doc_id in ids:
-                records.delete(live[doc_id])
+                record = records.delete(live[doc_id])
                 call.wrote("fructos_own", "signed_records", live[doc_id])
+                if cloud and record.approved and record.shared:
+                    self._publish_or_withdraw(call, record)  # the deleted state replaces the copy
                 bump_document(call, doc_id, {"deleted": True})
         return self._finish(call)
 
     @staticmethod
     def _publish_or_withdraw(call: ApiCall, record: SignedRecord) -> None:
-        """On the cloud, an approved document whose share state changed: copy it into the shared patient
-        store (now shared) or remove it from there (now private); docs/sharing.md."""
+        """On the cloud, a later change of an approved document that is or was shared: copy its state into the
+        shared patient store (shared; a deleted one too, as deleted) or remove it from there (now private);
+        docs/sharing.md."""
         store = PostgresSignedRecordStore(call.conn("fructos_patient"))
         if store.copy(record) if record.shared else store.withdraw(record):
             call.wrote("fructos_patient", "signed_records", record.id)

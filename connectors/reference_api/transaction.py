@@ -30,11 +30,14 @@ COMMIT_ORDER: tuple[str, ...] = ("fructos_own", "fructos_patient", "meta")
 class ApiCall:
     """The transactions of one API call; use as a context manager (commit on success)."""
 
-    def __init__(self, api_id: str, call_id: str, side: str, engines: dict[str, Engine]) -> None:
+    def __init__(self, api_id: str, call_id: str, side: str, engines: dict[str, Engine],
+                 when_needed: dict[str, Engine] | None = None) -> None:
         self.api_id = api_id
         self.call_id = call_id
         self.side = side
         self._engines = engines
+        #: Stores opened (and marked) only if the call asks for them: no marker where nothing is written.
+        self._when_needed = dict(when_needed or {})
         self._stack = ExitStack()
         self._conns: dict[str, Connection] = {}
         self.txids: dict[str, int] = {}
@@ -44,16 +47,20 @@ class ApiCall:
     def __enter__(self) -> ApiCall:
         try:
             for store, engine in self._engines.items():
-                conn = self._stack.enter_context(engine.connect())
-                conn.begin()
-                # THE integration contract: the marker is the transaction's first statement.
-                txid = conn.execute(MARK_API_SQL, {"api_id": self.api_id, "call_id": self.call_id}).scalar_one()
-                self._conns[store] = conn
-                self.txids[store] = int(txid)
+                self._open(store, engine)
         except BaseException:
             self._stack.close()
             raise
         return self
+
+    def _open(self, store: str, engine: Engine) -> Connection:
+        conn = self._stack.enter_context(engine.connect())
+        conn.begin()
+        # THE integration contract: the marker is the transaction's first statement.
+        txid = conn.execute(MARK_API_SQL, {"api_id": self.api_id, "call_id": self.call_id}).scalar_one()
+        self._conns[store] = conn
+        self.txids[store] = int(txid)
+        return conn
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -68,10 +75,12 @@ class ApiCall:
             self._stack.close()  # closing a connection rolls back anything left open
 
     def conn(self, store: str) -> Connection:
-        """The open, marked transaction of ``store``."""
+        """The open, marked transaction of ``store`` (opened now if it is one the call may need)."""
         try:
             return self._conns[store]
         except KeyError:
+            if store in self._when_needed:
+                return self._open(store, self._when_needed.pop(store))
             raise RuntimeError(
                 f"{self.api_id} on the {self.side} side does not write store {store!r}") from None
 

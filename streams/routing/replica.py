@@ -20,7 +20,7 @@ from __future__ import annotations
 from streams.core.model import ChangeEvent, RouteDecision, Write
 from streams.routing.matrix_model import Matrix
 from streams.routing.route import SINK_OPS, RoutingError, UndeclaredSourceError, UnknownApiError
-from streams.sharing.gate import gated_op, share_changed
+from streams.sharing.gate import gated_op, keeps_shared_copies_current
 
 
 def replicated_api_ids(matrix: Matrix, store: str, side: str) -> tuple[str, ...]:
@@ -62,7 +62,8 @@ def route_replica(change: ChangeEvent, matrix: Matrix, store: str) -> RouteDecis
     feed = matrix.feed_source(store)
     if change.source_store != feed:
         return RouteDecision(skipped=f"not replicated: {store} is fed by {feed}, not {change.source_store}")
-    if api.api_id not in replicated_api_ids(matrix, store, change.source_side) and not share_changed(change):
+    if api.api_id not in replicated_api_ids(matrix, store, change.source_side) \
+            and not keeps_shared_copies_current(change):
         return RouteDecision(skipped=f"not replicated: {api.api_id}'s records on {change.source_side} do not "
                              f"reach the cloud's {store}")
     if change.op not in SINK_OPS:

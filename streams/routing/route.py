@@ -9,7 +9,7 @@ from __future__ import annotations
 from streams.core.errors import PlatSyncError
 from streams.core.model import SHARED_STORES, ChangeEvent, RouteDecision, Write
 from streams.routing.matrix_model import Direction, Matrix
-from streams.sharing.gate import gated_op, is_share_gate_write, share_changed
+from streams.sharing.gate import gated_op, is_share_gate_write, keeps_shared_copies_current
 
 #: Captured operation codes and the sink operation each one becomes.
 SINK_OPS: dict[str, str] = {"c": "upsert", "u": "upsert", "r": "upsert", "d": "delete"}
@@ -87,7 +87,7 @@ def route(change: ChangeEvent, matrix: Matrix) -> RouteDecision:
         )
 
     targets = matrix.targets_fed_by(change.source_store, api.target)
-    if share_changed(change):  # an approved document made shared or private: its shared copies follow
+    if keeps_shared_copies_current(change):  # an approved, shared document changed: its copies follow
         targets = tuple(sorted({*targets, *matrix.targets_fed_by(change.source_store, _shared_targets(direction))}))
     if not targets:
         return RouteDecision(

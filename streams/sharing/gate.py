@@ -4,8 +4,9 @@ The matrix says which APIs send a record to the cloud's shared patient store (æ‚
 the replica links copy that store to the regional servers. The share gate narrows it for documents
 (``docs/sharing.md``): a document record whose ``shared`` flag is false is never written to a shared
 store -- a write that would carry it becomes a withdrawal (a delete at its version, which also leaves
-a tombstone there) -- and a change of the flag of an approved document reaches the shared stores
-whatever API made it (withdrawn when made private, published again when made shared).
+a tombstone there) -- and every later change of an approved document that is or was shared reaches
+the shared stores whatever API made it, so they hold its current state (withdrawn when made private,
+published again when made shared).
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ def gated_op(change: ChangeEvent, op: str) -> str:
     return op
 
 
-def share_changed(change: ChangeEvent) -> bool:
-    """True if ``change`` turned an *approved* document shared or private (it must reach the shared
-    stores whatever API made it; an unapproved document is in no shared store yet)."""
+def keeps_shared_copies_current(change: ChangeEvent) -> bool:
+    """True if ``change`` is a later change of an *approved* document that is or was shared: an update,
+    a share change, a delete. It reaches the shared stores whatever API made it, so their copies stay
+    current (docs/sharing.md, rule 2): a shared one is copied, one made private is withdrawn. A document
+    private before and after stays out (not even its id reaches a shared store); an unapproved document is
+    in no shared store yet, and its approval (PRV_DOC_009) is routed by the matrix."""
     row, before = change.row, change.before
     return (change.op == "u" and row is not None and before is not None
             and is_document_record(change.table, row) and bool(row.get("approved"))
-            and is_shared(row) != is_shared(before))
+            and bool(before.get("approved")) and (is_shared(row) or is_shared(before)))
 
 
 def is_share_gate_write(change: ChangeEvent) -> bool:

@@ -144,14 +144,16 @@ def diff(before: Snapshot, after: Snapshot) -> dict[Key, set[str]]:
 
 
 def check_call(engines: dict[tuple[str, str], Engine], api: ReferenceApi, api_id: str,
-               payload: dict[str, Any]) -> tuple[dict[str, Any], Snapshot, Snapshot]:
-    """Run one call and assert it wrote exactly its expected stores, each in one marked transaction."""
+               payload: dict[str, Any],
+               also: dict[str, str] | None = None) -> tuple[dict[str, Any], Snapshot, Snapshot]:
+    """Run one call and assert it wrote exactly its expected stores (and ``also``: on the cloud, a change of an
+    approved document keeps the shared store current), each in one marked transaction."""
     side = api.side
     before = snapshot(engines)
     result = api.call(api_id, payload)
     after = snapshot(engines)
     changed = diff(before, after)
-    expected = EXPECTED_WRITES[api_id][side]
+    expected = {**EXPECTED_WRITES[api_id][side], **(also or {})}
 
     assert result["api"] == api_id and result["side"] == side
     assert {k for k in changed if k[2] != MARKER} == {(side, s, t) for s, t in expected.items()}
@@ -271,10 +273,15 @@ def test_document_lifecycle_versions_and_logical_delete(engines: dict[tuple[str,
     check_call(engines, api, "PRV_DOC_007", {"documents": [{"id": doc_id, "doc_type": "summary",
                                                             "signed_by": "dr-2"}]})
     check_call(engines, api, "PRV_DOC_009", {"documents": [{"id": doc_id, "approved_by": "chief"}]})
-    _, _, after = check_call(engines, api, "PRV_DOC_008", {"documents": [{"id": doc_id}]})
+    # On the cloud the approved document's deletion reaches the shared store too (kept current, docs/sharing.md).
+    _, _, after = check_call(engines, api, "PRV_DOC_008", {"documents": [{"id": doc_id}]},
+                             also={"fructos_patient": "signed_records"} if side == "remote" else None)
     doc, record = after[(side, "meta", "documents")][doc_id], record_of(after, side, doc_id)
     assert (doc["version"], doc["deleted"], doc["doc_type"], doc["status"]) == (4, True, "summary", "approved")
-    assert (record["version"], record["deleted"], record["approved"]) == (4, True, True)
+    assert (record["version"], record["deleted"], record["approved"], record["doc_type"]) == (4, True, True, "summary")
+    if side == "remote":
+        copy = after[(side, "fructos_patient", "signed_records")][record["id"]]
+        assert (copy["version"], copy["deleted"], copy["content_hash"]) == (4, True, record["content_hash"])
 
     for api_id, payload in [("PRV_DOC_008", {"ids": [doc_id]}),
                             ("PRV_DOC_007", {"documents": [{"id": doc_id, "title": "x", "signed_by": "d"}]}),

@@ -7,6 +7,8 @@ shared again publishes it, from either side; only the author may change it; the 
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 import pytest
 
@@ -133,3 +135,79 @@ def test_opposite_share_changes_on_both_sides_of_a_cut_leave_the_patient_store_o
             psycopg.connect(libpq_dsn(s, "remote", "fructos_own")) as own:
         query = "SELECT version, updated_at, content_hash, shared FROM signed_records WHERE subject_id = %s"
         assert conn.execute(query, (doc_id,)).fetchone() == own.execute(query, (doc_id,)).fetchone()
+
+
+def patient_copy(s: Settings, doc_id: str) -> tuple | None:
+    """(version, updated_at, content_hash, shared, deleted) of a document in the shared store, or None."""
+    with psycopg.connect(libpq_dsn(s, "remote", "fructos_patient")) as conn:
+        return conn.execute("SELECT version, updated_at, content_hash, shared, deleted FROM signed_records "
+                            "WHERE subject_id = %s", (doc_id,)).fetchone()
+
+
+def own_state(s: Settings, side: str, doc_id: str) -> tuple | None:
+    with psycopg.connect(libpq_dsn(s, side, "fructos_own")) as conn:
+        return conn.execute("SELECT version, updated_at, content_hash, shared, deleted FROM signed_records "
+                            "WHERE subject_id = %s", (doc_id,)).fetchone()
+
+
+def test_the_patient_store_keeps_an_approved_shared_document_current(stack: Stack) -> None:
+    """Kept current (docs/sharing.md, rule 2): an update or a delete of an approved, shared document reaches the
+    shared patient store from either side; an approved private document's edits never do."""
+    s = stack.settings
+    with ReferenceApi(s, "local") as local, ReferenceApi(s, "remote") as remote:
+        doc_id = register(local, "current")
+        note = register(local, "current-note", share_state="private")
+        local.call("PRV_DOC_009", {"documents": [{"id": doc_id, "approved_by": "dr-chief"},
+                                                 {"id": note, "approved_by": "dr-chief"}]})
+        synced(s)
+        local.call("PRV_DOC_007", {"documents": [{"id": doc_id, "content_text": "改訂 1", "signed_by": "dr-share"},
+                                                 {"id": note, "content_text": "私的 1", "signed_by": "dr-share"}]})
+        synced(s)
+        assert patient_copy(s, doc_id) == own_state(s, "remote", doc_id)  # the hospital's update, version 3
+        remote.call("PRV_DOC_007", {"documents": [{"id": doc_id, "content_text": "改訂 2", "signed_by": "dr-share"}]})
+        synced(s)
+        assert patient_copy(s, doc_id) == own_state(s, "local", doc_id)  # the cloud's update, version 4
+        assert patient_copy(s, doc_id)[0] == 4 and patient_copy(s, note) is None
+        local.call("PRV_DOC_008", {"ids": [doc_id]})
+        synced(s)
+    assert patient_copy(s, doc_id) == own_state(s, "remote", doc_id) and patient_copy(s, doc_id)[4] is True
+
+
+def content_ranked(old_hash: str, above: bool) -> str:
+    """A text whose sha256 ranks above (or below) ``old_hash``: at equal versions the conflict rule compares the
+    content hash before the time (docs/conflicts.md), so this picks the winner."""
+    return next(t for t in (f"加筆 {i}" for i in range(1000))
+                if (hashlib.sha256(t.encode()).hexdigest() > old_hash) is above)
+
+
+@pytest.mark.parametrize("hospital_wins", [True, False], ids=["hospital-update-wins", "cloud-withdrawal-wins"])
+def test_a_withdrawal_and_a_concurrent_update_leave_the_patient_store_on_the_winner(stack: Stack,
+                                                                                  hospital_wins: bool) -> None:
+    """During a cut the author makes an approved document private in the cloud while the hospital updates its
+    content (still shared), both at version 3; the conflict rule picks one (by content hash, chosen here). The
+    shared patient store ends on the winner: the hospital's update copied back (it beats the withdrawal's
+    tombstone), or nothing."""
+    s = stack.settings
+    with ReferenceApi(s, "local") as local:
+        doc_id = register(local, f"race-{hospital_wins}")
+        local.call("PRV_DOC_009", {"documents": [{"id": doc_id, "approved_by": "dr-chief"}]})
+    synced(s)
+    old_hash = own_state(s, "local", doc_id)[2]
+    cut = platsync(s, "link", "down", "--note", "withdrawal against update")
+    assert cut.returncode == 0, cut.stdout + cut.stderr
+    try:
+        with ReferenceApi(s, "remote") as remote:
+            remote.call("PRV_DOC_007", {"documents": [{"id": doc_id, "share_state": "private",
+                                                       "signed_by": "dr-share"}]})
+        assert patient_copy(s, doc_id) is None  # withdrawn in the cloud at once
+        with ReferenceApi(s, "local") as local:
+            local.call("PRV_DOC_007", {"documents": [{"id": doc_id, "signed_by": "dr-share",
+                                                      "content_text": content_ranked(old_hash, hospital_wins)}]})
+    finally:
+        restored = platsync(s, "link", "up", timeout=300)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+    synced(s)
+    winner = own_state(s, "local", doc_id)
+    assert winner == own_state(s, "remote", doc_id) and winner[0] == 3
+    assert winner[3] is hospital_wins  # shared: the hospital's update won; private: the cloud's withdrawal
+    assert patient_copy(s, doc_id) == (winner if hospital_wins else None)

@@ -33,16 +33,20 @@ def ops(decision: object) -> dict[str, str]:
 
 
 # (API, approved, was shared -> shared) -> the cloud's writes, by store. By hand from the rule: the matrix
-# sends PRV_DOC_009's record to fructos_patient; a private document is withdrawn instead; a share-state
-# change of an approved document reaches fructos_patient whatever API made it; nothing else does.
+# sends PRV_DOC_009's record to fructos_patient; a private document is withdrawn instead; every later change
+# of an approved document that is or was shared (an update, a share change, a delete) reaches fructos_patient
+# whatever API made it, so the copies stay current; nothing else does (a private note not even by id).
 HOME_LINK = [
     ("PRV_DOC_009", True, None, True, {"fructos_own": "upsert", "fructos_patient": "upsert"}),
     ("PRV_DOC_009", True, None, False, {"fructos_own": "upsert", "fructos_patient": "delete"}),
     ("PRV_DOC_007", True, True, False, {"fructos_own": "upsert", "fructos_patient": "delete"}),
     ("PRV_DOC_007", True, False, True, {"fructos_own": "upsert", "fructos_patient": "upsert"}),
     ("PRV_DOC_007", False, True, False, {"fructos_own": "upsert"}),  # not approved: in no shared store
-    ("PRV_DOC_007", True, True, True, {"fructos_own": "upsert"}),  # content change: the matrix as before
-    ("PRV_DOC_007", True, False, False, {"fructos_own": "upsert"}),
+    ("PRV_DOC_007", True, True, True, {"fructos_own": "upsert", "fructos_patient": "upsert"}),  # kept current
+    ("PRV_DOC_007", True, False, False, {"fructos_own": "upsert"}),  # private before and after: stays out
+    ("PRV_DOC_008", True, True, True, {"fructos_own": "upsert", "fructos_patient": "upsert"}),  # deleted there too
+    ("PRV_DOC_008", True, False, False, {"fructos_own": "upsert"}),
+    ("PRV_DOC_008", False, True, True, {"fructos_own": "upsert"}),  # never approved: in no shared store
     ("PRV_DOC_006", False, None, False, {"fructos_own": "upsert"}),
 ]
 
@@ -96,7 +100,9 @@ REPLICA = [
     ("remote", "PRV_DOC_007", True, True, False, "delete"),
     ("remote", "PRV_DOC_007", True, False, True, "upsert"),
     ("local", "PRV_DOC_007", False, True, False, None),
-    ("local", "PRV_DOC_007", True, True, True, None),
+    ("local", "PRV_DOC_007", True, True, True, "upsert"),  # kept current
+    ("remote", "PRV_DOC_008", True, True, True, "upsert"),
+    ("local", "PRV_DOC_007", True, False, False, None),  # private before and after
     ("local", "PRV_DOC_006", False, None, True, None),
 ]
 
