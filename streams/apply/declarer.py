@@ -21,12 +21,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from connectors.stores.index_outbox import pending, published
-from streams.apply.feed_loop import process_start
+from streams.apply.feed_loop import add_metrics_option, process_start, serve_health
 from streams.core.model import REPLICA_STORE
 from streams.runtime.connections import dsn
 from streams.runtime.delivery import DeliveryError, deliver
 from streams.runtime.kafka_config import client_config
 from streams.runtime.log_repeats import OutageLog
+from streams.runtime.metrics import Health
 from streams.runtime.settings import Settings
 from streams.sharing.index import encode_declaration, index_topic
 
@@ -58,20 +59,21 @@ class Declarer:
                  len(due), self.declared)
         return len(due)
 
-    def run(self, stop: threading.Event, poll_s: float = 0.5, summary_every_s: float = 60.0) -> None:
+    def run(self, stop: threading.Event, poll_s: float = 0.5, summary_every_s: float = 60.0,
+            health: Health | None = None) -> None:
         """Publish until ``stop`` is set: at once while a full batch waits, else every ``poll_s``. An unreachable
-        store or broker is retried every second, logged once, then summarised."""
+        store or broker is retried every second, logged once, then summarised (and makes ``health`` not ready)."""
         outage = OutageLog(log, f"{self.server}/index", summary_every_s)
+        health = health or Health()
         while not stop.is_set():
+            health.beat("declare")
             try:
                 sent = self.run_once()
                 outage.recovered()
-            except OperationalError as exc:
+                health.set_ready(True)
+            except (OperationalError, DeliveryError) as exc:
                 outage.failed(str(exc).splitlines()[0], 1.0)
-                stop.wait(1.0)
-                continue
-            except DeliveryError as exc:
-                outage.failed(str(exc), 1.0)
+                health.set_ready(False, f"{self.server}: the shared store or the broker is unreachable")
                 stop.wait(1.0)
                 continue
             if sent < self.batch:
@@ -100,16 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", required=True, help="the common server (topology node id) it declares for")
     parser.add_argument("--pg-node", required=True, help="the settings node of its PostgreSQL: 'remote' for the "
                         "cloud, the region's id for a regional server")
+    add_metrics_option(parser)
     started = process_start(parser, argv, PROCESS)
     if started is None:
         return 2
     args, settings, stop = started
+    health, server = serve_health(settings, f"{PROCESS}-{args.server}", args.metrics_port)
     declarer = build_declarer(settings, args.server, args.pg_node)
     log.info("declarer of %s started: publishing to %s", args.server, declarer.topic)
     try:
-        declarer.run(stop, summary_every_s=settings.log_repeat_summary_s)
+        declarer.run(stop, summary_every_s=settings.log_repeat_summary_s, health=health)
     finally:
         declarer.close()
+        if server is not None:
+            server.stop()
     log.info("declarer of %s stopped", args.server)
     return 0
 

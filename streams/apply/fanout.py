@@ -19,7 +19,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from connectors.stores.fanout_state import SHARING_DATABASE, fan_out
-from streams.apply.feed_loop import feed_consumer, process_start, run_feed_loop
+from streams.apply.feed_loop import add_metrics_option, feed_consumer, process_start, run_feed_loop, serve_health
 from streams.core.codec import DecodeError, MessageCodec
 from streams.core.model import ChangeEvent
 from streams.routing.matrix_model import Matrix, load_matrix
@@ -105,20 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     """Run the fan-out until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m streams.apply.fanout")
     parser.add_argument("--homes", required=True, help="the home links it reads, comma-separated hospital ids")
+    add_metrics_option(parser)
     started = process_start(parser, argv, PROCESS)
     if started is None:
         return 2
     args, settings, stop = started
+    health, server = serve_health(settings, PROCESS, args.metrics_port)
     fanout, topics = build_fanout(settings, [h for h in args.homes.split(",") if h])
     consumer = feed_consumer(settings, f"{settings.topic_prefix}-fanout", "platsync-remote-fanout", PROCESS, topics)
     log.info("fan-out started: reading %s", ", ".join(topics))
     try:
         # Idle polls too: a subscription asked for while nothing is written opens within a poll (1 s).
         run_feed_loop(consumer, fanout.apply, f"cloud/{SHARING_DATABASE}", stop, settings.log_repeat_summary_s,
-                      poll_s=1.0, apply_when_idle=True)
+                      poll_s=1.0, apply_when_idle=True, health=health)
     finally:
         consumer.close()
         fanout.close()
+        if server is not None:
+            server.stop()
     log.info("fan-out stopped")
     return 0
 

@@ -24,6 +24,7 @@ from streams.runtime.deadletter import IncomingMessage
 from streams.runtime.kafka_config import client_config
 from streams.runtime.log_repeats import OutageLog
 from streams.runtime.logs import configure_for, configure_logging
+from streams.runtime.metrics import Health, MetricsPortError, MetricsServer, new_registry
 from streams.runtime.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("platsync.feed")
@@ -62,6 +63,25 @@ def process_start(parser: argparse.ArgumentParser, argv: list[str] | None,
     return (*loaded, stop)
 
 
+def add_metrics_option(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port``: where the process serves /metrics, /healthz and /readyz (none without it)."""
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve /metrics, /healthz and /readyz on this port (Kubernetes probes); default: none")
+
+
+def serve_health(settings: Settings, process: str, port: int | None) -> tuple[Health, MetricsServer | None]:
+    """The process's health, served on ``port`` (with its process metrics) if one is given; a taken port is a
+    :class:`streams.runtime.metrics.MetricsPortError` naming the option."""
+    health = Health(settings.metrics_stall_after_s)
+    if port is None or not settings.metrics_enabled:
+        return health, None
+    try:
+        return health, MetricsServer(new_registry(), health, settings.host, port).start()
+    except OSError as exc:
+        raise MetricsPortError(f"{process}: cannot serve metrics on {settings.host}:{port} ({exc}); "
+                               "pass a free --metrics-port") from exc
+
+
 def feed_consumer(settings: Settings, group: str, client_id: str, principal: str,
                   topics: Sequence[str]) -> Consumer:
     """A consumer of ``topics`` in ``group``, committing by hand, from the beginning of each topic the
@@ -75,16 +95,19 @@ def feed_consumer(settings: Settings, group: str, client_id: str, principal: str
 
 def run_feed_loop(consumer: Consumer, apply: Callable[[list[IncomingMessage]], None], what: str,
                   stop: threading.Event, summary_every_s: float = 60.0, poll_s: float = 0.5,
-                  apply_when_idle: bool = False) -> None:
+                  apply_when_idle: bool = False, health: Health | None = None) -> None:
     """Consume batches and hand each to ``apply`` until ``stop`` is set; commit after each applied batch.
     ``apply_when_idle``: also call ``apply([])`` after each poll that brought nothing (the fan-out opens and
     closes subscriptions then, on a network where nothing is being written).
 
     ``apply`` raising :class:`sqlalchemy.exc.OperationalError` (its store is unreachable) is retried with
     the same batch, every second, logged once then summarised; any other exception ends the loop (the
-    supervisor restarts the process, which replays the batch)."""
+    supervisor restarts the process, which replays the batch). ``health``: beaten every poll, ready once a
+    poll or a batch went through, not ready while the store is unreachable."""
     outage = OutageLog(log, what, summary_every_s)
+    health = health or Health()
     while not stop.is_set():
+        health.beat("feed")
         polled = consumer.consume(BATCH, poll_s)
         batch = []
         for msg in polled:
@@ -95,14 +118,18 @@ def run_feed_loop(consumer: Consumer, apply: Callable[[list[IncomingMessage]], N
                 continue
             batch.append(IncomingMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value()))
         if not batch and not apply_when_idle:
+            health.set_ready(True)
             continue
         while True:
             try:
                 apply(batch)
                 outage.recovered()
+                health.set_ready(True)
                 break
             except OperationalError as exc:
                 outage.failed(str(exc).splitlines()[0], 1.0)
+                health.set_ready(False, f"{what}: the store is unreachable")
+                health.beat("feed")  # waiting for the store is progress, not a stall
                 if stop.wait(1.0):
                     return  # not committed: the batch is consumed again at the next start
         last: dict[tuple[str, int], int] = {}

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from connectors.stores.patient_index import INDEX_DATABASE, apply_declarations
-from streams.apply.feed_loop import feed_consumer, process_start, run_feed_loop
+from streams.apply.feed_loop import add_metrics_option, feed_consumer, process_start, run_feed_loop, serve_health
 from streams.core.codec import DecodeError
 from streams.runtime.connections import dsn
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
@@ -77,19 +77,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.apply.indexer")
     parser.add_argument("--servers", required=True, help="the common servers whose declarations it records, "
                         "comma-separated topology node ids")
+    add_metrics_option(parser)
     started = process_start(parser, argv, PROCESS)
     if started is None:
         return 2
     args, settings, stop = started
+    health, server = serve_health(settings, PROCESS, args.metrics_port)
     indexer = build_indexer(settings, [s for s in args.servers.split(",") if s])
     consumer = feed_consumer(settings, f"{settings.topic_prefix}-indexer", "platsync-remote-indexer", PROCESS,
                              list(indexer.topics))
     log.info("indexer started: reading %s", ", ".join(indexer.topics))
     try:
-        run_feed_loop(consumer, indexer.apply, f"cloud/{INDEX_DATABASE}", stop, settings.log_repeat_summary_s)
+        run_feed_loop(consumer, indexer.apply, f"cloud/{INDEX_DATABASE}", stop, settings.log_repeat_summary_s,
+                      health=health)
     finally:
         consumer.close()
         indexer.close()
+        if server is not None:
+            server.stop()
     log.info("indexer stopped")
     return 0
 

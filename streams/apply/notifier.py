@@ -34,6 +34,7 @@ from connectors.stores.notifications import (
 )
 from streams.core.codec import encode
 from streams.runtime.delivery import DeliveryError, deliver
+from streams.runtime.metrics import Health
 
 log = logging.getLogger("platsync.notifier")
 CONTRACT = "notification"
@@ -123,9 +124,12 @@ class Notifier:
                     n["attempts"] + 1, when.isoformat(timespec="seconds"))
         return False
 
-    def run(self, stop: threading.Event, every_s: float = 1.0) -> None:
-        """Pass every ``every_s`` until ``stop``; a failed pass (an unreachable store) is logged and retried."""
+    def run(self, stop: threading.Event, every_s: float = 1.0, health: Health | None = None) -> None:
+        """Pass every ``every_s`` until ``stop``; a failed pass (an unreachable store) is logged and retried.
+        ``health``: beaten every pass (a notifier thread that stopped passing makes the process not live)."""
         while not stop.wait(every_s):
+            if health is not None:
+                health.beat("notifier")
             try:
                 self.run_once()
             except OperationalError as exc:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from connectors.stores.subscribed import SUBSCRIBED_STORE, FeedApplyResult, apply_feed
-from streams.apply.feed_loop import feed_consumer, process_start, run_feed_loop
+from streams.apply.feed_loop import add_metrics_option, feed_consumer, process_start, run_feed_loop, serve_health
 from streams.apply.notifier import Notifier
 from streams.core.codec import DecodeError
 from streams.runtime.connections import dsn
@@ -114,13 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", required=True, help="the hospital whose feed it applies")
     parser.add_argument("--feed-prefix", required=True, help="the network's topic prefix (the feed's topic is "
                         "<prefix>.<node>.sub, under the node's link prefix)")
+    add_metrics_option(parser)
     started = process_start(parser, argv, PROCESS)
     if started is None:
         return 2
     args, settings, stop = started
+    health, server = serve_health(settings, PROCESS, args.metrics_port)
     subscriber = build_subscriber(settings, args.node)
     notifier = build_notifier(settings, args.node, subscriber.engine)
-    notifying = threading.Thread(target=notifier.run, args=(stop,), name="notifier", daemon=True)
+    notifying = threading.Thread(target=notifier.run, args=(stop,), kwargs={"health": health}, name="notifier",
+                                 daemon=True)
     notifying.start()
     topic = feed_topic(args.feed_prefix, args.node)
     consumer = feed_consumer(settings, f"{settings.topic_prefix}-{PROCESS}",  # the link's prefix
@@ -129,12 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     log.info("subscriber %s started: reading %s", args.node, topic)
     try:
         run_feed_loop(consumer, subscriber.apply, f"{args.node}/{SUBSCRIBED_STORE}", stop,
-                      settings.log_repeat_summary_s)
+                      settings.log_repeat_summary_s, health=health)
     finally:
         stop.set()
         notifying.join(30)
         consumer.close()
         subscriber.close()
+        if server is not None:
+            server.stop()
     log.info("subscriber %s stopped", args.node)
     return 0
 

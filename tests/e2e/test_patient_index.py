@@ -10,8 +10,18 @@ every query; bad declarations end in the indexer's dead letters.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -22,12 +32,15 @@ from connectors.stores.index_outbox import backlog, pending, redeclare_all
 from connectors.stores.patient_index import INDEX_DATABASE, create_index_schema, find, queries
 from connectors.stores.tables import create_schema
 from infra.local.databases import postgres_instance
+from infra.local.process import free_port
+from infra.local.stack import write_settings_file
 from streams.apply.declarer import build_declarer
 from streams.apply.indexer import build_indexer
 from streams.core.codec import decode
 from streams.runtime.connections import dsn
 from streams.runtime.deadletter import IncomingMessage
 from streams.runtime.kafka_config import client_config
+from streams.runtime.metrics import Health
 from streams.runtime.settings import Settings
 from streams.runtime.topics import ensure_topics
 from streams.sharing.index import Declaration, decode_declaration, encode_declaration, index_topic
@@ -35,6 +48,7 @@ from tests.e2e.test_feed_processes import read_all
 from tests.support.stack import running_broker
 
 pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
 STORE_DB = "fructos_patient"  # the cloud's shared store: the trigger is created for it
 
 
@@ -154,3 +168,65 @@ def test_the_indexer_dead_letters_what_is_not_the_topics_servers_declaration(set
         assert [(loc.server, loc.documents) for loc in find(conn, "p-1", "op", "cloud")] == [("region-1", 1)]
     letters = [decode("dead_letter", v) for v in read_all(settings, f"{settings.topic_prefix}.dlq.indexer", 2)]
     assert sorted((d["error_kind"], d["source_offset"]) for d in letters) == [("decode", 0), ("wrong_server", 1)]
+
+
+def probe(port: int, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+@pytest.mark.parametrize("module", ["streams.apply.declarer", "streams.apply.indexer"])
+def test_the_index_processes_serve_their_health_for_kubernetes_probes(settings: Settings, tmp_path: Path,
+                                                                      module: str) -> None:
+    """Run as processes with --metrics-port (as the Kubernetes Deployments do): live and ready once their
+    loop runs against a reachable store and broker; SIGTERM stops them cleanly."""
+    ensure_topics(client_config(settings, "platsync-test-admin"), [index_topic(settings.topic_prefix, "cloud")],
+                  real_cluster=False)
+    config = write_settings_file(settings, tmp_path / "platsync.toml")
+    port = free_port()
+    args = ["--server", "cloud", "--pg-node", "remote"] if module.endswith("declarer") else ["--servers", "cloud"]
+    proc = subprocess.Popen([sys.executable, "-m", module, *args, "--metrics-port", str(port), "--config", str(config),
+                             "--data-dir", str(tmp_path)], cwd="/", env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            try:
+                return probe(port, "/readyz")[0] == 200
+            except OSError:  # not listening yet
+                return False
+
+        wait_for(ready, f"{module} ready")
+        status, body = probe(port, "/healthz")
+        assert status == 200 and body["status"] == "ok" and body["loops_age_s"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_a_declarer_whose_store_is_unreachable_is_live_but_not_ready(settings: Settings) -> None:
+    """A real PostgreSQL client against a port nothing listens on: the declarer keeps retrying (live) and its
+    readiness says why it is not ready."""
+    down = dataclasses.replace(settings, nodes={**settings.nodes, "remote": dataclasses.replace(
+        settings.node("remote"), pg_port=free_port())})
+    declarer = build_declarer(down, "cloud", "remote")
+    health, stop = Health(stall_after_s=30), threading.Event()
+    runner = threading.Thread(target=declarer.run, args=(stop,), kwargs={"health": health}, daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: health.readiness()[1].get("reason", "").endswith("unreachable"), "not ready", 30)
+        assert health.liveness()[0] and not health.readiness()[0]
+    finally:
+        stop.set()
+        runner.join(10)
+        declarer.close()
