@@ -79,10 +79,13 @@ def apply_feed(conn: Connection, messages: Iterable[FeedMessage]) -> FeedApplyRe
     records, patients, withdrawn = (md.tables[n] for n in ("signed_records", "subscribed_patients",
                                                            "withdrawn_records"))
     result = FeedApplyResult()
+    # Read once per batch (the caller's transaction holds it), kept in step with the batch's (un)subscribes.
+    subscribed = {r[0] for r in conn.execute(select(patients.c.patient_id))}
     for m in messages:
         if m.kind == "subscribe":
             done = _count(conn, insert(patients).values(patient_id=m.patient_id).on_conflict_do_nothing()
                           .returning(patients.c.patient_id))
+            subscribed.add(m.patient_id)
             result.subscribed += done
             result.unchanged += 1 - done
         elif m.kind == "unsubscribe":
@@ -90,7 +93,8 @@ def apply_feed(conn: Connection, messages: Iterable[FeedMessage]) -> FeedApplyRe
                                      .returning(records.c.id))
             result.unsubscribed += _count(conn, delete(patients).where(patients.c.patient_id == m.patient_id)
                                           .returning(patients.c.patient_id))
-        elif not conn.execute(select(patients.c.patient_id).where(patients.c.patient_id == m.patient_id)).first():
+            subscribed.discard(m.patient_id)
+        elif m.patient_id not in subscribed:
             result.unchanged += 1  # in flight when the subscription ended (or before it began)
         elif m.kind == "copy":
             outcome = _upsert_copy(conn, records, withdrawn, m)

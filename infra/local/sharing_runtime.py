@@ -75,8 +75,7 @@ def start_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequenc
         record.write_text(homes)
     for hospital, link in links.items():
         if read_pid(link.data_dir, SUBSCRIBER) is None:
-            start_process(link.data_dir, _spec(SUBSCRIBER, "streams.apply.subscriber", link, "--node", hospital,
-                                               "--feed-prefix", base.topic_prefix))
+            start_process(link.data_dir, _spec(SUBSCRIBER, "streams.apply.subscriber", link, "--node", hospital))
     say(f"subscriptions: fan-out started; subscribers of {', '.join(links)} started "
         f"(feeds {feed_topic(base.topic_prefix, '<node>')})")
     start_index(base, servers, say)

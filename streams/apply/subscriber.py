@@ -27,7 +27,7 @@ from streams.runtime.connections import dsn
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
-from streams.sharing.feed import FeedMessage, decode_feed_message, feed_topic
+from streams.sharing.feed import FEED_TOPIC_PART, FeedMessage, decode_feed_message
 
 log = logging.getLogger("platsync.subscriber")
 PROCESS = "subscriber"
@@ -108,12 +108,15 @@ def build_notifier(settings: Settings, node: str, engine: Engine) -> Notifier:
     return Notifier(node, engine, producer, f"{settings.topic_prefix}.notifications")
 
 
+def link_feed_topic(settings: Settings) -> str:
+    """The feed this subscriber reads: ``<link prefix>.sub`` (``platsync.hosp-b.sub``; NetworkPlan.feed_topic)."""
+    return f"{settings.topic_prefix}.{FEED_TOPIC_PART}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the subscriber's worker until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(prog="python -m streams.apply.subscriber")
     parser.add_argument("--node", required=True, help="the hospital whose feed it applies")
-    parser.add_argument("--feed-prefix", required=True, help="the network's topic prefix (the feed's topic is "
-                        "<prefix>.<node>.sub, under the node's link prefix)")
     add_metrics_option(parser)
     started = process_start(parser, argv, PROCESS)
     if started is None:
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     notifying = threading.Thread(target=notifier.run, args=(stop,), kwargs={"health": health}, name="notifier",
                                  daemon=True)
     notifying.start()
-    topic = feed_topic(args.feed_prefix, args.node)
+    topic = link_feed_topic(settings)
     consumer = feed_consumer(settings, f"{settings.topic_prefix}-{PROCESS}",  # the link's prefix
                              f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber", f"{PROCESS}-{args.node}",
                              [topic])

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.subscriptions_api import SubscriptionsApi, _parse, canonical_subscription_api
+from infra.local.network import Network
+from streams.apply.subscriber import link_feed_topic
 from streams.runtime.settings import load_settings
+from streams.sharing.feed import feed_topic
+from streams.topology.load import load_topology
 
 
 def test_ids_are_recognised_with_or_without_their_prefix() -> None:
@@ -39,3 +44,11 @@ def test_payloads_give_the_patient_and_who_asks() -> None:
 def test_the_default_two_site_stack_has_no_subscriptions() -> None:
     with pytest.raises(ApiError, match="between the hospitals of a network"):
         SubscriptionsApi(load_settings(env={}), "local")
+
+
+def test_a_subscriber_reads_the_feed_the_plan_names_for_its_link(tmp_path: Path) -> None:
+    network = Network(load_settings(env={}, data_dir=tmp_path),
+                      load_topology(Path(__file__).resolve().parents[2] / "infra" / "topologies" / "regional.toml"))
+    for hospital in ("hosp-a", "hosp-b"):
+        assert link_feed_topic(network.link(hospital)) == network.plan.feed_topic("platsync", hospital) == \
+            feed_topic("platsync", hospital)
