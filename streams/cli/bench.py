@@ -1,4 +1,5 @@
-"""``platsync bench``: the benchmark (bench/runner.py; with ``--topology``, bench/topology_runner.py)."""
+"""``platsync bench``: the benchmark (bench/runner.py; with ``--topology``, bench/topology_runner.py; with
+``--fanout``, bench/fanout_bench.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,25 @@ from typing import Any
 
 from streams.topology.load import TopologyError
 
+SUBSCRIBERS = 10  # --fanout's default (bench.fanout_bench.SUBSCRIBERS, imported only when it runs)
+
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark on a fresh private stack (a network with --topology); print the table; exit 1 if a
     correctness check failed, 2 if the topology is invalid or cannot run here."""
-    if args.documents is not None and args.topology is None:
-        print("platsync bench: --documents applies to the fan-in scenario of --topology only", file=sys.stderr)
+    if args.documents is not None and args.topology is None and not args.fanout:
+        print("platsync bench: --documents applies to --topology and --fanout only", file=sys.stderr)
+        return 2
+    if args.subscribers is not None and not args.fanout:
+        print("platsync bench: --subscribers applies to --fanout only", file=sys.stderr)
+        return 2
+    if args.fanout and args.topology is not None:
+        print("platsync bench: --fanout runs its own network (two hospitals): no --topology", file=sys.stderr)
         return 2
     # deferred: the benchmark and its stack: ~0.9 s
-    from bench.runner import render_table, run_bench
+    from bench.fanout_bench import run_fanout_bench
+    from bench.fanout_report import render_fanout_table  # deferred: with the benchmark
+    from bench.runner import render_table, run_bench  # deferred: with the benchmark
     from bench.signals import sigterm_unwinds  # deferred: with the benchmark
     from bench.topology_runner import render_topology_table, run_topology_bench  # deferred: with the benchmark
     from infra.local.process import ProcessError  # deferred: with the stack
@@ -30,7 +41,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     try:
         with sigterm_unwinds():  # SIGTERM stops the private stack like Ctrl-C does
-            if args.topology is None:
+            if args.fanout:
+                report = run_fanout_bench(args.quick, args.json, say, work_dir=args.work_dir, keep=args.keep,
+                                          subscribers=args.subscribers or SUBSCRIBERS,
+                                          documents=args.documents)
+                table = render_fanout_table(report)
+            elif args.topology is None:
                 report = run_bench(args.quick, args.json, say, work_dir=args.work_dir, keep=args.keep)
                 table = render_table(report)
             else:
@@ -70,7 +86,14 @@ def register(sub: Any) -> None:
                    help="run a network of this topology instead and measure the fan-in: every hospital "
                         "bulk-registers 50,000 documents at once (bench/RESULTS.md)")
     p.add_argument("--documents", type=_positive, metavar="N",
-                   help="with --topology: documents per hospital (overrides the full or quick count)")
+                   help="with --topology: documents per hospital; with --fanout: documents sent (overrides the "
+                        "full or quick count)")
+    p.add_argument("--fanout", action="store_true",
+                   help="measure the subscriptions' fan-out instead: one shared document at a time to N subscribed "
+                        "hospitals, copy and notification latency (200 documents; --quick: 30)")
+    p.add_argument("--subscribers", type=_positive, metavar="N",
+                   help=f"with --fanout: the subscribed hospitals (default {SUBSCRIBERS}; simulated: each its "
+                        "PostgreSQL and the real subscriber)")
     p.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     p.add_argument("--work-dir", type=Path,
                    help="where the fresh data dir is made (default: the system's temp dir); the PostgreSQL "

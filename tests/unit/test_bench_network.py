@@ -164,9 +164,10 @@ def test_the_regional_topology_is_laid_out_without_starting_anything(tmp_path: P
 
 
 def test_bench_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
-    args = argparse.Namespace(documents=5, topology=None, quick=False, json=None, work_dir=None, keep=False)
+    args = argparse.Namespace(documents=5, topology=None, quick=False, json=None, work_dir=None, keep=False,
+                              fanout=False, subscribers=None)
     assert cmd_bench(args) == 2
-    assert "--documents applies to the fan-in scenario of --topology only" in capsys.readouterr().err
+    assert "--documents applies to --topology and --fanout only" in capsys.readouterr().err
 
 
 def test_sigterm_unwinds_inside_and_is_restored_after() -> None:
