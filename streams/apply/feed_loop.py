@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from sqlalchemy.exc import OperationalError
 
 from streams.runtime.deadletter import IncomingMessage
@@ -93,6 +93,17 @@ def feed_consumer(settings: Settings, group: str, client_id: str, principal: str
     return consumer
 
 
+def poll_batch(consumer: Consumer, poll_s: float, batch: int = BATCH) -> list[Message]:
+    """Up to ``batch`` messages: wait up to ``poll_s`` for the first, then take what has already arrived.
+
+    ``consume(batch, poll_s)`` alone would hold a lone message until the batch filled or ``poll_s`` passed: a
+    second of latency per hop for one document on a quiet network."""
+    first = consumer.poll(poll_s)
+    if first is None:
+        return []
+    return [first, *consumer.consume(batch - 1, 0.005)]
+
+
 def run_feed_loop(consumer: Consumer, apply: Callable[[list[IncomingMessage]], None], what: str,
                   stop: threading.Event, summary_every_s: float = 60.0, poll_s: float = 0.5,
                   apply_when_idle: bool = False, health: Health | None = None) -> None:
@@ -108,7 +119,7 @@ def run_feed_loop(consumer: Consumer, apply: Callable[[list[IncomingMessage]], N
     health = health or Health()
     while not stop.is_set():
         health.beat("feed")
-        polled = consumer.consume(BATCH, poll_s)
+        polled = poll_batch(consumer, poll_s)
         batch = []
         for msg in polled:
             error = msg.error()

@@ -75,6 +75,7 @@ class Notifier:
 
     def __init__(self, node: str, engine: Engine, producer: Producer, topic: str, post: Post = http_post) -> None:
         self.node, self.engine, self.producer, self.topic, self.post = node, engine, producer, topic, post
+        self._woken = threading.Event()
 
     def run_once(self) -> NotifierCounts:
         """One pass over the due notifications."""
@@ -124,10 +125,18 @@ class Notifier:
                     n["attempts"] + 1, when.isoformat(timespec="seconds"))
         return False
 
+    def wake(self) -> None:
+        """Pass now: the subscriber recorded notifications (without it, the next pass is at most ``every_s`` away)."""
+        self._woken.set()
+
     def run(self, stop: threading.Event, every_s: float = 1.0, health: Health | None = None) -> None:
-        """Pass every ``every_s`` until ``stop``; a failed pass (an unreachable store) is logged and retried.
-        ``health``: beaten every pass (a notifier thread that stopped passing makes the process not live)."""
-        while not stop.wait(every_s):
+        """Pass when woken or every ``every_s`` until ``stop``; a failed pass (an unreachable store) is logged and
+        retried. ``health``: beaten every pass (a notifier thread that stopped passing makes the process not live)."""
+        while not stop.is_set():
+            self._woken.wait(every_s)
+            self._woken.clear()
+            if stop.is_set():
+                return
             if health is not None:
                 health.beat("notifier")
             try:

@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import Producer
 from sqlalchemy import create_engine
@@ -37,9 +38,11 @@ HOSPITAL_SIDE = "local"  # a hospital plays the local side of its home link
 class Subscriber:
     """Applies batches of one subscriber's feed to its ``fructos_subscribed`` store."""
 
-    def __init__(self, node: str, engine: Engine, dead_letters: DeadLetterWriter) -> None:
+    def __init__(self, node: str, engine: Engine, dead_letters: DeadLetterWriter,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self.node, self.engine, self.dead_letters = node, engine, dead_letters
         self.applied = 0
+        self.on_change = on_change  # called after a batch changed copies (and so recorded notifications)
 
     def apply(self, batch: list[IncomingMessage]) -> None:
         """Decode (dead-lettering what is not a feed message of this node), then apply in one transaction."""
@@ -64,6 +67,8 @@ class Subscriber:
         except Exception:  # noqa: BLE001 - a message the store refuses: find it, one transaction per message
             result = self._one_by_one(pairs)
         self.dead_letters.flush()
+        if result.applied or result.removed:
+            self.on_change()
         self.applied += result.applied
         log.info("feed of %s: %d messages: %d copies written, %d removed, %d unchanged, %d patients subscribed, "
                  "%d unsubscribed", self.node, len(pairs), result.applied, result.removed, result.unchanged,
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     health, server = serve_health(settings, PROCESS, args.metrics_port)
     subscriber = build_subscriber(settings, args.node)
     notifier = build_notifier(settings, args.node, subscriber.engine)
+    subscriber.on_change = notifier.wake
     notifying = threading.Thread(target=notifier.run, args=(stop,), kwargs={"health": health}, name="notifier",
                                  daemon=True)
     notifying.start()
@@ -138,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                       settings.log_repeat_summary_s, health=health)
     finally:
         stop.set()
+        notifier.wake()  # it waits to be woken (or every_s): stop now
         notifying.join(30)
         consumer.close()
         subscriber.close()
