@@ -397,18 +397,18 @@ class ReferenceApi:
             for doc_id in ids:
                 record = records.delete(live[doc_id])
                 call.wrote("fructos_own", "signed_records", live[doc_id])
-                if cloud and record.approved and record.shared:
-                    self._publish_or_withdraw(call, record)  # the deleted state replaces the copy
+                if cloud and record.shared:  # the deleted state replaces the copy; unapproved: withdrawn (a
+                    self._publish_or_withdraw(call, record)  # hospital's approval during a cut must not return)
                 bump_document(call, doc_id, {"deleted": True})
         return self._finish(call)
 
     @staticmethod
     def _publish_or_withdraw(call: ApiCall, record: SignedRecord) -> None:
-        """On the cloud, a later change of an approved document that is or was shared: copy its state into the
-        shared patient store (shared; a deleted one too, as deleted) or remove it from there (now private);
-        docs/sharing.md."""
+        """On the cloud, a later change of an approved document that is or was shared, or the delete of a shared
+        one: copy its state into the shared patient store (shared and approved; a deleted one too, as deleted)
+        or remove it from there (now private, or deleted before it was approved); docs/sharing.md."""
         store = PostgresSignedRecordStore(call.conn("fructos_patient"))
-        if store.copy(record) if record.shared else store.withdraw(record):
+        if store.copy(record) if record.shared and record.approved else store.withdraw(record):
             call.wrote("fructos_patient", "signed_records", record.id)
 
     def approve_documents(self, payload: p.ApprovalsPayload | Mapping[str, Any], *,

@@ -4,7 +4,13 @@
 - ``fanout_subscriptions``: the subscriptions the fan-out has opened on their subscriber's feed (a
   ``subscribe`` and its snapshot sent), each with an id that names its messages;
 - ``shared_documents``: every document the shared store holds (or held: withdrawn ones stay, with
-  their version), as the fan-out has seen them go by, each with its latest ``copy`` message.
+  their state's rank), as the fan-out has seen them go by, each with its latest ``copy`` message.
+
+Which state of a document wins is the conflict rule's (:mod:`connectors.sinks.conflict_rule`), the
+rule of the shared store's own sink, so the subscribers hold what that store holds even when the two
+parties of a home link wrote the same version during a cut. Every state the fan-out accepts draws the
+next value of a database sequence, carried by its messages as ``seq``: the subscribers keep the
+greatest, and a value is never reused, even by a batch rolled back and replayed in another order.
 
 :func:`fan_out` turns one batch of captured changes into feed messages. It first opens the
 subscriptions asked for since the last batch (their snapshot comes from ``shared_documents``, i.e.
@@ -16,9 +22,11 @@ a crash in between replays the batch, which the subscriber's version guard absor
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -34,10 +42,14 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
+from connectors.sinks import conflict_rule as rule
+from connectors.stores.tables import ADDED_COLUMNS, coerce_row, signed_records_table
 from streams.core.model import REPLICA_STORE, ChangeEvent, RowValue
 from streams.routing.matrix_model import Matrix
 from streams.routing.replica import route_replica
@@ -78,13 +90,30 @@ def sharing_metadata() -> MetaData:
           Column("patient_id", Text, nullable=False), Column("version", BigInteger, nullable=False),
           Column("withdrawn", Boolean, nullable=False),
           Column("copy_message", LargeBinary),  # the latest copy (subscriber ""); None once withdrawn
-          Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()))
+          Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+          *(Column(name, type_, nullable=False, server_default=default)
+            for name, (type_, default) in RANK_COLUMNS.items()))
     return md
 
 
+#: The conflict rule's rank of the state kept, beside ``version`` (added to data dirs made before it).
+RANK_COLUMNS = {"rank_deleted": (Boolean, text("false")), "rank_approved": (Boolean, text("false")),
+                "rank_content_hash": (Text, text("''")),
+                "rank_updated_at": (DateTime(timezone=True), text("'epoch'")),
+                "rank_row_hash": (Text, text("''")), "seq": (BigInteger, text("0"))}
+SEQUENCE = "shared_documents_seq"
+
+
 def create_sharing_schema(conn: Connection) -> None:
-    """Create the ``sharing`` database's tables (idempotent)."""
-    sharing_metadata().create_all(conn)
+    """Create the ``sharing`` database's tables (idempotent; adds the rank columns to older ones)."""
+    md = sharing_metadata()
+    md.create_all(conn)
+    conn.execute(text(f"CREATE SEQUENCE IF NOT EXISTS {SEQUENCE}"))
+    docs = md.tables["shared_documents"]
+    for name in RANK_COLUMNS:
+        column = docs.c[name]
+        conn.execute(text(f"ALTER TABLE shared_documents ADD COLUMN IF NOT EXISTS {name} "
+                          f"{column.type.compile(conn.dialect)} NOT NULL DEFAULT {column.server_default.arg.text}"))
 
 
 def add_subscription(conn: Connection, node: str, patient: str, actor: str) -> bool:
@@ -127,6 +156,16 @@ def list_subscriptions(conn: Connection, node: str | None = None) -> list[dict[s
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
+def subscription_counts(conn: Connection) -> dict[str, dict[str, int]]:
+    """Per node: the subscriptions asked for and those the fan-out has opened on its feed (``platsync status``)."""
+    md = sharing_metadata()
+    counts: dict[str, dict[str, int]] = {}
+    for name, table in (("asked", md.tables["subscriptions"]), ("open", md.tables["fanout_subscriptions"])):
+        for node, n in conn.execute(select(table.c.node, func.count()).group_by(table.c.node)):
+            counts.setdefault(node, {"asked": 0, "open": 0})[name] = n
+    return counts
+
+
 def fan_out(conn: Connection, changes: Sequence[tuple[str, ChangeEvent]], matrix: Matrix,
             now_ms: int | None = None) -> list[FeedMessage]:
     """The feed messages for one batch of ``(home, change)`` pairs, in order (see the module docstring)."""
@@ -136,12 +175,14 @@ def fan_out(conn: Connection, changes: Sequence[tuple[str, ChangeEvent]], matrix
     subscribers: dict[str, list[str]] = {}
     for node, patient in sorted(open_now):
         subscribers.setdefault(patient, []).append(node)
+    signed_records = signed_records_table(MetaData())
     for home, change in changes:
-        # A change older than what was already seen (a replay) is not sent again: the messages of the
-        # first pass were produced before its transaction committed.
-        if _record(conn, md.tables["shared_documents"], home, change, matrix):
+        # A change that does not beat what was already seen (a replay, a conflict's loser) is not sent: the
+        # messages of a first pass were produced before its transaction committed.
+        seq = _record(conn, md.tables["shared_documents"], signed_records, home, change, matrix)
+        if seq is not None:
             for feed in feed_for_change(change, matrix, home, subscribers).values():
-                messages.extend(feed)
+                messages.extend(dataclasses.replace(m, seq=seq) for m in feed)
     return messages
 
 
@@ -158,9 +199,9 @@ def _open_and_close(conn: Connection, md: MetaData, now_ms: int) -> tuple[list[F
         conn.execute(delete(opened).where(opened.c.node == node, opened.c.patient_id == patient))
     for node, patient in sorted(wanted - have.keys()):
         subscription_id = f"sub-{uuid.uuid4()}"
-        held = conn.execute(select(docs.c.home, docs.c.copy_message).where(
+        held = conn.execute(select(docs.c.home, docs.c.copy_message, docs.c.seq).where(
             docs.c.patient_id == patient, docs.c.home != node, docs.c.withdrawn.is_(False)).order_by(docs.c.id))
-        messages.extend(subscribe_feed(node, patient, ((home, _row(encoded)) for home, encoded in held),
+        messages.extend(subscribe_feed(node, patient, ((home, _row(encoded), seq) for home, encoded, seq in held),
                                        subscription_id, now_ms))
         conn.execute(insert(opened).values(node=node, patient_id=patient, subscription_id=subscription_id))
     return messages, wanted
@@ -172,27 +213,45 @@ def _row(encoded: bytes) -> dict[str, RowValue]:
     return row
 
 
-def _record(conn: Connection, docs: Table, home: str, change: ChangeEvent, matrix: Matrix) -> bool:
-    """Keep ``shared_documents`` equal to what the shared store holds of documents (version-guarded);
-    False if the change concerns no subscriber's document or is older than what was seen."""
+def _record(conn: Connection, docs: Table, signed_records: Table, home: str, change: ChangeEvent,
+            matrix: Matrix) -> int | None:
+    """Keep ``shared_documents`` equal to what the shared store holds of documents (ranked by the conflict
+    rule); the state's new ``seq``, or None if the change concerns no subscriber's document or does not beat
+    what was seen."""
     decision = route_replica(change, matrix, REPLICA_STORE)
     image = change.row if change.row is not None else change.before
     if not decision.writes or not is_document_record(change.table, image) or image is None:
-        return False
+        return None
     patient = image.get("patient_id")
     if not isinstance(patient, str) or not patient:
-        return False
+        return None
     (write,) = decision.writes
     withdrawn = write.op != "upsert"
+    seq = int(conn.execute(select(func.nextval(SEQUENCE))).scalar_one())  # gaps are harmless; reuse is not
     encoded = None if withdrawn or write.row is None else encode_feed_message(FeedMessage(
         "copy", "", patient, write.event_id, change.commit_ts_ms, record_id=write.key, source_node=home,
-        version=write.version, row={**write.row, SOURCE_COLUMN: home}))
-    values = {"id": write.key, "home": home, "patient_id": patient, "version": write.version,
-              "withdrawn": withdrawn, "copy_message": encoded}
+        version=write.version, row={**write.row, SOURCE_COLUMN: home}, seq=seq))
+    values = {"id": write.key, "home": home, "patient_id": patient, "version": write.version, "seq": seq,
+              "withdrawn": withdrawn, "copy_message": encoded, **_rank(signed_records, write.row)}
     stmt = insert(docs).values(**values)
-    return bool(conn.execute(stmt.on_conflict_do_update(
+    kept, offered = tuple_(*(docs.c[n] for n in RANKED)), tuple_(*(stmt.excluded[n] for n in RANKED))
+    done = conn.execute(stmt.on_conflict_do_update(
         index_elements=["id"], set_={**{k: stmt.excluded[k] for k in values if k != "id"}, "updated_at": func.now()},
-        # A withdrawal at the same version as the copy it removes wins; an older change never lands.
-        where=(docs.c.version < stmt.excluded.version)
-        | ((docs.c.version == stmt.excluded.version) & stmt.excluded.withdrawn & ~docs.c.withdrawn),
-    ).returning(docs.c.id)).all())
+        where=kept < offered,  # the conflict rule: the greater rank wins; replays and losers change nothing
+    ).returning(docs.c.id)).all()
+    return seq if done else None
+
+
+#: The rank columns in the conflict rule's order (connectors/sinks/conflict_rule.py).
+RANKED = ("rank_deleted", "rank_approved", "version", "rank_content_hash", "rank_updated_at", "rank_row_hash")
+
+
+def _rank(signed_records: Table, row: dict[str, RowValue] | None) -> dict[str, object]:
+    """The rank columns of a state but its version: the conflict rule's key of the row the shared store's
+    sink would hold (a hard delete, without a row, ranks as deleted)."""
+    if row is None:
+        return {"rank_deleted": True, "rank_approved": False, "rank_content_hash": "",
+                "rank_updated_at": datetime(1970, 1, 1, tzinfo=UTC), "rank_row_hash": ""}
+    key = rule.rank_key(coerce_row(signed_records, {**ADDED_COLUMNS["signed_records"], **row}))
+    return {"rank_deleted": key.deleted, "rank_approved": key.approved, "rank_content_hash": key.content_hash,
+            "rank_updated_at": key.updated_at, "rank_row_hash": key.row_sha256 or ""}

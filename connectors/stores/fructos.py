@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
@@ -149,6 +149,10 @@ class SignedRecordStore(Protocol):
         ...
 
 
+#: The columns of the conflict rule's key, in its order (connectors/sinks/conflict_rule.py), but the row hash.
+RANKED = ("deleted", "approved", "version", "content_hash", "updated_at")
+
+
 @cache
 def _signed_records_table() -> Table:
     """The ``signed_records`` table, built once: a store is made per API call, and building the
@@ -227,9 +231,10 @@ class PostgresSignedRecordStore:
         would give the copy a state of its own, and the next change of the original, whose
         before-image names the original's state, would be taken for a concurrent edit of the
         copy (a false conflict). Only a record never read from a store (``updated_at`` None)
-        gets this transaction's ``now()``. An existing row is replaced only if its version is
-        lower than ``record.version``, and a document withdrawn from a shared store in a state that
-        beats ``record`` (the conflict rule) is not copied back; returns whether a row was written.
+        gets this transaction's ``now()``. An existing row is replaced only by a state that beats it
+        by the conflict rule, as the sinks decide (a state the other party wrote at the same version
+        during a cut may have reached this store first), and a document withdrawn from a shared store
+        in a state that beats ``record`` is not copied back; returns whether a row was written.
         """
         verify_content_hash(record.content, record.content_hash, record.id)
         if record.updated_at is not None:  # a tombstone first: rare, so one query in the common case
@@ -242,7 +247,7 @@ class PostgresSignedRecordStore:
         stmt = stmt.on_conflict_do_update(
             index_elements=[self._table.c.id],
             set_={name: stmt.excluded[name] for name in values if name != "id"},
-            where=self._table.c.version < stmt.excluded.version,
+            where=tuple_(*(self._table.c[n] for n in RANKED)) < tuple_(*(stmt.excluded[n] for n in RANKED)),
         ).returning(self._table.c.id)
         return self._conn.execute(stmt).first() is not None
 
@@ -264,7 +269,7 @@ class PostgresSignedRecordStore:
         self._conn.execute(delete(self._table).where(self._table.c.id == record.id))
         self._conn.exec_driver_sql(withdrawals.UPSERT_WITHDRAWN, {
             "table": "signed_records", "id": record.id, "version": record.version, "approved": record.approved,
-            "content_hash": record.content_hash, "updated_at": record.updated_at})
+            "content_hash": record.content_hash, "updated_at": record.updated_at, "deleted": record.deleted})
         return current is not None
 
     def _withdrawn(self, record_id: str) -> rule.RankKey | None:

@@ -93,6 +93,25 @@ def mark_failed(conn: Connection, message_id: str, attempts_before: int, error: 
     return when
 
 
+def notification_counts(conn: Connection) -> dict[str, Any]:
+    """The node's notifications by delivery state (``platsync status``): ``total``, ``unpublished`` (not yet
+    on its topic), ``undelivered`` (a webhook is set and has not acknowledged them), ``failing`` (undelivered
+    after at least one attempt) and the ``last_error`` of the most recent failure (no PHI: an HTTP status or a
+    connection error)."""
+    table, hook = _tables()
+    webhook = conn.execute(select(hook.c.set_at)).scalar()
+    undelivered = table.c.delivered_at.is_(None) & (table.c.created_at >= webhook) if webhook is not None else None
+    row = conn.execute(select(
+        func.count(), func.count().filter(table.c.published_at.is_(None)),
+        func.count().filter(undelivered) if undelivered is not None else text("0"),
+        func.count().filter(undelivered & (table.c.attempts > 0)) if undelivered is not None else text("0"),
+    )).one()
+    last_error = conn.execute(select(table.c.last_error).where(table.c.last_error.is_not(None), table.c.delivered_at
+                              .is_(None)).order_by(table.c.next_attempt_at.desc()).limit(1)).scalar()
+    return {"total": row[0], "unpublished": row[1], "undelivered": row[2], "failing": row[3],
+            "webhook": webhook is not None, "last_error": last_error}
+
+
 def list_notifications(conn: Connection, since: datetime | None = None) -> list[dict[str, Any]]:
     """Every notification (created at or after ``since``), oldest first, with its delivery state."""
     table, _ = _tables()

@@ -7,9 +7,14 @@ feed messages is idempotent and never lets an older version overwrite a newer on
 
 - ``subscribe`` records the patient; ``unsubscribe`` deletes every copy of the patient and forgets it, so
   a copy still in flight for it afterwards is ignored;
-- ``copy`` upserts the record if the patient is subscribed and its version is newer than both the copy
-  held and any withdrawal seen (a replayed old copy cannot bring back a withdrawn document);
-- ``withdraw`` deletes a copy at or below its version and remembers the withdrawal's version.
+- ``copy`` upserts the record if the patient is subscribed and it is later than both the copy held and
+  any withdrawal seen (a replayed old copy cannot bring back a withdrawn document);
+- ``withdraw`` deletes a copy it is later than, and remembers the withdrawal.
+
+"Later" is the order ``(seq, version)``: ``seq`` is the fan-out's order of a record's states
+(:mod:`connectors.stores.fanout_state`), which the version alone is not -- the two states of a conflict
+share a version, and the conflict rule may put a copy after a withdrawal at the same version. Copies and
+withdrawals received before ``seq`` existed have 0 and compare by version, as they did.
 
 Each copy or withdrawal that changed the store records a notification in the same transaction
 (:mod:`connectors.stores.notifications`).
@@ -21,23 +26,38 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text, delete, func, literal_column, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from connectors.stores.notifications import add_notification_tables, record_notification
+from connectors.stores.notifications import add_notification_tables, notification_counts, record_notification
 from connectors.stores.tables import ADDED_COLUMNS, coerce_row, signed_records_table
 from streams.sharing.feed import FeedMessage
 from streams.sharing.subscriptions import SOURCE_COLUMN, SUBSCRIBED_STORE
 
-__all__ = ["SUBSCRIBED_STORE", "FeedApplyResult", "apply_feed", "create_subscribed_schema", "subscribed_metadata"]
+__all__ = ["SUBSCRIBED_STORE", "FeedApplyResult", "apply_feed", "create_subscribed_schema", "subscribed_metadata",
+           "subscriber_counts"]
 
 
 def subscribed_metadata() -> MetaData:
     """The tables of ``fructos_subscribed``: the copies, the subscribed patients, the withdrawals seen."""
     md = MetaData()
     signed_records_table(md, Column(SOURCE_COLUMN, Text, nullable=False),
-                         Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()))
+                         Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+                         Column(SEQ_COLUMN, BigInteger, nullable=False, server_default=text("0")))
     Table("subscribed_patients", md,
           Column("patient_id", Text, primary_key=True),
           Column("subscribed_at", DateTime(timezone=True), nullable=False, server_default=func.now()))
@@ -46,13 +66,20 @@ def subscribed_metadata() -> MetaData:
           Column("id", Text, primary_key=True),
           Column("patient_id", Text, nullable=False),
           Column(SOURCE_COLUMN, Text, nullable=False),
-          Column("version", BigInteger, nullable=False))
+          Column("version", BigInteger, nullable=False),
+          Column(SEQ_COLUMN, BigInteger, nullable=False, server_default=text("0")))
     return md
 
 
+#: The column keeping the fan-out's ``seq`` of a copy or a withdrawal (see the module docstring).
+SEQ_COLUMN = "feed_seq"
+
+
 def create_subscribed_schema(conn: Connection) -> None:
-    """Create the store's tables (idempotent)."""
+    """Create the store's tables (idempotent; adds ``feed_seq`` to tables made before it)."""
     subscribed_metadata().create_all(conn)
+    for table in ("signed_records", "withdrawn_records"):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {SEQ_COLUMN} bigint NOT NULL DEFAULT 0"))
     conn.execute(text("CREATE INDEX IF NOT EXISTS signed_records_patient ON signed_records (patient_id)"))
 
 
@@ -117,17 +144,19 @@ def _notify(conn: Connection, m: FeedMessage, kind: str) -> None:
 
 
 def _upsert_copy(conn: Connection, records: Table, withdrawn: Table, m: FeedMessage) -> str | None:
-    """``new`` or ``changed`` if the copy changed the store, None if it did not (replay, older version)."""
-    floor = conn.execute(select(withdrawn.c.version).where(withdrawn.c.id == m.record_id)).scalar()
-    if floor is not None and m.version <= floor:
+    """``new`` or ``changed`` if the copy changed the store, None if it did not (replay, earlier state)."""
+    floor = conn.execute(select(withdrawn.c[SEQ_COLUMN], withdrawn.c.version).where(
+        withdrawn.c.id == m.record_id)).first()
+    if floor is not None and (m.seq, m.version) <= tuple(floor):
         return None
     assert m.row is not None  # FeedMessage refuses a copy without a row
     row: dict[str, Any] = {**ADDED_COLUMNS["signed_records"], **m.row, SOURCE_COLUMN: m.source_node}
-    values = coerce_row(records, row)
+    values = {**coerce_row(records, row), SEQ_COLUMN: m.seq}
     stmt = insert(records).values(**values)
     updated = {k: stmt.excluded[k] for k in values if k != "id"}
     stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={**updated, "received_at": func.now()},
-                                      where=records.c.version < stmt.excluded.version)
+                                      where=tuple_(records.c[SEQ_COLUMN], records.c.version)
+                                      < tuple_(stmt.excluded[SEQ_COLUMN], stmt.excluded.version))
     # xmax is 0 on a row this statement inserted, not on one it updated.
     done = conn.execute(stmt.returning(literal_column("xmax = 0"))).all()
     return None if not done else ("new" if done[0][0] else "changed")
@@ -135,13 +164,26 @@ def _upsert_copy(conn: Connection, records: Table, withdrawn: Table, m: FeedMess
 
 def _withdraw(conn: Connection, records: Table, withdrawn: Table, m: FeedMessage) -> int:
     stmt = insert(withdrawn).values(id=m.record_id, patient_id=m.patient_id, source_node=m.source_node,
-                                    version=m.version)
-    conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={"version": stmt.excluded.version},
-                                            where=withdrawn.c.version < stmt.excluded.version))
-    return _count(conn, delete(records).where(records.c.id == m.record_id, records.c.version <= m.version)
-                  .returning(records.c.id))
+                                    version=m.version, **{SEQ_COLUMN: m.seq})
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=["id"], set_={"version": stmt.excluded.version, SEQ_COLUMN: stmt.excluded[SEQ_COLUMN]},
+        where=tuple_(withdrawn.c[SEQ_COLUMN], withdrawn.c.version) < tuple_(stmt.excluded[SEQ_COLUMN],
+                                                                          stmt.excluded.version)))
+    return _count(conn, delete(records).where(
+        records.c.id == m.record_id, tuple_(records.c[SEQ_COLUMN], records.c.version) <= tuple_(m.seq, m.version))
+        .returning(records.c.id))
 
 
 def _count(conn: Connection, statement: Any) -> int:
     """Rows a statement with RETURNING touched (the driver's rowcount is not reliable for upserts)."""
     return len(conn.execute(statement).all())
+
+
+def subscriber_counts(conn: Connection) -> dict[str, Any]:
+    """What a subscriber holds (``platsync status``): patients, copies, when the last copy arrived, and its
+    notifications (:func:`connectors.stores.notifications.notification_counts`)."""
+    md = subscribed_metadata()
+    records, patients = md.tables["signed_records"], md.tables["subscribed_patients"]
+    copies, last = conn.execute(select(func.count(), func.max(records.c.received_at))).one()
+    return {"patients": conn.execute(select(func.count()).select_from(patients)).scalar_one(), "copies": copies,
+            "last_received_at": None if last is None else last.isoformat(), "notifications": notification_counts(conn)}

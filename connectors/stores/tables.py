@@ -77,6 +77,9 @@ def _bookkeeping(metadata: MetaData) -> None:
         Column("approved", Boolean),
         Column("content_hash", Text),
         Column("updated_at", DateTime(timezone=True)),
+        # The withdrawn state was deleted (a shared document deleted before it was approved): it beats an
+        # approval the other party made at the same version during a cut. NULL (older tombstones): false.
+        Column("deleted", Boolean),
         PrimaryKeyConstraint("table_name", "id"),
     )
     Table(
@@ -255,7 +258,7 @@ def create_schema(conn: Connection, store: str, side: str, database: str, settin
         # Full before-images let a delete event carry the version it removed.
         conn.execute(text(f"ALTER TABLE {table} REPLICA IDENTITY FULL"))
     conn.execute(text(MARK_API_FUNCTION))
-    for column in ("approved boolean", "content_hash text", "updated_at timestamptz"):  # data dirs made before
+    for column in ("approved boolean", "content_hash text", "updated_at timestamptz", "deleted boolean"):  # older
         conn.execute(text(f"ALTER TABLE platsync_tombstone ADD COLUMN IF NOT EXISTS {column}"))
     if store == "meta":
         create_sequences(conn, settings, side)

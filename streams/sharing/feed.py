@@ -54,6 +54,9 @@ class FeedMessage:
     source_node: str | None = None
     version: int = 0
     row: dict[str, RowValue] | None = None
+    #: The fan-out's order of the record's states: greater is later (it is not the version: two states of
+    #: a conflict share a version, and a withdrawal may lose to a copy at the same version).
+    seq: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -114,17 +117,21 @@ def feed_for_change(change: ChangeEvent, matrix: Matrix, home: str,
     return out
 
 
-def subscribe_feed(subscriber: str, patient: str, held: Iterable[tuple[str, Mapping[str, RowValue]]],
+def subscribe_feed(subscriber: str, patient: str, held: Iterable[tuple[str, Mapping[str, RowValue], int]],
                    subscription_id: str, now_ms: int) -> tuple[FeedMessage, ...]:
     """A new subscription's messages: ``subscribe``, then a ``copy`` of each shared document of the patient
-    that another institution holds (``held``: (home, row) pairs, as the fan-out knows them)."""
+    that another institution holds (``held``: (home, row, seq) triples, as the fan-out knows them)."""
+    held = list(held)
+    seqs = {str(row["id"]): seq for _home, row, seq in held}
     opening = FeedMessage(kind="subscribe", subscriber=subscriber, patient_id=patient,
                           message_id=f"{subscription_id}:subscribe", source_commit_ts_ms=now_ms)
     copies = tuple(
         FeedMessage(kind="copy", subscriber=subscriber, patient_id=patient,
                     message_id=f"{subscription_id}:{w.key}", source_commit_ts_ms=now_ms, record_id=w.key,
-                    source_node=str(w.row[SOURCE_COLUMN]) if w.row else None, version=w.version, row=w.row)
-        for w in subscribe_writes(subscriber, held) if w.row is not None and w.row.get("patient_id") == patient)
+                    source_node=str(w.row[SOURCE_COLUMN]) if w.row else None, version=w.version, row=w.row,
+                    seq=seqs[w.key])
+        for w in subscribe_writes(subscriber, ((home, row) for home, row, _seq in held))
+        if w.row is not None and w.row.get("patient_id") == patient)
     return (opening, *copies)
 
 

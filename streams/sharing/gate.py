@@ -6,7 +6,7 @@ the replica links copy that store to the regional servers. The share gate narrow
 store -- a write that would carry it becomes a withdrawal (a delete at its version, which also leaves
 a tombstone there) -- and every later change of an approved document that is or was shared reaches
 the shared stores whatever API made it, so they hold its current state (withdrawn when made private,
-published again when made shared).
+published again when made shared), as does the delete of a shared document not yet approved (withdrawn).
 """
 
 from __future__ import annotations
@@ -31,23 +31,34 @@ def is_shared(row: Mapping[str, RowValue]) -> bool:
 
 
 def gated_op(change: ChangeEvent, op: str) -> str:
-    """The op of a write of ``change`` into a shared store: an upsert of a private document withdraws it."""
-    if op == "upsert" and is_document_record(change.table, change.row) and change.row is not None \
-            and not is_shared(change.row):
+    """The op of a write of ``change`` into a shared store: an upsert of a private document withdraws it, and so
+    does one of a document deleted before it was approved (its content was never shared: only its withdrawal,
+    which must beat an approval the other party made during a cut, reaches the shared store)."""
+    row = change.row
+    if op == "upsert" and row is not None and is_document_record(change.table, row) \
+            and (not is_shared(row) or (row.get("deleted") is True and not row.get("approved"))):
         return "delete"
     return op
 
 
 def keeps_shared_copies_current(change: ChangeEvent) -> bool:
-    """True if ``change`` is a later change of an *approved* document that is or was shared: an update,
-    a share change, a delete. It reaches the shared stores whatever API made it, so their copies stay
-    current (docs/sharing.md, rule 2): a shared one is copied, one made private is withdrawn. A document
-    private before and after stays out (not even its id reaches a shared store); an unapproved document is
-    in no shared store yet, and its approval (PRV_DOC_009) is routed by the matrix."""
+    """True if ``change`` must reach the shared stores whatever API made it (docs/sharing.md, rule 2):
+
+    - a later change of an *approved* document that is or was shared (an update, a share change, a delete):
+      so their copies stay current, a shared one copied, one made private withdrawn;
+    - the delete of a shared document not approved on this side: during a cut the other party may have
+      approved it, and a deleted state beats an approved one, so the copy that approval made is withdrawn.
+
+    A document private before and after stays out (not even its id reaches a shared store); any other change
+    of an unapproved document is in no shared store yet, and its approval (PRV_DOC_009) is routed by the
+    matrix."""
     row, before = change.row, change.before
-    return (change.op == "u" and row is not None and before is not None
-            and is_document_record(change.table, row) and bool(row.get("approved"))
-            and bool(before.get("approved")) and (is_shared(row) or is_shared(before)))
+    if change.op != "u" or row is None or before is None or not is_document_record(change.table, row) \
+            or not (is_shared(row) or is_shared(before)):
+        return False
+    if row.get("approved") and before.get("approved"):
+        return True
+    return row.get("deleted") is True and before.get("deleted") is not True
 
 
 def is_share_gate_write(change: ChangeEvent) -> bool:

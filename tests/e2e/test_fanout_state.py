@@ -95,3 +95,51 @@ def test_an_unsubscription_is_sent_once_and_stops_the_copies(sharing: Engine, ma
         conn.execute(text("DELETE FROM subscriptions WHERE node = 'hosp-b'"))
     assert batch(sharing, matrix, ("hosp-a", document("r1", 2))) == [("unsubscribe", "hosp-b", "p-1", None, None, 0)]
     assert batch(sharing, matrix, ("hosp-a", document("r1", 3))) == []
+
+
+def with_content(change: ChangeEvent, content_hash: str, side: str = "local") -> ChangeEvent:
+    assert change.row is not None
+    return dataclasses.replace(change, source_side=side, origin_side=side,
+                               row={**change.row, "content_hash": content_hash})
+
+
+def sent(engine: Engine, matrix: Matrix, *changes: tuple[str, ChangeEvent]) -> list[tuple]:
+    """(kind, record, version, content_hash of the row, seq) of a batch's messages."""
+    with engine.begin() as conn:
+        messages = fan_out(conn, list(changes), matrix, now_ms=1)
+    return [(m.kind, m.record_id, m.version, (m.row or {}).get("content_hash"), m.seq) for m in messages]
+
+
+def test_the_two_states_of_a_conflict_rank_as_in_the_shared_store(sharing: Engine, matrix: Matrix) -> None:
+    """During a cut both parties of a home link wrote version 2: the shared store's sink keeps the state of
+    the greater rank (here the higher content hash), whatever order they arrive in; so does the fan-out, and
+    the winner's seq is later than anything sent before."""
+    subscribe(sharing, "hosp-b", "p-1")
+    sent(sharing, matrix, ("hosp-a", document("r1", 1)))
+    low, high = with_content(document("r1", 2), "1" * 64), with_content(document("r1", 2), "f" * 64, "remote")
+    first = sent(sharing, matrix, ("hosp-a", high))
+    assert [m[:4] for m in first] == [("copy", "r1", 2, "f" * 64)]
+    assert sent(sharing, matrix, ("hosp-a", low)) == []  # the conflict's loser is not sent...
+    subscribe(sharing, "hosp-c", "p-1")
+    snapshot = sent(sharing, matrix)
+    assert snapshot[1][:4] == ("copy", "r1", 2, "f" * 64) and snapshot[1][4] == first[0][4]  # ...nor snapshotted
+    with sharing.begin() as conn:
+        conn.execute(text("TRUNCATE shared_documents"))
+    sent(sharing, matrix, ("hosp-a", document("r1", 1)))
+    lower_first = sent(sharing, matrix, ("hosp-a", low), ("hosp-a", high))  # the other order: both are sent
+    assert [m[:4] for m in lower_first] == [("copy", "r1", 2, "1" * 64)] * 2 + [("copy", "r1", 2, "f" * 64)] * 2
+    assert lower_first[2][4] > lower_first[0][4] > first[0][4]  # in order, and never reused
+
+
+def test_a_copy_that_outranks_a_withdrawal_at_the_same_version_is_sent(sharing: Engine, matrix: Matrix) -> None:
+    """The hospital made the document private at version 2 while the cloud edited it at version 2; the
+    edit won the conflict (higher content hash), so the shared store holds it and the subscriber must too."""
+    subscribe(sharing, "hosp-b", "p-1")
+    shared = document("r1", 1)
+    sent(sharing, matrix, ("hosp-a", shared))
+    private = with_content(document("r1", 2, shared=False, before=dict(shared.row)), "1" * 64)  # type: ignore[arg-type]
+    edit = with_content(document("r1", 2, before=dict(shared.row)), "f" * 64, "remote")  # type: ignore[arg-type]
+    withdrawn = sent(sharing, matrix, ("hosp-a", private))
+    assert [m[:3] for m in withdrawn] == [("withdraw", "r1", 2)]
+    back = sent(sharing, matrix, ("hosp-a", edit))
+    assert [m[:4] for m in back] == [("copy", "r1", 2, "f" * 64)] and back[0][4] > withdrawn[0][4]

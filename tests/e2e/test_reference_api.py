@@ -144,10 +144,11 @@ def diff(before: Snapshot, after: Snapshot) -> dict[Key, set[str]]:
 
 
 def check_call(engines: dict[tuple[str, str], Engine], api: ReferenceApi, api_id: str,
-               payload: dict[str, Any],
-               also: dict[str, str] | None = None) -> tuple[dict[str, Any], Snapshot, Snapshot]:
+               payload: dict[str, Any], also: dict[str, str] | None = None,
+               tombstoned: tuple[str, ...] = ()) -> tuple[dict[str, Any], Snapshot, Snapshot]:
     """Run one call and assert it wrote exactly its expected stores (and ``also``: on the cloud, a change of an
-    approved document keeps the shared store current), each in one marked transaction."""
+    approved document keeps the shared store current), each in one marked transaction; ``tombstoned``: stores
+    where the call only left a withdrawal's tombstone (marked too, no synced table changed)."""
     side = api.side
     before = snapshot(engines)
     result = api.call(api_id, payload)
@@ -157,7 +158,7 @@ def check_call(engines: dict[tuple[str, str], Engine], api: ReferenceApi, api_id
 
     assert result["api"] == api_id and result["side"] == side
     assert {k for k in changed if k[2] != MARKER} == {(side, s, t) for s, t in expected.items()}
-    assert {k for k in changed if k[2] == MARKER} == {(side, s, MARKER) for s in expected}
+    assert {k for k in changed if k[2] == MARKER} == {(side, s, MARKER) for s in (*expected, *tombstoned)}
     written_dbs = {s: set(tables) for s, tables in result["written"].items() if s != "keycloak"}
     assert written_dbs == {s: {t} for s, t in expected.items()}
     for store, table in expected.items():
@@ -211,7 +212,11 @@ def test_api_writes_exactly_its_source_stores(engines: dict[tuple[str, str], Eng
                                               apis: dict[str, ReferenceApi], api_id: str, side: str) -> None:
     api = apis[side]
     payload = PAYLOADS[api_id](api)
-    result, before, after = check_call(engines, api, api_id, payload)
+    # On the cloud, deleting a shared document not approved yet withdraws it from the shared store (docs/sharing.md):
+    # there is no copy to remove, only a tombstone to leave, which beats an approval made during a cut.
+    deleting_shared = api_id == "PRV_DOC_008" and side == "remote"
+    result, before, after = check_call(engines, api, api_id, payload,
+                                       tombstoned=("fructos_patient",) if deleting_shared else ())
     meta = {t: after[(side, "meta", t)] for t in SYNCED_TABLES["meta"]}
     if api_id in ("PRV_USR_001", "PRV_PAT_001"):
         table, entity = ("plat_users", "plat_user") if api_id == "PRV_USR_001" else ("patients", "patient")
@@ -240,7 +245,13 @@ def test_api_writes_exactly_its_source_stores(engines: dict[tuple[str, str], Eng
             assert doc["content_hash"] == record["content_hash"] == hashlib.sha256(record["content"]).hexdigest()
     if api_id == "PRV_DOC_008":
         for doc_id in result["written"]["meta"]["documents"]:
-            assert meta["documents"][doc_id]["deleted"] and record_of(after, side, doc_id)["deleted"]
+            record = record_of(after, side, doc_id)
+            assert meta["documents"][doc_id]["deleted"] and record["deleted"]
+            if deleting_shared:
+                with engines[(side, "fructos_patient")].connect() as conn:
+                    kept = conn.execute(text("SELECT version, deleted, approved FROM platsync_tombstone WHERE "
+                                             "table_name = 'signed_records' AND id = :id"), {"id": record["id"]}).one()
+                assert tuple(kept) == (record["version"], True, False)
     if api_id == "PRV_DOC_009":
         for doc_id in result["written"]["meta"]["documents"]:
             doc, record = meta["documents"][doc_id], record_of(after, side, doc_id)

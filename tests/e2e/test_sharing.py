@@ -211,3 +211,46 @@ def test_a_withdrawal_and_a_concurrent_update_leave_the_patient_store_on_the_win
     assert winner == own_state(s, "remote", doc_id) and winner[0] == 3
     assert winner[3] is hospital_wins  # shared: the hospital's update won; private: the cloud's withdrawal
     assert patient_copy(s, doc_id) == (winner if hospital_wins else None)
+
+
+def tombstone(s: Settings, record_id: str) -> tuple | None:
+    """(version, deleted, approved) the shared store's tombstone of a record keeps, or None."""
+    with psycopg.connect(libpq_dsn(s, "remote", "fructos_patient")) as conn:
+        return conn.execute("SELECT version, deleted, approved FROM platsync_tombstone "
+                            "WHERE table_name = 'signed_records' AND id = %s", (record_id,)).fetchone()
+
+
+@pytest.mark.parametrize("deleting", ["local", "remote"], ids=["hospital-deletes", "cloud-deletes"])
+def test_a_delete_during_a_cut_beats_the_other_sides_approval_in_the_patient_store(stack: Stack,
+                                                                                     deleting: str) -> None:
+    """During a cut one side deletes a shared document that is not approved yet while the other approves it,
+    both at version 2. Deleted beats approved (the conflict rule), so both sides keep the delete; the approval
+    had put a copy into the shared patient store (in the cloud at once, or on arrival from the hospital), and
+    the delete, though of a document never approved on its side, withdraws it there: no copy is left, only a
+    tombstone that ranks as deleted."""
+    s = stack.settings
+    approving = "remote" if deleting == "local" else "local"
+    with ReferenceApi(s, "local") as local:
+        doc_id = register(local, f"delete-race-{deleting}")
+    synced(s)
+    record_id = own_state_id(s, doc_id)
+    cut = platsync(s, "link", "down", "--note", "delete against approval")
+    assert cut.returncode == 0, cut.stdout + cut.stderr
+    try:
+        with ReferenceApi(s, approving) as api:
+            api.call("PRV_DOC_009", {"documents": [{"id": doc_id, "approved_by": "dr-chief"}]})
+        with ReferenceApi(s, deleting) as api:
+            api.call("PRV_DOC_008", {"ids": [doc_id]})
+    finally:
+        restored = platsync(s, "link", "up", timeout=300)
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+    synced(s)
+    winner = own_state(s, "local", doc_id)
+    assert winner == own_state(s, "remote", doc_id) and (winner[0], winner[4]) == (2, True)
+    assert patient_copy(s, doc_id) is None
+    assert tombstone(s, record_id) == (2, True, False)
+
+
+def own_state_id(s: Settings, doc_id: str) -> str:
+    with psycopg.connect(libpq_dsn(s, "local", "fructos_own")) as conn:
+        return str(conn.execute("SELECT id FROM signed_records WHERE subject_id = %s", (doc_id,)).fetchone()[0])

@@ -47,14 +47,14 @@ def row(record_id: str, version: int, patient: str = "p-1", content: bytes = PDF
             "updated_at": "2026-12-01T09:00:00+09:00", "source_node": "hosp-a"}
 
 
-def copy(record_id: str, version: int, patient: str = "p-1", content: bytes = PDF) -> FeedMessage:
-    return FeedMessage("copy", "hosp-b", patient, f"e-{record_id}-{version}", 1, record_id=record_id,
-                       source_node="hosp-a", version=version, row=row(record_id, version, patient, content))
+def copy(record_id: str, version: int, patient: str = "p-1", content: bytes = PDF, seq: int = 0) -> FeedMessage:
+    return FeedMessage("copy", "hosp-b", patient, f"e-{record_id}-{version}-{seq}", 1, record_id=record_id,
+                       source_node="hosp-a", version=version, row=row(record_id, version, patient, content), seq=seq)
 
 
-def withdraw(record_id: str, version: int, patient: str = "p-1") -> FeedMessage:
-    return FeedMessage("withdraw", "hosp-b", patient, f"w-{record_id}-{version}", 1, record_id=record_id,
-                       source_node="hosp-a", version=version)
+def withdraw(record_id: str, version: int, patient: str = "p-1", seq: int = 0) -> FeedMessage:
+    return FeedMessage("withdraw", "hosp-b", patient, f"w-{record_id}-{version}-{seq}", 1, record_id=record_id,
+                       source_node="hosp-a", version=version, seq=seq)
 
 
 def held(engine: Engine) -> list[tuple]:
@@ -95,7 +95,7 @@ def test_unsubscribe_removes_every_copy_and_ignores_copies_in_flight(store: Engi
     result = apply(store, unsubscribe_feed("hosp-b", "p-1", "s1", 2), copy("r4", 1))  # r4 was in flight
     assert (result.unsubscribed, result.removed, result.applied, result.unchanged) == (1, 2, 0, 1)
     assert [r[0] for r in held(store)] == ["r3"]  # the other patient's copy stays
-    resubscribed = apply(store, *subscribe_feed("hosp-b", "p-1", [("hosp-a", row("r1", 1))], "s3", 3))
+    resubscribed = apply(store, *subscribe_feed("hosp-b", "p-1", [("hosp-a", row("r1", 1), 1)], "s3", 3))
     assert (resubscribed.subscribed, resubscribed.applied) == (1, 1)
     assert [r[0] for r in held(store)] == ["r1", "r3"]
 
@@ -108,9 +108,9 @@ def test_each_change_of_the_store_is_one_notification_however_often_the_feed_is_
     with store.connect() as conn:
         found = [tuple(r) for r in conn.execute(text(
             "SELECT message_id, kind, record_id, version, source_node FROM notifications ORDER BY created_at, kind"))]
-    assert sorted(found) == sorted([("e-r1-1", "new", "r1", 1, "hosp-a"), ("e-r1-2", "changed", "r1", 2, "hosp-a"),
-                                    ("e-r-old-1", "new", "r-old", 1, "hosp-a"),
-                                    ("w-r-old-2", "withdrawn", "r-old", 2, "hosp-a")])
+    assert sorted(found) == sorted([("e-r1-1-0", "new", "r1", 1, "hosp-a"), ("e-r1-2-0", "changed", "r1", 2, "hosp-a"),
+                                    ("e-r-old-1-0", "new", "r-old", 1, "hosp-a"),
+                                    ("w-r-old-2-0", "withdrawn", "r-old", 2, "hosp-a")])
 
 
 def test_a_copy_with_a_column_the_store_does_not_know_fails_loudly(store: Engine) -> None:
@@ -120,3 +120,17 @@ def test_a_copy_with_a_column_the_store_does_not_know_fails_loudly(store: Engine
     with pytest.raises(KeyError, match="surprise"):
         apply(store, bad)
     assert held(store) == []
+
+
+def test_the_fan_outs_order_decides_between_states_of_the_same_version(store: Engine) -> None:
+    """Two states of a conflict share version 2, and a copy may outrank a withdrawal at the same version: the
+    later ``seq`` wins, and an earlier one, replayed, changes nothing."""
+    apply(store, *subscribe_feed("hosp-b", "p-1", [], "s1", 1), copy("r1", 2, content=b"loser", seq=5))
+    winner = apply(store, copy("r1", 2, content=b"winner", seq=7))
+    assert winner.applied == 1 and held(store)[0][4] == b"winner"
+    assert apply(store, copy("r1", 2, content=b"loser", seq=5)).applied == 0  # replayed: stays the winner
+    assert apply(store, withdraw("r1", 2, seq=8)).removed == 1  # made private, at the same version
+    assert apply(store, copy("r1", 2, content=b"winner", seq=7)).applied == 0  # the older copy stays out
+    back = apply(store, copy("r1", 2, content=b"edited", seq=9))  # the copy that outranked the withdrawal
+    assert back.applied == 1 and [(r[0], r[1], r[4]) for r in held(store)] == [("r1", 2, b"edited")]
+    assert apply(store, copy("r1", 3, content=b"pre-seq")).applied == 0  # seq 0 (sent before seq existed) is older

@@ -22,8 +22,9 @@ def doc(captured: ChangeEvent, side: str, api_id: str, *, approved: bool, shared
         was_shared: bool | None = None, store: str = "fructos_own", **more: object) -> ChangeEvent:
     """The captured record as written by ``api_id`` on ``side``: an update if ``was_shared`` is given."""
     assert captured.row is not None
-    row = {**captured.row, "approved": approved, "shared": shared}
-    before = None if was_shared is None else {**row, "shared": was_shared, "version": int(row["version"]) - 1}
+    row = {**captured.row, "approved": approved, "shared": shared, "deleted": api_id == "PRV_DOC_008"}
+    before = None if was_shared is None else {**row, "shared": was_shared, "version": int(row["version"]) - 1,
+                                              "deleted": False}
     return dataclasses.replace(captured, source_side=side, origin_side=side, source_store=store, api_id=api_id,
                                row=row, before=before, op="c" if before is None else "u", **more)  # type: ignore[arg-type]
 
@@ -35,7 +36,8 @@ def ops(decision: object) -> dict[str, str]:
 # (API, approved, was shared -> shared) -> the cloud's writes, by store. By hand from the rule: the matrix
 # sends PRV_DOC_009's record to fructos_patient; a private document is withdrawn instead; every later change
 # of an approved document that is or was shared (an update, a share change, a delete) reaches fructos_patient
-# whatever API made it, so the copies stay current; nothing else does (a private note not even by id).
+# whatever API made it, so the copies stay current, and the delete of a shared document not approved yet is a
+# withdrawal there; nothing else does (a private note not even by id).
 HOME_LINK = [
     ("PRV_DOC_009", True, None, True, {"fructos_own": "upsert", "fructos_patient": "upsert"}),
     ("PRV_DOC_009", True, None, False, {"fructos_own": "upsert", "fructos_patient": "delete"}),
@@ -46,7 +48,9 @@ HOME_LINK = [
     ("PRV_DOC_007", True, False, False, {"fructos_own": "upsert"}),  # private before and after: stays out
     ("PRV_DOC_008", True, True, True, {"fructos_own": "upsert", "fructos_patient": "upsert"}),  # deleted there too
     ("PRV_DOC_008", True, False, False, {"fructos_own": "upsert"}),
-    ("PRV_DOC_008", False, True, True, {"fructos_own": "upsert"}),  # never approved: in no shared store
+    # Deleted before it was approved here: withdrawn there (the cloud may have approved it during a cut).
+    ("PRV_DOC_008", False, True, True, {"fructos_own": "upsert", "fructos_patient": "delete"}),
+    ("PRV_DOC_008", False, False, False, {"fructos_own": "upsert"}),  # a private note: not even its id
     ("PRV_DOC_006", False, None, False, {"fructos_own": "upsert"}),
 ]
 
@@ -104,6 +108,9 @@ REPLICA = [
     ("remote", "PRV_DOC_008", True, True, True, "upsert"),
     ("local", "PRV_DOC_007", True, False, False, None),  # private before and after
     ("local", "PRV_DOC_006", False, None, True, None),
+    ("local", "PRV_DOC_008", False, True, True, "delete"),  # deleted before approved: withdrawn
+    ("remote", "PRV_DOC_008", False, True, True, "delete"),
+    ("local", "PRV_DOC_008", False, False, False, None),
 ]
 
 

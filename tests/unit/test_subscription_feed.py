@@ -65,10 +65,11 @@ def test_a_subscription_opens_with_its_snapshot_of_other_institutions_documents(
     row = {**doc(captured).row, "version": 3}  # type: ignore[dict-item]
     other_patient = {**row, "id": "other", "patient_id": "p-2"}
     own = {**row, "id": "own"}
-    messages = subscribe_feed("hosp-b", "p-1", [("hosp-a", row), ("hosp-a", other_patient), ("hosp-b", own)],
-                              "sub-7", 1_700_000_000_000)
+    messages = subscribe_feed("hosp-b", "p-1", [("hosp-a", row, 41), ("hosp-a", other_patient, 42),
+                                                ("hosp-b", own, 43)], "sub-7", 1_700_000_000_000)
     assert [(m.kind, m.record_id) for m in messages] == [("subscribe", None), ("copy", row["id"])]
     assert messages[1].row == {**row, SOURCE_COLUMN: "hosp-a"} and messages[1].version == 3
+    assert messages[1].seq == 41  # the fan-out's order of the state it copies
     assert len({m.message_id for m in messages}) == 2
     closing = unsubscribe_feed("hosp-b", "p-1", "sub-7", 1_700_000_000_001)
     assert (closing.kind, closing.patient_id, closing.record_id) == ("unsubscribe", "p-1", None)
