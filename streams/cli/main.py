@@ -192,13 +192,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     # deferred: a network's overview (the embedded stack): ~0.7 s
     from infra.local.network import Network
     from streams.cli.network_status import network_overview, render_overview  # deferred: with it
+    from streams.cli.subscription_status import collect_subscriptions, render_subscriptions  # deferred: with it
 
     network = Network.load(settings)
     overview = network_overview(network, statuses)
+    if network.plan.subscription_processes():
+        overview["subscriptions"] = collect_subscriptions(network.settings, network.links)
     if args.json:
         print(json.dumps({**overview, "home_links": statuses}, indent=2))
     else:
-        print(render_overview(network, overview) + "\n")
+        print("\n".join([render_overview(network, overview),
+                         *render_subscriptions(overview.get("subscriptions", {}))]) + "\n")
         for link, status in statuses.items():
             print(f"=== home link {link} ({links[link].data_dir})")
             print(render_status(status))

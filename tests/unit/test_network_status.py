@@ -7,6 +7,7 @@ from pathlib import Path
 
 from infra.local.network import Network
 from streams.cli.network_status import network_overview, render_overview
+from streams.cli.subscription_status import render_subscriptions
 from streams.runtime.settings import load_settings
 from streams.topology.load import load_topology
 
@@ -54,3 +55,26 @@ def test_a_row_per_node_and_per_link_with_lag(tmp_path: Path) -> None:
     assert text.splitlines()[1].startswith("node remote ")  # tree order, the cloud first
     assert "link replica.hosp-a.region-1  up   lag    1500 ms  1 store(s) behind" in text
     assert "DEGRADED, down: capture-local" in text
+
+
+def notes(**counts: object) -> dict[str, object]:
+    return {"total": 0, "unpublished": 0, "undelivered": 0, "failing": 0, "webhook": False, "last_error": None,
+            **counts}
+
+
+def test_a_line_of_subscriptions_per_hospital_says_what_is_behind() -> None:
+    lines = render_subscriptions({
+        "hosp-a": {"fanout": {"asked": 2, "open": 2},
+                   "subscriber": {"patients": 2, "copies": 5, "last_received_at": "2026-12-05T09:00:00.5+00:00",
+                                  "notifications": notes(total=7, webhook=True)}},
+        "hosp-b": {"fanout": {"asked": 1, "open": 1},  # its link was cut: the subscriber has not opened it yet
+                   "subscriber": {"patients": 0, "copies": 0, "last_received_at": None,
+                                  "notifications": notes(total=3, unpublished=1, undelivered=2, failing=2,
+                                                         webhook=True, last_error="HTTP 503")}},
+        "hosp-c": {"fanout": {"error": "sharing on remote unreachable: connection refused"},
+                   "subscriber": {"patients": 0, "copies": 0, "last_received_at": None, "notifications": notes()}},
+    })
+    assert lines[0] == ("subscriptions hosp-a         2 asked, 2 open; holds 2 patient(s), 5 copies, last copy "
+                        "2026-12-05T09:00:00; notifications 7, 0 undelivered by webhook")
+    assert lines[1].endswith("notifications 3, 1 unpublished, 2 undelivered by webhook (2 failing: HTTP 503)  BEHIND")
+    assert lines[2] == "subscriptions hosp-c         UNKNOWN: sharing on remote unreachable: connection refused"

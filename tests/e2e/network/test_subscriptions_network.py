@@ -117,6 +117,11 @@ def subscribe_share_withdraw_catch_up_and_unsubscribe(network: Network, hook: We
     listed = json.loads(subscriptions(network, "list", "--node", "hosp-b", "--format", "json"))
     assert [(r["patient_id"], r["documents"]) for r in listed if r["patient_id"] == patient] == [(patient, 1)]
     assert "already subscribes" in subscriptions(network, "add", "--node", "hosp-b", "--patient", patient)
+    status = json.loads(platsync(network.settings, "status", "--json").stdout)["subscriptions"]["hosp-b"]
+    asked = json.loads(subscriptions(network, "list", "--node", "hosp-b", "--format", "json"))
+    assert status["fanout"] == {"asked": len(asked), "open": len(asked)}
+    assert (status["subscriber"]["patients"], status["subscriber"]["copies"]) == (len(asked), len(copies(b)))
+    assert "subscriptions hosp-b" in platsync(network.settings, "status").stdout
 
     share(a, "local", shared, "private")  # withdrawn from B
     eventually(lambda: shared[1] not in copies(b), "the withdrawal at hospital B")
