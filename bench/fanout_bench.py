@@ -32,7 +32,7 @@ from sqlalchemy import create_engine
 
 from bench.cpu import CpuMeter
 from bench.fanout_nodes import SimulatedHospital
-from bench.fanout_receiver import WebhookCounter
+from bench.fanout_receiver import WebhookReceiver
 from bench.fanout_report import SubscriberSeen, checks_of, cpu_per_document, latency_figures, memory_by_kind
 from bench.fanout_topics import TopicCounter
 from bench.memory import MemorySampler
@@ -138,7 +138,7 @@ def measure(network: Network, sims: list[SimulatedHospital], documents: int, say
     return {"patient": patient, "records": records, "samples": samples}
 
 
-def observed(sims: list[SimulatedHospital], receiver: WebhookCounter,
+def observed(sims: list[SimulatedHospital], receiver: WebhookReceiver,
              topics: TopicCounter) -> dict[str, SubscriberSeen]:
     """What every subscriber holds and received (its topic read until it carried every recorded key, or 30 s)."""
     seen = {}
@@ -182,7 +182,7 @@ def run_fanout_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Pa
         return {**processes(), **{k: v for s in sims for k, v in s.pids().items()}}
 
     try:
-        with WebhookCounter() as receiver:
+        with WebhookReceiver() as receiver:
             try:
                 say(f"benchmark fan-out ({'quick' if quick else 'full'}): {documents} documents to {subscribers} "
                     f"subscribers, in {root}")

@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import create_engine, insert, text
 
+from bench.fanout_receiver import WebhookReceiver
 from connectors.stores.fanout_state import create_sharing_schema, sharing_metadata
 from connectors.stores.notifications import list_notifications, set_webhook
 from connectors.stores.subscribed import create_subscribed_schema
@@ -32,7 +33,6 @@ from streams.sharing.feed import FeedMessage, decode_feed_message, encode_feed_m
 from tests.e2e.test_fanout_state import document
 from tests.e2e.test_subscribed_store import row
 from tests.support.stack import running_broker
-from tests.support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 STORES = (("remote", "sharing", create_sharing_schema, "subscriptions, fanout_subscriptions, shared_documents"),

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from bench.fanout_receiver import WebhookCounter
+from bench.fanout_receiver import WebhookReceiver
 from bench.fanout_report import (
     SubscriberSeen,
     checks_of,
@@ -123,7 +123,7 @@ def post(url: str, key: str, node: str) -> None:
 
 
 def test_the_webhook_receiver_counts_per_hospital_and_key() -> None:
-    with WebhookCounter() as hook:
+    with WebhookReceiver() as hook:
         for key, node in (("k1", "sim-01"), ("k2", "sim-01"), ("k2", "sim-01"), ("k3", "sim-02")):
             post(hook.url, key, node)
         assert hook.received("sim-01") == Counter({"k1": 1, "k2": 2})

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer
 
+from bench.fanout_receiver import WebhookReceiver
 from infra.local.link import set_link, wait_enforced
 from infra.local.network import Network
 from streams.runtime.connections import libpq_dsn
@@ -32,7 +33,6 @@ from tests.e2e.network.conftest import HOSPITALS
 from tests.e2e.network.test_regional import synced
 from tests.e2e.network.test_sharing_network import register, share
 from tests.support.helpers import platsync
-from tests.support.webhook import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
