@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,23 +79,32 @@ def versions(settings: Settings, side: str, written: dict[str, dict[str, list[st
     return found
 
 
-def api_call(run: Run, settings: Settings, rng: random.Random) -> None:
+def api_call(run: Run, settings: Settings, rng: random.Random, patients: Sequence[str] = ()) -> None:
+    """One random API call on a random side. With ``patients`` (the network run), documents are of those
+    patients, registered with a random share state, and a call may change a document's share state."""
     side = rng.choice(("local", "remote"))
-    kind = rng.choices(("pat", "stf", "usr", "doc_new", "doc_upd", "doc_del", "doc_ok"),
-                       weights=(2, 1, 1, 4, 4, 1, 2))[0]
+    kinds, weights = ("pat", "stf", "usr", "doc_new", "doc_upd", "doc_del", "doc_ok"), (2, 1, 1, 4, 4, 1, 2)
+    if patients:  # more approvals and share changes: what reaches the shared stores and the subscribers
+        kinds, weights = (*kinds, "doc_share"), (1, 1, 1, 4, 4, 1, 4, 3)
+    kind = rng.choices(kinds, weights=weights)[0]
     tag = f"{side}-{rng.randrange(10**6)}"
     docs = live_documents(settings, side) if kind.startswith("doc_") and kind != "doc_new" else []
     if kind.startswith("doc_") and kind != "doc_new" and not docs:
         kind = "doc_new"
     target = rng.choice(docs) if docs else None
+    flip = kind == "doc_share" and rng.random() < 0.5
     payloads: dict[str, tuple[str, dict[str, Any]]] = {
         "pat": ("PRV_PAT_001", {"family_name": f"姓{tag}", "given_name": "名", "birth_date": "1990-03-04",
                                 "sex": "female", "institution_code": "1310000001"}),
         "stf": ("PRV_STF_001", {"staff_code": f"S{tag}", "display_name": "職員", "role": "nurse"}),
         "usr": ("PRV_USR_001", {"login_id": f"u{tag}", "display_name": "利用者", "institution_code": "1310000001"}),
         "doc_new": ("PRV_DOC_006", {"documents": [
-            {"patient_id": f"p{tag}", "doc_type": "note", "title": f"t{tag}-{i}", "media_type": "text/plain",
-             "content_text": f"{tag} {i}", "signed_by": "dr"} for i in range(rng.randint(1, 4))]}),
+            {"patient_id": rng.choice(patients) if patients else f"p{tag}", "doc_type": "note",
+             "title": f"t{tag}-{i}", "media_type": "text/plain", "content_text": f"{tag} {i}", "signed_by": "dr",
+             **({"share_state": rng.choice(("shared", "private"))} if patients else {})}
+            for i in range(rng.randint(1, 4))]}),
+        "doc_share": ("PRV_DOC_007", {"documents": [{"id": target, "signed_by": "dr",  # the author
+                                                     "share_state": "private" if flip else "shared"}]}),
         "doc_upd": ("PRV_DOC_007", {"documents": [{"id": target, "title": f"upd {tag}",
                                                     "content_text": f"new {tag}", "signed_by": "dr2"}]}),
         "doc_del": ("PRV_DOC_008", {"ids": [target]}),

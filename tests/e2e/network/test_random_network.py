@@ -7,7 +7,10 @@ region's, the broker, the link proxy), then quiescence. Afterwards:
   no number repeats within an institution (tests/e2e/test_convergence_random.py's checks, per home link);
 - the regional server holds exactly what the cloud's shared store holds;
 - tenant isolation held: no record of one institution is in any store of the other, every record of the
-  shared stores belongs to exactly one institution, and every number a hospital drew lies in its own block.
+  shared stores belongs to exactly one institution, and every number a hospital drew lies in its own block;
+- sharing (issue 15): documents are registered shared or private and their share states change at random,
+  hospitals subscribe to and unsubscribe from patients at random; the shared stores and every subscriber
+  hold exactly what share states and subscriptions entitle them to (tests/e2e/network/sharing_checks.py).
 
 Seeded and reproducible: ``PLATSYNC_CONVERGENCE_SEED=<n>`` replays a run (the default seed is fixed); the
 seed and the whole history are printed when it fails. Bounded by ``STEPS`` operations and ``BUDGET_S``.
@@ -29,6 +32,7 @@ from streams.apply.barrier import wait_synced
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.settings import Settings
 from tests.e2e.network.conftest import HOSPITALS, REGION
+from tests.e2e.network.sharing_checks import wait_entitled
 from tests.e2e.test_convergence_random import LINKED, Run, api_call, check
 from tests.support.helpers import platsync
 
@@ -42,6 +46,8 @@ LINK_VICTIMS = ("capture-local", "capture-remote", "worker-local_to_remote", "wo
                 "worker-local_to_region-1", "mode-local", "pg-local")
 #: Processes the links share (in the network's data dir).
 SHARED_VICTIMS = ("pg-remote", f"pg-{REGION}", "link", "broker")
+#: The patients of the run's documents: few, so that both institutions write for the same patients.
+PATIENTS = ("p-rnd-1", "p-rnd-2", "p-rnd-3")
 
 
 class Faults:
@@ -72,6 +78,23 @@ class Faults:
         time.sleep(rng.uniform(0.2, 1.5))
         self.network.up(say=lambda m: None)
         self.run.log(f"kill -9 {victim} in {where.name} (pid {pid}); up")
+
+
+class Subscriptions:
+    """The subscriptions the run asked for (through the real CLI), and the log."""
+
+    def __init__(self, network: Network, run: Run) -> None:
+        self.network = network
+        self.run = run
+        self.held: set[tuple[str, str]] = set()
+
+    def toggle(self, rng: random.Random) -> None:
+        node, patient = rng.choice(HOSPITALS), rng.choice(PATIENTS)
+        action = "remove" if (node, patient) in self.held else "add"
+        done = platsync(self.network.settings, "subscriptions", action, "--node", node, "--patient", patient)
+        assert done.returncode == 0, done.stdout + done.stderr
+        (self.held.discard if action == "remove" else self.held.add)((node, patient))
+        self.run.log(f"subscriptions {action} --node {node} --patient {patient}")
 
 
 def ids(link: Settings, side: str) -> set[str]:
@@ -125,6 +148,7 @@ def test_random_calls_cuts_and_kills_on_the_regional_network_converge(network: N
     runs = {h: Run(seed) for h in HOSPITALS}  # acknowledged writes, per institution
     log = Run(seed)
     faults = Faults(network, log)
+    subscriptions = Subscriptions(network, log)
     gates = [*HOSPITALS, REGION]
     started = time.monotonic()
     try:
@@ -137,9 +161,12 @@ def test_random_calls_cuts_and_kills_on_the_regional_network_converge(network: N
                 faults.toggle(rng.choice(gates))
             elif roll < 0.17:
                 faults.kill_and_up(rng)
+            elif roll < 0.25:
+                subscriptions.toggle(rng)
             else:
                 hospital = rng.choice(HOSPITALS)
-                api_call(runs[hospital], network.link(hospital), rng)  # at the hospital or in the cloud for it
+                # at the hospital or in the cloud for it
+                api_call(runs[hospital], network.link(hospital), rng, PATIENTS)
                 log.log(f"[{hospital}] {runs[hospital].history[-1]}")
         for gate in gates:  # every run cuts every link at least once, with calls during the cut
             if not any(f"link down --node {gate}" in line for line in log.history):
@@ -147,7 +174,7 @@ def test_random_calls_cuts_and_kills_on_the_regional_network_converge(network: N
                     faults.toggle(gate)
                 for _ in range(3):
                     hospital = rng.choice(HOSPITALS)
-                    api_call(runs[hospital], network.link(hospital), rng)
+                    api_call(runs[hospital], network.link(hospital), rng, PATIENTS)
         if not any(" kill -9 " in line for line in log.history):
             faults.kill_and_up(rng)
         for gate in sorted(faults.cut):
@@ -162,9 +189,11 @@ def test_random_calls_cuts_and_kills_on_the_regional_network_converge(network: N
         a = network.link("hosp-a")
         assert shared_rows(a, REGION) == shared_rows(a, "remote"), "the region differs from the cloud's shared store"
         check_isolation(network)
+        shared, copies = wait_entitled({h: network.link(h) for h in HOSPITALS}, REGION, subscriptions.held)
         kills, cuts = (sum(word in h for h in log.history) for word in (" kill -9 ", "link down"))
         print(f"seed {seed}: {len(log.history)} operations, "
-              f"{sum(len(r.acked) for r in runs.values())} acknowledged rows checked, {kills} kills, {cuts} cuts")
+              f"{sum(len(r.acked) for r in runs.values())} acknowledged rows checked, {kills} kills, {cuts} cuts, "
+              f"{shared} shared documents, {len(subscriptions.held)} subscriptions, {copies} subscribed copies")
     except BaseException:
         print(log.report())
         for gate in sorted(faults.cut):
