@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,7 +25,7 @@ from streams.core.model import ROUTES, SIDES
 from streams.core.modes import MODES
 from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
 from streams.runtime.settings import Settings
-from tests.support.helpers import platsync
+from tests.support.helpers import eventually, platsync
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -60,17 +59,10 @@ def synced(settings: Settings) -> None:
     assert wait_synced(settings, 90) == []
 
 
-def wait_for(check, timeout_s: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.2)
-
-
 def test_every_process_serves_health_and_metrics_that_move_with_a_real_call(stack: Stack) -> None:
     s = stack.settings
     for process in PROCESSES:
-        wait_for(lambda process=process: get(s, process, "/readyz")[0] == 200, 30)
+        eventually(lambda process=process: get(s, process, "/readyz")[0] == 200, f"{process} ready", 30)
         status, body = get(s, process, "/healthz")
         assert status == 200 and json.loads(body)["status"] == "ok", (process, body)
     synced(s)  # nothing in flight: the deltas below are this test's alone
@@ -95,7 +87,7 @@ def test_every_process_serves_health_and_metrics_that_move_with_a_real_call(stac
         return value(worker, "platsync_lag_bytes", **rs) == 0 and value(
             worker, "platsync_applied_lsn", **rs) >= value(cap, "platsync_captured_lsn", **meta)
 
-    wait_for(worker_caught_up)
+    eventually(worker_caught_up, "the worker's metrics to catch up", 15)
     worker, was = scrape(s, f"worker-{route}"), before[f"worker-{route}"]
     assert value(worker, "platsync_applied_writes_total", **rs) - value(was, "platsync_applied_writes_total", **rs) == 1
     assert value(worker, "platsync_stale_writes_total", **rs) == value(was, "platsync_stale_writes_total", **rs)
@@ -111,8 +103,9 @@ def test_every_process_serves_health_and_metrics_that_move_with_a_real_call(stac
     assert value(worker, "platsync_retrying", route=route, target="remote/meta") == 0
     # The remote side applied the row: its capture drops the echo instead of sending it back.
     remote_meta = {"side": "remote", "store": "meta"}
-    wait_for(lambda: value(scrape(s, "capture-remote"), "platsync_echoes_dropped_total", **remote_meta)
-             > value(before["capture-remote"], "platsync_echoes_dropped_total", **remote_meta))
+    eventually(lambda: value(scrape(s, "capture-remote"), "platsync_echoes_dropped_total", **remote_meta)
+               > value(before["capture-remote"], "platsync_echoes_dropped_total", **remote_meta),
+               "the remote capture to drop the echo", 15)
     for side in SIDES:
         with urllib.request.urlopen(f"http://{s.host}:{s.mode_port(side)}/status", timeout=5) as response:  # noqa: S310
             current = json.loads(response.read())["mode"]
@@ -153,8 +146,9 @@ def test_no_log_holds_phi_or_a_secret(stack: Stack) -> None:
         with psycopg.connect(libpq_dsn(s, "remote", "meta"), autocommit=True) as conn:
             conn.execute(f"ALTER TABLE staff DROP CONSTRAINT IF EXISTS {constraint}")
     # The refused row really went the dead-letter way (and its error text quotes the row).
-    wait_for(lambda: value(scrape(s, "worker-local_to_remote"), "platsync_dead_letters_total",
-                           route="local_to_remote", kind="sink_rejected") == letters_before + 1)
+    eventually(lambda: value(scrape(s, "worker-local_to_remote"), "platsync_dead_letters_total",
+                             route="local_to_remote", kind="sink_rejected") == letters_before + 1,
+               "the refused row's dead letter", 15)
     # The operator's fix (the constraint is gone): re-drive the refused change, so that both sides
     # converge again (a later replay of the route must change nothing).
     listed = platsync(s, "dlq", "list", "--json", "--route", "local_to_remote", "--kind", "sink_rejected")

@@ -55,6 +55,11 @@ def hybridmode(settings: Settings, side: str) -> str | None:
         return None
 
 
+def eventually(check: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` once ``timeout_s`` passed."""
+    assert wait_for(check, timeout_s), f"timed out after {timeout_s:.0f} s waiting for {what}"
+
+
 def wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
     """Poll ``predicate`` until it holds (True) or ``timeout_s`` passed (False)."""
     deadline = time.monotonic() + timeout_s

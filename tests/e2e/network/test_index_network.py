@@ -20,8 +20,7 @@ from infra.local.network import Network
 from tests.e2e.network.conftest import HOSPITALS, REGION
 from tests.e2e.network.test_regional import synced
 from tests.e2e.network.test_sharing_network import register, share
-from tests.e2e.network.test_subscriptions_network import eventually
-from tests.support.helpers import platsync
+from tests.support.helpers import eventually, platsync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 

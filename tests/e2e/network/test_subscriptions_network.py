@@ -14,7 +14,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from streams.sharing.feed import FeedMessage, decode_feed_message, feed_topic
 from tests.e2e.network.conftest import HOSPITALS
 from tests.e2e.network.test_regional import synced
 from tests.e2e.network.test_sharing_network import register, share
-from tests.support.helpers import platsync
+from tests.support.helpers import eventually, platsync
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 
@@ -42,13 +41,6 @@ def copies(link: Settings) -> dict[str, tuple[Any, ...]]:
     with psycopg.connect(libpq_dsn(link, "local", "fructos_subscribed")) as conn:
         return {r[0]: r[1:] for r in conn.execute(
             "SELECT id, patient_id, source_node, version, content FROM signed_records")}
-
-
-def eventually(check: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 class FeedReader:
