@@ -44,22 +44,30 @@ def network() -> Iterator[Network]:
 def topic_values(settings: Settings, topics: Iterable[str]) -> Iterator[tuple[str, bytes]]:
     """Every message value of ``topics`` (partition 0, from the start), as ``(topic, value)``.
 
-    The broker's high watermark is unreliable: each topic is read until 3 polls of 1 s bring nothing, or
-    for 20 s at most (the heartbeat topics never go quiet)."""
+    The broker's high watermark is unreliable: every topic is read until no message of it came for
+    ``IDLE_S`` seconds, or for ``SCAN_S`` seconds at most (the heartbeat topics never go quiet). One consumer
+    reads all the topics at once, so a scan takes about ``SCAN_S``, not the sum over the topics."""
+    wanted = list(topics)
     consumer = Consumer({**client_config(settings, "platsync-test-scan"),
                          "group.id": f"scan-{uuid.uuid4().hex}", "enable.auto.commit": False})
     try:
-        for topic in topics:
-            low, _high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-            consumer.assign([TopicPartition(topic, 0, low)])
-            idle, deadline = 0, time.monotonic() + 20
-            while idle < 3 and time.monotonic() < deadline:
-                msg = consumer.poll(1.0)
-                if msg is None:
-                    idle += 1
-                    continue
-                idle = 0
-                if msg.error() is None and msg.value():
-                    yield topic, msg.value()
+        starts = [TopicPartition(t, 0, consumer.get_watermark_offsets(TopicPartition(t, 0), timeout=10)[0])
+                  for t in wanted]
+        consumer.assign(starts)
+        began = time.monotonic()
+        last_seen = dict.fromkeys(wanted, began)
+        while time.monotonic() - began < SCAN_S:
+            msg = consumer.poll(0.5)
+            now = time.monotonic()
+            if msg is not None and msg.error() is None:
+                last_seen[msg.topic()] = now
+                if msg.value():
+                    yield msg.topic(), msg.value()
+            if all(now - seen >= IDLE_S for seen in last_seen.values()):
+                break
     finally:
         consumer.close()
+
+
+#: Seconds without a message after which a scanned topic counts as read to its end, and a scan's limit.
+IDLE_S, SCAN_S = 3.0, 20.0
