@@ -20,6 +20,7 @@ from connectors.stores.subscribed import SUBSCRIBED_STORE, create_subscribed_sch
 from infra.local.databases import postgres_instance
 from infra.local.network import Network
 from infra.local.process import ProcessSpec, free_port, read_pid, start_process, stop_process
+from infra.local.sharing_roles import grant_sharing_database
 from infra.local.stack import write_settings_file
 from streams.runtime.connections import dsn
 from streams.runtime.kafka_config import client_config
@@ -64,6 +65,7 @@ class SimulatedHospital:
                 set_webhook(conn, webhook_url, "bench")
         finally:
             engine.dispose()
+        grant_sharing_database(s, HOSPITAL_SIDE, SUBSCRIBED_STORE)  # its subscriber's own role, as on a hospital
         ensure_topics(client_config(s, "platsync-operator-bench"),
                       [f"{s.topic_prefix}.sub", f"{s.topic_prefix}.dlq.subscriber", self.notification_topic],
                       real_cluster=False)

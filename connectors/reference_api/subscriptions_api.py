@@ -25,6 +25,7 @@ from connectors.reference_api.errors import ApiError
 from connectors.reference_api.reader import CODE, JsonObject
 from connectors.stores.fanout_state import SHARING_DATABASE, add_subscription, list_subscriptions, remove_subscription
 from streams.runtime.connections import dsn
+from streams.runtime.credentials import APP
 from streams.runtime.settings import Settings
 
 SUBSCRIBE, UNSUBSCRIBE, LIST = "PLAT_SUB_001", "PLAT_SUB_002", "PLAT_SUB_003"
@@ -59,7 +60,8 @@ class SubscriptionsApi:
             raise ApiError("subscriptions are between the hospitals of a network: this API serves the default "
                            "two-site stack ('platsync up --topology FILE')")
         self.node, self.side = settings.network_link, side
-        self._engine = create_engine(dsn(settings, CLOUD_SIDE, SHARING_DATABASE), pool_size=1, max_overflow=1)
+        # The tenant's API role (docs/security.md: the subscription APIs' grants on ``sharing``).
+        self._engine = create_engine(dsn(settings, CLOUD_SIDE, SHARING_DATABASE, APP), pool_size=1, max_overflow=1)
 
     def call(self, api_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Run a subscription API; :class:`PayloadError` for a malformed payload, :class:`ApiError` if the cloud's

@@ -9,14 +9,14 @@ updates the Debezium publications, so that the capture role needs no table owner
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import psycopg
 from psycopg import sql
 
 from connectors.capture.debezium import captured_tables, slot_name
 from streams.core.model import DATABASE_STORES, REPLICA_STORE, SHARED_STORES
-from streams.ops.access_policy import KEYCLOAK_DB, connect_roles, db_grants, db_roles
+from streams.ops.access_policy import KEYCLOAK_DB, DbGrant, DbRole, connect_roles, db_grants, db_roles
 from streams.runtime.connections import database_name, libpq_dsn
 from streams.runtime.credentials import CAPTURE, ROLE_NAMES, ensure_role_password, role_name
 from streams.runtime.settings import Settings
@@ -30,18 +30,60 @@ def admin_conninfo(settings: Settings, side: str, database: str) -> str:
     return libpq_dsn(settings, side, database) + " connect_timeout=5"
 
 
+def ensure_role(conn: psycopg.Connection, settings: Settings, side: str, role: DbRole) -> str:
+    """Create or update one login role on ``side``'s instance (``conn``: the admin's, autocommit); its name."""
+    password = ensure_role_password(settings, side, role.key)
+    name = role_name(settings, side, role.key)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is not None
+    conn.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD {}").format(
+        sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(name), sql.SQL(" ".join(role.attributes)),
+        sql.Literal(password)))
+    return name
+
+
 def ensure_roles(settings: Settings, side: str) -> None:
     """Create or update every login role of the policy on ``side``'s instance (cluster-wide objects)."""
     with psycopg.connect(admin_conninfo(settings, side, "postgres"), autocommit=True) as conn:
-        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles")}
         for role in db_roles(settings):
-            if role.key not in ROLE_NAMES:
+            if role.key in ROLE_NAMES:  # not the admin, nor a network's sharing roles (infra/local/sharing_roles.py)
+                ensure_role(conn, settings, side, role)
+
+
+def revoke_all(conn: psycopg.Connection, database: str, names: Iterable[str]) -> None:
+    """Revoke CONNECT/TEMPORARY on ``database`` from PUBLIC and every privilege ``names`` held in it."""
+    db = sql.Identifier(database)
+    conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
+    for name in names:
+        role = sql.Identifier(name)
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, role))
+        conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role))
+        conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(role))
+
+
+def apply_grants(conn: psycopg.Connection, database: str, connecting: Iterable[str],
+                 grants: Iterable[tuple[str, DbGrant]]) -> list[str]:
+    """Grant CONNECT on ``database`` to ``connecting`` and each ``(role name, grant)``; the objects missing."""
+    db = sql.Identifier(database)
+    for name in connecting:
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(name)))
+    present = {r[0] for r in conn.execute(
+        "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S')")}
+    missing = []
+    for name, grant in grants:
+        sequence = None
+        if grant.object_type == "identity":
+            table, column = grant.name.split(".", 1)
+            row = conn.execute("SELECT pg_get_serial_sequence(%s, %s)", (table, column)).fetchone()
+            sequence = row[0] if row else None
+            if sequence is None:
+                missing.append(grant.name)
                 continue
-            password = ensure_role_password(settings, side, role.key)
-            name = role_name(settings, side, role.key)
-            verb = "ALTER" if name in existing else "CREATE"
-            conn.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD {}").format(
-                sql.SQL(verb), sql.Identifier(name), sql.SQL(" ".join(role.attributes)), sql.Literal(password)))
+        elif grant.name not in present:
+            missing.append(grant.name)
+            continue
+        conn.execute(grant.sql(name, sequence))  # type: ignore[arg-type]
+    return missing
 
 
 def publication_statements(conn: psycopg.Connection, name: str, tables: tuple[str, ...]) -> list[sql.Composable]:
@@ -70,32 +112,9 @@ def grant_database(settings: Settings, side: str, database: str) -> None:
         connecting = tuple(r for r in connecting if r != CAPTURE)
     names = {key: role_name(settings, side, key) for key in ROLE_NAMES}
     with psycopg.connect(admin_conninfo(settings, side, database)) as conn:
-        present = {r[0] for r in conn.execute(
-            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S')")}
-        db = sql.Identifier(database_name(settings, side, database))
-        conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
-        for name in names.values():
-            role = sql.Identifier(name)
-            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, role))
-            conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role))
-            conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(role))
-        for key in connecting:
-            conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, sql.Identifier(names[key])))
-        missing = []
-        for grant in grants:
-            sequence = None
-            if grant.object_type == "identity":
-                table, column = grant.name.split(".", 1)
-                row = conn.execute("SELECT pg_get_serial_sequence(%s, %s)", (table, column)).fetchone()
-                sequence = row[0] if row else None
-                if sequence is None:
-                    missing.append(grant.name)
-                    continue
-            elif grant.name not in present:
-                missing.append(grant.name)
-                continue
-            conn.execute(grant.sql(names[grant.role], sequence))  # type: ignore[arg-type]
+        revoke_all(conn, database_name(settings, side, database), names.values())
+        missing = apply_grants(conn, database_name(settings, side, database), (names[k] for k in connecting),
+                               ((names[g.role], g) for g in grants))
         # The capture's publication: created here, so that Debezium needs no table ownership.
         if not tenant_shared:
             for statement in publication_statements(conn, slot_name(settings, side, database),

@@ -7,6 +7,9 @@
 - the patient index: the cloud's ``patient_index`` database and its ``indexer``, and one ``declarer-<server>``
   per common server (the cloud and each regional server, all in the network's data dir; a regional server's
   client id names the region's gate, so cutting the region cuts its declarations too).
+
+The admin creates the databases and their schemas here, at provisioning; each process connects with its own
+least-privilege role (:mod:`infra.local.sharing_roles`, docs/security.md), which can create nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from connectors.stores.patient_index import INDEX_DATABASE, create_index_schema
 from connectors.stores.subscribed import SUBSCRIBED_STORE, create_subscribed_schema
 from infra.local.databases import postgres_instance
 from infra.local.process import ProcessSpec, read_pid, run_dir, start_process, stop_process
+from infra.local.sharing_roles import grant_sharing_database
 from infra.local.stack import settings_file
+from streams.core.model import REPLICA_STORE
 from streams.runtime.connections import dsn
+from streams.runtime.credentials import APP, role_name
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
 from streams.runtime.topics import ensure_topics
@@ -45,15 +51,33 @@ def _create(settings: Settings, side: str, database: str, create: Callable[[Conn
         engine.dispose()
 
 
-def provision_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequence[str]) -> None:
-    """Create the cloud's ``sharing`` database, every hospital's ``fructos_subscribed`` and the subscriptions'
-    ``topics`` (NetworkPlan.subscription_topics; idempotent; the servers and the broker must run)."""
+def provision_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequence[str],
+                      servers: Mapping[str, str]) -> None:
+    """Create the cloud's ``sharing`` and ``patient_index`` databases, every hospital's ``fructos_subscribed``
+    and the subscriptions' ``topics`` (NetworkPlan.subscription_topics), then the sharing processes' database
+    roles and grants there and on each common server's shared store (``servers``: server -> the settings node
+    of its PostgreSQL). As the admin, idempotent; the servers and the broker must run, and each link's stores
+    be provisioned (its API role gets the subscription APIs' grants on ``sharing``)."""
     _create(base, CLOUD_SIDE, SHARING_DATABASE, create_sharing_schema)
     _create(base, CLOUD_SIDE, INDEX_DATABASE, create_index_schema)
     for link in links.values():
         _create(link, HOSPITAL_SIDE, SUBSCRIBED_STORE, create_subscribed_schema)
+    provision_sharing_roles(base, links, servers)
     ensure_topics(client_config(base, "platsync-operator-feeds"), topics,
                   real_cluster=bool(base.broker_bootstrap_servers))
+
+
+def provision_sharing_roles(base: Settings, links: Mapping[str, Settings], servers: Mapping[str, str]) -> None:
+    """The sharing processes' roles and grants (:mod:`infra.local.sharing_roles`): the fan-out's and the
+    subscription APIs' on ``sharing``, the indexer's on ``patient_index``, each subscriber's on its hospital's
+    ``fructos_subscribed`` and each declarer's on its server's shared store."""
+    grant_sharing_database(base, CLOUD_SIDE, SHARING_DATABASE,
+                           app_roles=[role_name(link, CLOUD_SIDE, APP) for link in links.values()])
+    grant_sharing_database(base, CLOUD_SIDE, INDEX_DATABASE)
+    for link in links.values():
+        grant_sharing_database(link, HOSPITAL_SIDE, SUBSCRIBED_STORE)
+    for pg_node in dict.fromkeys(servers.values()):
+        grant_sharing_database(base, pg_node, REPLICA_STORE)
 
 
 def _spec(name: str, module: str, settings: Settings, *args: str) -> ProcessSpec:
@@ -65,7 +89,7 @@ def start_sharing(base: Settings, links: Mapping[str, Settings], topics: Sequenc
                   say: Say) -> None:
     """Provision, then start the fan-out and each hospital's subscriber, the indexer and the declarers of
     ``servers`` (:func:`start_index`), those not running."""
-    provision_sharing(base, links, topics)
+    provision_sharing(base, links, topics, servers)
     homes = ",".join(sorted(links))
     record = base.data_dir / "fanout-homes"
     if read_pid(base.data_dir, FANOUT) is not None and record.exists() and record.read_text() != homes:

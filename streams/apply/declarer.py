@@ -24,6 +24,7 @@ from connectors.stores.index_outbox import pending, published
 from streams.apply.feed_loop import add_metrics_option, process_start, serve_health
 from streams.core.model import REPLICA_STORE
 from streams.runtime.connections import dsn
+from streams.runtime.credentials import DECLARER
 from streams.runtime.delivery import DeliveryError, deliver
 from streams.runtime.kafka_config import client_config
 from streams.runtime.log_repeats import OutageLog
@@ -92,7 +93,7 @@ def build_declarer(settings: Settings, server: str, pg_node: str) -> Declarer:
     tag = f"{server}.replica" if pg_node != "remote" else "cloud"
     producer = Producer({**client_config(settings, f"platsync-{tag}-declarer", f"{PROCESS}-{server}"),
                          "enable.idempotence": True, "acks": "all", "linger.ms": 5})
-    engine = create_engine(dsn(settings, pg_node, REPLICA_STORE), pool_pre_ping=True)
+    engine = create_engine(dsn(settings, pg_node, REPLICA_STORE, DECLARER), pool_pre_ping=True)
     return Declarer(server, engine, producer, index_topic(settings.topic_prefix, server))
 
 

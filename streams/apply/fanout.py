@@ -25,6 +25,7 @@ from streams.core.model import ChangeEvent
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.runtime.confluent_wire import codec_for
 from streams.runtime.connections import dsn
+from streams.runtime.credentials import FANOUT
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
 from streams.runtime.delivery import deliver
 from streams.runtime.kafka_config import client_config
@@ -93,7 +94,7 @@ class FanOut:
 
 def build_fanout(settings: Settings, homes: Sequence[str]) -> tuple[FanOut, list[str]]:
     """The fan-out and the topics it reads (factory: the one place that wires clients and stores)."""
-    engine = create_engine(dsn(settings, CLOUD_SIDE, SHARING_DATABASE), pool_pre_ping=True)
+    engine = create_engine(dsn(settings, CLOUD_SIDE, SHARING_DATABASE, FANOUT), pool_pre_ping=True)
     producer = Producer({**client_config(settings, "platsync-remote-fanout", PROCESS), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5})
     fanout = FanOut(settings, homes, engine, load_matrix(), codec_for(settings), producer,

@@ -20,6 +20,7 @@ from connectors.stores.patient_index import INDEX_DATABASE, apply_declarations
 from streams.apply.feed_loop import add_metrics_option, feed_consumer, process_start, run_feed_loop, serve_health
 from streams.core.codec import DecodeError
 from streams.runtime.connections import dsn
+from streams.runtime.credentials import INDEXER
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
 from streams.runtime.settings import Settings
 from streams.sharing.index import Declaration, decode_declaration, index_topic
@@ -66,7 +67,7 @@ class Indexer:
 
 def build_indexer(settings: Settings, servers: list[str]) -> Indexer:
     """The indexer of the declarations of ``servers`` (factory; the cloud's settings)."""
-    engine = create_engine(dsn(settings, CLOUD_SIDE, INDEX_DATABASE), pool_pre_ping=True)
+    engine = create_engine(dsn(settings, CLOUD_SIDE, INDEX_DATABASE, INDEXER), pool_pre_ping=True)
     topics = {index_topic(settings.topic_prefix, s): s for s in servers}
     return Indexer(topics, engine, DeadLetterWriter(settings, PROCESS, "platsync-remote-indexer-dlq",
                                                     principal=PROCESS))

@@ -25,6 +25,7 @@ from streams.apply.feed_loop import add_metrics_option, feed_consumer, process_s
 from streams.apply.notifier import Notifier
 from streams.core.codec import DecodeError
 from streams.runtime.connections import dsn
+from streams.runtime.credentials import SUBSCRIBER
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
@@ -100,7 +101,7 @@ class Subscriber:
 
 def build_subscriber(settings: Settings, node: str) -> Subscriber:
     """The subscriber of ``node`` on its link's settings (factory)."""
-    engine = create_engine(dsn(settings, HOSPITAL_SIDE, SUBSCRIBED_STORE), pool_pre_ping=True)
+    engine = create_engine(dsn(settings, HOSPITAL_SIDE, SUBSCRIBED_STORE, SUBSCRIBER), pool_pre_ping=True)
     client = f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber"
     return Subscriber(node, engine, DeadLetterWriter(settings, PROCESS, f"{client}-dlq", principal=f"{PROCESS}-{node}"))
 

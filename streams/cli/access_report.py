@@ -16,7 +16,6 @@ from typing import Any
 
 from streams.core.model import SIDES
 from streams.ops.access_policy import (
-    ROLE_NAMES,
     DbGrant,
     connect_roles,
     db_grants,
@@ -28,7 +27,9 @@ from streams.ops.access_policy import (
     readable_topics,
     side_databases,
 )
+from streams.ops.sharing_access import SHARING_DATABASES, sharing_connect_roles, sharing_grants
 from streams.routing.matrix_model import MatrixError, load_matrix
+from streams.runtime.credentials import ALL_ROLE_NAMES
 from streams.runtime.settings import Settings, load_settings
 from streams.topology.load import TopologyError, load_topology
 from streams.topology.plan import NetworkPlan, build_plan, isolation_faults
@@ -38,18 +39,36 @@ END = "<!-- END generated -->"
 
 
 def _databases() -> list[str]:
-    """Every database of either side, in order of first appearance."""
-    return list(dict.fromkeys(db for side in SIDES for db in side_databases(side)))
+    """Every database of either side, then a network's sharing databases, in order of first appearance."""
+    return list(dict.fromkeys([*(db for side in SIDES for db in side_databases(side)), *SHARING_DATABASES]))
 
 
 def _grants() -> list[DbGrant]:
-    """Every grant of either side, once (the sides share the policy over the databases each has)."""
-    return list(dict.fromkeys(g for side in SIDES for g in db_grants(side)))
+    """Every grant of either side, once (the sides share the policy over the databases each has), then the
+    sharing processes' grants."""
+    return list(dict.fromkeys([*(g for side in SIDES for g in db_grants(side)), *sharing_grants()]))
 
 
-def _where(database: str) -> str:
-    sides = [side for side in SIDES if database in side_databases(side)]
+def _sides(database: str) -> list[str]:
+    return [side for side in SIDES if database in side_databases(side)]
+
+
+def _where(database: str, sharing: bool = False) -> str:
+    """Where ``database`` is: on both sides, one side only, or (``sharing``) the network's nodes that hold it."""
+    if sharing:
+        return f"{database} ({SHARING_DATABASES[database]})"
+    sides = _sides(database)
     return database if len(sides) == len(SIDES) else f"{database} ({', '.join(sides)} only)"
+
+
+def _grant_where(grant: DbGrant) -> str:
+    return _where(grant.database, sharing=grant in sharing_grants())
+
+
+def _connecting(database: str) -> list[str]:
+    """Role names that may connect to ``database`` (store roles, then sharing roles)."""
+    store = connect_roles(SIDES[-1], database) if _sides(database) else ()
+    return [ALL_ROLE_NAMES[k] for k in dict.fromkeys([*store, *sharing_connect_roles(database)])]
 
 
 def policy_json(settings: Settings, plan: NetworkPlan | None = None) -> dict[str, Any]:
@@ -57,9 +76,10 @@ def policy_json(settings: Settings, plan: NetworkPlan | None = None) -> dict[str
     plan = plan or default_plan()
     return {
         "db_roles": [dataclasses.asdict(r) for r in db_roles(settings)],
-        "db_grants": [{**dataclasses.asdict(g), "role_name": ROLE_NAMES.get(g.role, g.role),
-                       "sides": [s for s in SIDES if g.database in side_databases(s)]} for g in _grants()],
-        "db_connect": {db: [ROLE_NAMES[r] for r in connect_roles(SIDES[-1], db)] for db in _databases()},
+        "db_grants": [{**dataclasses.asdict(g), "role_name": ALL_ROLE_NAMES.get(g.role, g.role),
+                       "sides": _sides(g.database) if g not in sharing_grants() else [],
+                       "where": _grant_where(g)} for g in _grants()],
+        "db_connect": {db: _connecting(db) for db in _databases()},
         "process_roles": process_roles(),
         "kafka_principals": plan_principals(settings, plan),
         "kafka_acls": [dataclasses.asdict(a) for a in kafka_acls(settings, plan)],
@@ -94,7 +114,7 @@ def policy_markdown(settings: Settings, plan: NetworkPlan | None = None) -> str:
                           " ".join(r.attributes), r.why))
     lines += ["", "### Database grants", "",
               "CONNECT on each database is revoked from PUBLIC and granted to: "
-              + "; ".join(f"{_where(db)}: " + ", ".join(f"`{ROLE_NAMES[k]}`" for k in connect_roles(SIDES[-1], db))
+              + "; ".join(f"{_where(db, not _sides(db))}: " + ", ".join(f"`{name}`" for name in _connecting(db))
                           for db in _databases()) + ".",
               "The admin owns every object; no other role may create anything (PostgreSQL 15: no CREATE on "
               "schema `public` for PUBLIC).", "",
@@ -103,11 +123,10 @@ def policy_markdown(settings: Settings, plan: NetworkPlan | None = None) -> str:
     for g in _grants():
         cols = f" ({', '.join(g.columns)})" if g.columns else ""
         kind = "" if g.object_type == "table" else f" on {g.object_type} "
-        key = (g.role, g.database, ", ".join(g.privileges) + cols + kind.rstrip())
+        key = (g.role, _grant_where(g), ", ".join(g.privileges) + cols + kind.rstrip())
         grouped.setdefault(key, []).append(g.name)
-    for (role, database, privileges), names in grouped.items():
-        lines.append(_row(f"`{ROLE_NAMES[role]}`", _where(database), privileges,
-                          ", ".join(f"`{n}`" for n in names)))
+    for (role, where, privileges), names in grouped.items():
+        lines.append(_row(f"`{ALL_ROLE_NAMES[role]}`", where, privileges, ", ".join(f"`{n}`" for n in names)))
     users = plan_principals(settings, plan)
     process_of = {user: process for process, user in users.items()}
     lines += ["", "### Kafka principals and ACLs", "",

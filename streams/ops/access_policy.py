@@ -19,6 +19,10 @@ credential of one side's process does not open the other side's databases:
 - ``platsync_operator``: the operator tools. Reads the stores; may mark conflicts resolved and insert
   sync probes. It cannot read Keycloak's credential tables.
 - the admin (``pg_user``): provisioning, DDL, publications.
+
+A network's sharing processes (fan-out, subscribers, indexer, declarers) have roles of their own, provisioned
+on the nodes they run on only: :mod:`streams.ops.sharing_access`; :func:`db_roles` and :func:`process_roles`
+list them too.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from connectors.keycloak.schema import keycloak_metadata
 from connectors.stores.serials import SERIALS
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
 from streams.core.model import DATABASE_STORES, REPLICA_STORE, ROUTES, SHARED_STORES, SIDES
+from streams.ops.access_model import NO_ADMIN, DbGrant, DbRole  # DbGrant, DbRole: part of this module's API
 from streams.ops.dlq import OPERATOR_CLIENT_ID, retried_topic
+from streams.ops.sharing_access import sharing_db_roles, sharing_process_roles
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.credentials import (
     ADMIN,
@@ -69,42 +75,11 @@ CONFLICT_RESOLUTION_COLUMNS = ("status", "resolved_at", "resolution")
 BY_SYNC_COLUMN = "applied_by_sync"
 
 
-@dataclass(frozen=True)
-class DbRole:
-    """One PostgreSQL login role."""
-
-    key: str
-    name: str
-    attributes: tuple[str, ...]
-    used_by: str
-    why: str
-
-
-@dataclass(frozen=True)
-class DbGrant:
-    """Privileges of one role on one object of one database (``columns``: column-level)."""
-
-    role: str  # role key
-    database: str
-    object_type: Literal["table", "sequence", "identity"]  # identity: name is "table.column"
-    name: str
-    privileges: tuple[str, ...]
-    columns: tuple[str, ...] = ()
-
-    def sql(self, role_name: str, sequence_name: str | None = None) -> str:
-        """The GRANT statement (``sequence_name``: the resolved sequence of an identity column)."""
-        cols = f" ({', '.join(self.columns)})" if self.columns else ""
-        privileges = ", ".join(f"{p}{cols}" for p in self.privileges)
-        if self.object_type == "table":
-            return f'GRANT {privileges} ON TABLE {self.name} TO "{role_name}"'
-        return f'GRANT {privileges} ON SEQUENCE {sequence_name or self.name} TO "{role_name}"'
-
-
-_NO_ADMIN = ("LOGIN", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOBYPASSRLS")
+_NO_ADMIN = NO_ADMIN
 
 
 def db_roles(settings: Settings) -> list[DbRole]:
-    """Every database role, the admin first."""
+    """Every database role, the admin first; the sharing processes' roles last (a network's only)."""
     return [
         DbRole(ADMIN, settings.pg_user, ("SUPERUSER", "LOGIN"), "platsync up (provisioning), Keycloak stand-in",
                "creates databases, schemas, roles, grants and publications; Keycloak's own database owner"),
@@ -117,6 +92,7 @@ def db_roles(settings: Settings) -> list[DbRole]:
         DbRole(OPERATOR, ROLE_NAMES[OPERATOR], (*_NO_ADMIN, "NOREPLICATION"),
                "status, inspect, conflicts, recovery-report, wait-synced",
                "reads the stores; marks conflicts resolved; inserts sync probes"),
+        *sharing_db_roles(),
     ]
 
 
@@ -202,6 +178,7 @@ def process_roles() -> dict[str, list[tuple[str, str]]]:
     for route, (_, target) in ROUTES.items():
         out[f"worker-{route}"] = [(target, APPLY)]
     out["operator"] = [(side, OPERATOR) for side in SIDES]
+    out.update(sharing_process_roles())
     out["provisioning"] = [(side, ADMIN) for side in SIDES]
     return out
 

@@ -17,9 +17,16 @@ from streams.core.model import ROUTES, SIDES
 from streams.runtime.settings import Settings
 
 ADMIN, CAPTURE, APPLY, APP, OPERATOR = "admin", "capture", "apply", "app", "operator"
-#: Roles provisioned besides the admin (key -> role name).
+#: Roles provisioned on every side besides the admin (key -> role name).
 ROLE_NAMES: dict[str, str] = {CAPTURE: "platsync_capture", APPLY: "platsync_apply", APP: "platsync_app",
                               OPERATOR: "platsync_operator"}
+FANOUT, SUBSCRIBER, INDEXER, DECLARER = "fanout", "subscriber", "indexer", "declarer"
+#: Roles of a network's sharing processes (docs/sharing.md), provisioned only where those run: the fan-out's
+#: and the indexer's on the cloud, a subscriber's on its hospital, a declarer's on each common server.
+SHARING_ROLE_NAMES: dict[str, str] = {FANOUT: "platsync_fanout", SUBSCRIBER: "platsync_subscriber",
+                                      INDEXER: "platsync_indexer", DECLARER: "platsync_declarer"}
+#: Every role but the admin.
+ALL_ROLE_NAMES: dict[str, str] = {**ROLE_NAMES, **SHARING_ROLE_NAMES}
 
 
 class AccessPolicyError(PlatSyncError, RuntimeError):
@@ -28,7 +35,7 @@ class AccessPolicyError(PlatSyncError, RuntimeError):
 
 def secret_path(settings: Settings, side: str, role: str) -> Path:
     """Where the embedded stack keeps the generated password of ``role`` on ``side``."""
-    return settings.data_dir / "secrets" / f"pg-{side}-{ROLE_NAMES[role]}.password"
+    return settings.data_dir / "secrets" / f"pg-{side}-{ALL_ROLE_NAMES[role]}.password"
 
 
 def _configured_password(settings: Settings, role: str) -> str:
@@ -36,17 +43,17 @@ def _configured_password(settings: Settings, role: str) -> str:
 
 
 def role_name(settings: Settings, side: str, role: str) -> str:
-    """The database role name of ``role`` (a key of :data:`ROLE_NAMES`) on ``side``: the policy's name plus
+    """The database role name of ``role`` (a key of :data:`ALL_ROLE_NAMES`) on ``side``: the policy's name plus
     the node's ``db_suffix``, so that each institution on a multi-tenant server has roles of its own."""
-    return ROLE_NAMES[role] + settings.node(side).db_suffix
+    return ALL_ROLE_NAMES[role] + settings.node(side).db_suffix
 
 
 def role_credentials(settings: Settings, side: str, role: str) -> tuple[str, str]:
     """(user, password) of ``role`` on ``side``; the admin's when ``pg_least_privilege`` is off."""
     if role == ADMIN or not settings.pg_least_privilege:
         return settings.pg_user, settings.pg_password
-    if role not in ROLE_NAMES:
-        raise AccessPolicyError(f"unknown database role {role!r}; known: {ADMIN}, {', '.join(ROLE_NAMES)}")
+    if role not in ALL_ROLE_NAMES:
+        raise AccessPolicyError(f"unknown database role {role!r}; known: {ADMIN}, {', '.join(ALL_ROLE_NAMES)}")
     password = _configured_password(settings, role)
     if not password:
         path = secret_path(settings, side, role)
@@ -54,7 +61,7 @@ def role_credentials(settings: Settings, side: str, role: str) -> tuple[str, str
             password = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             raise AccessPolicyError(
-                f"no password for database role {ROLE_NAMES[role]} on the {side} side: {path} is missing; "
+                f"no password for database role {ALL_ROLE_NAMES[role]} on the {side} side: {path} is missing; "
                 f"run 'platsync up' once to provision the roles, or set PLATSYNC_PG_{role.upper()}_PASSWORD") from None
     return role_name(settings, side, role), password
 

@@ -64,13 +64,18 @@ class Settings:
     pg_bin_dir: str = ""  # empty: auto-detect (pg_config, then /usr/lib/postgresql/*/bin)
     pg_user: str = "platsync"  # the admin: provisioning only (streams/ops/access_policy.py, docs/security.md)
     pg_password: str = "platsync"
-    # Least-privilege roles: each process connects as its own role (capture, apply, app, operator).
+    # Least-privilege roles: each process connects as its own role (capture, apply, app, operator, ...).
     # false: every process connects as pg_user. Empty passwords: generated once per side in <data_dir>/secrets/.
     pg_least_privilege: bool = True
     pg_capture_password: str = ""
     pg_apply_password: str = ""
     pg_app_password: str = ""
     pg_operator_password: str = ""
+    # The sharing processes' roles (a network's fan-out, subscribers, indexer and declarers; docs/sharing.md).
+    pg_fanout_password: str = ""
+    pg_subscriber_password: str = ""
+    pg_indexer_password: str = ""
+    pg_declarer_password: str = ""
     topic_prefix: str = "platsync"
     # The home link this two-party stack is in a network (its hospital's id; infra/local/network.py
     # writes it into each link's settings file): its Kafka client ids name it, so that the shared link

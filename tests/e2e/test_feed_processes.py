@@ -15,16 +15,20 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from bench.fanout_receiver import WebhookReceiver
 from connectors.stores.fanout_state import create_sharing_schema, sharing_metadata
 from connectors.stores.notifications import list_notifications, set_webhook
 from connectors.stores.subscribed import create_subscribed_schema
 from infra.local.databases import postgres_instance
+from infra.local.sharing_roles import grant_sharing_database
 from streams.apply.fanout import build_fanout
 from streams.apply.subscriber import build_notifier, build_subscriber
 from streams.core.codec import decode, encode_change
 from streams.runtime.connections import dsn
+from streams.runtime.credentials import APP, role_name
 from streams.runtime.deadletter import IncomingMessage
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
@@ -51,8 +55,15 @@ def settings(pg_settings: Settings) -> Iterator[Settings]:
             create(conn)
             conn.execute(text(f"TRUNCATE {tables}"))
         engine.dispose()
+        # The processes connect with their own roles (the fan-out's, the subscriber's), as on a network.
+        grant_sharing_database(s, side, name, app_roles=[role_name(s, side, APP)] if name == "sharing" else [])
     with running_broker(s):
         yield s
+
+
+def admin(settings: Settings, side: str, database: str) -> Engine:
+    """An engine on ``database`` as the admin (what operators and the provisioning do; the processes cannot)."""
+    return create_engine(dsn(settings, side, database), poolclass=NullPool)
 
 
 def read_all(settings: Settings, topic: str, count: int) -> list[bytes]:
@@ -79,7 +90,7 @@ def test_the_fan_out_feeds_the_subscriber_and_dead_letters_what_it_cannot_decode
     fanout, topics = build_fanout(settings, ["hosp-a", "hosp-b"])
     ensure_topics(client_config(settings, "platsync-test-admin"),
                   [f"{settings.topic_prefix}.dlq.fanout"], real_cluster=False)
-    with fanout.engine.begin() as conn:
+    with admin(settings, "remote", "sharing").begin() as conn:  # what the subscription APIs do
         conn.execute(insert(sharing_metadata().tables["subscriptions"]).values(
             node="hosp-b", patient_id="p-1", subscribed_by="test"))
     home_a = f"{settings.topic_prefix}.hosp-a.local.fructos_own"
@@ -129,11 +140,12 @@ def test_notifications_are_published_and_delivered_once_each_through_failures(se
     subscriber = build_subscriber(link, "hosp-b")
     notifier = build_notifier(link, "hosp-b", subscriber.engine)
     feed = feed_topic(settings.topic_prefix, "hosp-b")
-    with subscriber.engine.begin() as conn:
+    store = admin(link, "local", "fructos_subscribed")
+    with store.begin() as conn:
         conn.execute(text("TRUNCATE signed_records, subscribed_patients, notifications, notification_webhook"))
     try:
         with WebhookReceiver(fail_first=2) as hook:
-            with subscriber.engine.begin() as conn:
+            with store.begin() as conn:  # an operator's 'platsync notifications webhook'
                 set_webhook(conn, hook.url, "test")
             messages = [FeedMessage("subscribe", "hosp-b", "p-9", "s9:subscribe", 1),
                         *(FeedMessage("copy", "hosp-b", "p-9", f"e-n{i}", 1, record_id=f"n{i}", source_node="hosp-a",

@@ -33,11 +33,13 @@ from connectors.stores.patient_index import INDEX_DATABASE, create_index_schema,
 from connectors.stores.tables import create_schema
 from infra.local.databases import postgres_instance
 from infra.local.process import free_port
+from infra.local.sharing_roles import grant_sharing_database
 from infra.local.stack import write_settings_file
 from streams.apply.declarer import build_declarer
 from streams.apply.indexer import build_indexer
 from streams.core.codec import decode
 from streams.runtime.connections import dsn
+from streams.runtime.credentials import DECLARER, INDEXER, role_credentials
 from streams.runtime.deadletter import IncomingMessage
 from streams.runtime.kafka_config import client_config
 from streams.runtime.metrics import Health
@@ -63,6 +65,7 @@ def settings(pg_settings: Settings) -> Iterator[Settings]:
         with engine.begin() as conn:
             create(conn)
         engine.dispose()
+        grant_sharing_database(s, "remote", database)  # the declarer's and the indexer's own roles
     with running_broker(s):
         yield s
 
@@ -195,8 +198,12 @@ def test_the_index_processes_serve_their_health_for_kubernetes_probes(settings: 
     config = write_settings_file(settings, tmp_path / "platsync.toml")
     port = free_port()
     args = ["--server", "cloud", "--pg-node", "remote"] if module.endswith("declarer") else ["--servers", "cloud"]
+    # Its role's password from the environment, as a Kubernetes Deployment gives it (its data dir has none).
+    role = DECLARER if module.endswith("declarer") else INDEXER
+    password = {f"PLATSYNC_PG_{role.upper()}_PASSWORD": role_credentials(settings, "remote", role)[1]}
     proc = subprocess.Popen([sys.executable, "-m", module, *args, "--metrics-port", str(port), "--config", str(config),
-                             "--data-dir", str(tmp_path)], cwd="/", env={**os.environ, "PYTHONPATH": str(REPO)},
+                             "--data-dir", str(tmp_path)], cwd="/",
+                            env={**os.environ, "PYTHONPATH": str(REPO), **password},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         def ready() -> bool:
