@@ -131,7 +131,9 @@ class Network:
         #: The regional servers (common nodes under the cloud), each with its PostgreSQL port, kept once chosen.
         self.regions = {n.id: record.get("regions", {}).get(n.id) or {"pg": port()}
                         for n in topology.nodes if n.kind == "common" and n.parent is not None}
-        self.settings = dataclasses.replace(settings, nodes={
+        # The common servers declaring to the index name the sharing processes' Kafka principals (SASL users).
+        servers = ",".join(self.plan.common_servers()) if self.plan.subscription_processes() else ""
+        self.settings = dataclasses.replace(settings, network_servers=servers, nodes={
             **settings.nodes, **{r: region_node(settings, ports["pg"]) for r, ports in self.regions.items()}})
         #: Hospitals that left: their links stay stopped, the cloud keeps their stores (readable).
         self.left = [h for h in record.get("left", []) if h in hospitals]

@@ -103,13 +103,15 @@ def build_subscriber(settings: Settings, node: str) -> Subscriber:
     """The subscriber of ``node`` on its link's settings (factory)."""
     engine = create_engine(dsn(settings, HOSPITAL_SIDE, SUBSCRIBED_STORE, SUBSCRIBER), pool_pre_ping=True)
     client = f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber"
-    return Subscriber(node, engine, DeadLetterWriter(settings, PROCESS, f"{client}-dlq", principal=f"{PROCESS}-{node}"))
+    # Its Kafka principal is its link's (``<link prefix>-subscriber``, NetworkPlan.principal), as every Kafka client
+    # of the process: the node is its link's hospital.
+    return Subscriber(node, engine, DeadLetterWriter(settings, PROCESS, f"{client}-dlq", principal=PROCESS))
 
 
 def build_notifier(settings: Settings, node: str, engine: Engine) -> Notifier:
     """The node's notifier, on its link's settings: its notification topic is ``<link prefix>.notifications``."""
     client = f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber-notify"
-    producer = Producer({**client_config(settings, client, f"{PROCESS}-{node}"), "enable.idempotence": True,
+    producer = Producer({**client_config(settings, client, PROCESS), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5})
     return Notifier(node, engine, producer, f"{settings.topic_prefix}.notifications")
 
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     notifying.start()
     topic = link_feed_topic(settings)
     consumer = feed_consumer(settings, f"{settings.topic_prefix}-{PROCESS}",  # the link's prefix
-                             f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber", f"{PROCESS}-{args.node}",
+                             f"platsync-{settings.client_tag(HOSPITAL_SIDE)}-subscriber", PROCESS,
                              [topic])
     log.info("subscriber %s started: reading %s", args.node, topic)
     try:

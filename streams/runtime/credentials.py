@@ -83,14 +83,28 @@ def ensure_role_password(settings: Settings, side: str, role: str) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def sharing_kafka_processes(settings: Settings) -> tuple[str, ...]:
+    """The sharing processes of a network with Kafka principals under ``settings`` (``network_servers``): in the
+    network's own settings the fan-out, the indexer and each common server's declarer; in a link's settings
+    (``network_link``) the hospital's subscriber. None outside a sharing network."""
+    servers = [s for s in settings.network_servers.split(",") if s]
+    if not servers:
+        return ()
+    if settings.network_link:
+        return (SUBSCRIBER,)
+    return (FANOUT, INDEXER, *(f"{DECLARER}-{server}" for server in servers))
+
+
 def kafka_processes(settings: Settings | None = None) -> tuple[str, ...]:
     """Every process that talks to Kafka under its own principal (with ``settings``: a network link's replica
-    workers too, one per regional server it feeds)."""
+    workers too, one per regional server it feeds, and the network's sharing processes)."""
     routes = settings.applied_routes if settings is not None else tuple(ROUTES)
+    sharing = sharing_kafka_processes(settings) if settings is not None else ()
     return (*(f"capture-{s}" for s in SIDES), *(f"worker-{r}" for r in routes), *(f"mode-{s}" for s in SIDES),
-            "operator")
+            *sharing, "operator")
 
 
 def kafka_principals(settings: Settings) -> dict[str, str]:
-    """Process name -> Kafka user name (``platsync-capture-local``, ...)."""
+    """Process name -> Kafka user name (``platsync-capture-local``, ...; a link's subscriber
+    ``platsync.hosp-a-subscriber``: the names of :meth:`streams.topology.plan.NetworkPlan.principal`)."""
     return {process: f"{settings.topic_prefix}-{process}" for process in kafka_processes(settings)}

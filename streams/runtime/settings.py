@@ -81,6 +81,11 @@ class Settings:
     # writes it into each link's settings file): its Kafka client ids name it, so that the shared link
     # proxy cuts that link alone. Empty: a standalone two-party stack (the default topology).
     network_link: str = ""
+    # A network's common servers that declare to the patient index, comma-separated (the cloud first;
+    # infra/local/network.py writes it when the network shares: two hospitals or more). Its sharing processes
+    # then have Kafka principals of their own: the fan-out, the indexer, each server's declarer and, in a
+    # link's settings, the hospital's subscriber (streams/runtime/credentials.py). Empty: no sharing.
+    network_servers: str = ""
     # Debezium
     # How often each Debezium engine looks for new changes when idle. Every wake costs about a
     # millisecond of CPU per engine (7 engines: 10 ms kept 62% of a core busy on an idle stack,
