@@ -71,6 +71,12 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
     "registry": Resources("100m", "512Mi", "500m", "768Mi"),
     "kafka": Resources("500m", "2Gi", "2", "4Gi"),
     "operator": Resources("100m", "256Mi", "500m", "512Mi"),  # Strimzi entity operator containers
+    # A network's sharing processes (bench/RESULTS.md, fan-out of subscriptions: a subscriber process peaked at
+    # 85-120 MB, the fan-out takes 11-18 ms of CPU per shared document, the indexer and a declarer a few ms).
+    "fanout": Resources("100m", "192Mi", "1", "512Mi"),
+    "subscriber": Resources("100m", "160Mi", "500m", "384Mi"),  # with its notifier thread
+    "indexer": Resources("50m", "128Mi", "250m", "384Mi"),
+    "declarer": Resources("50m", "128Mi", "250m", "256Mi"),
 }
 
 
@@ -83,6 +89,8 @@ class NodeConfig:
     pg_port: int = 5432
     keycloak_url: str = ""  # empty: none (a regional server has no Keycloak)
     keycloak_db: str = ""  # libpq DSN of Keycloak's account database, without password
+    # A hospital's webhook receiver (its subscriber's notifier POSTs there): the only egress opened for it.
+    webhook_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,7 @@ class DeploymentConfig:
     remote_db_cidrs: tuple[str, ...] = ("10.20.0.0/16",)  # cloud-side PostgreSQL and Keycloak
     db_port: int = 5432
     keycloak_ports: tuple[int, ...] = (443, 8443, 8080)
+    webhook_ports: tuple[int, ...] = (443,)  # a subscriber's webhook (each hospital's webhook_cidrs)
     resources: dict[str, Resources] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     # A topology's nodes other than the cloud root (which is the settings' remote node) and a
     # hospital called "local": `platsync k8s render --topology` (docs/kubernetes.md).
@@ -170,8 +179,9 @@ def _nodes_from(raw: Any, faults: list[str]) -> dict[str, NodeConfig]:
             faults += [f"{where} unknown key {k!r}; known: {', '.join(known)}" for k in unknown]
             faults += [f"{where} missing {k}" for k in missing]
             continue
-        values = {k: tuple(v) if k == "db_cidrs" else v for k, v in table.items()}
-        faults += [f"{where} db_cidrs: {c!r} is not an IPv4 CIDR" for c in values["db_cidrs"] if not _CIDR.match(c)]
+        values = {k: tuple(v) if k in ("db_cidrs", "webhook_cidrs") else v for k, v in table.items()}
+        faults += [f"{where} {k}: {c!r} is not an IPv4 CIDR" for k in ("db_cidrs", "webhook_cidrs")
+                   for c in values.get(k, ()) if not _CIDR.match(c)]
         if not values["db_cidrs"]:
             faults.append(f"{where} db_cidrs is empty: the node's pods could reach no database")
         if not isinstance(values.get("pg_port", 5432), int):

@@ -41,7 +41,7 @@ def settings_toml(dep: Deployment) -> str:
 
 def _settings_pairs(scope: Scope, nodes: frozenset[str]) -> list[tuple[str, str | None]]:
     """(node, link) of every PLAT Sync pod on ``nodes``: each pair has its settings ConfigMap."""
-    processes = [p for p in scope.plan.processes() if not p.startswith("pg-")]
+    processes = [p for p in (*scope.plan.processes(), *scope.plan.subscription_processes()) if not p.startswith("pg-")]
     pairs = ((scope.plan.node_of_process(p), scope.in_link(p)[0]) for p in processes)
     return list(dict.fromkeys(pair for pair in pairs if pair[0] in nodes))
 

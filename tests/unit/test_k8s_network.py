@@ -98,7 +98,10 @@ def test_every_plan_process_has_exactly_one_workload_on_its_node(name: str) -> N
         process = by_user[user]
         found.setdefault(process, []).append(node)
         assert doc["metadata"]["labels"]["platsync.io/node"] == node
-    expected = {process: [p.node_of_process(process)] for process in p.processes() if not process.startswith("pg-")}
+    # The sharing processes too: the fan-out, each subscriber, the indexer, each declarer (infra/k8s/sharing.py).
+    assert p.subscription_processes()
+    expected = {process: [p.node_of_process(process)] for process in (*p.processes(), *p.subscription_processes())
+                if not process.startswith("pg-")}
     assert found == expected
     # Each captured endpoint's Kafka Connect runs beside its stamper.
     connects = {doc["metadata"]["name"]: node for node, doc in resources(name, "KafkaConnect")}
@@ -115,12 +118,15 @@ def test_replica_workers_run_only_on_regional_servers(name: str) -> None:
         command = container(doc).get("command", [])  # the registry has none
         is_replica = doc["metadata"]["labels"].get("platsync.io/side") == "replica"
         assert (node in regional) == is_replica, doc["metadata"]["name"]
-        if is_replica:
+        if is_replica and doc["metadata"]["labels"]["platsync.io/component"] == "worker":
             route = command[command.index("--route") + 1]
             assert route == f"local_to_{node}" and command[-2:] == ["--config", "/etc/platsync/platsync.toml"]
-            assert doc["metadata"]["labels"]["platsync.io/component"] == "worker"
+        elif is_replica:  # beside the replica store: its declarer to the patient index, nothing else
+            assert doc["metadata"]["labels"]["platsync.io/component"] == "declarer"
+            assert command[command.index("--server") + 1:command.index("--server") + 4] == [node, "--pg-node", node]
     on_regions = {doc["metadata"]["name"] for node, doc in resources(name, "Deployment") if node in regional}
-    assert on_regions == {f"platsync-worker-{res(r)}" for r in replica_routes}
+    assert on_regions == {*(f"platsync-worker-{res(r)}" for r in replica_routes),
+                          *(f"platsync-declarer-{res(n)}" for n in regional)}
 
 
 def _settings(tmp_path: Path, doc: dict[str, Any]) -> Any:
