@@ -26,6 +26,7 @@ import secrets
 import shutil
 import ssl
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,29 @@ def ensure_broker_secrets(settings: Settings) -> BrokerSecrets:
             shutil.rmtree(staging, ignore_errors=True)
     _ensure_users(settings)
     return BrokerSecrets(target)
+
+
+def share_with_links(network: Settings, links: Iterable[Settings]) -> None:
+    """A network's broker secrets, one set for all (``network``: its own settings; ``links``: its home links').
+
+    The network has one broker endpoint, the link proxy run with its own settings. Each link's
+    ``secrets/broker`` becomes a link to the network's, so the link's processes trust the network's CA, and each
+    link's principals (named by its prefix: ``platsync.hosp-a-capture-local``, its subscriber...) get their users
+    in the one users file the proxy reads. Generated here for every link, before the proxy starts."""
+    if network.broker_security_protocol == "plaintext":
+        return
+    ensure_broker_secrets(network)
+    target = broker_secrets_dir(network).resolve()
+    for link in links:
+        path = broker_secrets_dir(link)
+        if not (path.is_symlink() and path.resolve() == target):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.exists():  # a set of its own from an earlier start: never accepted by the proxy
+                shutil.rmtree(path)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.symlink_to(target, target_is_directory=True)
+        _ensure_users(link)
 
 
 def _ensure_users(settings: Settings) -> None:

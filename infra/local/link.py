@@ -46,6 +46,7 @@ from infra.local.broker_secrets import endpoint_users, server_ssl_context
 from infra.local.kafka_sasl import AuthFailed, UserStore, authenticate
 from streams.core.model import SIDES
 from streams.runtime.jsonfile import read_json, write_json
+from streams.runtime.kafka_config import users_file
 from streams.runtime.logs import configure_for, configure_logging
 from streams.runtime.settings import LOOPBACK, Settings, SettingsError, load_settings
 
@@ -174,6 +175,9 @@ class LinkProxy:
                       else {"": LinkGate("", settings.data_dir)})
         self._connections: dict[asyncio.StreamWriter, tuple[str, str] | None] = {}
         self.counters = {"connections": 0, "cut": 0, "refused": 0, "auth_failed": 0}
+        self._users_stamp: tuple[int, int] | None = None  # the users file as last read (reload_users)
+        if users is not None and users_file(settings).exists():
+            self._users_stamp = _stamp(users_file(settings))
 
     @property
     def up(self) -> bool:
@@ -235,6 +239,21 @@ class LinkProxy:
                 w.close()
             return False
 
+    def reload_users(self) -> bool:
+        """Accept the users added to the users file since it was read (a hospital joining a running network:
+        :func:`infra.local.broker_secrets.share_with_links`); True if it changed."""
+        if self.users is None:
+            return False
+        try:
+            stamp = _stamp(users_file(self.settings))
+        except OSError:
+            return False
+        if stamp == self._users_stamp:
+            return False
+        self.users, self._users_stamp = UserStore(endpoint_users(self.settings)), stamp
+        log.info("broker users reloaded from %s", users_file(self.settings))
+        return True
+
     def enforce(self) -> None:
         """Apply each link's wanted state; on a cut, reset every connection of its cut side now."""
         for gate in self.gates.values():
@@ -266,6 +285,12 @@ class LinkProxy:
                 "open_connections": {**{s: sum(1 for t in mine if t[1] == s) for s in (*SIDES, REPLICA_SIDE)},
                                      "None": sum(1 for t in self._connections.values() if t is None)},
                 **self.counters})
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """What changes when a file is rewritten (``os.replace`` makes a new inode): inode and modification time."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -324,6 +349,7 @@ async def serve(settings: Settings, listen_port: int, upstream_port: int, stop: 
             ticks += 1
             if ticks % 20 == 0:
                 proxy.report()
+                proxy.reload_users()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=0.1)
             except TimeoutError:

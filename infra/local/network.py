@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infra.local.broker import Broker
+from infra.local.broker_secrets import share_with_links
 from infra.local.databases import postgres_instance, provision_side
 from infra.local.link import link_data_dir
 from infra.local.process import (
@@ -52,6 +53,7 @@ from streams.core.model import REPLICA_STORE, SIDES, replica_route
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.connections import database_name
 from streams.runtime.jsonfile import read_json, write_json
+from streams.runtime.kafka_config import client_config
 from streams.runtime.node_settings import NodeSettings
 from streams.runtime.settings import LOOPBACK, Settings
 from streams.topology.load import load_topology
@@ -215,6 +217,9 @@ class Network:
             cloud.init()
         cloud.start(timeout, say=say)
         say(f"cloud PostgreSQL ready on {s.host}:{cloud.port} (one database set per institution)")
+        share_with_links(s, self.links.values())  # TLS/SASL: one CA and users file, read by the proxy at its start
+        if s.broker_security_protocol != "plaintext":
+            self.broker = dataclasses.replace(self.broker, client_options=client_config(s))
         if read_pid(s.data_dir, self.broker.name) is None:
             start_process(s.data_dir, self.broker.spec())
         if read_pid(s.data_dir, "link") is None:
