@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streams.core.errors import PlatSyncError
+
 #: Fee schedule digit -> its kind.
 FEE_SCHEDULES: dict[str, str] = {"1": "medical", "3": "dental", "4": "pharmacy"}
 PREFECTURES = range(1, 48)
 LENGTH = 10
 
 
-class InvalidCode(ValueError):
+class InvalidCode(PlatSyncError, ValueError):
     """A medical institution code that is not valid; the message says why."""
 
 

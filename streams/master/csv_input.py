@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
+from streams.core.errors import PlatSyncError
 from streams.master.codes import InvalidCode, parse_code
 
 #: Column -> accepted headers (the column's own name is always accepted).
@@ -59,7 +60,7 @@ ERAS = {"M": 1867, "T": 1911, "S": 1925, "H": 1988, "R": 2018}
 Row = dict[str, str | int | None]
 
 
-class MasterFileError(ValueError):
+class MasterFileError(PlatSyncError, ValueError):
     """The file cannot be read at all (encoding, header); the message says why."""
 
 
