@@ -75,21 +75,19 @@ CONFLICT_RESOLUTION_COLUMNS = ("status", "resolved_at", "resolution")
 BY_SYNC_COLUMN = "applied_by_sync"
 
 
-_NO_ADMIN = NO_ADMIN
-
 
 def db_roles(settings: Settings) -> list[DbRole]:
     """Every database role, the admin first; the sharing processes' roles last (a network's only)."""
     return [
         DbRole(ADMIN, settings.pg_user, ("SUPERUSER", "LOGIN"), "platsync up (provisioning), Keycloak stand-in",
                "creates databases, schemas, roles, grants and publications; Keycloak's own database owner"),
-        DbRole(CAPTURE, ROLE_NAMES[CAPTURE], (*_NO_ADMIN, "REPLICATION"), "capture-<side> on its own side; resync",
+        DbRole(CAPTURE, ROLE_NAMES[CAPTURE], (*NO_ADMIN, "REPLICATION"), "capture-<side> on its own side; resync",
                "logical replication (pgoutput) of the captured tables through a publication created in advance"),
-        DbRole(APPLY, ROLE_NAMES[APPLY], (*_NO_ADMIN, "NOREPLICATION"), "worker of the route targeting the side",
+        DbRole(APPLY, ROLE_NAMES[APPLY], (*NO_ADMIN, "NOREPLICATION"), "worker of the route targeting the side",
                "applies the other side's changes to the target stores, records progress and conflicts"),
-        DbRole(APP, ROLE_NAMES[APP], (*_NO_ADMIN, "NOREPLICATION"), "reference API (the hospital application)",
+        DbRole(APP, ROLE_NAMES[APP], (*NO_ADMIN, "NOREPLICATION"), "reference API (the hospital application)",
                "writes the source stores; stamps each transaction with its API id (never as applied by sync)"),
-        DbRole(OPERATOR, ROLE_NAMES[OPERATOR], (*_NO_ADMIN, "NOREPLICATION"),
+        DbRole(OPERATOR, ROLE_NAMES[OPERATOR], (*NO_ADMIN, "NOREPLICATION"),
                "status, inspect, conflicts, recovery-report, wait-synced",
                "reads the stores; marks conflicts resolved; inserts sync probes"),
         *sharing_db_roles(),
