@@ -227,19 +227,19 @@ def _record(conn: Connection, docs: Table, signed_records: Table, home: str, cha
         return None
     (write,) = decision.writes
     withdrawn = write.op != "upsert"
-    seq = int(conn.execute(select(func.nextval(SEQUENCE))).scalar_one())  # gaps are harmless; reuse is not
     encoded = None if withdrawn or write.row is None else encode_feed_message(FeedMessage(
         "copy", "", patient, write.event_id, change.commit_ts_ms, record_id=write.key, source_node=home,
-        version=write.version, row={**write.row, SOURCE_COLUMN: home}, seq=seq))
-    values = {"id": write.key, "home": home, "patient_id": patient, "version": write.version, "seq": seq,
+        version=write.version, row={**write.row, SOURCE_COLUMN: home}))  # its seq is the column's (snapshots)
+    values = {"id": write.key, "home": home, "patient_id": patient, "version": write.version,
               "withdrawn": withdrawn, "copy_message": encoded, **_rank(signed_records, write.row)}
-    stmt = insert(docs).values(**values)
+    # Every attempt draws a sequence value, kept only if the state wins: gaps are harmless, reuse is not.
+    stmt = insert(docs).values(**values, seq=func.nextval(SEQUENCE))
     kept, offered = tuple_(*(docs.c[n] for n in RANKED)), tuple_(*(stmt.excluded[n] for n in RANKED))
-    done = conn.execute(stmt.on_conflict_do_update(
-        index_elements=["id"], set_={**{k: stmt.excluded[k] for k in values if k != "id"}, "updated_at": func.now()},
+    return conn.execute(stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={**{k: stmt.excluded[k] for k in (*values, "seq") if k != "id"}, "updated_at": func.now()},
         where=kept < offered,  # the conflict rule: the greater rank wins; replays and losers change nothing
-    ).returning(docs.c.id)).all()
-    return seq if done else None
+    ).returning(docs.c.seq)).scalar()
 
 
 #: The rank columns in the conflict rule's order (connectors/sinks/conflict_rule.py).
