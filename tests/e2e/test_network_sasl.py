@@ -22,12 +22,11 @@ from infra.local.link import enforced_state
 from infra.local.network import Network
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.kafka_config import broker_secrets_dir, generated_users
-from streams.topology.load import load_topology
+from tests.e2e.network.conftest import running_network
 from tests.e2e.network.test_index_network import find
 from tests.e2e.network.test_regional import synced
 from tests.e2e.network.test_sharing_network import register
 from tests.support.helpers import eventually
-from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
 TOPOLOGY = Path(__file__).resolve().parents[2] / "infra" / "topologies" / "two_hospitals.toml"
@@ -35,14 +34,8 @@ TOPOLOGY = Path(__file__).resolve().parents[2] / "infra" / "topologies" / "two_h
 
 @pytest.fixture(scope="module")
 def network() -> Iterator[Network]:
-    data_dir = make_data_dir("platsync-netsasl-")
-    net = Network(isolated_settings(data_dir, broker_security_protocol="sasl_ssl"), load_topology(TOPOLOGY))
-    try:
-        net.up(say=lambda m: print(f"[network] {m}"))
+    with running_network(TOPOLOGY, "platsync-netsasl-", broker_security_protocol="sasl_ssl") as net:
         yield net
-    finally:
-        net.down(say=lambda m: print(f"[network] {m}"), drain_timeout_s=0)
-        remove_data_dir(data_dir)
 
 
 def held_copies(network: Network, hospital: str, patient: str) -> int:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -28,17 +30,25 @@ HOSPITALS = ("hosp-a", "hosp-b")
 REGION = "region-1"
 
 
-@pytest.fixture(scope="package")
-def network() -> Iterator[Network]:
-    """The running regional network; stopped after the package's last test."""
-    data_dir = make_data_dir("platsync-net-")
-    net = Network(isolated_settings(data_dir), load_topology(TOPOLOGY))
+@contextmanager
+def running_network(topology: Path, prefix: str = "platsync-net-", **settings: Any) -> Iterator[Network]:
+    """A network of ``topology`` up in a fresh data dir (``settings`` override the isolated defaults), drained
+    and stopped, and its data dir removed, on exit."""
+    data_dir = make_data_dir(prefix)
+    net = Network(isolated_settings(data_dir, **settings), load_topology(topology))
     try:
         net.up(say=lambda m: print(f"[network] {m}"))
         yield net
     finally:
         net.down(say=lambda m: print(f"[network] {m}"), drain_timeout_s=0)
         remove_data_dir(data_dir)
+
+
+@pytest.fixture(scope="package")
+def network() -> Iterator[Network]:
+    """The running regional network; stopped after the package's last test."""
+    with running_network(TOPOLOGY) as net:
+        yield net
 
 
 def topic_values(settings: Settings, topics: Iterable[str]) -> Iterator[tuple[str, bytes]]:
