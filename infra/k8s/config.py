@@ -17,7 +17,7 @@ import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from streams.core.errors import PlatSyncError
@@ -35,6 +35,11 @@ GENERATED_SETTINGS = frozenset({"broker_username", "broker_security_protocol", "
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Mi|Gi|Ki|Ti)?$")
 _CIDR = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_TIME_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
+#: Where every PLAT Sync pod mounts its settings, data and temporary files: no master file directory there.
+_POD_PATHS = ("/etc/platsync", "/var/lib/platsync", "/tmp", "/etc/kafka-ca")
 
 
 class DeploymentError(PlatSyncError, ValueError):
@@ -77,6 +82,9 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
     "subscriber": Resources("100m", "160Mi", "500m", "384Mi"),  # with its notifier thread
     "indexer": Resources("50m", "128Mi", "250m", "384Mi"),
     "declarer": Resources("50m", "128Mi", "250m", "256Mi"),
+    # The scheduled master import (infra/k8s/master_import.py): the file's ~100,000 rows and the table's, as dicts,
+    # side by side for the difference. An estimate, not a measurement: raise the limit if the job is OOM-killed.
+    "master_import": Resources("250m", "512Mi", "1", "1Gi"),
 }
 
 
@@ -91,6 +99,31 @@ class NodeConfig:
     keycloak_db: str = ""  # libpq DSN of Keycloak's account database, without password
     # A hospital's webhook receiver (its subscriber's notifier POSTs there): the only egress opened for it.
     webhook_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MasterImportConfig:
+    """The hospital's scheduled import of the MHLW master (``[k8s.master_import]``; a CronJob per hospital,
+    infra/k8s/master_import.py, docs/kubernetes.md)."""
+
+    schedule: str = "0 3 * * *"  # cron syntax, in time_zone
+    time_zone: str = "Asia/Tokyo"  # the hospital's local time (CronJob spec.timeZone, an IANA name)
+    file: str = "/master/master.csv"  # the file inside the job; its directory is where the claim is mounted
+    claim: str = "platsync-master-files"  # the PersistentVolumeClaim the MHLW file is dropped into
+    create_claim: bool = True  # False: the claim exists already (not rendered)
+    storage: str = "1Gi"  # the rendered claim's size
+    access_modes: tuple[str, ...] = ("ReadWriteMany",)  # the job reads while an upload pod or share writes
+    strict: bool = False  # --strict: any invalid row fails the job and writes nothing
+    starting_deadline_seconds: int = 3600  # a run missed by more than this (cluster down) is skipped
+    active_deadline_seconds: int = 3600  # a run still going after this is stopped (and counts as failed)
+    backoff_limit: int = 2  # retries of a failed run (a database restart); a refused file fails each time
+    successful_jobs_history_limit: int = 3
+    failed_jobs_history_limit: int = 3
+
+    @property
+    def mount_path(self) -> str:
+        """The directory of ``file``: where the claim is mounted, read-only."""
+        return str(PurePosixPath(self.file).parent)
 
 
 @dataclass(frozen=True)
@@ -129,6 +162,7 @@ class DeploymentConfig:
     # A topology's nodes other than the cloud root (which is the settings' remote node) and a
     # hospital called "local": `platsync k8s render --topology` (docs/kubernetes.md).
     nodes: dict[str, NodeConfig] = field(default_factory=dict)
+    master_import: MasterImportConfig = field(default_factory=MasterImportConfig)
 
 
 @dataclass(frozen=True)
@@ -192,6 +226,58 @@ def _nodes_from(raw: Any, faults: list[str]) -> dict[str, NodeConfig]:
     return nodes
 
 
+def _master_import_from(raw: Any, faults: list[str]) -> MasterImportConfig:
+    """The ``[k8s.master_import]`` table (every fault recorded in ``faults``)."""
+    where, defaults = "[k8s.master_import]", MasterImportConfig()
+    if not isinstance(raw, dict):
+        faults.append(f"{where} must be a table")
+        return defaults
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not hasattr(defaults, key) or key == "mount_path":
+            faults.append(f"{where} unknown key {key!r}; known: {', '.join(f.name for f in fields(defaults))}")
+            continue
+        default = getattr(defaults, key)
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        if type(value) is not type(default):
+            faults.append(f"{where} {key} expects {type(default).__name__}, got {value!r}")
+            continue
+        values[key] = value
+    cfg = dataclasses.replace(defaults, **values)
+    faults += [f"{where} {fault}" for fault in _check_master_import(cfg)]
+    return cfg
+
+
+def _check_master_import(cfg: MasterImportConfig) -> list[str]:
+    faults = []
+    cron = cfg.schedule.split()
+    if not (cfg.schedule.strip() in _CRON_MACROS or (len(cron) == 5 and all(_CRON_FIELD.match(f) for f in cron))):
+        faults.append(f"schedule {cfg.schedule!r} is not a cron schedule (5 fields, e.g. \"0 3 * * *\", or @daily)")
+    if not _TIME_ZONE.match(cfg.time_zone):
+        faults.append(f"time_zone {cfg.time_zone!r} is not a time zone name (e.g. Asia/Tokyo)")
+    path = PurePosixPath(cfg.file)
+    if not path.is_absolute() or cfg.file.endswith("/") or path.parent == PurePosixPath("/") or ".." in path.parts:
+        faults.append(f"file {cfg.file!r} must be an absolute path in a directory of its own (e.g. /master/master.csv)")
+    elif any(cfg.mount_path == p or cfg.mount_path.startswith(p + "/") or p.startswith(cfg.mount_path + "/")
+             for p in _POD_PATHS):
+        faults.append(f"file {cfg.file!r}: its directory would hide one the pod needs ({', '.join(_POD_PATHS)})")
+    if not _DNS_LABEL.match(cfg.claim) or len(cfg.claim) > 63:
+        faults.append(f"claim {cfg.claim!r} is not a DNS label")
+    if not _QUANTITY.match(cfg.storage):
+        faults.append(f"storage {cfg.storage!r} is not a quantity")
+    modes = {"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"}
+    if not cfg.access_modes or set(cfg.access_modes) - modes:
+        faults.append(f"access_modes {list(cfg.access_modes)} must be some of {', '.join(sorted(modes))}")
+    for name in ("starting_deadline_seconds", "active_deadline_seconds"):
+        if getattr(cfg, name) < 1:
+            faults.append(f"{name} must be >= 1")
+    for name in ("backoff_limit", "successful_jobs_history_limit", "failed_jobs_history_limit"):
+        if getattr(cfg, name) < 0:
+            faults.append(f"{name} must be >= 0")
+    return faults
+
+
 def _config_from(table: dict[str, Any], faults: list[str]) -> DeploymentConfig:
     known = {f.name: f for f in fields(DeploymentConfig)}
     values: dict[str, Any] = {}
@@ -214,6 +300,8 @@ def _config_from(table: dict[str, Any], faults: list[str]) -> DeploymentConfig:
             values[key] = merged
         elif key == "nodes":
             values[key] = _nodes_from(raw, faults)
+        elif key == "master_import":
+            values[key] = _master_import_from(raw, faults)
         elif key == "worker_replicas":
             if not isinstance(raw, dict) or set(raw) - set(default):
                 faults.append(f"[k8s] worker_replicas must map routes ({', '.join(default)}) to counts")

@@ -2,17 +2,17 @@
 
 Three layers, each able to reject a manifest:
 
-1. core resources (Namespace, ConfigMap, Secret, Deployment, Service, PVC, NetworkPolicy) against
+1. core resources (Namespace, ConfigMap, Secret, Deployment, CronJob, Service, PVC, NetworkPolicy) against
    the official OpenAPI schemas of the pinned Kubernetes version, as bundled by PyPI
    ``kubernetes-validate`` (its strict variant: unknown fields are errors; validators cached per kind);
 2. Strimzi resources against the schemas in ``infra/k8s/crds/`` (copied or subset from Strimzi's
    CRD ``openAPIV3Schema``, SOURCES.md says which), with unknown fields rejected the way the API
    server prunes-and-rejects for structural schemas (``additionalProperties: false`` wherever a
    schema lists ``properties`` and does not preserve unknown fields), plus the object metadata;
-3. this project's rules: every container has an image, CPU and memory requests and limits, and
-   (PLAT Sync's own and the registry's) liveness and readiness probes; every Strimzi resource that
-   belongs to a cluster names it (``strimzi.io/cluster``); label values are valid (at most 63
-   characters: a topology's long node ids make long names).
+3. this project's rules: every container (of a Deployment or a CronJob) has an image, CPU and memory
+   requests and limits, and (a Deployment's: PLAT Sync's own and the registry's) liveness and readiness
+   probes; every Strimzi resource that belongs to a cluster names it (``strimzi.io/cluster``); label
+   values are valid (at most 63 characters: a topology's long node ids make long names).
 """
 
 from __future__ import annotations
@@ -128,13 +128,22 @@ def _core_errors(doc: dict[str, Any], k8s_version: str) -> list[str]:
             for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))]
 
 
+def _pod_template(doc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(path, pod template) of a Deployment or a CronJob; an empty template for other kinds."""
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    if doc.get("kind") == "CronJob":
+        return "spec.jobTemplate.spec.template", spec.get("jobTemplate", {}).get("spec", {}).get("template", {})
+    return "spec.template", spec.get("template", {})
+
+
 def _policy_errors(doc: dict[str, Any]) -> list[str]:
-    if doc.get("kind") != "Deployment":
+    if doc.get("kind") not in ("Deployment", "CronJob"):
         return []
     errors = []
-    containers = doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    path, template = _pod_template(doc)
+    containers = template.get("spec", {}).get("containers", [])
     for i, c in enumerate(containers):
-        where = f"spec.template.spec.containers[{i}] ({c.get('name')})"
+        where = f"{path}.spec.containers[{i}] ({c.get('name')})"
         if not c.get("image"):
             errors.append(f"{where}: no image")
         res = c.get("resources", {})
@@ -143,7 +152,7 @@ def _policy_errors(doc: dict[str, Any]) -> list[str]:
             if missing:
                 errors.append(f"{where}: resources.{part} lacks {', '.join(missing)}")
         for probe in ("livenessProbe", "readinessProbe"):
-            if probe not in c:
+            if probe not in c and doc["kind"] == "Deployment":  # a job's pod runs to completion: no probes
                 errors.append(f"{where}: no {probe}")
     return errors
 
@@ -151,9 +160,9 @@ def _policy_errors(doc: dict[str, Any]) -> list[str]:
 def _label_errors(doc: dict[str, Any]) -> list[str]:
     """Label values the API server refuses (the schemas do not check them): over 63 characters or
     not alphanumeric at both ends (long node ids in a topology's names)."""
-    template = doc.get("spec", {}).get("template", {}) if isinstance(doc.get("spec"), dict) else {}
+    path, template = _pod_template(doc)
     found = [("metadata.labels", doc.get("metadata", {}).get("labels", {})),
-             ("spec.template.metadata.labels", template.get("metadata", {}).get("labels", {}))]
+             (f"{path}.metadata.labels", template.get("metadata", {}).get("labels", {}))]
     return [f"{where}.{key}: value {value!r} is not a label value (at most 63 characters, [A-Za-z0-9._-], "
             "alphanumeric at both ends)"
             for where, labels in found if isinstance(labels, dict) for key, value in labels.items()

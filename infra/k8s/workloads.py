@@ -68,7 +68,9 @@ def secrets(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     dep, note = scope.dep, {"platsync.io/fill-before-use": "true"}
     out = []
     for endpoint in (e for e in scope.plan.endpoints if e.node in nodes):
-        keys = [*(["capture-password"] if endpoint.captured else []), "apply-password"]
+        # A hospital's app role: its scheduled master import (infra/k8s/master_import.py).
+        keys = [*(["capture-password"] if endpoint.captured else []), "apply-password",
+                *(["app-password"] if endpoint.role == "local" else [])]
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {**_meta(dep, scope.db_secret(endpoint.id)), "annotations": note},
                     "stringData": dict.fromkeys(keys, PLACEHOLDER)})
