@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from connectors.capture.echo_filter import filter_properties
 from connectors.keycloak.schema import ACCOUNT_TABLES
-from connectors.stores.tables import SYNCED_TABLES
+from connectors.stores.tables import SYNCED_TABLES, sent_tables
 from streams.runtime.connections import database_name, keycloak_db_dsn, pg_credentials
 from streams.runtime.settings import Settings
 
@@ -55,14 +55,16 @@ def offsets_path(settings: Settings, side: str, store: str) -> Path:
     return settings.data_dir / "capture" / f"{side}.{store}.offsets"
 
 
-def captured_tables(store: str) -> tuple[str, ...]:
-    """Schema-qualified tables captured from ``store`` (synced tables, markers, probes).
+def captured_tables(store: str, side: str | None = None) -> tuple[str, ...]:
+    """Schema-qualified tables captured from ``store`` on ``side`` (synced tables it sends, markers, probes);
+    ``side`` None: on either side (what the capture role may read).
 
     For ``keycloak``: Keycloak's own account tables (probes travel as logical messages there).
     """
     if store == "keycloak":
         return tuple(f"public.{t}" for t in ACCOUNT_TABLES)
-    return tuple(f"public.{t}" for t in (*SYNCED_TABLES[store], *BOOKKEEPING_TABLES))
+    synced = SYNCED_TABLES[store] if side is None else sent_tables(store, side)
+    return tuple(f"public.{t}" for t in (*synced, *BOOKKEEPING_TABLES))
 
 
 def _connection(settings: Settings, side: str, store: str) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def connector_properties(settings: Settings, side: str, store: str, echo_filter:
         # Created by the provisioning admin (infra/local/db_roles.py): the capture role owns no table.
         # A configured (external) Keycloak database: Debezium creates it, as that database's user.
         "publication.autocreate.mode": "filtered" if _external_keycloak_db(settings, side, store) else "disabled",
-        "table.include.list": ",".join(captured_tables(store)),
+        "table.include.list": ",".join(captured_tables(store, side)),
         "snapshot.mode": "no_data",
         # Values easy to convert without the JSON schemas: ISO-8601 strings for every temporal
         # type, decimals as strings, bytea as base64 strings (decoded by the envelope).

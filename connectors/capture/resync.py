@@ -29,7 +29,7 @@ import psycopg
 
 from connectors.keycloak.accounts import ACCOUNT_TABLE, account_to_row, read_accounts
 from connectors.keycloak.crypto import key_ring_for
-from connectors.stores.tables import SYNCED_TABLES
+from connectors.stores.tables import sent_rows, sent_tables
 from streams.core.model import ChangeEvent, RowValue
 from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
 from streams.runtime.settings import Settings
@@ -96,7 +96,7 @@ def resync_store(settings: Settings, side: str, store: str,
         lsn = conn.execute("SELECT (pg_current_wal_lsn() - '0/0')::bigint").fetchone()[0]
         markers = _markers(conn)
         conn.commit()
-        for table in SYNCED_TABLES[store]:
+        for table in sent_tables(store, side):
             for batch in _rows(conn, table):
                 events = []
                 for xmin, row in batch:
@@ -128,7 +128,8 @@ def _rows(conn: psycopg.Connection[Any], table: str) -> Iterator[list[tuple[int,
     """Every row of ``table`` with the 32-bit id of the transaction that last wrote it, in batches."""
     with conn.transaction(), conn.cursor(name=f"resync_{table}") as cur:
         cur.itersize = BATCH_ROWS
-        cur.execute(f"SELECT xmin::text::bigint AS platsync_xmin, t.* FROM {table} t ORDER BY id")  # noqa: S608
+        cur.execute(f"SELECT xmin::text::bigint AS platsync_xmin, t.* FROM {table} t "  # noqa: S608
+                    f"WHERE {sent_rows(table)} ORDER BY id")
         columns = [d.name for d in cur.description or []]
         while rows := cur.fetchmany(BATCH_ROWS):
             yield [(int(r[0]), dict(zip(columns[1:], r[1:], strict=True))) for r in rows]

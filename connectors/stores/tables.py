@@ -17,11 +17,13 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
@@ -34,6 +36,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from connectors.stores.index_outbox import create_index_outbox
+from connectors.stores.master_schema import MASTER_TABLE, TARGETS_TABLE, create_master_objects
 from connectors.stores.serials import create_sequences
 from streams.core.model import SHARED_STORES, RowValue
 from streams.runtime.settings import Settings
@@ -178,6 +181,28 @@ def meta_metadata() -> MetaData:
         Column("call_id", Text, nullable=False),
         Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
+    # The MHLW medical institution master (docs/master.md): the hospital holds all of it, the cloud only its
+    # target rows (is_target) and, beside them, the columns it maintains itself (master_schema.py).
+    _synced(MASTER_TABLE, md,
+            Column("medical_id", Text, nullable=False),  # the 10-digit 医療機関コード; ``id`` is the same code
+            Column("name", Text, nullable=False),
+            Column("name_kana", Text),
+            Column("postal_code", Text),
+            Column("address", Text),
+            Column("phone", Text),
+            Column("founder", Text),
+            Column("administrator", Text),
+            Column("designated_on", Date),
+            Column("beds", Integer),
+            Column("departments", Text),
+            Column("is_target", Boolean, nullable=False, server_default=text("false")),
+            CheckConstraint("medical_id = id", name="master_medical_orgs_id_is_code"))
+    Table(
+        TARGETS_TABLE, md,
+        Column("medical_id", Text, primary_key=True),
+        Column("note", Text),
+        Column("added_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
     Table(
         "platsync_keycloak_applied", md,
         Column("username", Text, primary_key=True),
@@ -235,10 +260,27 @@ ADDED_COLUMNS: dict[str, dict[str, RowValue]] = {
 }
 
 SYNCED_TABLES: dict[str, tuple[str, ...]] = {
-    "meta": ("plat_users", "patients", "staff", "documents"),
+    "meta": ("plat_users", "patients", "staff", "documents", MASTER_TABLE),
     "fructos_own": ("signed_records",),
     "fructos_patient": ("signed_records",),
 }
+
+#: Synced tables that only one side captures (table -> that side): the other side holds a read-only copy.
+SENT_BY: dict[str, str] = {MASTER_TABLE: "local"}
+#: Captured tables of which only the rows matching a condition cross: the publication's row filter (PostgreSQL
+#: turns an update into or out of it into an insert or a delete); resync and the recovery report use it too.
+ROW_FILTERS: dict[str, str] = {MASTER_TABLE: "is_target"}
+
+
+def sent_tables(store: str, side: str) -> tuple[str, ...]:
+    """The synced tables of ``store`` whose changes ``side`` captures and sends to the other side."""
+    return tuple(t for t in SYNCED_TABLES[store] if SENT_BY.get(t, side) == side)
+
+
+def sent_rows(table: str) -> str:
+    """The SQL condition selecting the rows of ``table`` that cross (``true`` for all)."""
+    return ROW_FILTERS.get(table, "true")
+
 
 MARK_API_FUNCTION = """
 CREATE OR REPLACE FUNCTION platsync_mark_api(p_api_id text, p_call_id text DEFAULT NULL)
@@ -262,6 +304,8 @@ def create_schema(conn: Connection, store: str, side: str, database: str, settin
         conn.execute(text(f"ALTER TABLE platsync_tombstone ADD COLUMN IF NOT EXISTS {column}"))
     if store == "meta":
         create_sequences(conn, settings, side)
+        master = meta_metadata().tables[MASTER_TABLE]
+        create_master_objects(conn, side, settings.master_protected_column_names, [c.name for c in master.columns])
         # Data dirs made before document numbers and sharing existed.
         for column in ("document_number text", "department text", "author text",
                        "share_state text NOT NULL DEFAULT 'shared'"):

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from connectors.capture.debezium import captured_tables, slot_name
+from connectors.stores.tables import ROW_FILTERS
 from streams.core.model import DATABASE_STORES, REPLICA_STORE, SHARED_STORES
 from streams.ops.access_policy import KEYCLOAK_DB, DbGrant, DbRole, connect_roles, db_grants, db_roles
 from streams.runtime.connections import database_name, libpq_dsn
@@ -87,15 +88,24 @@ def apply_grants(conn: psycopg.Connection, database: str, connecting: Iterable[s
 
 
 def publication_statements(conn: psycopg.Connection, name: str, tables: tuple[str, ...]) -> list[sql.Composable]:
-    """What makes publication ``name`` publish exactly ``tables`` (schema-qualified), if anything."""
-    current = {f"{s}.{t}" for s, t in conn.execute(
-        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,))}
+    """What makes publication ``name`` publish exactly ``tables`` (schema-qualified), each with its row filter
+    (:data:`connectors.stores.tables.ROW_FILTERS`), if anything."""
+    current = {(f"{s}.{t}", (f or "").strip("()")) for s, t, f in conn.execute(
+        "SELECT schemaname, tablename, rowfilter FROM pg_publication_tables WHERE pubname = %s", (name,))}
+    wanted = {(t, ROW_FILTERS.get(t.split(".", 1)[1], "")) for t in tables}
     exists = conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone() is not None
-    if exists and current == set(tables):
+    if exists and current == wanted:
         return []
-    listed = sql.SQL(", ").join(sql.Identifier(*t.split(".", 1)) for t in tables)
+    listed = sql.SQL(", ").join(_published(t) for t in tables)
     verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
     return [sql.SQL(verb).format(sql.Identifier(name), listed)]
+
+
+def _published(table: str) -> sql.Composable:
+    """One table of a publication's list, with its row filter (the filter is code, never input)."""
+    name = sql.Identifier(*table.split(".", 1))
+    row_filter = ROW_FILTERS.get(table.split(".", 1)[1])
+    return name if row_filter is None else sql.SQL("{} WHERE ({})").format(name, sql.SQL(row_filter))  # type: ignore[arg-type]
 
 
 def grant_database(settings: Settings, side: str, database: str) -> None:
@@ -118,7 +128,7 @@ def grant_database(settings: Settings, side: str, database: str) -> None:
         # The capture's publication: created here, so that Debezium needs no table ownership.
         if not tenant_shared:
             for statement in publication_statements(conn, slot_name(settings, side, database),
-                                                    captured_tables(database)):
+                                                    captured_tables(database, side)):
                 conn.execute(statement)
     if missing:
         log.warning("%s/%s: not granted, objects missing: %s", side, database, ", ".join(sorted(set(missing))))

@@ -23,6 +23,7 @@ from streams.cli import dlq as dlq_cli
 from streams.cli import index as index_cli
 from streams.cli import k8s as k8s_cli
 from streams.cli import link as link_cli
+from streams.cli import master as master_cli
 from streams.cli import mode as mode_cli
 from streams.cli import network as network_cli
 from streams.cli import notifications as notifications_cli
@@ -370,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     topology_cli.register(sub, common)
     sharing_cli.register(sub, common)
     subscriptions_cli.register(sub, common)
+    master_cli.register(sub, common)
     notifications_cli.register(sub, common)
     index_cli.register(sub, common)
     network_cli.register(sub, common)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 
 from connectors.capture.debezium import captured_tables
 from connectors.keycloak.schema import keycloak_metadata
+from connectors.stores.master_schema import MASTER_TABLE, TARGETS_TABLE, VERSION_SEQUENCE
 from connectors.stores.serials import SERIALS
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
 from streams.core.model import DATABASE_STORES, REPLICA_STORE, ROUTES, SHARED_STORES, SIDES
@@ -139,6 +140,11 @@ def _database_grants(database: str) -> tuple[DbGrant, ...]:
                    DbGrant(APP, database, "identity", f"{SHARE_AUDIT}.id", ("USAGE",))]
         # UPDATE: a given number of the side's range advances the sequence past it (serials.claim_given_numbers).
         grants += [DbGrant(APP, database, "sequence", s.sequence, ("USAGE", "SELECT", "UPDATE")) for s in SERIALS]
+        # `platsync master` (docs/master.md): an import deletes the institutions gone from the file; the triggers
+        # draw each new version from the master's sequence and re-read the target list.
+        grants += [DbGrant(APP, database, "table", MASTER_TABLE, ("DELETE",)),
+                   DbGrant(APP, database, "table", TARGETS_TABLE, ("SELECT", "INSERT", "UPDATE", "DELETE")),
+                   DbGrant(APP, database, "sequence", VERSION_SEQUENCE, ("USAGE",))]
     grants += [DbGrant(OPERATOR, database, "table", t, ("SELECT",)) for t in tables]
     grants += [DbGrant(OPERATOR, database, "table", CONFLICT, ("UPDATE",), CONFLICT_RESOLUTION_COLUMNS),
                DbGrant(OPERATOR, database, "table", PROBE, ("INSERT",), _input_columns(database, PROBE)),

@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.stores.tables import SYNCED_TABLES
+from connectors.stores.tables import sent_rows, sent_tables
 from streams.apply.mode_state import emergency_windows
 from streams.core.model import DATABASE_STORES, SIDES, other_side, route_for_source
 from streams.runtime.confluent_wire import codec_for
@@ -40,7 +40,7 @@ from streams.runtime.settings import Settings
 COPIED, COPYABLE, NOT_COPYABLE = "copied", "copyable", "not_copyable"
 #: Human-facing column shown per table, so that staff recognise the record.
 LABELS = {"documents": "document_number", "patients": "patient_number", "staff": "staff_code",
-          "plat_users": "login_id", "signed_records": "entity"}
+          "plat_users": "login_id", "signed_records": "entity", "master_medical_orgs": "name"}
 _XID_MODULUS = 2**32
 
 
@@ -151,7 +151,8 @@ def _entered(conn: psycopg.Connection[Any], side: str, table: str, start_ms: int
     if not markers:
         return []
     label = LABELS.get(table)
-    cur = conn.execute(f"SELECT xmin::text::bigint, id, version, updated_at, {label or 'NULL'} FROM {table}")
+    cur = conn.execute(f"SELECT xmin::text::bigint, id, version, updated_at, {label or 'NULL'} FROM {table} "
+                       f"WHERE {sent_rows(table)}")
     out = []
     for xmin, row_id, version, updated_at, label_value in cur:
         if xmin in markers:
@@ -175,7 +176,7 @@ def build_report(settings: Settings, start_ms: int, end_ms: int | None) -> list[
                 conflicts = {**_conflicts_by_row(src), **_conflicts_by_row(dst)}
                 if side == SIDES[0]:  # each store's conflicts once (they name both sides)
                     entries.extend(_lost_in_conflicts([src, dst], store, start_ms, end_ms))
-                for table in SYNCED_TABLES[store]:
+                for table in sent_tables(store, side):
                     rows = _entered(src, side, table, start_ms, end_ms)
                     ids = [r["id"] for r, _, _ in rows]
                     there = {i: (v, u) for i, v, u in dst.execute(

@@ -18,7 +18,10 @@ from typing import Any
 from streams.core.errors import FileFault, FileFaultsError
 from streams.core.model import ROUTES, SIDE_STORES, STORES
 
-API_ID_PATTERN = r"^PRV_[A-Z]{3}_\d{3}$"
+API_ID_PATTERN = r"^(PRV|PLAT)_[A-Z]{3}_\d{3}$"
+#: The seed's APIs (seed 000) start with this; the others (``PLAT_``) are the engine's own routes, such as the
+#: MHLW master's (docs/master.md), rendered apart from the seed's tables.
+SEED_API_PREFIX = "PRV_"
 TOP_LEVEL_KEYS: tuple[str, ...] = ("feeds", "apis", *ROUTES)
 API_INFO_KEYS: tuple[str, ...] = ("category", "label")
 ROUTE_KEYS: tuple[str, ...] = ("source", "target")
@@ -49,6 +52,11 @@ class ApiRoute:
     category: str
     source: tuple[str, ...]
     target: tuple[str, ...]
+
+    @property
+    def from_seed(self) -> bool:
+        """Whether the API is one of the seed's (not an engine route of PLAT Sync's own)."""
+        return self.api_id.startswith(SEED_API_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -249,8 +257,10 @@ class _Validator:
             self.extra_keys(path, entry, ROUTE_KEYS)
             source = self.check_stores(f"{path}.source", entry, "source", source_side)
             target = self.check_stores(f"{path}.target", entry, "target", target_side)
-            if source is not None and not source and "source" in entry:
-                self.fault(f"{path}.source", "must list at least one store the API writes")
+            if source is not None and not source and "source" in entry and target:
+                # Both empty: the API does not exist on this side (a one-way route, such as the master's).
+                self.fault(f"{path}.source", "must list at least one store the API writes "
+                           "(an API that does not exist on this side lists none in source and target)")
             if source and target is not None and feeds is not None:
                 for index, store in enumerate(target):
                     fed_by = feeds.get(store)

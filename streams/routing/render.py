@@ -21,6 +21,11 @@ HEADINGS: dict[str, str] = {
     "local_to_remote": "### ローカル→リモート連携",
     "remote_to_local": "### リモート→ローカル連携",
 }
+#: The engine's own APIs (not the seed's) follow the seed's tables under these headings.
+EXTENSION_HEADINGS: dict[str, str] = {
+    "local_to_remote": "### ローカル→リモート連携（PLAT Sync 独自: 医療機関マスタ）",
+    "remote_to_local": "### リモート→ローカル連携（PLAT Sync 独自: 医療機関マスタ）",
+}
 MARK = "○"
 
 
@@ -42,14 +47,16 @@ def columns(direction: Direction) -> list[tuple[str, str, str]]:
     return cols
 
 
-def direction_to_markdown(direction: Direction) -> list[str]:
-    """The heading and table lines of one direction, formatted like the seed."""
+def direction_to_markdown(direction: Direction, from_seed: bool = True) -> list[str]:
+    """The heading and table lines of one direction, formatted like the seed: the seed's APIs, or
+    (``from_seed`` False) the engine's own."""
     cols = columns(direction)
-    lines = [HEADINGS.get(direction.name, f"### {direction.name}"), ""]
+    headings = HEADINGS if from_seed else EXTENSION_HEADINGS
+    lines = [headings.get(direction.name, f"### {direction.name}"), ""]
     lines.append("| | API名 | " + " | ".join(title for _, _, title in cols) + " |")
     lines.append("|" + ":---:|" * (len(cols) + 2))
     previous_category: str | None = None
-    for r in direction.routes:
+    for r in (r for r in direction.routes if r.from_seed == from_seed):
         category = r.category if r.category != previous_category else " "
         previous_category = r.category
         marks = []
@@ -61,10 +68,13 @@ def direction_to_markdown(direction: Direction) -> list[str]:
 
 
 def matrix_to_markdown(matrix: Matrix) -> str:
-    """Both tables (local→remote, then remote→local) in the layout of seed 000, section 3."""
+    """Both tables (local→remote, then remote→local) in the layout of seed 000, section 3; then, in the same
+    layout, the engine's own APIs if the matrix has any."""
     lines: list[str] = []
-    for direction in matrix.directions:
-        if lines:
-            lines.append("")
-        lines.extend(direction_to_markdown(direction))
+    own = any(not r.from_seed for d in matrix.directions for r in d.routes)
+    for from_seed in (True, False) if own else (True,):
+        for direction in matrix.directions:
+            if lines:
+                lines.append("")
+            lines.extend(direction_to_markdown(direction, from_seed))
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -34,6 +35,7 @@ PROTOCOLS = {"plaintext": "PLAINTEXT", "ssl": "SSL", "sasl_ssl": "SASL_SSL"}
 SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 #: Where plaintext-only listeners (the embedded broker behind its link proxy) always bind.
 LOOPBACK = "127.0.0.1"
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,9 @@ class Settings:
     log_format: str = "text"  # text | json (streams/runtime/logs.py)
     # Sharing (docs/sharing.md): the share rules file. Empty: the shipped streams/sharing/share_rules.toml.
     share_rules: str = ""
+    # The MHLW master (docs/master.md): columns of the cloud's partial copy maintained in the cloud, which the
+    # sync never writes (上書き禁止), comma-separated; each is a text column added to the cloud's table.
+    master_protected_columns: str = "display_alias,cloud_note"
     # Supervisor
     ready_timeout_s: float = 120.0
     status_interval_s: float = 1.0
@@ -155,8 +160,17 @@ class Settings:
 
     def __post_init__(self) -> None:
         validate_broker_security(self)
+        bad = [c for c in self.master_protected_column_names if not _IDENTIFIER.fullmatch(c)]
+        if bad:
+            raise SettingsError(f"master_protected_columns: {', '.join(map(repr, bad))} is not a column name "
+                                "(lower-case letters, digits and _, starting with a letter)")
         if faults := overlapping_ranges(self.nodes):
             raise SettingsError("; ".join(faults))
+
+    @property
+    def master_protected_column_names(self) -> tuple[str, ...]:
+        """The cloud-maintained columns of the master's partial copy (``master_protected_columns``)."""
+        return tuple(c.strip() for c in self.master_protected_columns.split(",") if c.strip())
 
     @property
     def broker_bootstrap(self) -> str:

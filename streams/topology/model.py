@@ -228,7 +228,7 @@ class Topology:
                 home.extend(
                     LinkRoute(direction.name, r.api_id, nodes[direction.source_side], r.source,
                               nodes[direction.target_side], r.target)
-                    for r in direction.routes
+                    for r in direction.routes if r.source  # none: the API does not exist on that side
                 )
             links.append(Link(f"home.{hospital.id}", "home", root.id, hospital.id, tuple(home)))
             for upper in self.ancestors(hospital.id)[:-1]:  # every common node above it but the root

@@ -28,6 +28,8 @@ EXPECTED_JSON = {
         "PRV_DOC_007": {"source": MF, "target": MF},
         "PRV_DOC_008": {"source": MF, "target": MF},
         "PRV_DOC_009": {"source": MF, "target": MFP},
+        "PLAT_MST_001": {"source": ["meta"], "target": ["meta"]},  # the engine's own: the MHLW master
+        "PLAT_MST_002": {"source": ["meta"], "target": ["meta"]},
     },
     "remote_to_local": {
         "PRV_USR_001": {"source": MFP, "target": MF},
@@ -39,6 +41,8 @@ EXPECTED_JSON = {
         "PRV_DOC_007": {"source": MF, "target": MF},
         "PRV_DOC_008": {"source": MF, "target": MF},
         "PRV_DOC_009": {"source": MFP, "target": MF},
+        "PLAT_MST_001": {"source": [], "target": []},  # one way: no master API in the cloud
+        "PLAT_MST_002": {"source": [], "target": []},
     },
 }
 

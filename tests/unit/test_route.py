@@ -38,6 +38,12 @@ EXPECTED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("remote_to_local", "PRV_DOC_007"): {"meta": ("meta",), "fructos_own": ("fructos_own",)},
     ("remote_to_local", "PRV_DOC_008"): {"meta": ("meta",), "fructos_own": ("fructos_own",)},
     ("remote_to_local", "PRV_DOC_009"): {"meta": ("meta",), "fructos_own": ("fructos_own",), "fructos_patient": ()},
+    # The engine's own, one way (docs/master.md): the hospital's master reaches the cloud's META; the cloud has no
+    # master API, so a change stamped with one there is refused.
+    ("local_to_remote", "PLAT_MST_001"): {"meta": ("meta",)},
+    ("local_to_remote", "PLAT_MST_002"): {"meta": ("meta",)},
+    ("remote_to_local", "PLAT_MST_001"): {},
+    ("remote_to_local", "PLAT_MST_002"): {},
 }
 
 CASES = [(name, api_id, store) for (name, api_id) in EXPECTED for store in SIDE_STORES[ROUTES[name][0]]]
@@ -67,7 +73,7 @@ def make_change(**overrides: Any) -> ChangeEvent:
 
 
 def test_cases_cover_every_api_direction_and_store() -> None:
-    assert len(CASES) == 9 * 3 + 9 * 4
+    assert len(CASES) == 11 * 3 + 11 * 4
     assert {api for _, api in EXPECTED} == {api for api in load_matrix().direction("local_to_remote").api_ids}
 
 
