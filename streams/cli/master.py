@@ -37,12 +37,21 @@ def _connect(args: argparse.Namespace) -> Any:
     # deferred: psycopg (~0.2 s); this module is imported by every 'platsync' run
     import psycopg
 
+    # deferred: psycopg, as above
+    from connectors.stores.master_store import LOCK_KEY, MasterBusyError
+
     settings = load_settings(args.config, data_dir=args.data_dir)
     link, side = resolve_node(settings, args.side or HOSPITAL_SIDE)
     if side != HOSPITAL_SIDE:
         raise UnknownNodeError(f"{args.side} is a cloud node: the master is imported and its targets chosen on the "
                                "hospital (its cloud copy is written by the sync only)")
-    return psycopg.connect(libpq_dsn(link, side, "meta", "app") + " connect_timeout=5")
+    conn = psycopg.connect(libpq_dsn(link, side, "meta", "app") + " connect_timeout=5")
+    # One import or target edit at a time, from its read to its write: held until the connection closes.
+    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+        conn.close()
+        raise MasterBusyError("another master import or target edit is running on this hospital; retry after it")
+    conn.commit()
+    return conn
 
 
 def _say(message: str) -> None:
