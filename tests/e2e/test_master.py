@@ -5,16 +5,17 @@ bad rows, and edits made while the link is down."""
 
 from __future__ import annotations
 
-import uuid
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from connectors.stores.master_schema import MASTER_API, TARGETS_API
+from connectors.stores.master_store import LOCK_KEY
 from infra.local.stack import Stack
 from streams.apply.barrier import wait_synced
 from streams.core.codec import MessageCodec
@@ -23,6 +24,7 @@ from streams.master.synthetic import changed, generate_rows, to_csv
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
+from tests.e2e.network.conftest import topic_values
 from tests.support.helpers import platsync
 
 pytestmark = pytest.mark.e2e
@@ -30,6 +32,7 @@ ROWS = 100_000
 TABLE = "master_medical_orgs"
 #: The synced columns compared between the hospital's row and the cloud's copy.
 COMPARED = (*COLUMNS, "version", "is_target")
+CODE = re.compile(rb"(?<![0-9])[0-4][0-9][134][0-9]{7}(?![0-9])")
 
 
 def synced(s: Settings) -> None:
@@ -44,23 +47,9 @@ def run(s: Settings, *args: str, ok: bool = True) -> Any:
 
 
 def master_events(s: Settings, codec: MessageCodec) -> list[Any]:
-    """Every change event of the master table in the hospital's META topic."""
-    consumer = Consumer({**client_config(s), "group.id": f"scan-{uuid.uuid4()}", "enable.auto.commit": False})
-    topic = s.topic("local", "meta")
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-    out: list[Any] = []
-    try:
-        position = 0
-        while position < high:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            position = msg.offset() + 1
-            out += [e for e in codec.decode_changes(msg.value()) if e.table == TABLE]
-    finally:
-        consumer.close()
-    return out
+    """Every change event of the master table in the hospital's META topic, in order."""
+    return [e for _, value in topic_values(s, [s.topic("local", "meta")]) for e in codec.decode_changes(value)
+            if e.table == TABLE]
 
 
 def rows(s: Settings, side: str, where: str = "true") -> dict[str, dict[str, Any]]:
@@ -112,6 +101,15 @@ def test_a_full_import_reaches_the_cloud_for_the_targets_only(stack: Stack, mast
     events = master_events(s, codec)
     assert events and {e.key for e in events} <= set(master["targets"]) | {master["outside"]}
     assert {e.api_id for e in events} <= {MASTER_API, TARGETS_API}
+    # No other institution's code is in any message of any topic (a sample of 5,000 of them).
+    outside = {r["medical_id"] for r in master["rows"][::20]} - set(master["targets"])
+    consumer = Consumer({**client_config(s, "platsync-test-scan"), "group.id": "scan-topics"})
+    try:
+        topics = [t for t in consumer.list_topics(timeout=10).topics if not t.startswith("__")]
+    finally:
+        consumer.close()
+    found = {code for _, value in topic_values(s, topics) for code in CODE.findall(value)}
+    assert not found & outside
     with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:  # nothing flows back from the cloud
         published = {r[0] for r in conn.execute("SELECT tablename FROM pg_publication_tables")}
     assert TABLE not in published and "documents" in published
@@ -251,6 +249,16 @@ def test_imports_and_target_edits_made_offline_reach_the_cloud_after(stack: Stac
     synced(s)
     cloud = assert_cloud_holds_exactly_the_targets(s)
     assert cloud[target]["beds"] == 999 and newcomer in cloud
+
+
+def test_a_second_import_is_refused_while_one_holds_the_lock(stack: Stack, master: dict[str, Any]) -> None:
+    s = stack.settings
+    with psycopg.connect(libpq_dsn(s, "local", "meta", "app")) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        busy = run(s, "import", str(master["folder"] / "master.csv"), ok=False)
+        assert busy.returncode == 3 and "another master import" in busy.stderr, busy.stderr
+        busy = run(s, "targets", "add", master["targets"][2], ok=False)
+        assert busy.returncode == 3, busy.stderr
 
 
 def test_the_cli_refuses_a_cloud_node_and_a_bad_code(stack: Stack) -> None:
