@@ -1,7 +1,8 @@
 """``platsync bench``: run every scenario on a fresh embedded stack and report the figures.
 
 Order: start a private stack (fresh data dir, free ports) -> bulk registration -> the same
-rows by native logical replication -> steady traffic -> catch-up after a link cut -> drain and
+rows by native logical replication -> steady traffic -> catch-up after a link cut -> the MHLW
+master (a 100,000-row import, an unchanged re-import, a 1% update: bench/master_scenario.py) -> drain and
 stop. Memory of every process of the stack is sampled throughout. The exit code says whether
 every correctness check passed; the targets are reported, never enforced (they are figures of
 a machine, not properties of the code).
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu import CpuMeter
+from bench.master_scenario import master_sync
 from bench.memory import MemorySampler
 from bench.native import measure_native
 from bench.scenarios import Check, bulk_registration, catch_up, steady_traffic
@@ -39,6 +41,8 @@ class Sizes:
     steady_rate_per_s: int
     steady_duration_s: float
     catchup_changes: int
+    master_rows: int = 100_000  # both sizes: the issue's figures are defined on 100,000 rows
+    master_targets: int = 300
 
 
 FULL = Sizes(bulk_documents=50_000, steady_rate_per_s=200, steady_duration_s=60, catchup_changes=100_000)
@@ -50,10 +54,15 @@ TARGETS: dict[str, tuple[str, float]] = {
     "steady_p99_ms": ("<=", 300),
     "catchup_s": ("<=", 30),
     "peak_rss_mb": ("<=", 2_500),
+    # the MHLW master (issue 16)
+    "master_import_s": ("<=", 20),
+    "master_delta_sync_s": ("<=", 5),
+    "master_noop_events": ("<=", 0),
 }
 #: Shown in the table, in this order.
 TABLE_KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "steady_p50_ms", "steady_p99_ms",
-              "catchup_s", "peak_rss_mb")
+              "catchup_s", "peak_rss_mb", "master_import_s", "master_delta_sync_s", "master_noop_events",
+              "master_topic_bytes_per_row")
 
 
 def machine() -> dict[str, Any]:
@@ -98,14 +107,16 @@ def target_status(figures: dict[str, Any],
 def render_table(report: dict[str, Any]) -> str:
     """The figures as a plain-text table."""
     figures, targets = report["figures"], report["targets"]
-    lines = [f"{'figure':<20} {'value':>12}  {'target':<10} ", "-" * 50]
+    width = max(len(key) for key in TABLE_KEYS)
+    lines = [f"{'figure':<{width}} {'value':>12}  {'target':<10} ", "-" * (width + 30)]
     for key in TABLE_KEYS:
         value = figures.get(key)
-        shown = "-" if value is None else (f"{value:,.3f}" if key == "ratio_vs_native" else f"{value:,.1f}")
+        shown = ("-" if value is None else f"{value:,.3f}" if key == "ratio_vs_native"
+                 else f"{value:,}" if isinstance(value, int) else f"{value:,.1f}")
         target = targets.get(key)
         verdict = "" if target is None else f"{target['target']:<10} {'met' if target['met'] else 'MISSED'}"
-        lines.append(f"{key:<20} {shown:>12}  {verdict}")
-    lines.append("-" * 50)
+        lines.append(f"{key:<{width}} {shown:>12}  {verdict}")
+    lines.append("-" * (width + 30))
     failed = [c for c in report["checks"] if not c["ok"]]
     lines.append(f"correctness: {len(report['checks']) - len(failed)} of {len(report['checks'])} checks passed"
                  + "".join(f"\n  FAILED {c['name']}: {c['detail']}" for c in failed))
@@ -157,7 +168,9 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
             for name, scenario in (
                     ("steady", lambda: steady_traffic(settings, sizes.steady_rate_per_s, sizes.steady_duration_s,
                                                       timeout_s, say)),
-                    ("catchup", lambda: catch_up(settings, sizes.catchup_changes, timeout_s, say))):
+                    ("catchup", lambda: catch_up(settings, sizes.catchup_changes, timeout_s, say)),
+                    ("master", lambda: master_sync(settings, sizes.master_rows, sizes.master_targets, timeout_s,
+                                                   say))):
                 meter.start()
                 result = scenario()
                 cpu[name] = meter.stop()

@@ -18,7 +18,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "steady_p50_ms", "steady_p99_ms", "catchup_s",
-        "peak_rss_mb")
+        "peak_rss_mb", "master_import_s", "master_delta_sync_s", "master_topic_bytes_per_row")
 
 
 def test_bench_quick_completes_and_verifies_what_it_measured(tmp_path: Path) -> None:
@@ -37,12 +37,19 @@ def test_bench_quick_completes_and_verifies_what_it_measured(tmp_path: Path) -> 
     assert report["figures"]["catchup_changes"] == 20_000
     assert report["figures"]["steady_calls"] == 200 * 20
     assert report["steady_p50_ms"] <= report["steady_p99_ms"]
+    # The MHLW master (issue 16): 100,000 rows in quick runs too; an unchanged re-import makes no change event.
+    assert report["sizes"]["master_rows"] == report["figures"]["master_rows"] == 100_000
+    assert report["master_noop_events"] == 0 and report["targets"]["master_noop_events"]["met"] is True
+    assert 0 < report["figures"]["master_delta_target_rows"] <= report["figures"]["master_delta_changed_rows"]
+    assert report["figures"]["master_topic_events"] == report["figures"]["master_delta_target_rows"]
+    assert "master" in report["cpu_s_by_process"]
     names = [c["name"] for c in report["checks"]]
     assert len(names) >= 15 and all(c["ok"] for c in report["checks"]), report["checks"]
     assert any("native" in n for n in names) and any("catch-up" in n for n in names)
+    assert sum(n.startswith("master:") for n in names) >= 5
     assert set(report["peak_rss_mb_by_process"]) >= {"pg-local", "pg-remote", "broker", "capture-local",
                                                      "worker-local_to_remote"}
-    for name in ("figure", "bulk_rows_per_s", "correctness:"):
+    for name in ("figure", "bulk_rows_per_s", "master_import_s", "correctness:"):
         assert name in proc.stdout
     assert not list(tmp_path.glob("*-data")), "a process wrote its state into the current directory"
     data_dir = re.search(r"benchmark \(quick\) in (\S+)", proc.stdout)

@@ -10,7 +10,7 @@ import pytest
 
 from bench.cpu import CpuMeter
 from bench.memory import MemorySampler, _children_map, process_tree
-from bench.runner import TARGETS, render_table, target_status
+from bench.runner import TABLE_KEYS, TARGETS, render_table, target_status
 from bench.timing import percentile
 
 
@@ -39,6 +39,24 @@ def test_table_shows_figures_and_failed_checks() -> None:
     table = render_table(report)
     assert "1,234.5" in table and "MISSED" in table and "0.020" in table
     assert "1 of 2 checks passed" in table and "FAILED b: 2 of 3" in table
+
+
+def test_the_master_figures_have_targets_and_rows_in_the_table() -> None:
+    assert {"master_import_s", "master_delta_sync_s", "master_noop_events", "master_topic_bytes_per_row"} \
+        <= set(TABLE_KEYS)
+    figures = {"master_import_s": 12.34, "master_delta_sync_s": 5.01, "master_noop_events": 0,
+               "master_topic_bytes_per_row": 1234.5}
+    status = target_status(figures)
+    assert status["master_import_s"]["met"] and not status["master_delta_sync_s"]["met"]
+    assert status["master_noop_events"] == {"target": "<= 0", "value": 0, "met": True}
+    assert not target_status({"master_noop_events": 1})["master_noop_events"]["met"]
+    lines = {line.split()[0]: line for line in render_table({"figures": figures, "targets": status, "checks": []})
+             .splitlines() if line.startswith("master_")}
+    assert lines["master_import_s"].split()[1:] == ["12.3", "<=", "20", "met"]
+    assert lines["master_delta_sync_s"].split()[1:] == ["5.0", "<=", "5", "MISSED"]
+    assert lines["master_noop_events"].split()[1:] == ["0", "<=", "0", "met"]  # a count: no decimals
+    assert lines["master_topic_bytes_per_row"].split()[1:] == ["1,234.5"]
+    assert len({line.index(" <=") for line in lines.values() if " <=" in line}) == 1  # the columns line up
 
 
 def test_process_tree_and_memory_of_a_real_child() -> None:
