@@ -76,10 +76,10 @@ BEGIN
     -- The master's row trigger re-reads the target list: a new version, which the row filter sends as an
     -- insert (a target added) or a delete (a target removed); a changed note alone changes nothing.
     IF TG_OP <> 'INSERT' THEN
-        UPDATE {MASTER_TABLE} SET is_target = false WHERE medical_id = OLD.medical_id;
+        UPDATE {MASTER_TABLE} SET is_target = false WHERE id = OLD.medical_id;  -- id: the primary key
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        UPDATE {MASTER_TABLE} SET is_target = true WHERE medical_id = NEW.medical_id;
+        UPDATE {MASTER_TABLE} SET is_target = true WHERE id = NEW.medical_id;
     END IF;
     RETURN NULL;
 END $$;

@@ -82,12 +82,12 @@ def write_import(conn: psycopg.Connection[Any], diff: MasterDiff, call_id: str) 
             updated = 0
             if diff.changed:
                 sets = ", ".join(f"{c} = %({c})s" for c in COLUMNS if c != "medical_id")
-                cur.executemany(f"UPDATE {MASTER_TABLE} SET {sets} WHERE medical_id = %(medical_id)s",  # noqa: S608
+                cur.executemany(f"UPDATE {MASTER_TABLE} SET {sets} WHERE id = %(medical_id)s",  # noqa: S608
                                 [{c: row.get(c) for c in COLUMNS} for row in diff.changed])
                 updated = len(diff.changed)
             deleted = 0
             if diff.gone:
-                cur.execute(f"DELETE FROM {MASTER_TABLE} WHERE medical_id = ANY(%s)", (diff.gone,))  # noqa: S608
+                cur.execute(f"DELETE FROM {MASTER_TABLE} WHERE id = ANY(%s)", (diff.gone,))  # noqa: S608
                 deleted = cur.rowcount
     return WriteResult(len(diff.new), updated, deleted, len(targets), time.perf_counter() - started)
 
@@ -113,7 +113,7 @@ def list_targets(conn: psycopg.Connection[Any]) -> list[Target]:
     """Every target with the master's name and version of it (None: not in the master yet)."""
     rows = conn.execute(
         f"SELECT t.medical_id, t.note, m.name, m.version FROM {TARGETS_TABLE} t "  # noqa: S608
-        f"LEFT JOIN {MASTER_TABLE} m ON m.medical_id = t.medical_id ORDER BY t.medical_id").fetchall()
+        f"LEFT JOIN {MASTER_TABLE} m ON m.id = t.medical_id ORDER BY t.medical_id").fetchall()
     conn.commit()
     return [Target(*r) for r in rows]
 

@@ -184,7 +184,8 @@ def meta_metadata() -> MetaData:
     # The MHLW medical institution master (docs/master.md): the hospital holds all of it, the cloud only its
     # target rows (is_target) and, beside them, the columns it maintains itself (master_schema.py).
     _synced(MASTER_TABLE, md,
-            Column("medical_id", Text, nullable=False),  # the 10-digit 医療機関コード; ``id`` is the same code
+            # The 10-digit 医療機関コード; ``id`` (the primary key the engine writes by) is the same code.
+            Column("medical_id", Text, nullable=False, unique=True),
             Column("name", Text, nullable=False),
             Column("name_kana", Text),
             Column("postal_code", Text),
