@@ -20,6 +20,7 @@ from streams.cli import access as access_cli
 from streams.cli import bench as bench_cli
 from streams.cli import conflicts as conflicts_cli
 from streams.cli import dlq as dlq_cli
+from streams.cli import fhir as fhir_cli
 from streams.cli import index as index_cli
 from streams.cli import k8s as k8s_cli
 from streams.cli import link as link_cli
@@ -375,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     notifications_cli.register(sub, common)
     index_cli.register(sub, common)
     network_cli.register(sub, common)
+    fhir_cli.register(sub, common)
     bench_cli.register(sub)
     return parser
 

@@ -22,7 +22,8 @@ from tests.unit.test_import_cycles import REPO, import_graph, module_files
 
 #: (layer, module prefixes), lowest first.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("streams.core", "streams.routing", "streams.topology", "streams.sharing", "streams.master")),
+    ("core", ("streams.core", "streams.routing", "streams.topology", "streams.sharing", "streams.master",
+              "streams.fhir")),
     ("runtime", ("streams.runtime",)),
     ("engine", ("connectors", "streams.apply")),
     ("ops", ("streams.ops",)),
