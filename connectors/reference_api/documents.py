@@ -6,14 +6,17 @@ inside the call's transactions (:class:`~connectors.reference_api.transaction.Ap
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection
 
-from connectors.reference_api.errors import ApiError
+from connectors.reference_api.errors import ApiError, PayloadError
+from connectors.reference_api.fhir_content import fhir_refusal, is_fhir
+from connectors.reference_api.payloads import DocumentChange
 from connectors.reference_api.transaction import ApiCall
-from connectors.stores.fructos import PostgresSignedRecordStore
+from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
 from connectors.stores.tables import meta_metadata
 
 _META = meta_metadata()
@@ -95,3 +98,16 @@ def bump_document(call: ApiCall, doc_id: str, values: dict[str, Any]) -> None:
         update(_DOCUMENTS).where(_DOCUMENTS.c.id == doc_id)
         .values(**values, version=_DOCUMENTS.c.version + 1, updated_at=func.now()))
     call.wrote("meta", "documents", doc_id)
+
+
+def check_fhir_changes(changes: Sequence[DocumentChange], records: Mapping[str, SignedRecord]) -> None:
+    """PRV_DOC_007: a change that makes a document's content or media type FHIR, where the payload alone
+    could not be checked (new content under the stored media type, or a new media type over the stored
+    content), must leave a valid JP-CLINS document (docs/fhir.md); :class:`PayloadError` otherwise."""
+    for i, c in enumerate(changes):
+        record = records[c.id]
+        if (c.content is None) == (c.media_type is None) or not is_fhir(c.media_type or record.media_type):
+            continue  # nothing changed here, or both given (the payload parser checked them), or not FHIR
+        content = c.content if c.content is not None else record.content
+        if (refusal := fhir_refusal(content)) is not None:
+            raise PayloadError("PRV_DOC_007", f"documents[{i}]", refusal)

@@ -51,6 +51,7 @@ from typing import Any
 
 from connectors.reference_api import reader as r
 from connectors.reference_api.errors import PayloadError
+from connectors.reference_api.fhir_content import fhir_refusal, is_fhir
 from connectors.reference_api.reader import JsonObject, json_type, string_item
 from connectors.stores.fructos import content_sha256
 from connectors.stores.serials import number_key
@@ -292,11 +293,18 @@ def _share_state(o: _Obj) -> str | None:
     return state
 
 
+def _check_fhir(o: _Obj, media_type: str, content: bytes) -> None:
+    """A FHIR document's content must be a valid JP-CLINS document (docs/fhir.md)."""
+    if is_fhir(media_type) and (refusal := fhir_refusal(content)) is not None:
+        o.fail("content_text" if "content_text" in o.data else "content_base64", refusal)
+
+
 def _new_document(o: _Obj) -> NewDocument:
     patient_id, doc_type, title = o.req("patient_id"), o.req("doc_type"), o.req("title", r.TITLE)
     media_type = o.media_type(required=True)
     content = o.content(required=True)
     assert media_type is not None and content is not None
+    _check_fhir(o, media_type, content)
     return NewDocument(patient_id, doc_type, title, media_type, content, o.req("signed_by"),
                        o.number("document_number"), o.string("department", required=False), _share_state(o))
 
@@ -324,6 +332,8 @@ def _document_change(o: _Obj) -> DocumentChange:
     title, doc_type = o.string("title", r.TITLE, required=False), o.string("doc_type", required=False)
     media_type = o.media_type(required=False)
     content = o.content(required=False)
+    if media_type is not None and content is not None:  # else the service checks against the stored one
+        _check_fhir(o, media_type, content)
     signed_by, share_state = o.req("signed_by"), _share_state(o)
     if title is None and doc_type is None and media_type is None and content is None and share_state is None:
         o.fail("", "expected at least one of title, doc_type, media_type, content_base64, content_text, share_state")

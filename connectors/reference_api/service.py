@@ -33,6 +33,7 @@ from connectors.reference_api.accounts_api import create_staff_account, update_a
 from connectors.reference_api.documents import (
     audit_share_states,
     bump_document,
+    check_fhir_changes,
     lock_live_documents,
     share_changes,
     staff_roles,
@@ -367,7 +368,9 @@ class ReferenceApi:
                                        "previous_state": previous[c.id], "decided_by": "author"}
                                       for c in changes if c.share_state is not None])
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
-            was_shared = {r.id: r.shared for r in records.get_many(live.values()).values()} if cloud else {}
+            current = records.get_many(live.values())
+            was_shared = {r.id: r.shared for r in current.values()}
+            check_fhir_changes(changes, {c.id: current[live[c.id]] for c in changes})
             for c in changes:
                 shared = None if c.share_state is None else c.share_state == "shared"
                 record = records.update(live[c.id], signed_by=c.signed_by, content=c.content,
