@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu import CpuMeter
+from bench.fhir_cost import fhir_cost
 from bench.master_scenario import master_sync
 from bench.memory import MemorySampler
 from bench.native import measure_native
@@ -62,7 +63,7 @@ TARGETS: dict[str, tuple[str, float]] = {
 #: Shown in the table, in this order.
 TABLE_KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "steady_p50_ms", "steady_p99_ms",
               "catchup_s", "peak_rss_mb", "master_import_s", "master_delta_sync_s", "master_noop_events",
-              "master_topic_bytes_per_row")
+              "master_topic_bytes_per_row", "fhir_validate_extract_ms")
 
 
 def machine() -> dict[str, Any]:
@@ -180,6 +181,7 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
         figures["peak_rss_mb"] = memory.report.total_mb
         say("stopping the stack")
         stack.down(say=lambda m: say(f"stack: {m}"), drain_timeout_s=120)
+        figures.update(fhir_cost(say))  # pure CPU in this process, with the stack stopped
     except BaseException:
         say("benchmark failed; stopping the stack (Ctrl-C is ignored until it stopped)")
         with uninterrupted():

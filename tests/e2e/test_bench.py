@@ -40,6 +40,7 @@ def test_bench_quick_completes_and_verifies_what_it_measured(tmp_path: Path) -> 
     # The MHLW master (issue 16): 100,000 rows in quick runs too; an unchanged re-import makes no change event.
     assert report["sizes"]["master_rows"] == report["figures"]["master_rows"] == 100_000
     assert report["master_noop_events"] == 0 and report["targets"]["master_noop_events"]["met"] is True
+    assert report["fhir_validate_extract_ms"] > 0  # the FHIR documents' cost (docs/fhir.md)
     assert 0 < report["figures"]["master_delta_target_rows"] <= report["figures"]["master_delta_changed_rows"]
     assert report["figures"]["master_topic_events"] == report["figures"]["master_delta_target_rows"]
     assert "master" in report["cpu_s_by_process"]
