@@ -12,10 +12,44 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from streams.cli.options import add_node_option
+from streams.core.errors import PlatSyncError
+
 
 def cmd_fhir(args: argparse.Namespace) -> int:
-    """Run a ``platsync fhir`` action (today: ``validate``)."""
-    return _validate(args)
+    """Run a ``platsync fhir`` action: ``validate``, ``export``, ``import``."""
+    if args.fhir_action == "validate":
+        return _validate(args)
+    return _exchange(args)
+
+
+def _exchange(args: argparse.Namespace) -> int:
+    """``export --patient ID DIR`` / ``import DIR [--patient ID]`` on a node (docs/fhir.md); exit 1 if refused,
+    3 if the node's databases are unreachable."""
+    # deferred: psycopg, SQLAlchemy and the reference API (~0.7 s); this module is imported by every run
+    import psycopg
+
+    from streams.cli.network import resolve_node  # deferred: with it
+    from streams.ops.fhir_exchange import ExchangeError, export_patient, import_patient  # deferred: with it
+    from streams.runtime.settings import load_settings  # deferred: with it
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    try:
+        link, side = resolve_node(settings, args.side or "local")
+        if args.fhir_action == "export":
+            docs = export_patient(link, side, args.patient, Path(args.directory))
+            print(f"exported {len(docs)} FHIR document(s) of patient {args.patient} to {args.directory}")
+            return 0
+        registered, skipped = import_patient(link, side, args.patient, Path(args.directory), args.signed_by)
+    except (ExchangeError, PlatSyncError, OSError) as exc:
+        print(f"platsync fhir {args.fhir_action}: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as exc:
+        print(f"platsync fhir {args.fhir_action}: {str(exc).strip().splitlines()[0]} (is the stack up?)",
+              file=sys.stderr)
+        return 3
+    print(f"imported {registered} FHIR document(s) for patient {args.patient}; {skipped} already held")
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -55,7 +89,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``fhir`` subcommand to the ``platsync`` parser."""
-    p = sub.add_parser("fhir", parents=[common], help="JP-CLINS FHIR documents: validate them offline")
+    p = sub.add_parser("fhir", parents=[common],
+                       help="JP-CLINS FHIR documents: validate them offline, export and import a patient's")
     actions = p.add_subparsers(dest="fhir_action", required=True)
     v = actions.add_parser("validate", parents=[common],
                            help="validate FHIR document Bundles (JSON): R4 structure and the JP-CLINS rules")
@@ -63,3 +98,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     v.add_argument("--documents", type=Path, metavar="FILE",
                    help="document types file (default: the packaged streams/fhir/documents.toml)")
     v.set_defaults(func=cmd_fhir)
+    e = actions.add_parser("export", parents=[common], help="write a patient's FHIR documents and a manifest to DIR")
+    add_node_option(e, None, default=None, help="the node whose stores are read (default: local)")
+    e.add_argument("--patient", required=True, metavar="ID")
+    e.add_argument("directory", metavar="DIR")
+    e.set_defaults(func=cmd_fhir)
+    i = actions.add_parser("import", parents=[common],
+                           help="register the FHIR documents of an export directory (checked first; idempotent)")
+    add_node_option(i, None, default=None, help="the node that registers them (default: local)")
+    i.add_argument("--patient", required=True, metavar="ID", help="the PLAT patient they are registered for")
+    i.add_argument("--signed-by", default="import", help="the signer recorded for the imported documents")
+    i.add_argument("directory", metavar="DIR")
+    i.set_defaults(func=cmd_fhir)

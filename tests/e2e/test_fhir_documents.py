@@ -106,3 +106,30 @@ def test_a_document_registered_offline_reaches_every_store_after_the_link_return
     sent = (SAMPLES / "six_information.json").read_bytes()
     for store in ("fructos_own", "fructos_patient"):
         assert content(s, "remote", store, doc_id) == (sent, hashlib.sha256(sent).hexdigest(), True), store
+
+
+def test_export_import_export_gives_identical_files(stack: Stack, tmp_path: Path) -> None:
+    """The vendors' phase-1 connection test, offline: a patient's documents written out, read in for another
+    patient, written out again, byte-identical; a tampered file is refused with nothing registered."""
+    s = stack.settings
+    with ReferenceApi(s, "local") as local:
+        for name in ("referral.json", "checkup.json"):
+            register(local, name, "p-fhir-export")
+        local.call("PRV_DOC_006", {"patient_id": "p-fhir-export", "doc_type": "note", "title": "plain",
+                                   "media_type": "text/plain", "content_text": "所見なし", "signed_by": "dr-fhir"})
+    first, second = tmp_path / "first", tmp_path / "second"
+    out = platsync(s, "fhir", "export", "--patient", "p-fhir-export", str(first))
+    assert out.returncode == 0 and "exported 2 FHIR document(s)" in out.stdout, out.stdout + out.stderr
+    imported = platsync(s, "fhir", "import", "--patient", "p-fhir-copy", str(first))
+    assert imported.returncode == 0 and "imported 2" in imported.stdout, imported.stdout + imported.stderr
+    again = platsync(s, "fhir", "import", "--patient", "p-fhir-copy", str(first))  # idempotent
+    assert again.returncode == 0 and "imported 0" in again.stdout and "2 already held" in again.stdout
+    assert platsync(s, "fhir", "export", "--patient", "p-fhir-copy", str(second)).returncode == 0
+    files = sorted(p.name for p in first.iterdir())
+    assert len(files) == 3 and files == sorted(p.name for p in second.iterdir())
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files)
+    tampered = next(f for f in files if f.startswith("referral"))
+    (first / tampered).write_bytes((first / tampered).read_bytes().replace(b'"document"', b'"collection"'))
+    refused = platsync(s, "fhir", "import", "--patient", "p-fhir-tampered", str(first))
+    assert refused.returncode == 1 and "sha256 differs" in refused.stderr, refused.stderr
+    assert documents_of(s, "local", "p-fhir-tampered") == 0
