@@ -32,7 +32,7 @@ def new_documents(tag: str, count: int, seed: int) -> list[NewDocument]:
     for i in range(count):
         body = rng.randbytes(CONTENT_BYTES // 2).hex().encode()
         docs.append(NewDocument(patient_id=tag, doc_type="referral", title=f"{tag} document {i}",
-                                media_type="application/fhir+json", content=body, signed_by=tag))
+                                media_type="application/octet-stream", content=body, signed_by=tag))
     return docs
 
 

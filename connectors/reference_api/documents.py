@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.reference_api.fhir_content import fhir_refusal, is_fhir
-from connectors.reference_api.payloads import DocumentChange
+from connectors.reference_api.payloads import DocumentChange, NewDocument
 from connectors.reference_api.transaction import ApiCall
 from connectors.stores.fructos import PostgresSignedRecordStore, SignedRecord
 from connectors.stores.tables import meta_metadata
@@ -111,3 +111,11 @@ def check_fhir_changes(changes: Sequence[DocumentChange], records: Mapping[str, 
         content = c.content if c.content is not None else record.content
         if (refusal := fhir_refusal(content)) is not None:
             raise PayloadError("PRV_DOC_007", f"documents[{i}]", refusal)
+
+
+def check_fhir_documents(docs: Sequence[NewDocument]) -> None:
+    """PRV_DOC_006 given typed documents (not parsed from JSON, which checks them): each FHIR one must be a
+    valid JP-CLINS document (docs/fhir.md); :class:`PayloadError` otherwise."""
+    for i, d in enumerate(docs):
+        if is_fhir(d.media_type) and (refusal := fhir_refusal(d.content)) is not None:
+            raise PayloadError("PRV_DOC_006", f"documents[{i}]", refusal)

@@ -34,6 +34,7 @@ from connectors.reference_api.documents import (
     audit_share_states,
     bump_document,
     check_fhir_changes,
+    check_fhir_documents,
     lock_live_documents,
     share_changes,
     staff_roles,
@@ -321,6 +322,8 @@ class ReferenceApi:
         docs = _typed(payload, p.DocumentsPayload, p.parse_document_registration).documents
         if not all(isinstance(d, p.NewDocument) for d in docs):
             raise TypeError("register_documents expects NewDocument items")
+        if not isinstance(payload, Mapping):  # a parsed payload was checked by its parser
+            check_fhir_documents(docs)  # type: ignore[arg-type]
         with self._begin("PRV_DOC_006", call_id) as call:
             records = PostgresSignedRecordStore(call.conn("fructos_own"))
             bulk = not isinstance(payload, Mapping) or "documents" in payload

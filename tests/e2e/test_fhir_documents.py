@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from connectors.reference_api.errors import PayloadError
+from connectors.reference_api.payloads import DocumentsPayload, NewDocument
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.apply.barrier import wait_synced
@@ -77,6 +78,10 @@ def test_an_invalid_bundle_is_refused_with_nothing_written(stack: Stack) -> None
     message = str(refused.value)
     assert "content_text" in message and "bundle-type" in message and "meta-profile" in message, message
     assert "collection" not in message  # the refusal names rules and paths, never the content's values
+    assert documents_of(s, "local", patient) == 0
+    with ReferenceApi(s, "local") as local, pytest.raises(PayloadError, match="bundle-type"):  # typed, not JSON
+        local.register_documents(DocumentsPayload((NewDocument(patient, "referral", "bad", FHIR,
+                                                               json.dumps(bundle).encode(), "dr-fhir"),)))
     assert documents_of(s, "local", patient) == 0
     # An update that would make a valid document invalid is refused too, and the document keeps its content.
     with ReferenceApi(s, "local") as local:
