@@ -12,8 +12,11 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 class PlatSyncError(Exception):
@@ -39,6 +42,16 @@ class FileFaultsError(PlatSyncError):
     def __init__(self, faults: Sequence[FileFault]) -> None:
         self.faults: list[FileFault] = list(faults)
         super().__init__("\n".join(str(fault) for fault in self.faults))
+
+
+def read_toml(path: Path, error: type[FileFaultsError]) -> dict[str, Any]:
+    """The parsed TOML file at ``path``; ``error`` with one fault if it cannot be read or is not TOML."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error([FileFault(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error([FileFault(str(path), "", f"not valid TOML: {exc}")]) from None
 
 
 class RetryableError(PlatSyncError):

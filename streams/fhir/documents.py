@@ -7,13 +7,12 @@ and the routing matrix.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams.core.errors import FileFault, FileFaultsError
+from streams.core.errors import FileFault, FileFaultsError, read_toml
 
 _TOP_KEYS: tuple[str, ...] = ("identifiers", "documents")
 _IDENTIFIER_KEYS: tuple[str, ...] = ("bundle_system", "patient_system_prefix", "institution_system")
@@ -79,12 +78,7 @@ def load_document_types(path: Path | None = None) -> DocumentTypes:
     Raises :class:`DocumentTypesError` with every fault, or with the TOML syntax error and its position.
     """
     path = path or default_document_types_path()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DocumentTypesError([FileFault(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DocumentTypesError([FileFault(str(path), "", f"not valid TOML: {exc}")]) from None
+    data = read_toml(path, DocumentTypesError)
     return parse_document_types(data, str(path))
 
 

@@ -8,13 +8,12 @@ each with the file, a dotted path and what was expected, like the routing matrix
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streams.core.errors import FileFault, FileFaultsError
+from streams.core.errors import FileFault, FileFaultsError, read_toml
 
 SHARE_STATES: tuple[str, ...] = ("shared", "private")
 #: What a rule may match on, each the name of a document attribute.
@@ -79,12 +78,7 @@ def load_share_rules(path: Path | None = None) -> ShareRules:
     Raises :class:`ShareRulesError` with every fault, or with the TOML syntax error and its position.
     """
     path = path or default_share_rules_path()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ShareRulesError([ShareRuleFault(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ShareRulesError([ShareRuleFault(str(path), "", f"not valid TOML: {exc}")]) from None
+    data = read_toml(path, ShareRulesError)
     return parse_share_rules(data, str(path))
 
 
