@@ -30,9 +30,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from streams.core.errors import PlatSyncError
 from streams.master.codes import InvalidCode, parse_code
@@ -164,30 +165,42 @@ def _columns(header: list[str]) -> tuple[dict[int, str], list[str]]:
     return positions, ignored
 
 
-def read_master(data: bytes, encoding: str | None = None) -> MasterFile:
-    """Parse a master CSV (see the module docstring)."""
-    text, used = decode(data, encoding)
+def csv_header(text: str, refuse: Callable[[str], Exception], empty: str) -> tuple[list[str], Any]:
+    """The header row of a CSV text and the reader positioned after it; ``refuse(message)`` is raised for an
+    empty file (``empty``) or an unreadable header."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = next(reader)
+        return next(reader), reader
     except StopIteration:
-        raise MasterFileError("the file is empty: expected a header row") from None
+        raise refuse(empty) from None
     except csv.Error as exc:
-        raise MasterFileError(f"line 1: {exc}") from None
-    positions, ignored = _columns(header)
-    out = MasterFile(ignored_columns=ignored, encoding=used)
-    first_line: dict[str, int] = {}
+        raise refuse(f"line 1: {exc}") from None
+
+
+def csv_rows(reader: Any, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+    """``(line, cells)`` of every non-blank row left in ``reader``; a row the csv module cannot read is an
+    error of its line in ``errors`` and is passed over."""
     while True:
         try:
             cells = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
-            out.errors.append(RowError(reader.line_num, "(row)", str(exc)))
+            errors.append(RowError(reader.line_num, "(row)", str(exc)))
             continue
-        if not any(c.strip() for c in cells):
-            continue  # a blank line
-        _read_row(reader.line_num, cells, positions, out, first_line)
+        if any(c.strip() for c in cells):
+            yield reader.line_num, cells
+
+
+def read_master(data: bytes, encoding: str | None = None) -> MasterFile:
+    """Parse a master CSV (see the module docstring)."""
+    text, used = decode(data, encoding)
+    header, reader = csv_header(text, MasterFileError, "the file is empty: expected a header row")
+    positions, ignored = _columns(header)
+    out = MasterFile(ignored_columns=ignored, encoding=used)
+    first_line: dict[str, int] = {}
+    for line, cells in csv_rows(reader, out.errors):
+        _read_row(line, cells, positions, out, first_line)
     return out
 
 

@@ -38,7 +38,7 @@ from yaml.constructor import SafeConstructor
 
 from streams.core.errors import PlatSyncError
 from streams.master.codes import InvalidCode, parse_code
-from streams.master.csv_input import MasterFileError, RowError, decode
+from streams.master.csv_input import MasterFileError, RowError, csv_header, csv_rows, decode
 
 #: Column -> accepted headers of a CSV target list (the column's own name is always accepted).
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -231,13 +231,7 @@ def _csv_header_has_code(text: str) -> bool:
 
 
 def _read_csv(text: str) -> TargetsFile:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise TargetsFileError("the file is empty: expected a header row with medical_id") from None
-    except csv.Error as exc:
-        raise TargetsFileError(f"line 1: {exc}") from None
+    header, reader = csv_header(text, TargetsFileError, "the file is empty: expected a header row with medical_id")
     known = _known()
     positions: dict[int, str] = {}
     out = TargetsFile(format="csv")
@@ -251,16 +245,8 @@ def _read_csv(text: str) -> TargetsFile:
         raise TargetsFileError(f"the header lacks medical_id (as {' or '.join(('medical_id', *HEADERS['medical_id']))})"
                                f"; it has {', '.join(header) or 'nothing'}")
     first_line: dict[str, int] = {}
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            out.errors.append(RowError(reader.line_num, "(row)", str(exc)))
-            continue
-        if any(c.strip() for c in cells):
-            _read_csv_row(reader.line_num, cells, positions, out, first_line)
+    for line, cells in csv_rows(reader, out.errors):
+        _read_csv_row(line, cells, positions, out, first_line)
     return out
 
 
