@@ -19,15 +19,25 @@ def test_free_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> Non
         sock.bind(("127.0.0.1", ports[-1]))  # still free: handing a port out does not hold it
 
 
+def _bindable_and_new(port: int) -> bool:
+    if port in process._HANDED_OUT:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def test_a_port_in_use_is_never_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both ports are chosen among those not handed out yet: earlier tests in this process took some,
+    # and a neighbour of the busy port may be one of them (CI failed that way once).
+    candidates = (p for p in range(PORT_RANGE[0], PORT_RANGE[1] + 1) if _bindable_and_new(p))
+    busy, spare = next(candidates), next(candidates)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
-        for busy in range(PORT_RANGE[0], PORT_RANGE[1]):  # a port in the range that is not handed out yet
-            try:
-                taken.bind(("127.0.0.1", busy))
-                break
-            except OSError:
-                continue
+        taken.bind(("127.0.0.1", busy))
         taken.listen()
-        picks = iter([busy, busy, busy + 1 if busy < PORT_RANGE[1] else busy - 1])
+        picks = iter([busy, busy, spare])
         monkeypatch.setattr(process.random, "randint", lambda _a, _b: next(picks))
-        assert free_port() != busy
+        assert free_port() == spare
