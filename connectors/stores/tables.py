@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
+from connectors.stores.fhir_summary import create_fhir_tables
 from connectors.stores.index_outbox import create_index_outbox
 from connectors.stores.master_schema import MASTER_TABLE, TARGETS_TABLE, create_master_objects
 from connectors.stores.serials import create_sequences
@@ -316,6 +317,8 @@ def create_schema(conn: Connection, store: str, side: str, database: str, settin
             conn.execute(text(f"ALTER TABLE signed_records ADD COLUMN IF NOT EXISTS {column}"))
         if store in SHARED_STORES:  # a common server's shared store declares to the patient index
             create_index_outbox(conn)
+            if side == "remote":  # the cloud's: the 6 information summary and the submissions (docs/fhir.md)
+                create_fhir_tables(conn)
     conn.execute(text(f"ALTER DATABASE \"{database}\" SET platsync.side = '{side}'"))
     conn.execute(text(f"SET platsync.side = '{side}'"))
 

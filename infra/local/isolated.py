@@ -12,7 +12,8 @@ from streams.runtime.settings import Settings, load_settings
 PORT_SETTINGS = ("broker_port", "broker_listen_port", "pg_local_port", "pg_remote_port", "keycloak_local_port",
                  "keycloak_remote_port", "mode_local_port", "mode_remote_port",
                  "metrics_capture_local_port", "metrics_capture_remote_port", "metrics_worker_local_to_remote_port",
-                 "metrics_worker_remote_to_local_port", "metrics_mode_local_port", "metrics_mode_remote_port")
+                 "metrics_worker_remote_to_local_port", "metrics_mode_local_port", "metrics_mode_remote_port",
+                 "fhir_standin_port")
 
 
 def isolated_settings(data_dir: Path, **overrides: object) -> Settings:

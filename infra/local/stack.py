@@ -23,6 +23,7 @@ from infra.local.broker import Broker
 from infra.local.broker_secrets import ensure_broker_secrets
 from infra.local.databases import postgres_instance, provision_side
 from infra.local.db_roles import provision_keycloak_access
+from infra.local.fhir_runtime import fhir_process_names, fhir_up
 from infra.local.keycloak_standin import standin_ready
 from infra.local.link import CUT_SIDE, link_is_up
 from infra.local.process import (
@@ -43,6 +44,7 @@ from infra.local.recovery import (
     recapture_pending,
 )
 from streams.apply.barrier import wait_drained
+from streams.apply.fhir_worker import PROCESS as FHIR_WORKER
 from streams.apply.mode_server import mode_server_ready
 from streams.core.model import DATABASE_STORES, ROUTES, SIDES, replica_route, route_for_target
 from streams.core.modes import heartbeat_topic
@@ -61,7 +63,7 @@ class Component:
     """One process of the stack."""
 
     name: str
-    kind: str  # postgres | keycloak | broker | link | capture | worker | mode
+    kind: str  # postgres | keycloak | broker | link | capture | worker | mode | fhir
     side_or_route: str
 
 
@@ -83,6 +85,7 @@ def components(settings: Settings) -> list[Component]:
         + [Component(f"capture-{side}", "capture", side) for side in SIDES]
         + [Component(f"worker-{route}", "worker", route) for route in settings.applied_routes]
         + [Component(f"mode-{side}", "mode", side) for side in SIDES]
+        + [Component(name, "fhir", "remote") for name in fhir_process_names(settings)]
     )
 
 
@@ -200,6 +203,7 @@ class Stack:
         for node in s.replica_nodes:  # the regional server's process: it waits for its store if that is down
             say(f"worker {replica_route(node)} started (read-only replicas on {node})")
         self._modes_up(say)
+        fhir_up(s, self._python_spec(FHIR_WORKER, "streams.apply.fhir_worker"), say)
 
     def _wait_capture(self, side: str, say: Say) -> None:
         """Wait until the capture of ``side`` streams, or holds its changes because the broker is out of

@@ -1,8 +1,10 @@
-"""``platsync fhir validate FILE...``: validate JP-CLINS FHIR documents offline (docs/fhir.md).
+"""``platsync fhir``: JP-CLINS FHIR documents (docs/fhir.md).
 
-Exit 0 if every file is valid, 1 if any is not (each fault on a line of its own:
-``FILE: entry[3] Condition/abc: Bundle.entry[3].resource.code: rule-id: message``), 2 on a usage error
-(an unreadable file, an invalid ``--documents`` file).
+``validate FILE...`` checks documents offline: exit 0 if every file is valid, 1 if any is not (each fault on a
+line of its own: ``FILE: entry[3] Condition/abc: Bundle.entry[3].resource.code: rule-id: message``), 2 on a
+usage error (an unreadable file, an invalid ``--documents`` file). ``export``/``import`` exchange a patient's
+documents as files; ``summary`` and ``submissions`` read the cloud's 6 information summary and submission
+queue (exit 3 if the cloud's database is unreachable).
 """
 
 from __future__ import annotations
@@ -20,7 +22,27 @@ def cmd_fhir(args: argparse.Namespace) -> int:
     """Run a ``platsync fhir`` action: ``validate``, ``export``, ``import``."""
     if args.fhir_action == "validate":
         return _validate(args)
+    if args.fhir_action in ("summary", "submissions"):
+        return _cloud_report(args)
     return _exchange(args)
+
+
+def _cloud_report(args: argparse.Namespace) -> int:
+    # deferred: psycopg and the FHIR models (~0.5 s); this module is imported by every run
+    import psycopg
+
+    from streams.cli.fhir_report import print_submissions, print_summary  # deferred: with it
+    from streams.runtime.settings import load_settings  # deferred: with it
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    try:
+        if args.fhir_action == "summary":
+            return print_summary(settings, args.patient, args.format, args.institution, args.output)
+        return print_submissions(settings, args.status, args.patient, args.format, args.limit)
+    except psycopg.OperationalError as exc:
+        print(f"platsync fhir {args.fhir_action}: {str(exc).strip().splitlines()[0]} (is the stack up?)",
+              file=sys.stderr)
+        return 3
 
 
 def _exchange(args: argparse.Namespace) -> int:
@@ -90,7 +112,8 @@ def _validate(args: argparse.Namespace) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``fhir`` subcommand to the ``platsync`` parser."""
     p = sub.add_parser("fhir", parents=[common],
-                       help="JP-CLINS FHIR documents: validate them offline, export and import a patient's")
+                       help="JP-CLINS FHIR documents: validate, export/import, the cloud's summary and "
+                                "submissions")
     actions = p.add_subparsers(dest="fhir_action", required=True)
     v = actions.add_parser("validate", parents=[common],
                            help="validate FHIR document Bundles (JSON): R4 structure and the JP-CLINS rules")
@@ -110,3 +133,20 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     i.add_argument("--signed-by", default="import", help="the signer recorded for the imported documents")
     i.add_argument("directory", metavar="DIR")
     i.set_defaults(func=cmd_fhir)
+    s = actions.add_parser("summary", parents=[common],
+                           help="a patient's 6 information in the cloud, from their approved shared documents")
+    s.add_argument("--patient", required=True, metavar="ID", help="the PLAT patient id")
+    s.add_argument("--format", choices=("text", "json", "fhir"), default="text",
+                   help="fhir: a 6 information document Bundle (JSON) that passes 'platsync fhir validate'")
+    s.add_argument("--institution", metavar="CODE",
+                   help="with --format fhir: the institution (医療機関コード) the Bundle is written as; default: "
+                        "the custodian of the patient's latest document")
+    s.add_argument("--output", "-o", type=Path, metavar="FILE", help="with --format fhir: write to FILE")
+    s.set_defaults(func=cmd_fhir)
+    q = actions.add_parser("submissions", parents=[common],
+                           help="the documents queued for the national sharing service, with receipts and refusals")
+    q.add_argument("--status", choices=("queued", "retrying", "accepted", "refused", "superseded", "withdrawn"))
+    q.add_argument("--patient", metavar="ID")
+    q.add_argument("--limit", type=int, default=200, help="the latest N (default 200)")
+    q.add_argument("--format", choices=("text", "json"), default="text")
+    q.set_defaults(func=cmd_fhir)

@@ -18,6 +18,8 @@ credential of one side's process does not open the other side's databases:
   transactions with ``platsync_mark_api``; it cannot mark a transaction as applied by the sync.
 - ``platsync_operator``: the operator tools. Reads the stores; may mark conflicts resolved and insert
   sync probes. It cannot read Keycloak's credential tables.
+- ``platsync_fhir``: the cloud's FHIR worker (docs/fhir.md). Reads the shared store's signed records; keeps
+  the 6 information summary and the submission queue; consumes the queue of changed FHIR documents.
 - the admin (``pg_user``): provisioning, DDL, publications.
 
 A network's sharing processes (fan-out, subscribers, indexer, declarers) have roles of their own, provisioned
@@ -34,6 +36,11 @@ from typing import TYPE_CHECKING, Literal
 
 from connectors.capture.debezium import captured_tables
 from connectors.keycloak.schema import keycloak_metadata
+from connectors.stores.fhir_summary import DOCUMENTS as FHIR_DOCUMENTS
+from connectors.stores.fhir_summary import OUTBOX as FHIR_OUTBOX
+from connectors.stores.fhir_summary import SIX as FHIR_SIX
+from connectors.stores.fhir_summary import SUBMISSIONS as FHIR_SUBMISSIONS
+from connectors.stores.fhir_summary import fhir_metadata
 from connectors.stores.master_schema import MASTER_TABLE, TARGETS_TABLE, VERSION_SEQUENCE
 from connectors.stores.serials import SERIALS
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
@@ -47,8 +54,10 @@ from streams.runtime.credentials import (
     APP,
     APPLY,
     CAPTURE,
+    FHIR,
     OPERATOR,
     ROLE_NAMES,
+    AccessPolicyError,
 )
 from streams.runtime.topics import incarnation_topic
 from streams.topology.load import default_topology
@@ -89,8 +98,10 @@ def db_roles(settings: Settings) -> list[DbRole]:
         DbRole(APP, ROLE_NAMES[APP], (*NO_ADMIN, "NOREPLICATION"), "reference API (the hospital application)",
                "writes the source stores; stamps each transaction with its API id (never as applied by sync)"),
         DbRole(OPERATOR, ROLE_NAMES[OPERATOR], (*NO_ADMIN, "NOREPLICATION"),
-               "status, inspect, conflicts, recovery-report, wait-synced",
+               "status, inspect, conflicts, recovery-report, wait-synced, fhir summary/submissions",
                "reads the stores; marks conflicts resolved; inserts sync probes"),
+        DbRole(FHIR, ROLE_NAMES[FHIR], (*NO_ADMIN, "NOREPLICATION"), "fhir-remote (the cloud's FHIR worker)",
+               "reads the shared store's signed records; keeps the 6 information summary and the submissions"),
         *sharing_db_roles(),
     ]
 
@@ -146,10 +157,29 @@ def _database_grants(database: str) -> tuple[DbGrant, ...]:
                    DbGrant(APP, database, "table", TARGETS_TABLE, ("SELECT", "INSERT", "UPDATE", "DELETE")),
                    DbGrant(APP, database, "sequence", VERSION_SEQUENCE, ("USAGE",))]
     grants += [DbGrant(OPERATOR, database, "table", t, ("SELECT",)) for t in tables]
+    if database in SHARED_STORES:
+        grants += _fhir_grants(database)
     grants += [DbGrant(OPERATOR, database, "table", CONFLICT, ("UPDATE",), CONFLICT_RESOLUTION_COLUMNS),
                DbGrant(OPERATOR, database, "table", PROBE, ("INSERT",), _input_columns(database, PROBE)),
                DbGrant(OPERATOR, database, "identity", f"{PROBE}.id", ("USAGE",))]
     return tuple(grants)
+
+
+def _fhir_grants(database: str) -> list[DbGrant]:
+    """The FHIR worker's grants on a shared store, and the operator's reads of its tables (docs/fhir.md)."""
+    md = fhir_metadata()
+    for table in (FHIR_DOCUMENTS, FHIR_SIX, FHIR_SUBMISSIONS):
+        if table not in md.tables:
+            raise AccessPolicyError(f"the policy names {database}.{table}, which its schema does not define")
+    return [DbGrant(FHIR, database, "table", "signed_records", ("SELECT",)),
+            # The queue is plain DDL (its trigger with it), not SQLAlchemy metadata: its module names it.
+            DbGrant(FHIR, database, "table", FHIR_OUTBOX, ("SELECT", "DELETE")),
+            DbGrant(FHIR, database, "table", FHIR_DOCUMENTS, ("SELECT", "INSERT", "DELETE")),
+            DbGrant(FHIR, database, "table", FHIR_SIX, ("SELECT", "INSERT", "DELETE")),
+            DbGrant(FHIR, database, "table", FHIR_SUBMISSIONS, ("SELECT", "INSERT", "UPDATE")),
+            DbGrant(FHIR, database, "identity", f"{FHIR_SUBMISSIONS}.id", ("USAGE",)),
+            *(DbGrant(OPERATOR, database, "table", t, ("SELECT",))
+              for t in (FHIR_OUTBOX, FHIR_DOCUMENTS, FHIR_SIX, FHIR_SUBMISSIONS))]
 
 
 def side_databases(side: str) -> tuple[str, ...]:
@@ -182,6 +212,7 @@ def process_roles() -> dict[str, list[tuple[str, str]]]:
     for route, (_, target) in ROUTES.items():
         out[f"worker-{route}"] = [(target, APPLY)]
     out["operator"] = [(side, OPERATOR) for side in SIDES]
+    out["fhir-remote"] = [("remote", FHIR)]
     out.update(sharing_process_roles())
     out["provisioning"] = [(side, ADMIN) for side in SIDES]
     return out

@@ -16,10 +16,10 @@ from streams.core.errors import PlatSyncError
 from streams.core.model import ROUTES, SIDES
 from streams.runtime.settings import Settings
 
-ADMIN, CAPTURE, APPLY, APP, OPERATOR = "admin", "capture", "apply", "app", "operator"
+ADMIN, CAPTURE, APPLY, APP, OPERATOR, FHIR = "admin", "capture", "apply", "app", "operator", "fhir"
 #: Roles provisioned on every side besides the admin (key -> role name).
 ROLE_NAMES: dict[str, str] = {CAPTURE: "platsync_capture", APPLY: "platsync_apply", APP: "platsync_app",
-                              OPERATOR: "platsync_operator"}
+                              OPERATOR: "platsync_operator", FHIR: "platsync_fhir"}
 FANOUT, SUBSCRIBER, INDEXER, DECLARER = "fanout", "subscriber", "indexer", "declarer"
 #: Roles of a network's sharing processes (docs/sharing.md), provisioned only where those run: the fan-out's
 #: and the indexer's on the cloud, a subscriber's on its hospital, a declarer's on each common server.

@@ -73,6 +73,7 @@ class Settings:
     pg_apply_password: str = ""
     pg_app_password: str = ""
     pg_operator_password: str = ""
+    pg_fhir_password: str = ""  # the cloud's FHIR worker (docs/fhir.md)
     # The sharing processes' roles (a network's fan-out, subscribers, indexer and declarers; docs/sharing.md).
     pg_fanout_password: str = ""
     pg_subscriber_password: str = ""
@@ -150,6 +151,12 @@ class Settings:
     # The MHLW master (docs/master.md): columns of the cloud's partial copy maintained in the cloud, which the
     # sync never writes (上書き禁止), comma-separated; each is a text column added to the cloud's table.
     master_protected_columns: str = "display_alias,cloud_note"
+    # FHIR documents (docs/fhir.md): the national sharing service's FHIR base URL the cloud's FHIR worker submits
+    # to, and its bearer token. Empty URL: the embedded stack's stand-in, on ``fhir_standin_port``.
+    fhir_submission_url: str = ""
+    fhir_submission_token: str = ""
+    fhir_submission_timeout_s: float = 10.0
+    fhir_standin_port: int = 19480
     # Supervisor
     ready_timeout_s: float = 120.0
     status_interval_s: float = 1.0
