@@ -19,6 +19,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from streams.core.errors import PlatSyncError
 from streams.runtime.settings import Settings, SettingsError, load_settings
@@ -82,6 +83,9 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
     "subscriber": Resources("100m", "160Mi", "500m", "384Mi"),  # with its notifier thread
     "indexer": Resources("50m", "128Mi", "250m", "384Mi"),
     "declarer": Resources("50m", "128Mi", "250m", "256Mi"),
+    # The cloud's FHIR worker (infra/k8s/fhir.py): a batch of documents validated and summarised (3.2 ms each,
+    # bench/RESULTS.md issue 17), one submission at a time. An estimate like the indexer's, not a measurement.
+    "fhir": Resources("50m", "160Mi", "500m", "384Mi"),
     # The scheduled master import (infra/k8s/master_import.py): the file's ~100,000 rows and the table's, as dicts,
     # side by side for the difference. An estimate, not a measurement: raise the limit if the job is OOM-killed.
     "master_import": Resources("250m", "512Mi", "1", "1Gi"),
@@ -158,6 +162,9 @@ class DeploymentConfig:
     db_port: int = 5432
     keycloak_ports: tuple[int, ...] = (443, 8443, 8080)
     webhook_ports: tuple[int, ...] = (443,)  # a subscriber's webhook (each hospital's webhook_cidrs)
+    # The national sharing service at fhir_submission_url: the cloud's FHIR worker's only egress besides the cloud's
+    # PostgreSQL, on the URL's port. A policy cannot name a host: narrow it to the service's ranges where known.
+    fhir_service_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     resources: dict[str, Resources] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     # A topology's nodes other than the cloud root (which is the settings' remote node) and a
     # hospital called "local": `platsync k8s render --topology` (docs/kubernetes.md).
@@ -188,9 +195,11 @@ def _check_config(cfg: DeploymentConfig) -> list[str]:
         faults.append(f"topic_replicas {cfg.topic_replicas} > kafka_nodes {cfg.kafka_nodes}")
     if cfg.min_insync_replicas > cfg.topic_replicas:
         faults.append(f"min_insync_replicas {cfg.min_insync_replicas} > topic_replicas {cfg.topic_replicas}")
-    for cidr in (*cfg.local_db_cidrs, *cfg.remote_db_cidrs):
+    for cidr in (*cfg.local_db_cidrs, *cfg.remote_db_cidrs, *cfg.fhir_service_cidrs):
         if not _CIDR.match(cidr):
             faults.append(f"{cidr!r} is not an IPv4 CIDR")
+    if not cfg.fhir_service_cidrs:
+        faults.append("fhir_service_cidrs is empty: the FHIR worker could reach no sharing service")
     for name, res in cfg.resources.items():
         for f in fields(res):
             if not _QUANTITY.match(getattr(res, f.name)):
@@ -278,6 +287,22 @@ def _check_master_import(cfg: MasterImportConfig) -> list[str]:
     return faults
 
 
+def _check_fhir_url(url: str) -> list[str]:
+    """The sharing service's URL is required here: Kubernetes runs no stand-in (docs/kubernetes.md)."""
+    if not url:
+        return ["[settings] fhir_submission_url is empty: on Kubernetes there is no sharing service stand-in, so the "
+                "cloud's FHIR worker would post to one that does not exist; set the national sharing service's FHIR "
+                "base URL (e.g. \"https://fhir.sharing.example.org/fhir\")"]
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return [f"[settings] fhir_submission_url {url!r}: {exc}"]
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return [f"[settings] fhir_submission_url {url!r} is not an http(s) URL with a host"]
+    return []
+
+
 def _config_from(table: dict[str, Any], faults: list[str]) -> DeploymentConfig:
     known = {f.name: f for f in fields(DeploymentConfig)}
     values: dict[str, Any] = {}
@@ -339,6 +364,8 @@ def load_deployment(path: Path = DEFAULT_DEPLOYMENT_FILE) -> Deployment:
                                  data_dir="/var/lib/platsync", broker_security_protocol="sasl_ssl")
     except SettingsError as exc:
         faults.append(f"[settings] {exc}")
+    else:
+        faults += _check_fhir_url(settings.fhir_submission_url)
     if faults:
         raise DeploymentError(str(path), faults)
     return Deployment(cfg, settings, table, path)

@@ -42,7 +42,8 @@ def settings_toml(dep: Deployment) -> str:
 def _settings_pairs(scope: Scope, nodes: frozenset[str]) -> list[tuple[str, str | None]]:
     """(node, link) of every PLAT Sync pod on ``nodes``: each pair has its settings ConfigMap."""
     processes = [p for p in (*scope.plan.processes(), *scope.plan.subscription_processes()) if not p.startswith("pg-")]
-    pairs = ((scope.plan.node_of_process(p), scope.in_link(p)[0]) for p in processes)
+    pairs = [*((scope.plan.node_of_process(p), scope.in_link(p)[0]) for p in processes),
+             (scope.root, None)]  # the cloud's FHIR worker (infra/k8s/fhir.py) reads the network's own settings
     return list(dict.fromkeys(pair for pair in pairs if pair[0] in nodes))
 
 
@@ -123,7 +124,8 @@ def _process_env(scope: Scope, process: str) -> list[dict[str, Any]]:
 
 
 def _container(dep: Deployment, name: str, command: list[str], env: list[dict[str, Any]], resources: str,
-               extra_ports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               extra_ports: list[dict[str, Any]] | None = None, kafka: bool = True) -> dict[str, Any]:
+    """A PLAT Sync container; ``kafka``: it mounts the cluster CA (a Kafka client)."""
     port = dep.config.container_port
     return {
         "name": name, "image": dep.config.image, "imagePullPolicy": dep.config.image_pull_policy,
@@ -138,13 +140,15 @@ def _container(dep: Deployment, name: str, command: list[str], env: list[dict[st
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "settings", "mountPath": "/etc/platsync", "readOnly": True},
                          {"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "kafka-ca", "mountPath": "/etc/kafka-ca", "readOnly": True}],
+                         *([{"name": "kafka-ca", "mountPath": "/etc/kafka-ca", "readOnly": True}] if kafka else [])],
     }
 
 
 def _deployment(dep: Deployment, name: str, labels: dict[str, str], container: dict[str, Any], replicas: int,
-                data_volume: dict[str, Any], settings: str, recreate: bool = False) -> dict[str, Any]:
+                data_volume: dict[str, Any], settings: str, recreate: bool = False,
+                kafka: bool = True) -> dict[str, Any]:
     pod_labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "platsync", **labels}
+    ca = [{"name": "kafka-ca", "secret": {"secretName": cluster_ca_secret(dep)}}] if kafka else []
     spec: dict[str, Any] = {
         "replicas": replicas,
         "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
@@ -159,7 +163,7 @@ def _deployment(dep: Deployment, name: str, labels: dict[str, str], container: d
                 "containers": [container],
                 "volumes": [{"name": "settings", "configMap": {"name": settings}},
                             {"name": "data", **data_volume}, {"name": "tmp", "emptyDir": {}},
-                            {"name": "kafka-ca", "secret": {"secretName": cluster_ca_secret(dep)}}],
+                            *ca],
             },
         },
     }

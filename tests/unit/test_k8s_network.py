@@ -92,8 +92,9 @@ def test_every_plan_process_has_exactly_one_workload_on_its_node(name: str) -> N
     found: dict[str, list[str]] = {}
     for node, doc in resources(name, "Deployment"):
         user = env(doc).get("PLATSYNC_BROKER_USERNAME")
-        if user is None:
-            assert doc["metadata"]["name"] == "platsync-schema-registry" and node == p.topology.root.id
+        if user is None:  # no Kafka user: the registry, and the cloud's FHIR worker (no Kafka, infra/k8s/fhir.py)
+            assert doc["metadata"]["name"] in ("platsync-schema-registry", f"platsync-fhir-{res(p.topology.root.id)}")
+            assert node == p.topology.root.id
             continue
         process = by_user[user]
         found.setdefault(process, []).append(node)
