@@ -6,12 +6,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from infra.local.fhir_runtime import runs_fhir
 from infra.local.process import read_pid
 from infra.local.stack import components
 from streams.apply.conflicts import open_conflict_count
 from streams.apply.mode_state import all_modes, describe
 from streams.apply.progress import read_progress
 from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, ROUTES, SIDES, replica_node
+from streams.ops.fhir_summary_report import fhir_counts
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.jsonfile import read_json
 from streams.runtime.settings import Settings
@@ -83,10 +85,16 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         open_conflicts: int | None = open_conflict_count(settings)
     except Exception:  # noqa: BLE001 - status must render even when a store is down
         open_conflicts = None
+    fhir: dict[str, Any] | None = None
+    if runs_fhir(settings):
+        try:
+            fhir = fhir_counts(settings)
+        except Exception as exc:  # noqa: BLE001 - status must render even when a store is down
+            errors.append(f"remote/{REPLICA_STORE} unreachable (FHIR summary): {type(exc).__name__}")
     healthy = all(p["running"] for p in processes.values()) and not errors
     return {"data_dir": str(settings.data_dir), "time_ms": int(time.time() * 1000), "healthy": healthy,
             "modes": modes, "open_conflicts": open_conflicts, "processes": processes, "routes": routes,
-            "errors": errors}
+            "fhir": fhir, "errors": errors}
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -97,6 +105,12 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"mode       {describe(doc)}")
     if status.get("open_conflicts"):
         lines.append(f"conflicts  {status['open_conflicts']} open: review with 'platsync conflicts list'")
+    fhir = status.get("fhir")
+    if fhir is not None:
+        waiting = f"{fhir['waiting']} document(s) waiting" + (
+            f" (oldest {fhir['oldest_waiting_s']} s)" if fhir["oldest_waiting_s"] is not None else "")
+        sent = ", ".join(f"{n} {state}" for state, n in fhir["submissions"].items()) or "none"
+        lines.append(f"fhir       summary: {waiting}; submissions: {sent} ('platsync fhir submissions')")
     procs = "  ".join(f"{name}:{'up' if p['running'] else 'DOWN'}" for name, p in status["processes"].items())
     lines += [f"processes  {procs}", ""]
     lines.append(f"{'route':18} {'source store':24} {'captured':>9} {'applied':>9} {'writes':>8} "

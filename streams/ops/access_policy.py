@@ -157,8 +157,6 @@ def _database_grants(database: str) -> tuple[DbGrant, ...]:
                    DbGrant(APP, database, "table", TARGETS_TABLE, ("SELECT", "INSERT", "UPDATE", "DELETE")),
                    DbGrant(APP, database, "sequence", VERSION_SEQUENCE, ("USAGE",))]
     grants += [DbGrant(OPERATOR, database, "table", t, ("SELECT",)) for t in tables]
-    if database in SHARED_STORES:
-        grants += _fhir_grants(database)
     grants += [DbGrant(OPERATOR, database, "table", CONFLICT, ("UPDATE",), CONFLICT_RESOLUTION_COLUMNS),
                DbGrant(OPERATOR, database, "table", PROBE, ("INSERT",), _input_columns(database, PROBE)),
                DbGrant(OPERATOR, database, "identity", f"{PROBE}.id", ("USAGE",))]
@@ -191,8 +189,12 @@ def side_databases(side: str) -> tuple[str, ...]:
 
 
 def db_grants(side: str) -> list[DbGrant]:
-    """Every grant on ``side``'s instance (the same on both sides, over the databases each has)."""
-    return [g for database in side_databases(side) for g in _database_grants(database)]
+    """Every grant on ``side``'s instance (the same on both sides, over the databases each has); the FHIR worker's
+    on the cloud's shared store only (its tables exist there alone: docs/fhir.md)."""
+    grants = [g for database in side_databases(side) for g in _database_grants(database)]
+    if side == "remote":
+        grants += [g for database in side_databases(side) if database in SHARED_STORES for g in _fhir_grants(database)]
+    return grants
 
 
 def connect_roles(side: str, database: str) -> tuple[str, ...]:

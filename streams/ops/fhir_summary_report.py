@@ -110,7 +110,8 @@ class Submission:
 
 def read_submissions(settings: Settings, status: str | None = None, patient_id: str | None = None,
                      limit: int = 200) -> tuple[list[Submission], dict[str, int]]:
-    """The latest ``limit`` submissions (filtered by status and patient), and the count per status of all."""
+    """The latest ``limit`` submissions (filtered by status and patient), and the count per status of all those
+    the filter selects."""
     where, params = [], []
     if status:
         where.append("status = %s")
@@ -125,7 +126,7 @@ def read_submissions(settings: Settings, status: str | None = None, patient_id: 
             f"last_attempt_at, next_attempt_at FROM {SUBMISSIONS} {clause} ORDER BY id DESC LIMIT %s",
             (*params, limit)).fetchall()
         counts = {r["status"]: int(r["n"]) for r in conn.execute(
-            f"SELECT status, count(*) AS n FROM {SUBMISSIONS} GROUP BY status ORDER BY status")}
+            f"SELECT status, count(*) AS n FROM {SUBMISSIONS} {clause} GROUP BY status ORDER BY status", params)}
     out = []
     for r in reversed(rows):
         pending = r["status"] in ("queued", "retrying")
@@ -136,3 +137,15 @@ def read_submissions(settings: Settings, status: str | None = None, patient_id: 
             last_attempt_at=r["last_attempt_at"].isoformat() if r["last_attempt_at"] else None,
             next_attempt_at=r["next_attempt_at"].isoformat() if pending else None))
     return out, counts
+
+
+def fhir_counts(settings: Settings) -> dict[str, Any]:
+    """For ``platsync status``: documents waiting to be summarized (and the oldest's age in seconds), and the
+    submissions per status."""
+    with _connect(settings) as conn:
+        row = conn.execute(f"SELECT count(*) AS n, extract(epoch FROM now() - min(created_at)) AS age "
+                           f"FROM {OUTBOX}").fetchone()
+        counts = {r["status"]: int(r["n"]) for r in conn.execute(
+            f"SELECT status, count(*) AS n FROM {SUBMISSIONS} GROUP BY status ORDER BY status")}
+    age = None if row is None or row["age"] is None else round(float(row["age"]), 1)
+    return {"waiting": int(row["n"]) if row else 0, "oldest_waiting_s": age, "submissions": counts}

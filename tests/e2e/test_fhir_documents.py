@@ -1,7 +1,7 @@
 """JP-CLINS FHIR documents through the real stack (issue 17, docs/fhir.md): each document type registered on the
 hospital as ``application/fhir+json``, approved, and found byte-exact (same bytes, same hash) in the cloud's own
 store and its patient-management store; an invalid Bundle refused with nothing written, on registration and on
-update; a registration made while the link is down reaching everything after it."""
+update; a registration made while the link is down reaching everything after it, the cloud's summary too."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from connectors.reference_api.payloads import DocumentsPayload, NewDocument
 from connectors.reference_api.service import ReferenceApi
 from infra.local.stack import Stack
 from streams.apply.barrier import wait_synced
+from streams.fhir.extract import extract_six
+from streams.ops.fhir_summary_report import read_summary
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.settings import Settings
-from tests.support.helpers import platsync
+from tests.support.helpers import eventually, platsync
 
 pytestmark = pytest.mark.e2e
 SAMPLES = Path(__file__).resolve().parents[2] / "streams" / "fhir" / "samples"
@@ -111,6 +113,10 @@ def test_a_document_registered_offline_reaches_every_store_after_the_link_return
     sent = (SAMPLES / "six_information.json").read_bytes()
     for store in ("fructos_own", "fructos_patient"):
         assert content(s, "remote", store, doc_id) == (sent, hashlib.sha256(sent).hexdigest(), True), store
+    # ... and the cloud's 6 information summary (docs/fhir.md).
+    want = {(e.kind, e.code, e.value) for e in extract_six(sent).entries}
+    eventually(lambda: {(e["kind"], e["code"], e["value"]) for e in read_summary(s, "p-fhir-offline").entries}
+               == want, "the offline document's 6 information in the cloud's summary")
 
 
 def test_export_import_export_gives_identical_files(stack: Stack, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,9 @@ def test_approved_documents_fill_the_summary_and_are_submitted_once_each(stack: 
     eventually(lambda: sorted(x.status for x in submitted(s, patient)) == ["accepted"] * 4, "a 4th receipt")
     newest = submitted(s, patient)[-1]
     assert newest.record_id == record_id(s, docs["referral"]) and received(s, newest.receipt) == changed
+    status = platsync(s, "status")
+    assert re.search(r"fhir +summary: \d+ document\(s\) waiting.*submissions: .*\d+ accepted", status.stdout), \
+        status.stdout
 
 
 def test_a_failing_service_is_retried_until_it_takes_the_document(stack: Stack) -> None:
