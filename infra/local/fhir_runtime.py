@@ -3,17 +3,26 @@
 A stack whose cloud PostgreSQL it runs (the default, two sites on one machine) runs the cloud's FHIR worker
 (``fhir-remote``: the 6 information summary and the submissions) and, unless ``fhir_submission_url`` names
 the real national sharing service, the stand-in it submits to (``fhir-standin``, on ``fhir_standin_port``,
-keeping what it received under ``<data_dir>/fhir-standin``).
+keeping what it received under ``<data_dir>/fhir-standin``). A network (``platsync up --topology``) runs one
+pair for its cloud, with the network's own settings and a role of its own on the cloud's shared store
+(:func:`provision_network_fhir`); its home links' stacks run none.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
+import psycopg
+
+from infra.local.db_roles import admin_conninfo, apply_grants, ensure_role
 from infra.local.fhir_service_standin import standin_ready, standin_spec
-from infra.local.process import ProcessSpec, log_path, read_pid, start_process, wait_until
+from infra.local.process import ProcessError, ProcessSpec, log_path, read_pid, start_process, stop_process, wait_until
 from streams.apply.fhir_worker import PROCESS as WORKER
 from streams.apply.fhir_worker import submission_url
+from streams.core.model import REPLICA_STORE
+from streams.ops.access_policy import db_grants, db_roles
+from streams.runtime.credentials import FHIR
 from streams.runtime.settings import Settings
 
 STANDIN = "fhir-standin"
@@ -48,3 +57,29 @@ def fhir_up(settings: Settings, worker_spec: ProcessSpec, say: Say) -> None:
         if read_pid(settings.data_dir, WORKER) is None:
             start_process(settings.data_dir, worker_spec)
         say(f"FHIR worker started: 6 information summary of the cloud, submissions to {submission_url(settings)}")
+
+
+def stop_fhir(settings: Settings, say: Say) -> None:
+    """Stop the FHIR worker, then the stand-in (a network's; a stack stops its own as components)."""
+    for name in (WORKER, STANDIN):
+        if stop_process(settings.data_dir, name, 30):
+            say(f"stopped {name}")
+
+
+def provision_network_fhir(base: Settings) -> None:
+    """A network's FHIR worker role (``platsync_fhir``, the network's own password) and its grants on the cloud's
+    shared store, which its home links' provisioning already created (idempotent)."""
+    role = next(r for r in db_roles(base) if r.key == FHIR)
+    grants = [g for g in db_grants("remote") if g.role == FHIR and g.database == REPLICA_STORE]
+    with psycopg.connect(admin_conninfo(base, "remote", REPLICA_STORE), autocommit=True) as conn:
+        name = ensure_role(conn, base, "remote", role)
+        missing = apply_grants(conn, REPLICA_STORE, [name], ((name, g) for g in grants))
+    if missing:
+        raise ProcessError(f"the cloud's {REPLICA_STORE} lacks {', '.join(missing)}: provision a home link first")
+
+
+def worker_spec(settings: Settings) -> ProcessSpec:
+    """How a network runs its cloud's FHIR worker (the network's settings file)."""
+    return ProcessSpec(name=WORKER, argv=[sys.executable, "-m", "streams.apply.fhir_worker",
+                                          "--config", str(settings.data_dir / "platsync.toml"),
+                                          "--data-dir", str(settings.data_dir)], env={"PGAPPNAME": WORKER})

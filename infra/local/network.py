@@ -34,6 +34,7 @@ from pathlib import Path
 from infra.local.broker import Broker
 from infra.local.broker_secrets import share_with_links
 from infra.local.databases import postgres_instance, provision_side
+from infra.local.fhir_runtime import fhir_up, provision_network_fhir, stop_fhir, worker_spec
 from infra.local.link import link_data_dir
 from infra.local.process import (
     ProcessError,
@@ -235,11 +236,15 @@ class Network:
             stack.up(say=lambda m, h=hospital: say(f"[{h}] {m}"))
         if self.plan.subscription_processes():  # not with a single hospital: nobody to share with
             start_sharing(s, self.links, self.plan.subscription_topics(s.topic_prefix), self.index_servers(), say)
+        if self.links:  # the cloud's FHIR worker: its shared store exists once a home link provisioned it
+            provision_network_fhir(s)
+            fhir_up(s, worker_spec(s), say)
 
     def down(self, say: Say = print, drain_timeout_s: float = 60.0) -> None:
         """Stop the subscriptions' processes, every link's stack (each drains first), then the proxy, the broker
         and the cloud's server."""
         stop_sharing(self.settings, {h: link.data_dir for h, link in self.all_links.items()}, say)
+        stop_fhir(self.settings, say)
         for hospital, stack in self.stacks().items():
             stack.down(say=lambda m, h=hospital: say(f"[{h}] {m}"), drain_timeout_s=drain_timeout_s)
         for region in self.regions:

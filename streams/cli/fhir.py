@@ -32,9 +32,10 @@ def _cloud_report(args: argparse.Namespace) -> int:
     import psycopg
 
     from streams.cli.fhir_report import print_submissions, print_summary  # deferred: with it
+    from streams.cli.network import cloud_reader  # deferred: with it
     from streams.runtime.settings import load_settings  # deferred: with it
 
-    settings = load_settings(args.config, data_dir=args.data_dir)
+    settings = cloud_reader(load_settings(args.config, data_dir=args.data_dir))
     try:
         if args.fhir_action == "summary":
             return print_summary(settings, args.patient, args.format, args.institution, args.output)

@@ -48,6 +48,12 @@ def resolve_node(settings: Settings, node: str) -> tuple[Settings, str]:
     return nodes[node]
 
 
+def cloud_reader(settings: Settings) -> Settings:
+    """Settings whose ``remote`` node reads the cloud's shared store as an operator: ``settings`` outside a network,
+    a home link's in one (each link's operator role may read the cloud's FHIR summary; docs/fhir.md)."""
+    return next(link for link, side in _nodes(settings).values() if side == "remote")
+
+
 def region_gates_of(settings: Settings) -> dict[str, Settings]:
     """A network's regional servers -> the settings of their gates in the link proxy (none without a network)."""
     # deferred: the embedded stack (~0.7 s); this module is imported by every 'platsync' run

@@ -1,15 +1,16 @@
 """``platsync status`` on a network: one row per node and one row per link, above each link's own status.
 
 A node's row says which of its processes run (a hospital: its side of its home link; the cloud: its
-PostgreSQL and the cloud side of every home link; a regional server: its PostgreSQL and the replica workers
-feeding it). A link's row says whether it is cut and its lag: the largest lag of its routes' source stores,
-from :func:`streams.cli.status.collect_status` (source positions, never the broker's watermark).
+PostgreSQL, its FHIR worker and the cloud side of every home link; a regional server: its PostgreSQL and the
+replica workers feeding it). A link's row says whether it is cut and its lag: the largest lag of its routes'
+source stores, from :func:`streams.cli.status.collect_status` (source positions, never the broker's watermark).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from infra.local.fhir_runtime import fhir_process_names
 from infra.local.link import link_is_up
 from infra.local.network import Network
 from infra.local.process import read_pid
@@ -60,6 +61,8 @@ def network_overview(network: Network, statuses: dict[str, dict[str, Any]]) -> d
             add(server, declarer_name(server), read_pid(network.settings.data_dir, declarer_name(server)) is not None)
         for hospital in statuses:
             add(hospital, "subscriber", read_pid(network.link(hospital).data_dir, "subscriber") is not None)
+    for name in fhir_process_names(network.settings):  # the cloud's FHIR worker and stand-in (docs/fhir.md)
+        add(root, name, read_pid(network.settings.data_dir, name) is not None)
     links: dict[str, dict[str, Any]] = {}
     for hospital, status in statuses.items():
         lag_ms, lagging = _lag(status, list(ROUTES))
