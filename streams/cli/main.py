@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streams.cli import access as access_cli
+from streams.cli import backup as backup_cli
 from streams.cli import bench as bench_cli
 from streams.cli import conflicts as conflicts_cli
 from streams.cli import dlq as dlq_cli
@@ -377,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     index_cli.register(sub, common)
     network_cli.register(sub, common)
     fhir_cli.register(sub, common)
+    backup_cli.register(sub, common)
     bench_cli.register(sub)
     return parser
 

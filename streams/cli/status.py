@@ -4,6 +4,7 @@ what was applied, the lag between them (from source LSNs and commit times) and e
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from infra.local.fhir_runtime import runs_fhir
@@ -12,7 +13,10 @@ from infra.local.stack import components
 from streams.apply.conflicts import open_conflict_count
 from streams.apply.mode_state import all_modes, describe
 from streams.apply.progress import read_progress
+from streams.cli.backup import backup_root
 from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, ROUTES, SIDES, replica_node
+from streams.ops.backup import list_backups, read_backup
+from streams.ops.backup_format import BackupError, age_s, describe_age
 from streams.ops.fhir_summary_report import fhir_counts
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.jsonfile import read_json
@@ -94,7 +98,21 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     healthy = all(p["running"] for p in processes.values()) and not errors
     return {"data_dir": str(settings.data_dir), "time_ms": int(time.time() * 1000), "healthy": healthy,
             "modes": modes, "open_conflicts": open_conflicts, "processes": processes, "routes": routes,
-            "fhir": fhir, "errors": errors}
+            "fhir": fhir, "backups": latest_backups(settings), "errors": errors}
+
+
+def latest_backups(settings: Settings) -> dict[str, Any]:
+    """Each side's latest backup held here: its name and age in seconds (None: no backup yet)."""
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {}
+    for side in SIDES:
+        held = list_backups(backup_root(settings), side)
+        try:
+            manifest = read_backup(held[-1]) if held else None
+        except BackupError:
+            manifest = None
+        out[side] = None if manifest is None else {"name": held[-1].name, "age_s": round(age_s(manifest, now))}
+    return out
 
 
 def render_status(status: dict[str, Any]) -> str:
@@ -111,6 +129,11 @@ def render_status(status: dict[str, Any]) -> str:
             f" (oldest {fhir['oldest_waiting_s']} s)" if fhir["oldest_waiting_s"] is not None else "")
         sent = ", ".join(f"{n} {state}" for state, n in fhir["submissions"].items()) or "none"
         lines.append(f"fhir       summary: {waiting}; submissions: {sent} ('platsync fhir submissions')")
+    backups = status.get("backups") or {}
+    if backups:
+        lines.append("backups    " + "  ".join(
+            f"{side}: " + (f"{describe_age(b['age_s'])} ago ({b['name']})" if b else "none ('platsync backup create')")
+            for side, b in backups.items()))
     procs = "  ".join(f"{name}:{'up' if p['running'] else 'DOWN'}" for name, p in status["processes"].items())
     lines += [f"processes  {procs}", ""]
     lines.append(f"{'route':18} {'source store':24} {'captured':>9} {'applied':>9} {'writes':>8} "

@@ -157,6 +157,13 @@ class Settings:
     fhir_submission_token: str = ""
     fhir_submission_timeout_s: float = 10.0
     fhir_standin_port: int = 19480
+    # Backups (docs/backups.md): where this node keeps its backups (empty: <data_dir>/backups), where its parent
+    # keeps the copies shipped to it (empty: <data_dir>/parent-backups), how many of each node's backups both
+    # keep, and when the Kubernetes CronJob takes one (cron syntax, UTC; nightly by default).
+    backup_dir: str = ""
+    backup_parent_dir: str = ""
+    backup_keep: int = 7
+    backup_schedule: str = "30 17 * * *"  # 02:30 in Japan (UTC+9)
     # Supervisor
     ready_timeout_s: float = 120.0
     status_interval_s: float = 1.0

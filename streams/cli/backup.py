@@ -1,0 +1,160 @@
+"""``platsync backup create|list|verify``: a node's backups, shipped to its parent (docs/backups.md).
+
+Exit codes: 0 done (verify: every backup checked is sound); 1 a backup failed or a check found a problem;
+2 usage (an unknown node or backup); 3 the node's database is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from streams.cli.network import UnknownNodeError, resolve_node
+from streams.cli.options import add_node_option
+from streams.ops.backup_format import BackupError, age_s, describe_age, manifest_summary
+from streams.runtime.settings import Settings, load_settings
+
+DEFAULT_NODE = "local"
+
+
+def backup_root(settings: Settings) -> Path:
+    """Where this data dir's nodes keep their backups."""
+    return Path(settings.backup_dir) if settings.backup_dir else settings.data_dir / "backups"
+
+
+def parent_root(settings: Settings) -> Path:
+    """Where the parent keeps the backups shipped to it."""
+    return Path(settings.backup_parent_dir) if settings.backup_parent_dir else settings.data_dir / "parent-backups"
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Run a ``platsync backup`` action."""
+    # deferred: psycopg and the backup modules (~0.3 s); this module is imported by every run
+    import psycopg
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    try:
+        if args.backup_action == "create":
+            return _create(settings, args)
+        if args.backup_action == "list":
+            return _list(settings, args)
+        return _verify(settings, args)
+    except UnknownNodeError as exc:
+        print(f"platsync backup: {exc}", file=sys.stderr)
+        return 2
+    except BackupError as exc:
+        print(f"platsync backup {args.backup_action}: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.OperationalError as exc:
+        print(f"platsync backup {args.backup_action}: {str(exc).strip().splitlines()[0]} (is the stack up?)",
+              file=sys.stderr)
+        return 3
+
+
+def _create(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.ops.backup import create_backup, prune, ship  # deferred: psycopg, with cmd_backup
+
+    node = args.side or DEFAULT_NODE
+    link, side = resolve_node(settings, node)
+    print(f"backing up {node} ({side} side) into {backup_root(settings) / node} ...")
+    path = create_backup(link, side, node, backup_root(settings))
+    print(f"backup {path.name} complete: {path}")
+    if not args.no_ship:
+        copy = ship(path, parent_root(settings))
+        print(f"shipped to the parent: {copy} (checked: every file's size and sha256 match)")
+    for root, where in ((backup_root(settings), "here"), (parent_root(settings), "at the parent")):
+        for gone in prune(root, node, settings.backup_keep):
+            print(f"retention ({settings.backup_keep}): deleted {gone} {where}")
+    return 0
+
+
+def _list(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.ops.backup import list_backups, read_backup  # deferred: psycopg, with cmd_backup
+
+    roots = {"node": backup_root(settings), "parent": parent_root(settings)}
+    nodes = [args.side] if args.side else sorted({p.name for r in roots.values() if r.is_dir()
+                                                  for p in r.iterdir() if p.is_dir()})
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    for node in nodes:
+        for held_by, root in roots.items():
+            for path in list_backups(root, node):
+                try:
+                    manifest = read_backup(path)
+                except BackupError as exc:
+                    rows.append({"node": node, "held_by": held_by, "name": path.name, "error": str(exc)})
+                    continue
+                rows.append({**manifest_summary(manifest), "held_by": held_by, "name": path.name,
+                             "path": str(path), "age_s": round(age_s(manifest, now), 1)})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no backups" + (f" of {args.side}" if args.side else "") + f" in {roots['node']} or {roots['parent']}")
+        return 0
+    for r in rows:
+        if "error" in r:
+            print(f"{r['node']:14} {r['held_by']:6} {r['name']}: UNREADABLE: {r['error']}")
+            continue
+        print(f"{r['node']:14} {r['held_by']:6} {r['name']}  {describe_age(r['age_s']):>8} old  "
+              f"{r['bytes']:>12,} bytes  {r['rows']:>9,} rows  {', '.join(r['databases'])}")
+    return 0
+
+
+def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.ops.backup import list_backups  # deferred: psycopg, with cmd_backup
+    from streams.ops.backup_verify import verify_backup  # deferred: with it
+
+    node = args.side or DEFAULT_NODE
+    root = parent_root(settings) if args.parent else backup_root(settings)
+    held = list_backups(root, node)
+    if args.backups:
+        paths = [Path(b) if Path(b).is_dir() else root / node / b for b in args.backups]
+        unknown = [str(p) for p in paths if not p.is_dir()]
+        if unknown:
+            print(f"platsync backup verify: no such backup: {', '.join(unknown)}", file=sys.stderr)
+            return 2
+    elif held:
+        paths = [held[-1]]
+    else:
+        print(f"platsync backup verify: {node} has no backup in {root / node}", file=sys.stderr)
+        return 2
+    link, side = resolve_node(settings, node) if args.restore_test else (None, "")
+    failed = 0
+    for path in paths:
+        result = verify_backup(path, link, side)
+        if result.ok:
+            restored = (f"; test restore: {result.restored_tables} tables, {result.restored_rows:,} rows match"
+                        if args.restore_test else "")
+            print(f"{path.name}: verified (every file's size and sha256 match the manifest{restored})")
+        else:
+            failed += 1
+            for problem in result.problems:
+                print(f"{path.name}: {problem}")
+    return 1 if failed else 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the ``backup`` subcommand to the ``platsync`` parser."""
+    p = sub.add_parser("backup", parents=[common], help="a node's backups: create (and ship to the parent), list, "
+                                                          "verify")
+    actions = p.add_subparsers(dest="backup_action", required=True)
+    c = actions.add_parser("create", parents=[common], help="back up a node's stores with their positions")
+    add_node_option(c, None, default=None, help="the node backed up (default: local)")
+    c.add_argument("--no-ship", action="store_true", help="keep it here only (do not copy it to the parent)")
+    c.set_defaults(func=cmd_backup)
+    ls = actions.add_parser("list", parents=[common], help="the backups held here and at the parent")
+    add_node_option(ls, None, default=None, help="only this node's")
+    ls.add_argument("--format", choices=("text", "json"), default="text")
+    ls.set_defaults(func=cmd_backup)
+    v = actions.add_parser("verify", parents=[common], help="check backups against their manifests")
+    v.add_argument("backups", nargs="*", metavar="BACKUP", help="backup names or directories (default: the latest)")
+    add_node_option(v, None, default=None, help="the node whose backups are checked (default: local)")
+    v.add_argument("--parent", action="store_true", help="check the copies held by the parent")
+    v.add_argument("--restore-test", action="store_true",
+                   help="also restore each dump into a scratch database on the node's server and compare row counts")
+    v.set_defaults(func=cmd_backup)
