@@ -8,7 +8,9 @@ Three activities, none of which may stop the others:
   this side is cut off from the broker.
 - **decision** thread: every half second gathers the inputs (heartbeats, the operator override
   file, the ``catching_up`` and ``open_conflicts`` hooks), runs :func:`streams.core.modes.decide_mode`
-  and writes ``<data_dir>/state/mode/<side>.json`` (see :mod:`streams.apply.mode_state`).
+  and writes ``<data_dir>/state/mode/<side>.json`` (see :mod:`streams.apply.mode_state`), with the
+  last moment the other side was known in contact (its newest heartbeat received), recorded in
+  every emergency it opens.
 - **HTTP** on ``host:--port`` (default ``settings.mode_port(side)``): ``GET /status`` (JSON) and
   ``GET /healthz``; every response carries ``X-Hybridmode: normal|emergency|recovery``.
 
@@ -35,7 +37,7 @@ from typing import Any
 from streams.apply.barrier import undrained
 from streams.apply.conflicts import open_conflict_count
 from streams.apply.heartbeat import HeartbeatLink, now_ms
-from streams.apply.mode_state import advance, read_json, read_override, state_path, write_json
+from streams.apply.mode_state import advance, known_contact, read_json, read_override, state_path, write_json
 from streams.core.model import SIDES, other_side
 from streams.core.modes import MODES, NORMAL, ModeInputs, decide_mode, heartbeat_topic, iso_ms
 from streams.runtime.logs import configure_for, configure_logging
@@ -103,6 +105,11 @@ class ModeServer:
                                       if k in restored}
         if self.state.get("mode") not in MODES:
             self.state.pop("mode", None)
+        # The last contact must outlive this process: an emergency detected after a restart began at
+        # the last heartbeat the previous process received (files written before it was kept: its peer).
+        self.state["last_contact_ts_ms"] = known_contact(*(
+            v if isinstance(v, int) else None for v in (restored.get("last_contact_ts_ms"),
+                                                        restored.get("peer_last_seen_ts_ms"))))
         # Until the hooks first answer, "catching up" is unknown: it must not end a restored recovery.
         self._hooks: dict[str, Any] = {"catching_up": True, "catching_up_note": "not checked yet",
                                        "open_conflicts": 0, "hook_errors": [], "hooks_checked_ts_ms": None}
@@ -166,8 +173,11 @@ class ModeServer:
         self.metrics.record(decision.mode, int(hooks["open_conflicts"]), inputs.peer_last_seen_ms, at)
         self.health.beat("decide")
         with self._lock:
-            state = advance(self.state, decision, at)
+            contact = known_contact(self.state.get("last_contact_ts_ms"), inputs.peer_last_seen_ms)
+            # Never in contact: the silence that made the emergency is counted from watching_since_ms.
+            state = advance(self.state, decision, at, contact if contact is not None else self.watching_since_ms)
             state.update(
+                last_contact_ts_ms=contact, last_contact=iso_ms(contact),
                 side=self.side, peer_side=other_side(self.side), peer=link["peer"],
                 peer_last_seen_ts_ms=link["peer"].get("last_seen_ts_ms"), peer_timeout_s=self.peer_timeout_s,
                 publish_failing=link["publish_failing"], last_publish_ack_ts_ms=link["last_ack_ts_ms"],

@@ -1,8 +1,10 @@
 """Files of the operating mode of each side, under ``<data_dir>/state/mode/``.
 
 - ``<side>.json``: written by the side's mode server every half second: mode, reason, since,
-  the peer's last heartbeat, and the history of transitions with every emergency window
-  (``emergencies``: start/end of each, kept for the recovery difference report).
+  the peer's last heartbeat, the last known contact with the other side (``last_contact_ts_ms``,
+  kept across restarts), and the history of transitions with every emergency window
+  (``emergencies``: start/end of each and the last contact before it, kept for the recovery
+  difference report).
 - ``<side>.override.json``: an operator's manual mode, written by :func:`set_override`
   (``platsync mode set``) and read by the mode server; absent means automatic.
 """
@@ -12,11 +14,12 @@ from __future__ import annotations
 import getpass
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from streams.core.model import SIDES
-from streams.core.modes import EMERGENCY, MODES, ModeDecision, Override, iso_ms
+from streams.core.modes import EMERGENCY, MODES, NORMAL, ModeDecision, Override, iso_ms
 from streams.runtime.jsonfile import read_json, write_json
 from streams.runtime.pids import pid_alive
 from streams.runtime.settings import Settings
@@ -82,10 +85,33 @@ def read_override(settings: Settings, side: str) -> Override | None:
         return None
 
 
-def advance(state: dict[str, Any], decision: ModeDecision, now_ms: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EmergencyWindow:
+    """One emergency of one side, as its mode server recorded it."""
+
+    side: str
+    start_ts_ms: int  # when the emergency was detected
+    end_ts_ms: int | None  # None: still in emergency
+    #: Sent time of the newest heartbeat of the other side received before the emergency (None:
+    #: recorded before this was kept).
+    contact_ts_ms: int | None
+
+
+def known_contact(previous_ms: int | None, peer_seen_ms: int | None) -> int | None:
+    """The last moment the other side is known to have been in contact: the newer of the contact
+    known so far (``previous_ms``, kept in the state across restarts) and the sent time of the
+    newest heartbeat of the other side received now (``peer_seen_ms``). None: never in contact."""
+    known = [t for t in (previous_ms, peer_seen_ms) if t is not None]
+    return max(known) if known else None
+
+
+def advance(state: dict[str, Any], decision: ModeDecision, now_ms: int,
+            contact_ms: int | None = None) -> dict[str, Any]:
     """The state after ``decision`` at ``now_ms``: a new transition is recorded in ``history``, an
     emergency opens or closes its window in ``emergencies``; the reason of an unchanged mode is
-    updated in place. Pure: returns a new dict."""
+    updated in place. An emergency opened here records ``contact_ms``, the last moment both sides
+    were known in contact (see :func:`known_contact`), as ``contact_ts_ms`` (never after ``now_ms``).
+    Pure: returns a new dict."""
     new = dict(state)
     previous = state.get("mode")
     new["mode"], new["reason"] = decision.mode, decision.reason
@@ -99,8 +125,10 @@ def advance(state: dict[str, Any], decision: ModeDecision, now_ms: int) -> dict[
         emergencies[-1].update(end_ts_ms=now_ms, end=iso_ms(now_ms))
         new["last_emergency_end_ts_ms"] = now_ms
     if decision.mode == EMERGENCY:
+        # min(): the other side's clock may run a little ahead of ours.
+        contact = None if contact_ms is None else min(contact_ms, now_ms)
         emergencies.append({"start_ts_ms": now_ms, "start": iso_ms(now_ms), "end_ts_ms": None, "end": None,
-                            "reason": decision.reason})
+                            "reason": decision.reason, "contact_ts_ms": contact, "contact": iso_ms(contact)})
     new["emergencies"] = emergencies
     return new
 
@@ -108,6 +136,14 @@ def advance(state: dict[str, Any], decision: ModeDecision, now_ms: int) -> dict[
 def emergency_windows(settings: Settings, side: str) -> list[tuple[int, int | None]]:
     """Every emergency of a side as ``(start_ts_ms, end_ts_ms)``; end None: still in emergency."""
     return [(int(w["start_ts_ms"]), None if w.get("end_ts_ms") is None else int(w["end_ts_ms"]))
+            for w in read_json(state_path(settings, side)).get("emergencies", [])]
+
+
+def emergencies(settings: Settings, side: str) -> list[EmergencyWindow]:
+    """Every emergency of a side with the last contact before it (None in windows recorded before
+    the contact was kept)."""
+    return [EmergencyWindow(side, int(w["start_ts_ms"]), None if w.get("end_ts_ms") is None else int(w["end_ts_ms"]),
+                            None if w.get("contact_ts_ms") is None else int(w["contact_ts_ms"]))
             for w in read_json(state_path(settings, side)).get("emergencies", [])]
 
 
@@ -131,6 +167,15 @@ def read_mode(settings: Settings, side: str, now_ms: int | None = None) -> dict[
     return doc
 
 
+def current_mode(settings: Settings, side: str) -> str:
+    """The mode a side's state file names now; ``normal`` until its mode server first decided (the mode
+    server itself answers ``normal`` then) or if the file is damaged. A stopped mode server's last mode
+    stays: a stale mode is still the best guess an API can give (the seed calls the header a guide)."""
+    _check_side(side)
+    mode = read_json(state_path(settings, side)).get("mode")
+    return mode if mode in MODES else NORMAL
+
+
 def describe(doc: dict[str, Any]) -> str:
     """One line for a side's mode (``platsync status`` / ``platsync mode show``)."""
     line = f"{doc.get('side', '?')}: {str(doc.get('mode', 'unknown')).upper()}"
@@ -146,5 +191,6 @@ def all_modes(settings: Settings) -> dict[str, dict[str, Any]]:
     return {side: read_mode(settings, side) for side in SIDES}
 
 
-__all__ = ["MODES", "advance", "all_modes", "describe", "emergency_windows", "mode_dir", "override_path",
-           "read_mode", "read_override", "set_override", "state_path"]
+__all__ = ["MODES", "EmergencyWindow", "advance", "all_modes", "current_mode", "describe", "emergencies",
+           "emergency_windows", "known_contact", "mode_dir", "override_path", "read_mode", "read_override",
+           "set_override", "state_path"]

@@ -38,23 +38,24 @@ def _ms(value: str) -> int:
 def cmd_recovery_report(args: argparse.Namespace) -> int:
     """List what each side entered during the outage: copied, copyable or not copyable (why)."""
     # deferred: Kafka clients and store tables: ~0.85 s, only for 'recovery'
-    from streams.ops.recovery_report import as_json, build_report, last_outage, render
+    from streams.ops.recovery_report import Window, as_json, build_report, last_outage, render
 
     settings = load_settings(args.config, data_dir=args.data_dir)
+    window: Window | None
     if args.since:
-        start, end = _ms(args.since), _ms(args.until) if args.until else None
+        window = Window(_ms(args.since), _ms(args.until) if args.until else None)
     else:
         window = last_outage(settings)
         if window is None:
             print("platsync recovery-report: no emergency recorded by the mode servers in this data dir; "
                   "give the window with --since (and --until)", file=sys.stderr)
             return 2
-        start, end = window
+    start, end = window.start_ms, window.end_ms
     entries = build_report(settings, start, end)
     if args.json:
-        print(json.dumps(as_json(entries, start, end), ensure_ascii=False, indent=2, default=str))
+        print(json.dumps(as_json(entries, start, end, window), ensure_ascii=False, indent=2, default=str))
     else:
-        print(render(entries, start, end))
+        print(render(entries, start, end, window.note()))
     return 0
 
 
@@ -62,7 +63,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``resync`` and ``recovery-report`` subcommands to the ``platsync`` parser."""
     p = sub.add_parser("recovery-report", parents=[common],
                        help="what each side entered during the last outage: copied, copyable, not copyable")
-    p.add_argument("--since", help="window start, ISO 8601 with offset (default: the last emergency)")
+    p.add_argument("--since", help="window start, ISO 8601 with offset (default: the last heartbeat the "
+                   "sides exchanged before the last emergency)")
     p.add_argument("--until", help="window end (default: the end of that emergency, or now)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_recovery_report)

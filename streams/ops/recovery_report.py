@@ -15,13 +15,19 @@ window is listed with one status:
 
 Which API transaction last wrote a row is read from PostgreSQL's ``xmin`` and the
 ``platsync_txn_marker`` rows (as in ``connectors.capture.resync``); the window defaults to the
-last emergency of either side (``streams.apply.mode_state``). A record entered during the window and
-changed again after it is reported under its later change, outside the window.
+last emergency of either side (``streams.apply.mode_state``), from the last moment the two sides
+were known in contact (the newest heartbeat of the other side each side received before the
+emergency; the earlier of the two when both sides were in emergency) to the end of that emergency.
+An outage is detected only ``mode_peer_timeout_s`` (or the publish timeout) after the cut, and
+records entered in between are part of it. Emergencies recorded before the last contact was kept
+start at their detection, and the report says so. A record entered during the window and changed
+again after it is reported under its later change, outside the window.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +36,7 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.stores.tables import sent_rows, sent_tables
-from streams.apply.mode_state import emergency_windows
+from streams.apply.mode_state import EmergencyWindow, emergencies
 from streams.core.model import DATABASE_STORES, SIDES, other_side, route_for_source
 from streams.runtime.confluent_wire import codec_for
 from streams.runtime.connections import libpq_dsn
@@ -60,11 +66,53 @@ class Entry:
     reason: str
 
 
-def last_outage(settings: Settings) -> tuple[int, int | None] | None:
-    """The latest emergency window of either side, as (start ms, end ms or None), or None."""
+@dataclass(frozen=True)
+class Window:
+    """The report's window: [start_ms, end_ms] (end None: until now), and where its start comes from."""
 
-    windows = [w for side in SIDES for w in emergency_windows(settings, side)]
-    return max(windows, key=lambda w: w[0]) if windows else None
+    start_ms: int
+    end_ms: int | None
+    basis: str = "given"  # "given" (--since), "last_contact" or "detection" (older mode state)
+    detected_ms: int | None = None  # when the outage was detected (default windows only)
+
+    def note(self) -> str:
+        """One line on where the start comes from (empty for a window given by hand)."""
+        if self.basis == "last_contact":
+            return (f"window starts at the last heartbeat the sides exchanged before the outage "
+                    f"(detected at {_iso(self.detected_ms or self.start_ms)})")
+        if self.basis == "detection":
+            return ("note: the mode state of this outage predates the recording of the last contact, so the "
+                    "window starts when the outage was detected: records entered between the cut and its "
+                    "detection are not listed; give an earlier --since to include them")
+        return ""
+
+
+def _overlaps(a: EmergencyWindow, b: EmergencyWindow) -> bool:
+    return ((a.end_ts_ms is None or a.end_ts_ms >= b.start_ts_ms)
+            and (b.end_ts_ms is None or b.end_ts_ms >= a.start_ts_ms))
+
+
+def outage_window(windows: Sequence[EmergencyWindow]) -> Window | None:
+    """The window of the latest outage, or None if no emergency was recorded.
+
+    The latest emergency (by detection) of either side ends it. It starts at the last contact
+    recorded with that emergency, or with the other side's emergency of the same outage (an
+    overlapping one) when that is earlier: each side only knows when it last heard the other.
+    An emergency recorded without its last contact (older mode state) counts from its detection.
+    """
+    if not windows:
+        return None
+    latest = max(windows, key=lambda w: w.start_ts_ms)
+    same = [w for w in windows if _overlaps(w, latest)]
+    start = min(w.start_ts_ms if w.contact_ts_ms is None else w.contact_ts_ms for w in same)
+    basis = "detection" if any(w.contact_ts_ms is None for w in same) else "last_contact"
+    return Window(start, latest.end_ts_ms, basis, min(w.start_ts_ms for w in same))
+
+
+def last_outage(settings: Settings) -> Window | None:
+    """:func:`outage_window` of both sides' recorded emergencies."""
+
+    return outage_window([w for side in SIDES for w in emergencies(settings, side)])
 
 
 def dead_lettered_keys(settings: Settings, route: str, timeout_s: float = 3.0) -> dict[tuple[str, str], str]:
@@ -209,9 +257,11 @@ def _iso(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def render(entries: list[Entry], start_ms: int, end_ms: int | None) -> str:
-    """The report as a text table with a summary per side and status."""
+def render(entries: list[Entry], start_ms: int, end_ms: int | None, note: str = "") -> str:
+    """The report as a text table with a summary per side and status (``note``: a line on the window)."""
     lines = [f"records entered between {_iso(start_ms)} and {_iso(end_ms) if end_ms else 'now'}"]
+    if note:
+        lines.append(note)
     for side in SIDES:
         mine = [e for e in entries if e.side == side]
         counts = {s: sum(1 for e in mine if e.status == s) for s in (COPIED, COPYABLE, NOT_COPYABLE)}
@@ -223,7 +273,11 @@ def render(entries: list[Entry], start_ms: int, end_ms: int | None) -> str:
     return "\n".join(lines)
 
 
-def as_json(entries: list[Entry], start_ms: int, end_ms: int | None) -> dict[str, Any]:
-    """The report as JSON-friendly data."""
-    return {"window": {"start": _iso(start_ms), "end": _iso(end_ms) if end_ms else None},
-            "entries": [asdict(e) for e in entries]}
+def as_json(entries: list[Entry], start_ms: int, end_ms: int | None,
+            window: Window | None = None) -> dict[str, Any]:
+    """The report as JSON-friendly data; ``window`` adds where its start comes from (``basis``)."""
+    described: dict[str, Any] = {"start": _iso(start_ms), "end": _iso(end_ms) if end_ms else None}
+    if window is not None:
+        described.update(basis=window.basis, detected=None if window.detected_ms is None else _iso(window.detected_ms),
+                         note=window.note())
+    return {"window": described, "entries": [asdict(e) for e in entries]}

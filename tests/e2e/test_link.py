@@ -170,3 +170,41 @@ def test_recovery_report_marks_the_losing_edit_of_a_conflict_not_copyable(stack:
     assert statuses == ["copied", "not_copyable"], entries
     loser = next(e for e in by_side.values() if e["status"] == "not_copyable")
     assert "conflict" in loser["reason"] and "platsync conflicts show" in loser["reason"], loser
+
+
+def test_recovery_report_lists_a_record_entered_between_the_cut_and_its_detection(stack: Stack) -> None:
+    s = stack.settings
+    # Out of any earlier emergency (recovery is fine: open conflicts of other tests may hold it), so
+    # that the cut opens a new one on both sides.
+    assert wait_for(lambda: {hybridmode(s, side) for side in ("local", "remote")} <= {"normal", "recovery"}, 90)
+    assert platsync(s, "link", "down", "--note", "test").returncode == 0
+    cut_ms = int(time.time() * 1000)
+    try:
+        # At once: the hospital notices the cut after the publish timeout (half of mode_peer_timeout_s).
+        with ReferenceApi(s, "local") as api:
+            (doc_id,) = api.call("PRV_DOC_006", {"patient_id": "p-gap", "doc_type": "slip", "title": "in the gap",
+                                                 "media_type": "text/plain", "content_text": "entered before "
+                                                 "the outage was detected", "signed_by": "dr"})["written"]["meta"][
+                "documents"]
+        written_ms = int(time.time() * 1000)
+        assert wait_for(lambda: hybridmode(s, "local") == hybridmode(s, "remote") == "emergency",
+                        s.mode_peer_timeout_s + 30), (hybridmode(s, "local"), hybridmode(s, "remote"))
+    finally:
+        assert platsync(s, "link", "up").returncode == 0
+    shown = json.loads(platsync(s, "mode", "show", "--json").stdout)
+    detected = min(shown[side]["emergencies"][-1]["start_ts_ms"] for side in ("local", "remote"))
+    contact = min(shown[side]["emergencies"][-1]["contact_ts_ms"] for side in ("local", "remote"))
+    assert contact <= cut_ms and written_ms < detected, (contact, cut_ms, written_ms, detected)  # in the gap
+
+    result = platsync(s, "recovery-report", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["window"]["basis"] == "last_contact", doc["window"]
+    entry = next((e for e in doc["entries"] if e["row_id"] == doc_id), None)
+    assert entry is not None, doc["window"]
+    assert entry["side"] == "local" and entry["api_id"] == "PRV_DOC_006" and entry["status"] in ("copyable", "copied")
+    text = platsync(s, "recovery-report")
+    assert text.returncode == 0 and doc_id[:12] in text.stdout and "last heartbeat" in text.stdout, text.stdout
+    assert platsync(s, "wait-synced", "--timeout", "120", timeout=180).returncode == 0
+    after = [e for e in json.loads(platsync(s, "recovery-report", "--json").stdout)["entries"] if e["row_id"] == doc_id]
+    assert [e["status"] for e in after] == ["copied"], after
