@@ -10,7 +10,7 @@ from streams.runtime.settings import Settings, load_settings
 
 #: Every port setting of the stack (a private stack gets free ones).
 PORT_SETTINGS = ("broker_port", "broker_listen_port", "pg_local_port", "pg_remote_port", "keycloak_local_port",
-                 "keycloak_remote_port", "mode_local_port", "mode_remote_port",
+                 "keycloak_remote_port", "mode_local_port", "mode_remote_port", "api_local_port", "api_remote_port",
                  "metrics_capture_local_port", "metrics_capture_remote_port", "metrics_worker_local_to_remote_port",
                  "metrics_worker_remote_to_local_port", "metrics_mode_local_port", "metrics_mode_remote_port",
                  "fhir_standin_port")

@@ -64,8 +64,8 @@ from streams.topology.plan import NetworkPlan, build_plan
 Say = Callable[[str], None]
 CLOUD_SIDE = "remote"  # the cloud plays the remote side of every home link
 #: Per-link ports, allocated once: where each goes in the link's settings.
-LINK_PORTS = ("pg_local", "keycloak_local", "mode_local", "metrics_capture_local", "metrics_mode_local",
-              "keycloak_remote", "mode_remote", "metrics_capture_remote", "metrics_mode_remote",
+LINK_PORTS = ("pg_local", "keycloak_local", "mode_local", "api_local", "metrics_capture_local", "metrics_mode_local",
+              "keycloak_remote", "mode_remote", "api_remote", "metrics_capture_remote", "metrics_mode_remote",
               "metrics_worker_local_to_remote", "metrics_worker_remote_to_local")
 
 
@@ -107,10 +107,12 @@ def link_settings(base: Settings, hospital: str, ports: dict[str, int], regions:
     runs no broker; the cloud's and the regions' PostgreSQL servers are shared and not managed by it."""
     cloud = base.node(CLOUD_SIDE)
     local = NodeSettings(pg_port=ports["pg_local"], keycloak_port=ports["keycloak_local"],
-                         mode_port=ports["mode_local"], metrics_capture_port=ports["metrics_capture_local"],
+                         mode_port=ports["mode_local"], api_port=ports.get("api_local", 0),
+                         metrics_capture_port=ports["metrics_capture_local"],
                          metrics_mode_port=ports["metrics_mode_local"], **(numbers or {}).get("local", {}))
     remote = NodeSettings(pg_port=cloud.pg_port, pg_host=cloud.pg_host, keycloak_port=ports["keycloak_remote"],
-                          mode_port=ports["mode_remote"], metrics_capture_port=ports["metrics_capture_remote"],
+                          mode_port=ports["mode_remote"], api_port=ports.get("api_remote", 0),
+                          metrics_capture_port=ports["metrics_capture_remote"],
                           metrics_mode_port=ports["metrics_mode_remote"], db_suffix=tenant_suffix(hospital),
                           pg_managed=False, **(numbers or {}).get(CLOUD_SIDE, {}))
     return dataclasses.replace(

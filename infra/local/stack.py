@@ -19,6 +19,7 @@ import psycopg
 
 from connectors.keycloak.crypto import key_ring_for
 from connectors.keycloak.schema import ACCOUNT_TABLES
+from infra.local.api_runtime import api_process_names, apis_up
 from infra.local.broker import Broker
 from infra.local.broker_secrets import ensure_broker_secrets
 from infra.local.databases import postgres_instance, provision_side
@@ -63,7 +64,7 @@ class Component:
     """One process of the stack."""
 
     name: str
-    kind: str  # postgres | keycloak | broker | link | capture | worker | mode | fhir
+    kind: str  # postgres | keycloak | broker | link | capture | worker | mode | api | fhir
     side_or_route: str
 
 
@@ -85,6 +86,7 @@ def components(settings: Settings) -> list[Component]:
         + [Component(f"capture-{side}", "capture", side) for side in SIDES]
         + [Component(f"worker-{route}", "worker", route) for route in settings.applied_routes]
         + [Component(f"mode-{side}", "mode", side) for side in SIDES]
+        + [Component(name, "api", name.partition("-")[2]) for name in api_process_names(settings)]
         + [Component(name, "fhir", "remote") for name in fhir_process_names(settings)]
     )
 
@@ -203,6 +205,7 @@ class Stack:
         for node in s.replica_nodes:  # the regional server's process: it waits for its store if that is down
             say(f"worker {replica_route(node)} started (read-only replicas on {node})")
         self._modes_up(say)
+        apis_up(s, self._python_spec, say)
         fhir_up(s, self._python_spec(FHIR_WORKER, "streams.apply.fhir_worker"), say)
 
     def _wait_capture(self, side: str, say: Say) -> None:

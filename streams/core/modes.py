@@ -37,6 +37,23 @@ from streams.core.model import other_side
 NORMAL, EMERGENCY, RECOVERY = "normal", "emergency", "recovery"
 MODES: tuple[str, ...] = (NORMAL, EMERGENCY, RECOVERY)
 HEARTBEAT_CONTRACT = "heartbeat"
+#: The API response header naming the mode of the environment that answered (seed 003, section 5(2)).
+HYBRIDMODE_HEADER = "X-Hybridmode"
+#: The side that is the seed's emergency environment (応急措置環境): the hospital's own, ``local``.
+EMERGENCY_ENVIRONMENT_SIDE = "local"
+
+
+def hybridmode(side: str, mode: str) -> str:
+    """The ``X-Hybridmode`` value an API of ``side`` answers in ``mode`` (seed 003, section 5(2)).
+
+    The operating environment (運用環境, the cloud: ``remote``) answers the mode itself, ``normal``,
+    ``emergency`` or ``recovery``; the emergency environment (応急措置環境, the hospital: ``local``)
+    answers it with the suffix ``-fa``: ``normal-fa``, ``emergency-fa``, ``recovery-fa``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    other_side(side)  # a ValueError for an unknown side
+    return f"{mode}-fa" if side == EMERGENCY_ENVIRONMENT_SIDE else mode
 
 
 class _HasTopicPrefix(Protocol):

@@ -211,6 +211,7 @@ def process_roles() -> dict[str, list[tuple[str, str]]]:
     for side in SIDES:
         out[f"capture-{side}"] = [(side, CAPTURE)]
         out[f"reference-api-{side}"] = [(side, APP)]
+        out[f"api-{side}"] = [(side, APP)]  # the same API over HTTP (connectors/reference_api/http_server.py)
     for route, (_, target) in ROUTES.items():
         out[f"worker-{route}"] = [(target, APPLY)]
     out["operator"] = [(side, OPERATOR) for side in SIDES]

@@ -25,6 +25,7 @@ class NodeSettings:
     mode_port: int  # the X-Hybridmode status endpoint
     metrics_capture_port: int
     metrics_mode_port: int
+    api_port: int = 0  # the reference API over HTTP (docs/reference_api_http.md); 0: not served
     pg_host: str = ""  # empty: the settings' ``host``
     keycloak_url: str = ""  # empty: the embedded stand-in on ``keycloak_port``
     # libpq DSN of the database holding Keycloak's account tables (captured); empty: the node's
@@ -61,9 +62,9 @@ def default_nodes() -> dict[str, NodeSettings]:
     """The two nodes of the embedded default topology on their documented ports."""
     return {
         "local": NodeSettings(pg_port=15432, keycloak_port=18080, mode_port=18090, metrics_capture_port=19100,
-                              metrics_mode_port=19104),
+                              metrics_mode_port=19104, api_port=18092),
         "remote": NodeSettings(pg_port=15433, keycloak_port=18081, mode_port=18091, metrics_capture_port=19101,
-                               metrics_mode_port=19105),
+                               metrics_mode_port=19105, api_port=18093),
     }
 
 

@@ -209,6 +209,10 @@ class Settings:
         """Port of a node's HTTP status endpoint (``X-Hybridmode``)."""
         return self.node(side).mode_port
 
+    def api_port(self, side: str) -> int:
+        """Port of a node's reference API over HTTP (``connectors/reference_api/http_server.py``)."""
+        return self.node(side).api_port
+
     def metrics_port(self, process: str) -> int:
         """Metrics/health port of a long-running process: ``capture-<node>``, ``worker-<route>``, ``mode-<node>``."""
         kind, _, name = process.partition("-")

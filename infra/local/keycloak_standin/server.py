@@ -1,6 +1,7 @@
 """The Keycloak stand-in's HTTP API: the OIDC token endpoint and the Admin REST endpoints for users.
 
-Only what python-keycloak's account calls reach is served, with Keycloak's status codes and
+Only what python-keycloak's account calls and the reference API's token check (the OIDC userinfo
+endpoint, :mod:`infra.local.keycloak_standin.userinfo`) reach is served, with Keycloak's status codes and
 bodies (sources: Keycloak's ``KeycloakErrorHandler``, ``UsersResource``/``UserResource``,
 ``ValidateUsername``/``ValidatePassword``, ``PasswordCredentialProvider``):
 
@@ -45,6 +46,7 @@ from infra.local.keycloak_standin.passwords import (
 )
 from infra.local.keycloak_standin.profile import validate_profile
 from infra.local.keycloak_standin.storage import AccountStore, PasswordChange, StoreError, make_engine
+from infra.local.keycloak_standin.userinfo import make_userinfo
 
 log = logging.getLogger("platsync.keycloak_standin")
 
@@ -123,6 +125,7 @@ async def openid_configuration(request: web.Request) -> web.Response:
     await _realm_id(request, {"error": "Realm does not exist"})
     base = _issuer(request, realm)
     return _json(200, {"issuer": base, "token_endpoint": f"{base}/protocol/openid-connect/token",
+                       "userinfo_endpoint": f"{base}/protocol/openid-connect/userinfo",
                        "grant_types_supported": ["password", "refresh_token"],
                        "id_token_signing_alg_values_supported": ["HS256"]})
 
@@ -366,6 +369,10 @@ def create_app(dsn: str, token_ttl_s: int, signing_key: bytes, refresh_ttl_s: in
     app.router.add_get("/realms/{realm}", realm_info)
     app.router.add_get("/realms/{realm}/.well-known/openid-configuration", openid_configuration)
     app.router.add_post("/realms/{realm}/protocol/openid-connect/token", token)
+    userinfo = make_userinfo(lambda r: r.app[STORE], lambda r: r.app[CONFIG]["key"],
+                             lambda r: _realm_id(r, {"error": "Realm does not exist"}), _issuer)
+    app.router.add_route("GET", "/realms/{realm}/protocol/openid-connect/userinfo", userinfo)
+    app.router.add_route("POST", "/realms/{realm}/protocol/openid-connect/userinfo", userinfo)
     app.router.add_get("/admin/realms/{realm}", get_realm)
     app.router.add_get(users, list_users)
     app.router.add_post(users, create_user)
