@@ -245,3 +245,24 @@ def claim_given_numbers(conn: Connection, settings: Settings, side: str, serial:
             f"SELECT setval('{serial.sequence}', GREATEST(:n, last_value), is_called OR :n >= last_value) "
             f"FROM {serial.sequence}"), {"n": max(in_range)})
     return {}
+
+
+def bump_past_held(conn: Connection, settings: Settings, side: str) -> dict[str, int]:
+    """The management-serial bump after a rebuild (docs/backups.md): each sequence of ``side`` moved past the
+    greatest number of its range its table holds, so that no number the lost server handed out after the
+    backup (and the other side synced back) is handed out again; serial label -> the next number, for those
+    moved."""
+    moved: dict[str, int] = {}
+    for serial in SERIALS:
+        _lock(conn, serial, shared=False)
+        low, high = side_range(settings, side, serial)
+        held = conn.execute(text(
+            f"SELECT max({serial.column}::numeric) FROM {serial.table} WHERE {serial.column} ~ '^[0-9]+$' "
+            f"AND {serial.column}::numeric BETWEEN :low AND :high"), {"low": low, "high": high}).scalar()
+        last, called = conn.execute(text(f"SELECT last_value, is_called FROM {serial.sequence}")).one()
+        following = last + 1 if called else last
+        if held is not None and int(held) >= following:
+            conn.execute(text("SELECT setval(CAST(:name AS regclass), :value, true)"),
+                         {"name": serial.sequence, "value": int(held)})
+            moved[serial.label] = int(held) + 1
+    return moved

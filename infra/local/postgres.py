@@ -136,6 +136,17 @@ class PostgresInstance:
                 "logical_decoding_work_mem = 256MB\n"
             )
 
+    def continue_past(self, wal_file: str, epoch: int) -> None:
+        """Before a rebuilt cluster's first start: its WAL begins at segment ``wal_file`` and its transaction ids
+        in ``epoch`` (``pg_resetwal -l -e``), past every position and id of the server it replaces, whose
+        positions and ids other stores and the restored markers still hold (docs/backups.md)."""
+        user = _server_user()
+        result = subprocess.run([str(self.bin_dir / "pg_resetwal"), "-l", wal_file, "-e", str(epoch),
+                                 "-D", str(self.pgdata)], capture_output=True, text=True, check=False,
+                                user=user.pw_uid if user else None, group=user.pw_gid if user else None)
+        if result.returncode != 0:
+            raise ProcessError(f"pg_resetwal for {self.name} failed:\n{result.stdout}\n{result.stderr}")
+
     def spec(self) -> ProcessSpec:
         """How to run the server (port and listen address are passed on the command line)."""
         return ProcessSpec(

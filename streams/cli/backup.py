@@ -1,4 +1,4 @@
-"""``platsync backup create|list|verify``: a node's backups, shipped to its parent (docs/backups.md).
+"""``platsync backup create|list|verify|restore``: a node's backups, shipped to its parent (docs/backups.md).
 
 Exit codes: 0 done (verify: every backup checked is sound); 1 a backup failed or a check found a problem;
 2 usage (an unknown node or backup); 3 the node's database is unreachable.
@@ -15,20 +15,10 @@ from typing import Any
 
 from streams.cli.network import UnknownNodeError, resolve_node
 from streams.cli.options import add_node_option
-from streams.ops.backup_format import BackupError, age_s, describe_age, manifest_summary
+from streams.ops.backup_format import BackupError, age_s, backup_root, describe_age, manifest_summary, parent_root
 from streams.runtime.settings import Settings, load_settings
 
 DEFAULT_NODE = "local"
-
-
-def backup_root(settings: Settings) -> Path:
-    """Where this data dir's nodes keep their backups."""
-    return Path(settings.backup_dir) if settings.backup_dir else settings.data_dir / "backups"
-
-
-def parent_root(settings: Settings) -> Path:
-    """Where the parent keeps the backups shipped to it."""
-    return Path(settings.backup_parent_dir) if settings.backup_parent_dir else settings.data_dir / "parent-backups"
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -42,6 +32,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
             return _create(settings, args)
         if args.backup_action == "list":
             return _list(settings, args)
+        if args.backup_action == "restore":
+            from streams.cli.backup_restore import cmd_restore  # deferred: the embedded stack (~0.7 s)
+
+            return cmd_restore(args)
         return _verify(settings, args)
     except UnknownNodeError as exc:
         print(f"platsync backup: {exc}", file=sys.stderr)
@@ -158,3 +152,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     v.add_argument("--restore-test", action="store_true",
                    help="also restore each dump into a scratch database on the node's server and compare row counts")
     v.set_defaults(func=cmd_backup)
+    r = actions.add_parser("restore", parents=[common],
+                           help="rebuild a node of the embedded stack from the newest sound backup its parent holds")
+    add_node_option(r, None, default=None, help="the node rebuilt (default: local)")
+    r.add_argument("--from", dest="from_backup", metavar="BACKUP", help="a backup name or directory (default: the "
+                   "newest sound one at the parent)")
+    r.add_argument("--yes", action="store_true", help="replace the node's databases (its old cluster is kept aside)")
+    r.set_defaults(func=cmd_backup)

@@ -13,10 +13,9 @@ from infra.local.stack import components
 from streams.apply.conflicts import open_conflict_count
 from streams.apply.mode_state import all_modes, describe
 from streams.apply.progress import read_progress
-from streams.cli.backup import backup_root
 from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, ROUTES, SIDES, replica_node
 from streams.ops.backup import list_backups, read_backup
-from streams.ops.backup_format import BackupError, age_s, describe_age
+from streams.ops.backup_format import BackupError, age_s, backup_root, describe_age
 from streams.ops.fhir_summary_report import fhir_counts
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.jsonfile import read_json

@@ -82,7 +82,10 @@ def dump_sources(settings: Settings, side: str) -> list[DumpSource]:
 def client_args(conninfo: str) -> tuple[list[str], dict[str, str]]:
     """``pg_dump``/``pg_restore`` connection arguments, and the password in the environment (never on argv)."""
     params = conninfo_to_dict(conninfo)
-    env = {**os.environ, "PGPASSWORD": str(params.pop("password", "") or ""), "PGCONNECT_TIMEOUT": "10"}
+    password = params.pop("password", None)
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+    if password:  # else libpq's own sources: PGPASSWORD given to the process (Kubernetes), ~/.pgpass
+        env["PGPASSWORD"] = str(password)
     return ["--dbname", make_conninfo(**{k: str(v) for k, v in params.items()})], env
 
 
@@ -146,8 +149,11 @@ def create_backup(settings: Settings, side: str, node: str, root: Path, say: Say
                 f"{time.monotonic() - began:.1f} s")
         with psycopg.connect(sources[0].conninfo) as conn:
             version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            horizon = int(conn.execute(  # type: ignore[index]
+                "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()[0])
         manifest = Manifest(node=node, side=side, created_at=now.isoformat(), server_version=version,
-                            databases=tuple(dumped), duration_s=round(time.monotonic() - started, 3))
+                            databases=tuple(dumped), duration_s=round(time.monotonic() - started, 3),
+                            xact_horizon=horizon)
         _write_synced(partial / MANIFEST, manifest.to_json())
         partial.rename(final)
     except BaseException:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.core.errors import PlatSyncError
+from streams.runtime.settings import Settings
 
 FORMAT = "platsync-backup/1"
 MANIFEST = "manifest.json"
@@ -53,6 +54,9 @@ class Manifest:
     server_version: str
     databases: tuple[DumpedDatabase, ...]
     duration_s: float
+    # Every transaction id in the dumps is below this one (``pg_snapshot_xmax`` read after the last dump): a
+    # restored server must continue past it (docs/backups.md, "Continuity of positions").
+    xact_horizon: int = 0
     format: str = FORMAT
 
     def to_json(self) -> str:
@@ -74,7 +78,8 @@ def parse_manifest(text: str, where: str) -> Manifest:
         databases = tuple(DumpedDatabase(**d) for d in data["databases"])
         return Manifest(node=data["node"], side=data["side"], created_at=data["created_at"],
                         server_version=data["server_version"], databases=databases,
-                        duration_s=float(data["duration_s"]), format=data["format"])
+                        duration_s=float(data["duration_s"]), xact_horizon=int(data.get("xact_horizon", 0)),
+                        format=data["format"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BackupError(f"{where}: not a valid backup manifest ({type(exc).__name__}: {exc})") from None
 
@@ -130,3 +135,35 @@ def manifest_summary(manifest: Manifest) -> dict[str, Any]:
     return {"node": manifest.node, "created_at": manifest.created_at, "bytes": manifest.total_bytes,
             "databases": [d.store for d in manifest.databases],
             "rows": sum(sum(d.rows.values()) for d in manifest.databases)}
+
+
+def parse_lsn(text: str) -> int:
+    """A ``pg_lsn`` text (``16/B374D848``) as a number."""
+    high, _, low = text.partition("/")
+    try:
+        return (int(high, 16) << 32) | int(low, 16)
+    except ValueError:
+        raise BackupError(f"not a WAL position: {text!r}") from None
+
+
+def wal_file_after(lsn: int, segment_bytes: int = 16 << 20, timeline: int = 1) -> str:
+    """The name of the WAL segment after the one holding ``lsn`` (for ``pg_resetwal -l``): a restored server's
+    positions then continue past every position its predecessor wrote."""
+    segment = lsn // segment_bytes + 1
+    per_id = 0x100000000 // segment_bytes
+    return f"{timeline:08X}{segment // per_id:08X}{segment % per_id:08X}"
+
+
+def epoch_after(xact_horizon: int) -> int:
+    """The transaction id epoch (``pg_resetwal -e``) whose ids all exceed ``xact_horizon`` (a 64-bit id)."""
+    return (xact_horizon >> 32) + 1
+
+
+def backup_root(settings: Settings) -> Path:
+    """Where this data dir's nodes keep their backups."""
+    return Path(settings.backup_dir) if settings.backup_dir else settings.data_dir / "backups"
+
+
+def parent_root(settings: Settings) -> Path:
+    """Where the parent keeps the backups shipped to it."""
+    return Path(settings.backup_parent_dir) if settings.backup_parent_dir else settings.data_dir / "parent-backups"

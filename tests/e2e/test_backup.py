@@ -45,6 +45,9 @@ def test_a_backup_is_shipped_listed_verified_by_a_test_restore_and_pruned(stack:
     manifest = json.loads((Path(str(rows[0]["path"])) / "manifest.json").read_text(encoding="utf-8"))
     meta = next(d for d in manifest["databases"] if d["store"] == "meta")
     assert meta["rows"]["documents"] == documents and "/" in meta["lsn"]
+    with psycopg.connect(libpq_dsn(s, "local", "meta")) as conn:
+        markers = conn.execute("SELECT max(txid) FROM platsync_txn_marker").fetchone()[0]
+    assert manifest["xact_horizon"] > markers  # a restored server continues past every marker's id
 
     verified = platsync(s, "backup", "verify", "--node", "local", "--restore-test", timeout=300)
     assert verified.returncode == 0 and "test restore:" in verified.stdout, verified.stdout + verified.stderr

@@ -14,9 +14,12 @@ from streams.ops.backup_format import (
     age_s,
     backup_name,
     describe_age,
+    epoch_after,
     expired,
     name_time,
+    parse_lsn,
     parse_manifest,
+    wal_file_after,
 )
 
 AT = datetime(2026, 12, 5, 17, 30, 5, tzinfo=UTC)
@@ -67,3 +70,17 @@ def test_retention_keeps_the_newest_and_ignores_other_names() -> None:
 def test_ages_read_like_a_status_line() -> None:
     assert age_s(manifest(), AT + timedelta(hours=3)) == 10800
     assert [describe_age(s) for s in (42, 300, 10800, 3 * 86400)] == ["42 s", "5 min", "3.0 h", "3.0 d"]
+
+
+def test_a_restored_server_continues_past_the_old_positions_and_ids() -> None:
+    lsn = parse_lsn("16/B374D848")
+    assert lsn == 0x16B374D848
+    name = wal_file_after(lsn)
+    assert name == "0000000100000016000000B4"  # the segment after 16/B3xxxxxx
+    assert parse_lsn("16/B4000000") == (0x16 << 32) | (0xB4 << 24)
+    assert wal_file_after(0) == "000000010000000000000001"
+    assert wal_file_after((1 << 32) - 1) == "000000010000000100000000"  # past a log id's last segment
+    assert epoch_after(5000) == 1 and epoch_after((3 << 32) + 7) == 4
+    assert (epoch_after(123456) << 32) > 123456
+    with pytest.raises(BackupError, match="not a WAL position"):
+        parse_lsn("nonsense")
