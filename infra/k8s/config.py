@@ -21,6 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from infra.k8s.backup_config import BackupJobConfig, backup_from
+from infra.k8s.formats import ACCESS_MODES, DNS_LABEL, QUANTITY, is_cron
 from streams.core.errors import PlatSyncError
 from streams.runtime.settings import Settings, SettingsError, load_settings
 
@@ -33,11 +35,7 @@ _SECRET_SUFFIXES = ("_password", "_keys", "_secret", "_token")
 #: Settings every pod gets from the generator (its own Kafka user, TLS to Strimzi, the data volume).
 GENERATED_SETTINGS = frozenset({"broker_username", "broker_security_protocol", "broker_sasl_mechanism",
                                 "broker_ca_file", "data_dir"})
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Mi|Gi|Ki|Ti)?$")
 _CIDR = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?-]+$")
-_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 _TIME_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
 #: Where every PLAT Sync pod mounts its settings, data and temporary files: no master file directory there.
 _POD_PATHS = ("/etc/platsync", "/var/lib/platsync", "/tmp", "/etc/kafka-ca")
@@ -89,6 +87,9 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
     # The scheduled master import (infra/k8s/master_import.py): the file's ~100,000 rows and the table's, as dicts,
     # side by side for the difference. An estimate, not a measurement: raise the limit if the job is OOM-killed.
     "master_import": Resources("250m", "512Mi", "1", "1Gi"),
+    # The nightly backup (infra/k8s/backup_job.py): pg_dump compressing one database at a time, beside a Python
+    # process counting rows and hashing files. An estimate, not a measurement.
+    "backup": Resources("250m", "256Mi", "2", "1Gi"),
 }
 
 
@@ -170,6 +171,7 @@ class DeploymentConfig:
     # hospital called "local": `platsync k8s render --topology` (docs/kubernetes.md).
     nodes: dict[str, NodeConfig] = field(default_factory=dict)
     master_import: MasterImportConfig = field(default_factory=MasterImportConfig)
+    backup: BackupJobConfig = field(default_factory=BackupJobConfig)  # [k8s.backup] (infra/k8s/backup_config.py)
 
 
 @dataclass(frozen=True)
@@ -184,9 +186,9 @@ class Deployment:
 
 def _check_config(cfg: DeploymentConfig) -> list[str]:
     faults: list[str] = []
-    if not _DNS_LABEL.match(cfg.namespace):
+    if not DNS_LABEL.match(cfg.namespace):
         faults.append(f"namespace {cfg.namespace!r} is not a DNS label")
-    if not _DNS_LABEL.match(cfg.kafka_cluster):
+    if not DNS_LABEL.match(cfg.kafka_cluster):
         faults.append(f"kafka_cluster {cfg.kafka_cluster!r} is not a DNS label")
     for name in ("kafka_nodes", "topic_replicas", "min_insync_replicas", "source_topic_partitions"):
         if getattr(cfg, name) < 1:
@@ -202,7 +204,7 @@ def _check_config(cfg: DeploymentConfig) -> list[str]:
         faults.append("fhir_service_cidrs is empty: the FHIR worker could reach no sharing service")
     for name, res in cfg.resources.items():
         for f in fields(res):
-            if not _QUANTITY.match(getattr(res, f.name)):
+            if not QUANTITY.match(getattr(res, f.name)):
                 faults.append(f"resources.{name}.{f.name} {getattr(res, f.name)!r} is not a quantity")
     return faults
 
@@ -260,8 +262,7 @@ def _master_import_from(raw: Any, faults: list[str]) -> MasterImportConfig:
 
 def _check_master_import(cfg: MasterImportConfig) -> list[str]:
     faults = []
-    cron = cfg.schedule.split()
-    if not (cfg.schedule.strip() in _CRON_MACROS or (len(cron) == 5 and all(_CRON_FIELD.match(f) for f in cron))):
+    if not is_cron(cfg.schedule):
         faults.append(f"schedule {cfg.schedule!r} is not a cron schedule (5 fields, e.g. \"0 3 * * *\", or @daily)")
     if not _TIME_ZONE.match(cfg.time_zone):
         faults.append(f"time_zone {cfg.time_zone!r} is not a time zone name (e.g. Asia/Tokyo)")
@@ -271,13 +272,12 @@ def _check_master_import(cfg: MasterImportConfig) -> list[str]:
     elif any(cfg.mount_path == p or cfg.mount_path.startswith(p + "/") or p.startswith(cfg.mount_path + "/")
              for p in _POD_PATHS):
         faults.append(f"file {cfg.file!r}: its directory would hide one the pod needs ({', '.join(_POD_PATHS)})")
-    if not _DNS_LABEL.match(cfg.claim) or len(cfg.claim) > 63:
+    if not DNS_LABEL.match(cfg.claim) or len(cfg.claim) > 63:
         faults.append(f"claim {cfg.claim!r} is not a DNS label")
-    if not _QUANTITY.match(cfg.storage):
+    if not QUANTITY.match(cfg.storage):
         faults.append(f"storage {cfg.storage!r} is not a quantity")
-    modes = {"ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"}
-    if not cfg.access_modes or set(cfg.access_modes) - modes:
-        faults.append(f"access_modes {list(cfg.access_modes)} must be some of {', '.join(sorted(modes))}")
+    if not cfg.access_modes or set(cfg.access_modes) - ACCESS_MODES:
+        faults.append(f"access_modes {list(cfg.access_modes)} must be some of {', '.join(sorted(ACCESS_MODES))}")
     for name in ("starting_deadline_seconds", "active_deadline_seconds"):
         if getattr(cfg, name) < 1:
             faults.append(f"{name} must be >= 1")
@@ -327,6 +327,8 @@ def _config_from(table: dict[str, Any], faults: list[str]) -> DeploymentConfig:
             values[key] = _nodes_from(raw, faults)
         elif key == "master_import":
             values[key] = _master_import_from(raw, faults)
+        elif key == "backup":
+            values[key] = backup_from(raw, faults)
         elif key == "worker_replicas":
             if not isinstance(raw, dict) or set(raw) - set(default):
                 faults.append(f"[k8s] worker_replicas must map routes ({', '.join(default)}) to counts")

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from infra.k8s import fhir, kafka, master_import, netpol, sharing, users, workloads
+from infra.k8s import backup_job, fhir, kafka, master_import, netpol, sharing, users, workloads
 from infra.k8s.config import DEFAULT_DEPLOYMENT_FILE, K8S_DIR, Deployment, load_deployment
 from infra.k8s.scope import Scope, make_scope, res
 from streams.topology.model import Topology
@@ -38,20 +38,22 @@ def files(scope: Scope) -> tuple[tuple[str, Builder], ...]:
         connect = (("20-connect.yaml", kafka.connect_files),)
     return (
         ("00-namespace.yaml", workloads.namespace_and_config),
-        ("01-secrets.yaml", lambda s, n: [*workloads.secrets(s, n), *sharing.secrets(s, n), *fhir.secrets(s, n)]),
+        ("01-secrets.yaml", lambda s, n: [*workloads.secrets(s, n), *sharing.secrets(s, n), *fhir.secrets(s, n),
+                                          *backup_job.secrets(s, n)]),
         ("10-kafka.yaml", kafka.kafka_cluster),
         ("11-topics.yaml", kafka.kafka_topics),
         ("12-users.yaml", users.kafka_users),
         *connect,
         ("30-schema-registry.yaml", workloads.schema_registry),
-        ("40-volumes.yaml", lambda s, n: [*workloads.stamper_volumes(s, n), *master_import.volumes(s, n)]),
+        ("40-volumes.yaml", lambda s, n: [*workloads.stamper_volumes(s, n), *master_import.volumes(s, n),
+                                          *backup_job.volumes(s, n)]),
         ("41-deployments.yaml", lambda s, n: [*workloads.deployments(s, n), *sharing.deployments(s, n),
                                               *fhir.deployments(s, n)]),
         ("42-services.yaml", workloads.services),
-        ("43-cronjobs.yaml", master_import.cronjobs),
+        ("43-cronjobs.yaml", lambda s, n: [*master_import.cronjobs(s, n), *backup_job.cronjobs(s, n)]),
         ("50-network-policies.yaml", lambda s, n: [*netpol.network_policies(s, n), *sharing.network_policies(s, n),
                                                    *master_import.network_policies(s, n),
-                                                   *fhir.network_policies(s, n)]),
+                                                   *fhir.network_policies(s, n), *backup_job.network_policies(s, n)]),
     )
 
 

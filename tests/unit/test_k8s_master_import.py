@@ -42,7 +42,7 @@ def volume(cronjob: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def the_cronjob() -> dict[str, Any]:
-    (cronjob,) = of_kind("CronJob")
+    (cronjob,) = [d for d in of_kind("CronJob") if d["metadata"]["labels"]["platsync.io/component"] == "master-import"]
     return cronjob
 
 
@@ -141,7 +141,8 @@ def test_its_pod_may_reach_the_hospitals_postgresql_and_dns_only_never_kafka() -
 def test_a_network_has_one_cronjob_per_hospital_on_its_node(name: str, tmp_path: Path) -> None:
     p = plan(name)
     hospitals = {h.id for h in p.topology.hospitals}
-    cronjobs = {doc["metadata"]["name"]: (node, doc) for node, doc in resources(name, "CronJob")}
+    cronjobs = {doc["metadata"]["name"]: (node, doc) for node, doc in resources(name, "CronJob")
+                if doc["metadata"]["labels"]["platsync.io/component"] == "master-import"}
     assert set(cronjobs) == {f"platsync-master-import-{h}" for h in hospitals}
     claims = {doc["metadata"]["name"]: node for node, doc in resources(name, "PersistentVolumeClaim")}
     secrets = {doc["metadata"]["name"]: doc for _, doc in resources(name, "Secret")}
