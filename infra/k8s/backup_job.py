@@ -30,9 +30,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from infra.k8s.backup_config import cron_fault
 from infra.k8s.config import DeploymentError
-from infra.k8s.netpol import _policy
+from infra.k8s.netpol import network_policy
 from infra.k8s.scope import CONFIG_PATH, DATA_DIR, Scope, res
-from infra.k8s.workloads import PLACEHOLDER, _meta, _secret_env
+from infra.k8s.workloads import PLACEHOLDER, object_meta, secret_env
 from streams.topology.plan import Endpoint
 
 COMPONENT = "backup"
@@ -104,9 +104,9 @@ def _pod_spec(scope: Scope, endpoint: Endpoint) -> dict[str, Any]:
     dep, parent = scope.dep, parent_claim(scope, endpoint)
     env = [{"name": "PLATSYNC_CONFIG", "value": CONFIG_PATH}, {"name": "PLATSYNC_BACKUP_DIR", "value": BACKUP_DIR},
            *([{"name": "PLATSYNC_BACKUP_PARENT_DIR", "value": parent_dir(scope, endpoint)}] if parent else []),
-           _secret_env("PLATSYNC_PG_PASSWORD", admin_secret(endpoint.node), ADMIN_KEY)]
+           secret_env("PLATSYNC_PG_PASSWORD", admin_secret(endpoint.node), ADMIN_KEY)]
     if _keycloak_db(scope, endpoint):  # its DSN carries no password: libpq takes it from PGPASSWORD
-        env.append(_secret_env("PGPASSWORD", scope.keycloak_secret(endpoint.id), "db-password"))
+        env.append(secret_env("PGPASSWORD", scope.keycloak_secret(endpoint.id), "db-password"))
     mounts = [{"name": "settings", "mountPath": "/etc/platsync", "readOnly": True},
               {"name": "data", "mountPath": DATA_DIR}, {"name": "tmp", "mountPath": "/tmp"},
               {"name": "backups", "mountPath": BACKUP_DIR},
@@ -141,7 +141,7 @@ def cronjobs(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
         job = {"backoffLimit": cfg.backoff_limit, "activeDeadlineSeconds": cfg.active_deadline_seconds,
                "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec(scope, endpoint)}}
         out.append({"apiVersion": "batch/v1", "kind": "CronJob",
-                    "metadata": _meta(scope.dep, name(endpoint), labels),
+                    "metadata": object_meta(scope.dep, name(endpoint), labels),
                     "spec": {"schedule": schedule(scope, endpoint), "timeZone": TIME_ZONE,
                              "concurrencyPolicy": "Forbid",
                              "startingDeadlineSeconds": cfg.starting_deadline_seconds,
@@ -158,8 +158,8 @@ def volumes(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     if not cfg.create_claim:
         return []
     return [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-             "metadata": _meta(scope.dep, claim(scope, e),
-                               None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
+             "metadata": object_meta(scope.dep, claim(scope, e),
+                                     None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
              "spec": {"accessModes": list(cfg.access_modes), "resources": {"requests": {"storage": cfg.storage}}}}
             for e in endpoints(scope, nodes)]
 
@@ -172,7 +172,7 @@ def secrets(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     """Per node backed up, the admin's password on its PostgreSQL (the role provisioning uses): a placeholder."""
     note = {"platsync.io/fill-before-use": "true"}
     return [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-             "metadata": {**_meta(scope.dep, admin_secret(node)), "annotations": note},
+             "metadata": {**object_meta(scope.dep, admin_secret(node)), "annotations": note},
              "stringData": {ADMIN_KEY: PLACEHOLDER}} for node in _nodes_backed_up(scope, nodes)]
 
 
@@ -191,7 +191,8 @@ def network_policies(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]
     out = []
     for node in _nodes_backed_up(scope, nodes):
         selector = {"matchLabels": {**scope.node_label(node), "platsync.io/component": COMPONENT}}
-        out.append(_policy(scope.dep, f"{res(node)}-{COMPONENT}-egress", selector,
-                           egress=[{"to": [{"ipBlock": {"cidr": c}} for c in scope.node_config(node).db_cidrs],
-                                    "ports": [{"protocol": "TCP", "port": p} for p in database_ports(scope, node)]}]))
+        ports = [{"protocol": "TCP", "port": p} for p in database_ports(scope, node)]
+        out.append(network_policy(scope.dep, f"{res(node)}-{COMPONENT}-egress", selector,
+                                  egress=[{"to": [{"ipBlock": {"cidr": c}} for c in scope.node_config(node).db_cidrs],
+                                           "ports": ports}]))
     return out

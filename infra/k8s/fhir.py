@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from infra.k8s.netpol import _policy
+from infra.k8s.netpol import network_policy
 from infra.k8s.scope import CONFIG_PATH, Scope, res
-from infra.k8s.workloads import PLACEHOLDER, _container, _deployment, _meta, _secret_env
+from infra.k8s.workloads import PLACEHOLDER, container_spec, deployment_doc, object_meta, secret_env
 from streams.runtime.credentials import FHIR
 
 COMPONENT = "fhir"
@@ -71,7 +71,7 @@ def secrets(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
         return []
     note = {"platsync.io/fill-before-use": "true"}
     return [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-             "metadata": {**_meta(scope.dep, secret_name(scope)), "annotations": note},
+             "metadata": {**object_meta(scope.dep, secret_name(scope)), "annotations": note},
              "stringData": {f"{ROLE}-password": PLACEHOLDER, TOKEN_KEY: PLACEHOLDER}}]
 
 
@@ -81,11 +81,11 @@ def deployments(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
         return []
     secret = secret_name(scope)
     env = [{"name": "PLATSYNC_CONFIG", "value": CONFIG_PATH},
-           _secret_env(f"PLATSYNC_PG_{ROLE.upper()}_PASSWORD", secret, f"{ROLE}-password"),
-           _secret_env("PLATSYNC_FHIR_SUBMISSION_TOKEN", secret, TOKEN_KEY)]
-    container = _container(scope.dep, COMPONENT, command(scope), env, COMPONENT, kafka=False)
-    return [_deployment(scope.dep, name(scope), _labels(scope), container, 1, {"emptyDir": {}},
-                        scope.settings_configmap(scope.root, None), kafka=False)]
+           secret_env(f"PLATSYNC_PG_{ROLE.upper()}_PASSWORD", secret, f"{ROLE}-password"),
+           secret_env("PLATSYNC_FHIR_SUBMISSION_TOKEN", secret, TOKEN_KEY)]
+    container = container_spec(scope.dep, COMPONENT, command(scope), env, COMPONENT, kafka=False)
+    return [deployment_doc(scope.dep, name(scope), _labels(scope), container, 1, {"emptyDir": {}},
+                           scope.settings_configmap(scope.root, None), kafka=False)]
 
 
 def network_policies(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
@@ -95,7 +95,7 @@ def network_policies(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]
     cfg, cloud = scope.dep.config, scope.node_config(scope.root)
     selector = {"matchLabels": {**scope.node_label(scope.root), "platsync.io/component": COMPONENT}}
     port = service_port(scope.dep.settings.fhir_submission_url)
-    return [_policy(scope.dep, f"{res(scope.root)}-{COMPONENT}-egress", selector, egress=[
+    return [network_policy(scope.dep, f"{res(scope.root)}-{COMPONENT}-egress", selector, egress=[
         {"to": [{"ipBlock": {"cidr": c}} for c in cloud.db_cidrs],
          "ports": [{"protocol": "TCP", "port": cloud.pg_port}]},
         {"to": [{"ipBlock": {"cidr": c}} for c in cfg.fhir_service_cidrs],

@@ -21,9 +21,9 @@ from __future__ import annotations
 from typing import Any
 
 from infra.k8s.config import MasterImportConfig
-from infra.k8s.netpol import _policy
+from infra.k8s.netpol import network_policy
 from infra.k8s.scope import CONFIG_PATH, DATA_DIR, Scope, res
-from infra.k8s.workloads import _meta, _secret_env
+from infra.k8s.workloads import object_meta, secret_env
 from streams.runtime.credentials import APP
 from streams.topology.plan import Endpoint
 
@@ -65,7 +65,7 @@ def _pod_spec(scope: Scope, endpoint: Endpoint) -> dict[str, Any]:
     dep, cfg = scope.dep, scope.dep.config.master_import
     settings = scope.settings_configmap(endpoint.node, endpoint.tenant)
     env = [{"name": "PLATSYNC_CONFIG", "value": CONFIG_PATH},
-           _secret_env(f"PLATSYNC_PG_{ROLE.upper()}_PASSWORD", scope.db_secret(endpoint.id), f"{ROLE}-password")]
+           secret_env(f"PLATSYNC_PG_{ROLE.upper()}_PASSWORD", scope.db_secret(endpoint.id), f"{ROLE}-password")]
     container = {
         "name": COMPONENT, "image": dep.config.image, "imagePullPolicy": dep.config.image_pull_policy,
         "command": command(cfg), "env": env,
@@ -97,7 +97,7 @@ def cronjobs(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
         job = {"backoffLimit": cfg.backoff_limit, "activeDeadlineSeconds": cfg.active_deadline_seconds,
                "template": {"metadata": {"labels": dict(labels)}, "spec": _pod_spec(scope, endpoint)}}
         out.append({"apiVersion": "batch/v1", "kind": "CronJob",
-                    "metadata": _meta(scope.dep, name(scope, endpoint), labels),
+                    "metadata": object_meta(scope.dep, name(scope, endpoint), labels),
                     "spec": {"schedule": cfg.schedule, "timeZone": cfg.time_zone, "concurrencyPolicy": "Forbid",
                              "startingDeadlineSeconds": cfg.starting_deadline_seconds,
                              "successfulJobsHistoryLimit": cfg.successful_jobs_history_limit,
@@ -112,8 +112,8 @@ def volumes(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     if not cfg.create_claim:
         return []
     return [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-             "metadata": _meta(scope.dep, claim(scope, e),
-                               None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
+             "metadata": object_meta(scope.dep, claim(scope, e),
+                                     None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
              "spec": {"accessModes": list(cfg.access_modes), "resources": {"requests": {"storage": cfg.storage}}}}
             for e in hospitals(scope, nodes)]
 
@@ -124,7 +124,7 @@ def network_policies(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]
     for endpoint in hospitals(scope, nodes):
         here = scope.node_config(endpoint.node)
         selector = {"matchLabels": {**scope.node_label(endpoint.node), "platsync.io/component": COMPONENT}}
-        out.append(_policy(scope.dep, f"{res(endpoint.node)}-{COMPONENT}-egress", selector,
-                           egress=[{"to": [{"ipBlock": {"cidr": c}} for c in here.db_cidrs],
-                                    "ports": [{"protocol": "TCP", "port": here.pg_port}]}]))
+        out.append(network_policy(scope.dep, f"{res(endpoint.node)}-{COMPONENT}-egress", selector,
+                                  egress=[{"to": [{"ipBlock": {"cidr": c}} for c in here.db_cidrs],
+                                           "ports": [{"protocol": "TCP", "port": here.pg_port}]}]))
     return out

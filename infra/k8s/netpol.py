@@ -24,8 +24,10 @@ API = "networking.k8s.io/v1"
 API_SERVER_PORTS = (443, 6443)
 
 
-def _policy(dep: Deployment, name: str, selector: dict[str, Any], ingress: list[dict[str, Any]] | None = None,
-            egress: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def network_policy(dep: Deployment, name: str, selector: dict[str, Any], ingress: list[dict[str, Any]] | None = None,
+                   egress: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A NetworkPolicy selecting pods by ``selector``, with the ingress and egress rules given (None: that
+    direction is not restricted by this policy)."""
     types = []
     spec: dict[str, Any] = {"podSelector": selector}
     if ingress is not None:
@@ -47,9 +49,9 @@ def network_policies(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]
     ports = [{"protocol": "TCP", "port": p} for p in (cfg.db_port, *cfg.keycloak_ports)]
     for node in (n for n in scope.nodes if n in nodes):
         cidrs = scope.node_config(node).db_cidrs
-        policies.append(_policy(dep, f"{res(node)}-databases-egress",
-                                {"matchLabels": {**scope.node_label(node), "platsync.io/db-client": "true"}},
-                                egress=[{"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": ports}]))
+        policies.append(network_policy(dep, f"{res(node)}-databases-egress",
+                                       {"matchLabels": {**scope.node_label(node), "platsync.io/db-client": "true"}},
+                                       egress=[{"to": [{"ipBlock": {"cidr": c}} for c in cidrs], "ports": ports}]))
     return policies
 
 
@@ -60,25 +62,27 @@ def _cluster_policies(dep: Deployment) -> list[dict[str, Any]]:
     strimzi_pods = {"matchExpressions": [{"key": "strimzi.io/cluster", "operator": "Exists"}]}
     kafka_client = {"matchLabels": {"platsync.io/kafka-client": "true"}}
     policies = [
-        _policy(dep, "default-deny", {}, ingress=[], egress=[]),
-        _policy(dep, "allow-dns", {}, egress=[{
+        network_policy(dep, "default-deny", {}, ingress=[], egress=[]),
+        network_policy(dep, "allow-dns", {}, egress=[{
             "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]),
         # Strimzi's pods: among themselves (replication, controllers, entity operator) and the API server.
-        _policy(dep, "strimzi-egress", strimzi_pods, egress=[
+        network_policy(dep, "strimzi-egress", strimzi_pods, egress=[
             {"to": [{"podSelector": strimzi_pods}]},
             {"ports": [{"protocol": "TCP", "port": p} for p in API_SERVER_PORTS]}]),
-        _policy(dep, "kafka-clients-egress", kafka_client, egress=[
+        network_policy(dep, "kafka-clients-egress", kafka_client, egress=[
             {"to": [{"podSelector": kafka_pods}], "ports": [{"protocol": "TCP", "port": TLS_PORT}]},
             {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "platsync-schema-registry"}}}],
              "ports": [{"protocol": "TCP", "port": REGISTRY_PORT}]}]),
-        _policy(dep, "schema-registry-ingress", {"matchLabels": {"app.kubernetes.io/name": "platsync-schema-registry"}},
-                ingress=[{"from": [{"podSelector": kafka_client}],
-                          "ports": [{"protocol": "TCP", "port": REGISTRY_PORT}]}]),
-        _policy(dep, "metrics-ingress", {"matchLabels": {"app.kubernetes.io/part-of": "platsync"}},
-                ingress=[{"from": [{"namespaceSelector": {}}],
-                          "ports": [{"protocol": "TCP", "port": cfg.container_port}]}]),
-        _policy(dep, "mode-ingress", {"matchLabels": {"platsync.io/component": "mode"}},
-                ingress=[{"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": cfg.mode_port}]}]),
+        network_policy(dep, "schema-registry-ingress",
+                              {"matchLabels": {"app.kubernetes.io/name": "platsync-schema-registry"}},
+                              ingress=[{"from": [{"podSelector": kafka_client}],
+                                 "ports": [{"protocol": "TCP", "port": REGISTRY_PORT}]}]),
+        network_policy(dep, "metrics-ingress", {"matchLabels": {"app.kubernetes.io/part-of": "platsync"}},
+                       ingress=[{"from": [{"namespaceSelector": {}}],
+                                 "ports": [{"protocol": "TCP", "port": cfg.container_port}]}]),
+        network_policy(dep, "mode-ingress", {"matchLabels": {"platsync.io/component": "mode"}},
+                       ingress=[{"from": [{"namespaceSelector": {}}],
+                                 "ports": [{"protocol": "TCP", "port": cfg.mode_port}]}]),
     ]
     return policies

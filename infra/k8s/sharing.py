@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.k8s.netpol import _policy
+from infra.k8s.netpol import network_policy
 from infra.k8s.scope import Scope, res
 from infra.k8s.users import user_name
-from infra.k8s.workloads import PLACEHOLDER, _container, _deployment, _meta, _secret_env
+from infra.k8s.workloads import PLACEHOLDER, container_spec, deployment_doc, object_meta, secret_env
 from streams.runtime.credentials import DECLARER, FANOUT, INDEXER, SUBSCRIBER
 
 #: The database role of each kind of sharing process (streams/ops/sharing_access.py).
@@ -41,7 +41,7 @@ def secrets(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     """One Secret per sharing process on ``nodes``, with a placeholder password (fill it before use)."""
     note = {"platsync.io/fill-before-use": "true"}
     return [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-             "metadata": {**_meta(scope.dep, db_secret(p)), "annotations": note},
+             "metadata": {**object_meta(scope.dep, db_secret(p)), "annotations": note},
              "stringData": {f"{ROLES[p.partition('-')[0]]}-password": PLACEHOLDER}} for p in processes(scope, nodes)]
 
 
@@ -65,9 +65,9 @@ def _env(scope: Scope, process: str) -> list[dict[str, Any]]:
     role = ROLES[process.partition("-")[0]]
     user = user_name(scope.plan.principal(scope.prefix, process))
     return [{"name": "PLATSYNC_CONFIG", "value": "/etc/platsync/platsync.toml"},
-            _secret_env(f"PLATSYNC_PG_{role.upper()}_PASSWORD", db_secret(process), f"{role}-password"),
+            secret_env(f"PLATSYNC_PG_{role.upper()}_PASSWORD", db_secret(process), f"{role}-password"),
             {"name": "PLATSYNC_BROKER_USERNAME", "value": user},
-            _secret_env("PLATSYNC_BROKER_PASSWORD", user, "password")]
+            secret_env("PLATSYNC_BROKER_PASSWORD", user, "password")]
 
 
 def _side(scope: Scope, node: str) -> str:
@@ -86,9 +86,9 @@ def deployments(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
         labels = {"platsync.io/node": node, "platsync.io/side": _side(scope, node), "platsync.io/component": kind,
                   "platsync.io/db-client": "true", "platsync.io/kafka-client": "true",
                   **({"platsync.io/link": tenant} if tenant else {})}
-        container = _container(scope.dep, kind, command(scope, process), _env(scope, process), kind)
-        out.append(_deployment(scope.dep, f"platsync-{res(process)}", labels, container, 1, {"emptyDir": {}},
-                               scope.settings_configmap(node, tenant)))
+        container = container_spec(scope.dep, kind, command(scope, process), _env(scope, process), kind)
+        out.append(deployment_doc(scope.dep, f"platsync-{res(process)}", labels, container, 1, {"emptyDir": {}},
+                                  scope.settings_configmap(node, tenant)))
     return out
 
 
@@ -98,8 +98,8 @@ def network_policies(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]
     for node in sorted({scope.plan.node_of_process(p) for p in processes(scope, nodes) if p.startswith("subscriber-")}):
         cidrs = scope.node_config(node).webhook_cidrs
         if cidrs:
-            out.append(_policy(scope.dep, f"{res(node)}-webhook-egress",
-                               {"matchLabels": {"platsync.io/node": node, "platsync.io/component": "subscriber"}},
-                               egress=[{"to": [{"ipBlock": {"cidr": c}} for c in cidrs],
-                                        "ports": [{"protocol": "TCP", "port": p} for p in cfg.webhook_ports]}]))
+            subscriber = {"matchLabels": {"platsync.io/node": node, "platsync.io/component": "subscriber"}}
+            out.append(network_policy(scope.dep, f"{res(node)}-webhook-egress", subscriber,
+                                      egress=[{"to": [{"ipBlock": {"cidr": c}} for c in cidrs],
+                                               "ports": [{"protocol": "TCP", "port": p} for p in cfg.webhook_ports]}]))
     return out

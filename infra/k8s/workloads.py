@@ -26,7 +26,8 @@ REGISTRY_PORT = 8081
 PLACEHOLDER = "REPLACE-ME"  # docs/kubernetes.md: how to fill the Secrets
 
 
-def _meta(dep: Deployment, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def object_meta(dep: Deployment, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``metadata`` of an object of the deployment's namespace (labels sorted, if any)."""
     meta: dict[str, Any] = {"name": name, "namespace": dep.config.namespace}
     if labels:
         meta["labels"] = dict(sorted(labels.items()))
@@ -54,12 +55,12 @@ def namespace_and_config(scope: Scope, nodes: frozenset[str]) -> list[dict[str, 
     if scope.root in nodes:
         out.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": dep.config.namespace}})
     if scope.is_default:
-        return [*out, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(dep, "platsync-settings"),
+        return [*out, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": object_meta(dep, "platsync-settings"),
                        "data": {"platsync.toml": settings_toml(dep)}}]
     for node, tenant in _settings_pairs(scope, nodes):
         labels = {"platsync.io/node": node, **({"platsync.io/link": tenant} if tenant else {})}
         out.append({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": _meta(dep, scope.settings_configmap(node, tenant), labels),
+                    "metadata": object_meta(dep, scope.settings_configmap(node, tenant), labels),
                     "data": {"platsync.toml": scope.settings_text(node, tenant)}})
     return out
 
@@ -73,20 +74,21 @@ def secrets(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
         keys = [*(["capture-password"] if endpoint.captured else []), "apply-password",
                 *(["app-password"] if endpoint.role == "local" else [])]
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {**_meta(dep, scope.db_secret(endpoint.id)), "annotations": note},
+                    "metadata": {**object_meta(dep, scope.db_secret(endpoint.id)), "annotations": note},
                     "stringData": dict.fromkeys(keys, PLACEHOLDER)})
         if "keycloak" in endpoint.stores:
             out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                        "metadata": {**_meta(dep, scope.keycloak_secret(endpoint.id)), "annotations": note},
+                        "metadata": {**object_meta(dep, scope.keycloak_secret(endpoint.id)), "annotations": note},
                         "stringData": {"admin-password": PLACEHOLDER, "db-password": PLACEHOLDER}})
     if scope.root in nodes:
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                    "metadata": {**_meta(dep, "platsync-credential-keys"), "annotations": note},
+                    "metadata": {**object_meta(dep, "platsync-credential-keys"), "annotations": note},
                     "stringData": {"credential-keys": PLACEHOLDER}})
     return out
 
 
-def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    """An environment variable read from a key of a Secret."""
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
@@ -108,23 +110,23 @@ def _process_env(scope: Scope, process: str) -> list[dict[str, Any]]:
     two_party = f"worker-{plan.route(name).direction}" if kind == "worker" else f"{kind}-{endpoint.role}"
     for _, role in process_roles().get(two_party, []):
         if f"pg_{role}_password" in known:
-            env.append(_secret_env(f"PLATSYNC_PG_{role.upper()}_PASSWORD", scope.db_secret(endpoint.id),
-                                   f"{role}-password"))
+            env.append(secret_env(f"PLATSYNC_PG_{role.upper()}_PASSWORD", scope.db_secret(endpoint.id),
+                                  f"{role}-password"))
     if kind in ("capture", "worker") and "keycloak" in endpoint.stores:
         # Keycloak's database DSN carries no password: libpq takes it from PGPASSWORD.
-        env.append(_secret_env("PGPASSWORD", scope.keycloak_secret(endpoint.id), "db-password"))
-        env.append(_secret_env("PLATSYNC_CREDENTIAL_KEYS", "platsync-credential-keys", "credential-keys"))
+        env.append(secret_env("PGPASSWORD", scope.keycloak_secret(endpoint.id), "db-password"))
+        env.append(secret_env("PLATSYNC_CREDENTIAL_KEYS", "platsync-credential-keys", "credential-keys"))
         if kind == "worker":
-            env.append(_secret_env("PLATSYNC_KEYCLOAK_ADMIN_PASSWORD", scope.keycloak_secret(endpoint.id),
-                                   "admin-password"))
+            env.append(secret_env("PLATSYNC_KEYCLOAK_ADMIN_PASSWORD", scope.keycloak_secret(endpoint.id),
+                                  "admin-password"))
     user = user_name(plan.principal(scope.prefix, process))
     env.append({"name": "PLATSYNC_BROKER_USERNAME", "value": user})
-    env.append(_secret_env("PLATSYNC_BROKER_PASSWORD", user, "password"))  # Strimzi's KafkaUser Secret
+    env.append(secret_env("PLATSYNC_BROKER_PASSWORD", user, "password"))  # Strimzi's KafkaUser Secret
     return env
 
 
-def _container(dep: Deployment, name: str, command: list[str], env: list[dict[str, Any]], resources: str,
-               extra_ports: list[dict[str, Any]] | None = None, kafka: bool = True) -> dict[str, Any]:
+def container_spec(dep: Deployment, name: str, command: list[str], env: list[dict[str, Any]], resources: str,
+                   extra_ports: list[dict[str, Any]] | None = None, kafka: bool = True) -> dict[str, Any]:
     """A PLAT Sync container; ``kafka``: it mounts the cluster CA (a Kafka client)."""
     port = dep.config.container_port
     return {
@@ -144,9 +146,10 @@ def _container(dep: Deployment, name: str, command: list[str], env: list[dict[st
     }
 
 
-def _deployment(dep: Deployment, name: str, labels: dict[str, str], container: dict[str, Any], replicas: int,
-                data_volume: dict[str, Any], settings: str, recreate: bool = False,
-                kafka: bool = True) -> dict[str, Any]:
+def deployment_doc(dep: Deployment, name: str, labels: dict[str, str], container: dict[str, Any], replicas: int,
+                   data_volume: dict[str, Any], settings: str, recreate: bool = False,
+                   kafka: bool = True) -> dict[str, Any]:
+    """A Deployment of one PLAT Sync container, its settings and data volumes (and the Kafka CA if ``kafka``)."""
     pod_labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "platsync", **labels}
     ca = [{"name": "kafka-ca", "secret": {"secretName": cluster_ca_secret(dep)}}] if kafka else []
     spec: dict[str, Any] = {
@@ -169,7 +172,7 @@ def _deployment(dep: Deployment, name: str, labels: dict[str, str], container: d
     }
     if recreate:
         spec["strategy"] = {"type": "Recreate"}  # a ReadWriteOnce volume: never two pods at once
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(dep, name, pod_labels), "spec": spec}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": object_meta(dep, name, pod_labels), "spec": spec}
 
 
 def worker_replicas(scope: Scope, route: PlannedRoute) -> int:
@@ -193,32 +196,32 @@ def deployments(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     client = {"platsync.io/kafka-client": "true"}
     for e in scope.captures(nodes):
         name, side = f"platsync-stamper-{res(e.id)}", scope.side(e.id)
-        container = _container(dep, "stamper", ["platsync", "stamp", "--side", side],
-                               _process_env(scope, f"capture-{e.id}"), "stamper")
+        container = container_spec(dep, "stamper", ["platsync", "stamp", "--side", side],
+                                   _process_env(scope, f"capture-{e.id}"), "stamper")
         labels = {**scope.labels(e.node, e.id, e.tenant), "platsync.io/component": "stamper",
                   "platsync.io/db-client": "true", **client}
-        out.append(_deployment(dep, name, labels, container, 1, {"persistentVolumeClaim": {"claimName": name}},
-                               scope.settings_configmap(e.node, e.tenant), recreate=True))
+        out.append(deployment_doc(dep, name, labels, container, 1, {"persistentVolumeClaim": {"claimName": name}},
+                                  scope.settings_configmap(e.node, e.tenant), recreate=True))
     for route in scope.routes(nodes):
         target, tenant = plan.endpoint(route.target), scope.route_tenant(route)
         command = ["python", "-m", "streams.apply.worker", "--route", plan.in_link_name(route)]
         if target.role == "replica":  # its hospital's link settings plus this server's [nodes.<id>]
             command += ["--config", CONFIG_PATH]
-        container = _container(dep, "worker", command, _process_env(scope, f"worker-{route.name}"), "worker")
+        container = container_spec(dep, "worker", command, _process_env(scope, f"worker-{route.name}"), "worker")
         labels = {**scope.labels(target.node, target.id, tenant), "platsync.io/component": "worker",
                   "platsync.io/db-client": "true", **client}
-        out.append(_deployment(dep, f"platsync-worker-{res(route.name)}", labels, container,
-                               worker_replicas(scope, route), {"emptyDir": {}},
-                               scope.settings_configmap(target.node, tenant)))
+        out.append(deployment_doc(dep, f"platsync-worker-{res(route.name)}", labels, container,
+                                  worker_replicas(scope, route), {"emptyDir": {}},
+                                  scope.settings_configmap(target.node, tenant)))
     for e in scope.modes(nodes):
         name, side = f"platsync-mode-{res(e.id)}", scope.side(e.id)
         env = [*_process_env(scope, f"mode-{e.id}"),
                {"name": f"PLATSYNC_MODE_{side.upper()}_PORT", "value": str(dep.config.mode_port)}]
-        container = _container(dep, "mode", ["python", "-m", "streams.apply.mode_server", "--side", side], env,
-                               "mode", [{"name": "mode", "containerPort": dep.config.mode_port}])
-        out.append(_deployment(dep, name, {**scope.labels(e.node, e.id, e.tenant), "platsync.io/component": "mode",
-                                           **client},
-                               container, 1, {"emptyDir": {}}, scope.settings_configmap(e.node, e.tenant)))
+        container = container_spec(dep, "mode", ["python", "-m", "streams.apply.mode_server", "--side", side], env,
+                                   "mode", [{"name": "mode", "containerPort": dep.config.mode_port}])
+        out.append(deployment_doc(dep, name, {**scope.labels(e.node, e.id, e.tenant), "platsync.io/component": "mode",
+                                              **client},
+                                  container, 1, {"emptyDir": {}}, scope.settings_configmap(e.node, e.tenant)))
     return out
 
 
@@ -226,8 +229,8 @@ def stamper_volumes(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]
     """The stampers' state (transaction markers, Keycloak account states, progress)."""
     storage = {"requests": {"storage": scope.dep.config.stamper_storage}}
     return [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-             "metadata": _meta(scope.dep, f"platsync-stamper-{res(e.id)}",
-                               None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
+             "metadata": object_meta(scope.dep, f"platsync-stamper-{res(e.id)}",
+                                     None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
              "spec": {"accessModes": ["ReadWriteOnce"], "resources": storage}} for e in scope.captures(nodes)]
 
 
@@ -235,8 +238,8 @@ def services(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     """The mode servers' X-Hybridmode endpoints."""
     port = scope.dep.config.mode_port
     return [{"apiVersion": "v1", "kind": "Service",
-             "metadata": _meta(scope.dep, f"platsync-mode-{res(e.id)}",
-                               None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
+             "metadata": object_meta(scope.dep, f"platsync-mode-{res(e.id)}",
+                                     None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
              "spec": {"selector": {"app.kubernetes.io/name": f"platsync-mode-{res(e.id)}"},
                       "ports": [{"name": "mode", "port": port, "targetPort": "mode"}]}}
             for e in scope.modes(nodes)]
@@ -256,10 +259,10 @@ def schema_registry(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]
         {"name": "SCHEMA_REGISTRY_KAFKASTORE_SECURITY_PROTOCOL", "value": "SASL_SSL"},
         {"name": "SCHEMA_REGISTRY_KAFKASTORE_SASL_MECHANISM", "value": "SCRAM-SHA-512"},
         # Strimzi's user Secret holds the complete JAAS line.
-        _secret_env("SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG", user, "sasl.jaas.config"),
+        secret_env("SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG", user, "sasl.jaas.config"),
         {"name": "SCHEMA_REGISTRY_KAFKASTORE_SSL_TRUSTSTORE_LOCATION", "value": "/etc/kafka-ca/ca.p12"},
         {"name": "SCHEMA_REGISTRY_KAFKASTORE_SSL_TRUSTSTORE_TYPE", "value": "PKCS12"},
-        _secret_env("SCHEMA_REGISTRY_KAFKASTORE_SSL_TRUSTSTORE_PASSWORD", cluster_ca_secret(dep), "ca.password"),
+        secret_env("SCHEMA_REGISTRY_KAFKASTORE_SSL_TRUSTSTORE_PASSWORD", cluster_ca_secret(dep), "ca.password"),
         {"name": "SCHEMA_REGISTRY_KAFKASTORE_TOPIC", "value": "_schemas"},
         {"name": "SCHEMA_REGISTRY_SCHEMA_COMPATIBILITY_LEVEL", "value": dep.settings.schema_registry_compatibility},
     ]
@@ -275,14 +278,14 @@ def schema_registry(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]
     }
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "platsync", **scope.node_label(scope.root),
               "platsync.io/component": "schema-registry", "platsync.io/kafka-client": "true"}
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(dep, name, labels), "spec": {
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": object_meta(dep, name, labels), "spec": {
         "replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
         "template": {"metadata": {"labels": dict(sorted(labels.items()))}, "spec": {
             "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [container],
             "volumes": [{"name": "kafka-ca", "secret": {"secretName": cluster_ca_secret(dep)}}]}}}}
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(dep, name), "spec": {
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": object_meta(dep, name), "spec": {
         "selector": {"app.kubernetes.io/name": name},
         "ports": [{"name": "http", "port": REGISTRY_PORT, "targetPort": "http"}]}}
     return [deployment, service]
