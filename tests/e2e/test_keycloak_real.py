@@ -10,6 +10,11 @@ The over-long-field answers (HTTP 400 naming the field, ``over_long_fields`` and
 ``OVER_LONG_FIRST_NAME_BODY``) are checked here too, so the stand-in's user-profile validation is held
 to the real server's wherever Docker exists.
 
+The operator console's browser login (``authorization_code_flow``, ``authorization_request_errors``) runs
+against the public client ``platsync-console`` registered here: standard flow, PKCE optional (Keycloak's
+default), redirect URIs ``http://127.0.0.1:8765/*`` and the same for post-logout redirects (``+``). The
+stand-in accepts any client id on loopback redirect URIs instead.
+
 Skipped, with the reason, where no Docker engine is reachable (as on the development machines).
 """
 
@@ -22,8 +27,10 @@ from dataclasses import dataclass
 import pytest
 from keycloak import KeycloakAdmin
 
+from tests.support import keycloak_oidc_scenarios as oidc_sc
 from tests.support import keycloak_scenarios as sc
 from tests.support.docker import docker_unavailable_reason
+from tests.support.oidc_browser import CONSOLE_CLIENT, CONSOLE_REDIRECT_PATTERN
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +54,7 @@ class RealKeycloak:
 
 
 def create_realm(url: str) -> None:
-    """The synced realm, with unmanaged user-profile attributes enabled."""
+    """The synced realm, with unmanaged user-profile attributes enabled and the operator console's client."""
     admin = KeycloakAdmin(server_url=url.rstrip("/") + "/", username=ADMIN_USER, password=ADMIN_PASSWORD,
                           realm_name="master", user_realm_name="master")
     admin.create_realm({"realm": REALM, "enabled": True, "sslRequired": "none"}, skip_exists=True)
@@ -55,6 +62,10 @@ def create_realm(url: str) -> None:
     profile = admin.get_realm_users_profile()
     profile["unmanagedAttributePolicy"] = "ENABLED"
     admin.update_realm_users_profile(profile)
+    admin.create_client({"clientId": CONSOLE_CLIENT, "protocol": "openid-connect", "publicClient": True,
+                         "standardFlowEnabled": True, "directAccessGrantsEnabled": False,
+                         "redirectUris": [CONSOLE_REDIRECT_PATTERN],
+                         "attributes": {"post.logout.redirect.uris": "+"}}, skip_exists=True)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +96,7 @@ def real_keycloak() -> Iterator[RealKeycloak]:
                 yield RealKeycloak(url, dsn)
 
 
-@pytest.mark.parametrize("scenario", sc.ALL_SCENARIOS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("scenario", [*sc.ALL_SCENARIOS, *oidc_sc.OIDC_SCENARIOS], ids=lambda f: f.__name__)
 def test_scenario(real_keycloak: RealKeycloak, scenario: Callable[[str, str, str, str], None]) -> None:
     scenario(*real_keycloak.args())
 

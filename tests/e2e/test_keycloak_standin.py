@@ -37,6 +37,7 @@ from infra.local.process import ProcessSpec, free_port, log_path, start_process,
 from infra.local.stack import write_settings_file
 from streams.runtime.connections import keycloak_db_dsn
 from streams.runtime.settings import Settings
+from tests.support import keycloak_oidc_scenarios as oidc_sc
 from tests.support import keycloak_scenarios as sc
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_postgres
 
@@ -99,7 +100,7 @@ def standins() -> Iterator[Standins]:
         remove_data_dir(data_dir)
 
 
-@pytest.mark.parametrize("scenario", sc.ALL_SCENARIOS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("scenario", [*sc.ALL_SCENARIOS, *oidc_sc.OIDC_SCENARIOS], ids=lambda f: f.__name__)
 def test_scenario(standins: Standins, scenario: Callable[[str, str, str, str], None]) -> None:
     scenario(*standins.args("local"))
 

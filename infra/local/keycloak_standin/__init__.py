@@ -1,4 +1,5 @@
-"""An embedded stand-in for Keycloak: the OIDC token endpoint and the Admin REST user endpoints.
+"""An embedded stand-in for Keycloak: the OIDC endpoints (token, userinfo, browser login with the
+authorization code flow and PKCE, logout) and the Admin REST user endpoints (docs/keycloak.md).
 
 No Keycloak server can be installed on the development machines, so the embedded stack runs
 this aiohttp server instead (``python -m infra.local.keycloak_standin --side local``). It keeps

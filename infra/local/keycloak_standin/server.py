@@ -1,9 +1,10 @@
 """The Keycloak stand-in's HTTP API: the OIDC token endpoint and the Admin REST endpoints for users.
 
-Only what python-keycloak's account calls and the reference API's token check (the OIDC userinfo
-endpoint, :mod:`infra.local.keycloak_standin.userinfo`) reach is served, with Keycloak's status codes and
-bodies (sources: Keycloak's ``KeycloakErrorHandler``, ``UsersResource``/``UserResource``,
-``ValidateUsername``/``ValidatePassword``, ``PasswordCredentialProvider``):
+Only what python-keycloak's account calls, the reference API's token check (the OIDC userinfo
+endpoint, :mod:`infra.local.keycloak_standin.userinfo`) and the operator console's browser login
+(authorization code flow with PKCE and logout, :mod:`infra.local.keycloak_standin.oidc_login`) reach is
+served, with Keycloak's status codes and bodies (sources: Keycloak's ``KeycloakErrorHandler``,
+``UsersResource``/``UserResource``, ``ValidateUsername``/``ValidatePassword``, ``PasswordCredentialProvider``):
 
 - ``WebApplicationException`` messages become ``{"error": message}`` (404 ``User not found``,
   ``Realm not found.``, ``Realm does not exist``, 401 ``HTTP 401 Unauthorized``);
@@ -13,7 +14,9 @@ bodies (sources: Keycloak's ``KeycloakErrorHandler``, ``UsersResource``/``UserRe
   password (401), no pending required action (400 ``Account is not fully set up``). A password
   whose hash misses the realm's policy is re-hashed after the successful check, in place. In realms
   other than master, Keycloak 24+ also triggers VERIFY_PROFILE when e-mail, first or last name is
-  missing (declarative user profile, issue keycloak#36108), which the stand-in reproduces.
+  missing (declarative user profile, issue keycloak#36108), which the stand-in reproduces
+  (:func:`infra.local.keycloak_standin.grants.check_login`, shared with the login form).
+- A refresh token of a session that was logged out is refused (400 ``Session not active``).
 - User representations are validated like Keycloak 24+'s default declarative user profile
   (:mod:`infra.local.keycloak_standin.profile`): an over-long username, e-mail, first or last
   name is HTTP 400 ``{"field": ..., "errorMessage": "error-invalid-length-too-long", "params":
@@ -36,41 +39,30 @@ from typing import Any
 
 from aiohttp import web
 
-from infra.local.keycloak_standin import tokens
-from infra.local.keycloak_standin.passwords import (
-    StoredPassword,
-    hash_password,
-    meets_policy,
-    valid_password_documents,
-    verify_password,
+from infra.local.keycloak_standin import oidc_login, tokens
+from infra.local.keycloak_standin.common import CONFIG, REALM_MISSING, STORE, HTTPJson
+from infra.local.keycloak_standin.common import db as _db
+from infra.local.keycloak_standin.common import issuer as _issuer
+from infra.local.keycloak_standin.common import json_response as _json
+from infra.local.keycloak_standin.common import oauth_error as _oauth_error
+from infra.local.keycloak_standin.common import realm_id as _realm_id
+from infra.local.keycloak_standin.grants import (
+    ACCOUNT_DISABLED,
+    INVALID_CREDENTIALS,
+    Refused,
+    check_login,
+    token_response,
 )
+from infra.local.keycloak_standin.passwords import StoredPassword, hash_password, valid_password_documents
 from infra.local.keycloak_standin.profile import validate_profile
 from infra.local.keycloak_standin.storage import AccountStore, PasswordChange, StoreError, make_engine
 from infra.local.keycloak_standin.userinfo import make_userinfo
 
 log = logging.getLogger("platsync.keycloak_standin")
 
-STORE: web.AppKey[AccountStore] = web.AppKey("store", AccountStore)
-CONFIG: web.AppKey[dict[str, Any]] = web.AppKey("config", dict)
 DEFAULT_REFRESH_TTL_S = 1800  # Keycloak's default SSO Session Idle
 UNAUTHORIZED = {"error": "HTTP 401 Unauthorized"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _json(status: int, body: Any) -> web.Response:
-    return web.json_response(body, status=status)
-
-
-def _oauth_error(status: int, error: str, description: str) -> web.Response:
-    return _json(status, {"error": error, "error_description": description})
-
-
-class HTTPJson(Exception):
-    """Abort a handler with a JSON response."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(status)
-        self.response = _json(status, body)
 
 
 @web.middleware
@@ -93,27 +85,12 @@ async def _log_and_map_errors(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
-async def _db(fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(fn, *args)
-
-
-async def _realm_id(request: web.Request, missing: dict[str, Any]) -> str:
-    realm_id = await _db(request.app[STORE].realm_id, request.match_info["realm"])
-    if realm_id is None:
-        raise HTTPJson(404, missing)
-    return realm_id
-
-
-def _issuer(request: web.Request, realm: str) -> str:
-    return f"{request.scheme}://{request.host}/realms/{realm}"
-
-
 # ---- public realm endpoints ------------------------------------------------------------------
 
 async def realm_info(request: web.Request) -> web.Response:
     """``GET /realms/{realm}``: the realm's public info (a cheap readiness probe)."""
     realm = request.match_info["realm"]
-    await _realm_id(request, {"error": "Realm does not exist"})
+    await _realm_id(request, REALM_MISSING)
     base = _issuer(request, realm)
     return _json(200, {"realm": realm, "token-service": f"{base}/protocol/openid-connect",
                        "account-service": f"{base}/account", "tokens-not-before": 0})
@@ -122,43 +99,48 @@ async def realm_info(request: web.Request) -> web.Response:
 async def openid_configuration(request: web.Request) -> web.Response:
     """``GET /realms/{realm}/.well-known/openid-configuration`` (the fields the stand-in honours)."""
     realm = request.match_info["realm"]
-    await _realm_id(request, {"error": "Realm does not exist"})
+    await _realm_id(request, REALM_MISSING)
     base = _issuer(request, realm)
-    return _json(200, {"issuer": base, "token_endpoint": f"{base}/protocol/openid-connect/token",
-                       "userinfo_endpoint": f"{base}/protocol/openid-connect/userinfo",
-                       "grant_types_supported": ["password", "refresh_token"],
+    oidc = f"{base}/protocol/openid-connect"
+    return _json(200, {"issuer": base, "authorization_endpoint": f"{oidc}/auth", "token_endpoint": f"{oidc}/token",
+                       "userinfo_endpoint": f"{oidc}/userinfo", "end_session_endpoint": f"{oidc}/logout",
+                       "grant_types_supported": ["authorization_code", "password", "refresh_token"],
+                       "response_types_supported": ["code"], "response_modes_supported": ["query"],
+                       "subject_types_supported": ["public"],
+                       "scopes_supported": sorted(oidc_login.KNOWN_SCOPES),
+                       "code_challenge_methods_supported": ["plain", "S256"],
                        "id_token_signing_alg_values_supported": ["HS256"]})
 
 
 async def token(request: web.Request) -> web.Response:
-    """``POST /realms/{realm}/protocol/openid-connect/token``: password and refresh_token grants."""
+    """``POST /realms/{realm}/protocol/openid-connect/token``: password, refresh_token and authorization_code."""
     realm = request.match_info["realm"]
-    realm_id = await _realm_id(request, {"error": "Realm does not exist"})
+    realm_id = await _realm_id(request, REALM_MISSING)
     form = await request.post()
     client_id = str(form.get("client_id") or "")
     if not client_id:
         return _oauth_error(401, "invalid_client", "Invalid client or Invalid client credentials")
     grant = form.get("grant_type")
     store, config = request.app[STORE], request.app[CONFIG]
+    nonce = None
     if grant == "password":
         username = str(form.get("username") or "")
         if not username:
             return _oauth_error(401, "invalid_request", "Missing parameter: username")
-        user = await _db(store.login_user, realm_id, username)
-        if user is None:
-            return _oauth_error(401, "invalid_grant", "Invalid user credentials")
-        if not user.enabled:
-            return _oauth_error(400, "invalid_grant", "Account disabled")
-        password = str(form.get("password") or "")
-        if user.password is None or not await _db(verify_password, password, *user.password):
-            return _oauth_error(401, "invalid_grant", "Invalid user credentials")
-        if not meets_policy(user.password[1]):  # Keycloak re-hashes to the realm's policy on login
-            await _db(store.rehash_password, user.id, user.password, await _db(hash_password, password))
-        incomplete = not (user.email and user.first_name and user.last_name)
-        if user.required_actions or (config["verify_profile"] and realm != "master" and incomplete):
-            return _oauth_error(400, "invalid_grant", "Account is not fully set up")
+        user = await check_login(request, realm, realm_id, username, str(form.get("password") or ""))
+        if isinstance(user, Refused):
+            if user.reason == INVALID_CREDENTIALS:
+                return _oauth_error(401, "invalid_grant", "Invalid user credentials")
+            return _oauth_error(400, "invalid_grant", "Account disabled" if user.reason == ACCOUNT_DISABLED
+                                else "Account is not fully set up")
         session_id = str(uuid.uuid4())
         scope = str(form.get("scope") or "")
+    elif grant == "authorization_code":
+        granted = await oidc_login.authorization_code_grant(request, realm_id, form, client_id)
+        if isinstance(granted, web.Response):
+            return granted
+        user, code = granted
+        session_id, scope, nonce = code.session_id, code.request.scope, code.request.nonce
     elif grant == "refresh_token":
         raw = str(form.get("refresh_token") or "")
         if not raw:
@@ -172,25 +154,12 @@ async def token(request: web.Request) -> web.Response:
         if claims.get("iss") != _issuer(request, realm) or claims.get("azp") != client_id:
             return _oauth_error(400, "invalid_grant", "Invalid refresh token")
         user = await _db(store.login_user_by_id, realm_id, str(claims["sub"]))
-        if user is None or not user.enabled:
-            return _oauth_error(400, "invalid_grant", "Session not active")
         session_id, scope = str(claims.get("sid")), str(claims.get("scope") or "")
+        if user is None or not user.enabled or not oidc_login.session_active(request, session_id):
+            return _oauth_error(400, "invalid_grant", "Session not active")
     else:
         return _oauth_error(400, "unsupported_grant_type", "Unsupported grant_type")
-    issuer, ttl, refresh_ttl = _issuer(request, realm), config["ttl"], config["refresh_ttl"]
-    scopes = " ".join(dict.fromkeys([*(["openid"] if "openid" in scope.split() else []), "profile", "email"]))
-
-    def mint(typ: str, lifetime: int) -> str:
-        return tokens.issue(config["key"], issuer, user.id, user.username, client_id, session_id, typ, lifetime,
-                            scopes)
-
-    body: dict[str, Any] = {"access_token": mint("Bearer", ttl), "expires_in": ttl,
-                            "refresh_expires_in": refresh_ttl, "refresh_token": mint("Refresh", refresh_ttl),
-                            "token_type": "Bearer"}
-    if "openid" in scopes.split():
-        body["id_token"] = mint("ID", ttl)
-    body.update({"not-before-policy": 0, "session_state": session_id, "scope": scopes})
-    return _json(200, body)
+    return token_response(request, realm, user.id, user.username, client_id, session_id, scope, nonce)
 
 
 # ---- admin endpoints -------------------------------------------------------------------------
@@ -370,9 +339,10 @@ def create_app(dsn: str, token_ttl_s: int, signing_key: bytes, refresh_ttl_s: in
     app.router.add_get("/realms/{realm}/.well-known/openid-configuration", openid_configuration)
     app.router.add_post("/realms/{realm}/protocol/openid-connect/token", token)
     userinfo = make_userinfo(lambda r: r.app[STORE], lambda r: r.app[CONFIG]["key"],
-                             lambda r: _realm_id(r, {"error": "Realm does not exist"}), _issuer)
+                             lambda r: _realm_id(r, REALM_MISSING), _issuer, oidc_login.session_active)
     app.router.add_route("GET", "/realms/{realm}/protocol/openid-connect/userinfo", userinfo)
     app.router.add_route("POST", "/realms/{realm}/protocol/openid-connect/userinfo", userinfo)
+    oidc_login.add_routes(app)
     app.router.add_get("/admin/realms/{realm}", get_realm)
     app.router.add_get(users, list_users)
     app.router.add_post(users, create_user)

@@ -3,7 +3,8 @@
 Keycloak signs with RS256 and publishes its keys; the stand-in signs with a shared secret
 (HS256) because nothing outside it verifies its tokens. Claims follow Keycloak's access token:
 ``iss`` (``<base>/realms/<realm>``), ``sub`` (user id), ``exp``/``iat`` (seconds), ``jti``,
-``typ`` (``Bearer``/``Refresh``/``ID``), ``azp`` (client id), ``sid``, ``preferred_username``.
+``typ`` (``Bearer``/``Refresh``/``ID``), ``azp`` (client id), ``sid``, ``preferred_username``;
+ID tokens add ``aud`` (the client id) and, from an authorization request that sent one, ``nonce``.
 """
 
 from __future__ import annotations
@@ -55,11 +56,12 @@ def verify(token: str, key: bytes, typ: str, now: float | None = None) -> dict[s
 
 
 def issue(key: bytes, issuer: str, user_id: str, username: str, client_id: str, session_id: str,
-          typ: str, ttl_s: int, scope: str = "openid profile email") -> str:
-    """Sign a new token of type ``typ`` valid for ``ttl_s`` seconds."""
+          typ: str, ttl_s: int, scope: str = "openid profile email", extra: dict[str, Any] | None = None) -> str:
+    """Sign a new token of type ``typ`` valid for ``ttl_s`` seconds (``extra``: further claims, e.g. ``aud``)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "exp": now + ttl_s, "iat": now, "jti": str(uuid.uuid4()), "iss": issuer, "sub": user_id,
         "typ": typ, "azp": client_id, "sid": session_id, "scope": scope, "preferred_username": username,
+        **(extra or {}),
     }
     return sign(claims, key)

@@ -8,6 +8,8 @@ header (https://www.keycloak.org/docs/latest/securing_apps/, "Userinfo endpoint"
   401 ``invalid_token`` / ``Token verification failed``;
 - a valid token without the ``openid`` scope: 403 ``insufficient_scope`` / ``Missing openid scope``
   (Keycloak 19.0.2+, keycloak/keycloak#14237);
+- a token whose session was logged out (or whose code was used twice): 401 ``invalid_request`` / ``User session
+  not found or doesn't have client attached on it`` (``UserInfoEndpoint.findValidSession``: the session is gone);
 - a token whose user is gone or disabled: 401 ``invalid_token`` (``User not found``, ``User disabled``);
 - otherwise 200 with the claims of the ``profile`` and ``email`` scopes: ``sub``, ``preferred_username``,
   ``email``, ``email_verified``, ``given_name``, ``family_name``, ``name`` (those the user has).
@@ -26,6 +28,8 @@ from aiohttp import web
 
 from infra.local.keycloak_standin import tokens
 from infra.local.keycloak_standin.storage import AccountStore
+
+SESSION_GONE = "User session not found or doesn't have client attached on it"
 
 
 def _challenge(realm: str, status: int, error: str | None = None, description: str = "") -> web.Response:
@@ -52,9 +56,11 @@ def claims_of(user: dict[str, Any]) -> dict[str, Any]:
 
 def make_userinfo(store: Callable[[web.Request], AccountStore], key: Callable[[web.Request], bytes],
                   realm_id: Callable[[web.Request], Awaitable[str]],
-                  issuer: Callable[[web.Request, str], str]) -> Callable[[web.Request], Awaitable[web.Response]]:
+                  issuer: Callable[[web.Request, str], str],
+                  session_active: Callable[[web.Request, str], bool] = lambda _r, _sid: True,
+                  ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The userinfo handler of the stand-in whose account store, signing key, realm lookup (404 for an unknown
-    realm) and issuer URL these functions give."""
+    realm), issuer URL and session check (is the session with this id still active?) these functions give."""
 
     async def userinfo(request: web.Request) -> web.Response:
         realm = request.match_info["realm"]
@@ -70,6 +76,8 @@ def make_userinfo(store: Callable[[web.Request], AccountStore], key: Callable[[w
             return _challenge(realm, 401, "invalid_token", "Token verification failed")
         if "openid" not in str(claims.get("scope") or "").split():
             return _challenge(realm, 403, "insufficient_scope", "Missing openid scope")
+        if not session_active(request, str(claims.get("sid"))):
+            return _challenge(realm, 401, "invalid_request", SESSION_GONE)
         user = await asyncio.to_thread(store(request).get_user, realm_key, str(claims.get("sub")))
         if user is None:
             return _challenge(realm, 401, "invalid_token", "User not found")
