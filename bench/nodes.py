@@ -24,8 +24,9 @@ from infra.local.process import read_pid
 from streams.core.model import SIDES
 from streams.topology.plan import NetworkPlan
 
-#: Shared processes without a node in their name: they run in the cloud (the root).
-CLOUD_INFRASTRUCTURE = ("broker", "link")
+#: Shared processes without a node in their name: they run in the cloud (the root). The sharing service
+#: stand-in is the embedded stack's stand-in for an outside service the cloud submits to (docs/fhir.md).
+CLOUD_INFRASTRUCTURE = ("broker", "link", "fhir-standin")
 #: The node kinds figures are summed by.
 NODE_KINDS = ("hospital", "cloud", "regional")
 UNATTRIBUTED = "unattributed"

@@ -68,6 +68,9 @@ def test_shared_and_regional_processes_are_placed_by_their_names() -> None:
     assert node_of(plan, "pg-region-1") == "region-1"
     assert node_of(plan, plan_name(plan, "hosp-a", "worker-local_to_region-1")) == "region-1"
     assert node_of(plan, "fanout") == "remote"  # the network's shared data dir: the cloud's fan-out
+    # The cloud's FHIR worker and the sharing service stand-in it submits to (docs/fhir.md).
+    assert node_of(plan, "fhir-remote") == node_of(plan, "fhir-standin") == "remote"
+    assert node_of(plan, plan_name(plan, "hosp-a", "api-local")) == "hosp-a"  # the HTTP API beside its stores
     assert node_of(plan, "mystery") == "unattributed"
     assert [node_kind(plan, n) for n in ("remote", "region-1", "hosp-a", "nowhere")] == [
         "cloud", "regional", "hospital", "unattributed"]
