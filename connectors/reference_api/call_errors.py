@@ -25,7 +25,8 @@ from connectors.stores.serials import SerialExhaustedError
 OWN_ERRORS: tuple[type[BaseException], ...] = (ApiError, SerialExhaustedError)
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from or during, each once, outermost first."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen:
@@ -38,8 +39,9 @@ def _kind(exc: BaseException) -> str:
     return f"{type(exc).__module__.split('.')[0]}.{type(exc).__qualname__}"
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    for link in _chain(exc):
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE anywhere in ``exc``'s chain (psycopg or a SQLAlchemy wrapper), or None."""
+    for link in exception_chain(exc):
         for candidate in (link, getattr(link, "orig", None)):
             state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
             if isinstance(state, str) and state:
@@ -55,13 +57,14 @@ def one_line(exc: BaseException, api_id: str, side: str, detail: Path | None) ->
         return f"the payload is not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
     if isinstance(exc, UnicodeDecodeError):
         return "the payload file is not UTF-8 text"
-    state = _sqlstate(exc)
+    state = sqlstate_of(exc)
     hint = ""
     if state and state.startswith("22"):
         hint = "; a payload value the store cannot hold (a data exception)"
     elif state and state.startswith("23"):
         hint = "; the store refused the row (an integrity constraint)"
-    elif (state and state.startswith("08")) or any(type(link).__name__ == "OperationalError" for link in _chain(exc)):
+    elif (state and state.startswith("08")) or any(type(link).__name__ == "OperationalError"
+                                                   for link in exception_chain(exc)):
         hint = "; a store could not be reached or failed"
     where = f"; details in {detail}" if detail is not None else ""
     what = _kind(exc) + (f", SQLSTATE {state}" if state else "")
@@ -71,7 +74,7 @@ def one_line(exc: BaseException, api_id: str, side: str, detail: Path | None) ->
 def write_detail(path: Path, exc: BaseException, api_id: str, side: str) -> Path | None:
     """Append the value-free detail of ``exc`` to ``path``; the path, or None if it cannot be written."""
     lines = [f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {api_id} on {side}: {_kind(exc)}"]
-    for link in _chain(exc):
+    for link in exception_chain(exc):
         state = getattr(link, "sqlstate", None) or getattr(getattr(link, "orig", None), "sqlstate", None)
         statement = getattr(link, "statement", None)
         lines.append(f"  caused by {_kind(link)}" + (f" (SQLSTATE {state})" if state else ""))

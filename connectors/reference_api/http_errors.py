@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from connectors.reference_api.call_errors import one_line
+from connectors.reference_api.call_errors import exception_chain, one_line, sqlstate_of
 from connectors.reference_api.errors import ApiError, PayloadError
 from connectors.stores.serials import SerialExhaustedError
 from streams.core.errors import PlatSyncError
@@ -76,29 +76,11 @@ class Failure:
         return doc
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
-def _sqlstate(exc: BaseException) -> str:
-    for link in _chain(exc):
-        for candidate in (link, getattr(link, "orig", None)):
-            state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
-            if isinstance(state, str) and state:
-                return state
-    return ""
-
-
 def unreachable(exc: BaseException) -> bool:
     """True if ``exc`` (or what it was raised from or during) says a store or Keycloak is out of reach."""
-    if _sqlstate(exc).startswith(_UNREACHABLE_SQLSTATES):
+    if (sqlstate_of(exc) or "").startswith(_UNREACHABLE_SQLSTATES):
         return True
-    for link in _chain(exc):
+    for link in exception_chain(exc):
         if type(link).__name__ in _UNREACHABLE or isinstance(link, ConnectionError | TimeoutError):
             return True
         if type(link).__name__ == "KeycloakConfigError" and getattr(link, "retryable", False):
@@ -121,7 +103,7 @@ def classify(exc: BaseException, api_id: str, side: str) -> Failure | None:
         return unavailable(one_line(exc, api_id, side, None))
     if isinstance(exc, ApiError | SerialExhaustedError):
         return Failure("refused", one_line(exc, api_id, side, None))
-    state = _sqlstate(exc)
+    state = sqlstate_of(exc) or ""
     if state.startswith("22"):
         return Failure("rejected_value", one_line(exc, api_id, side, None))
     if state.startswith("23"):
