@@ -48,6 +48,9 @@ class Sizes:
 
 FULL = Sizes(bulk_documents=50_000, steady_rate_per_s=200, steady_duration_s=60, catchup_changes=100_000)
 QUICK = Sizes(bulk_documents=20_000, steady_rate_per_s=200, steady_duration_s=20, catchup_changes=20_000)
+#: The test suite's size (``--smoke``): every scenario and correctness check runs; the figures mean nothing.
+SMOKE = Sizes(bulk_documents=2_000, steady_rate_per_s=50, steady_duration_s=4, catchup_changes=2_000,
+              master_rows=10_000, master_targets=30)
 
 #: key -> (comparison, target) on the 2-core reference machine (issue #5).
 TARGETS: dict[str, tuple[str, float]] = {
@@ -136,9 +139,10 @@ def write_report(report: dict[str, Any], json_path: Path | None) -> None:
 
 
 def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | None = None,
-              keep: bool = False) -> dict[str, Any]:
-    """Run the benchmark; return (and optionally write as JSON) the report."""
-    sizes = QUICK if quick else FULL
+              keep: bool = False, smoke: bool = False) -> dict[str, Any]:
+    """Run the benchmark (``smoke``: at :data:`SMOKE` sizes, to check it works); return (and optionally write as
+    JSON) the report."""
+    sizes = SMOKE if smoke else QUICK if quick else FULL
     timeout_s = 600.0
     data_dir = make_data_dir("platsync-bench-", work_dir)
     settings = isolated_settings(data_dir)
@@ -147,7 +151,7 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
     checks: list[Check] = []
     cpu: dict[str, dict[str, float]] = {}
     started = time.monotonic()
-    say(f"benchmark ({'quick' if quick else 'full'}) in {data_dir}")
+    say(f"benchmark ({'smoke' if smoke else 'quick' if quick else 'full'}) in {data_dir}")
     try:
         stack.up(say=lambda m: say(f"stack: {m}"))
         meter = CpuMeter(stack.running)
@@ -191,7 +195,7 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
     report = {
-        "quick": quick, "sizes": asdict(sizes), "figures": figures, "targets": target_status(figures),
+        "quick": quick, "smoke": smoke, "sizes": asdict(sizes), "figures": figures, "targets": target_status(figures),
         "checks": [asdict(c) for c in checks], "peak_rss_mb_by_process": memory.report.peak_mb,
         "memory_samples": memory.report.samples, "cpu_s_by_process": cpu, "machine": machine(), "commit": commit_id(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "duration_s": round(time.monotonic() - started, 1),

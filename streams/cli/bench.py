@@ -47,7 +47,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                           documents=args.documents)
                 table = render_fanout_table(report)
             elif args.topology is None:
-                report = run_bench(args.quick, args.json, say, work_dir=args.work_dir, keep=args.keep)
+                report = run_bench(args.quick, args.json, say, work_dir=args.work_dir, keep=args.keep,
+                                   smoke=args.smoke)
                 table = render_table(report)
             else:
                 report = run_topology_bench(args.topology, args.quick, args.json, say, work_dir=args.work_dir,
@@ -82,6 +83,9 @@ def register(sub: Any) -> None:
     p.add_argument("--quick", action="store_true",
                    help="smaller scenarios (20,000-document bulk, 20 s steady, 20,000 catch-up changes; the "
                         "master's 100,000 rows either way; with --topology: 20,000 documents per hospital)")
+    p.add_argument("--smoke", action="store_true",
+                   help="the smallest sizes (2,000-document bulk, 4 s steady, 10,000-row master): checks that every "
+                        "scenario runs and verifies; its figures mean nothing (the test suite uses it)")
     p.add_argument("--topology", type=Path, metavar="FILE",
                    help="run a network of this topology instead and measure the fan-in: every hospital "
                         "bulk-registers 50,000 documents at once (bench/RESULTS.md)")
