@@ -107,12 +107,7 @@ def resync_store(settings: Settings, side: str, store: str,
                     if marker.applied_by_sync or marker.origin_side != side:
                         echoes += 1
                         continue
-                    events.append(ChangeEvent(
-                        event_id=f"{side}.{store}:resync:{lsn}:{sent + len(events)}", source_side=side,
-                        source_store=store, table=table, op="r", key=str(row["id"]), version=int(row["version"]),
-                        row={k: _wire(v) for k, v in row.items()}, api_id=marker.api_id, call_id=marker.call_id,
-                        origin_side=side, lsn=lsn, txid=marker.txid, commit_ts_ms=marker.created_ms,
-                        captured_ts_ms=now_ms()))
+                    events.append(_event(side, store, table, row, marker, lsn, sent + len(events), now_ms()))
                 if events:
                     publish(events)
                     sent += len(events)
@@ -122,6 +117,46 @@ def resync_store(settings: Settings, side: str, store: str,
     if unmarked:
         log.warning("%s/%s: %d row(s) last written outside the APIs (no marker) were not re-sent",
                     side, store, unmarked)
+
+
+def _event(side: str, store: str, table: str, row: dict[str, Any], marker: _Marker, lsn: int, seq: int,
+           now_ms: int) -> ChangeEvent:
+    """The re-capture event (op ``r``) of a row's current state, with the API of its marker."""
+    return ChangeEvent(
+        event_id=f"{side}.{store}:resync:{lsn}:{seq}", source_side=side, source_store=store, table=table, op="r",
+        key=str(row["id"]), version=int(row["version"]), row={k: _wire(v) for k, v in row.items()},
+        api_id=marker.api_id, call_id=marker.call_id, origin_side=side, lsn=lsn, txid=marker.txid,
+        commit_ts_ms=marker.created_ms, captured_ts_ms=now_ms)
+
+
+def resync_rows(settings: Settings, side: str, store: str, table: str, ids: list[str],
+                now_ms: Callable[[], int]) -> tuple[list[ChangeEvent], dict[str, str]]:
+    """The re-capture events of the rows ``ids`` of one table, by the rules of :func:`resync_store`, and for
+    each row not re-sent why: ``missing`` (no such live row), ``echo`` (its state came from the other side)
+    or ``unmarked`` (written outside the APIs)."""
+    events: list[ChangeEvent] = []
+    skipped: dict[str, str] = {}
+    with psycopg.connect(libpq_dsn(settings, side, store, "capture")) as conn:
+        lsn = conn.execute("SELECT (pg_current_wal_lsn() - '0/0')::bigint").fetchone()[0]
+        markers = _markers(conn)
+        cur = conn.execute(f"SELECT xmin::text::bigint AS platsync_xmin, t.* FROM {table} t "  # noqa: S608
+                           f"WHERE ({sent_rows(table)}) AND id::text = ANY(%s) ORDER BY id", (ids,))
+        columns = [d.name for d in cur.description or []]
+        rows = [(int(r[0]), dict(zip(columns[1:], r[1:], strict=True))) for r in cur.fetchall()]
+    found = {str(row["id"]): (xmin, row) for xmin, row in rows}
+    for row_id in ids:
+        if row_id not in found:
+            skipped[row_id] = "missing"
+            continue
+        xmin, row = found[row_id]
+        marker = markers.get(xmin)
+        if marker is None:
+            skipped[row_id] = "unmarked"
+        elif marker.applied_by_sync or marker.origin_side != side:
+            skipped[row_id] = "echo"
+        else:
+            events.append(_event(side, store, table, row, marker, lsn, len(events), now_ms()))
+    return events, skipped
 
 
 def _rows(conn: psycopg.Connection[Any], table: str) -> Iterator[list[tuple[int, dict[str, Any]]]]:

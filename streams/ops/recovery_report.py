@@ -143,7 +143,7 @@ def dead_lettered_keys(settings: Settings, route: str, timeout_s: float = 3.0) -
     return found
 
 
-def _conflicts_by_row(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], tuple[str, str, str]]:
+def conflicts_by_row(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], tuple[str, str, str]]:
     """(table, row id) -> (conflict id, winner side, rule) recorded in this database, if any."""
     exists = conn.execute("SELECT to_regclass('platsync_conflict') IS NOT NULL").fetchone()
     if not exists or not exists[0]:
@@ -221,7 +221,7 @@ def build_report(settings: Settings, start_ms: int, end_ms: int | None) -> list[
                 continue  # fructos_patient exists in the cloud only; nothing is copied back into it
             with psycopg.connect(libpq_dsn(settings, side, store, "operator")) as src, \
                     psycopg.connect(libpq_dsn(settings, other, store, "operator")) as dst:
-                conflicts = {**_conflicts_by_row(src), **_conflicts_by_row(dst)}
+                conflicts = {**conflicts_by_row(src), **conflicts_by_row(dst)}
                 if side == SIDES[0]:  # each store's conflicts once (they name both sides)
                     entries.extend(_lost_in_conflicts([src, dst], store, start_ms, end_ms))
                 for table in sent_tables(store, side):
@@ -275,9 +275,11 @@ def render(entries: list[Entry], start_ms: int, end_ms: int | None, note: str = 
 
 def as_json(entries: list[Entry], start_ms: int, end_ms: int | None,
             window: Window | None = None) -> dict[str, Any]:
-    """The report as JSON-friendly data; ``window`` adds where its start comes from (``basis``)."""
+    """The report as JSON-friendly data; ``window`` adds where its start comes from (``basis``). Each entry's
+    ``id`` (side/store/table/row_id) names it to ``platsync recovery-copy``."""
     described: dict[str, Any] = {"start": _iso(start_ms), "end": _iso(end_ms) if end_ms else None}
     if window is not None:
         described.update(basis=window.basis, detected=None if window.detected_ms is None else _iso(window.detected_ms),
                          note=window.note())
-    return {"window": described, "entries": [asdict(e) for e in entries]}
+    return {"window": described,
+            "entries": [{"id": f"{e.side}/{e.store}/{e.table}/{e.row_id}", **asdict(e)} for e in entries]}
