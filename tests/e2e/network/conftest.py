@@ -46,8 +46,9 @@ def running_network(topology: Path, prefix: str = "platsync-net-", **settings: A
 
 @pytest.fixture(scope="package")
 def network() -> Iterator[Network]:
-    """The running regional network; stopped after the package's last test."""
-    with running_network(TOPOLOGY) as net:
+    """The running regional network, on TLS + SASL (test_sasl_network.py); stopped after the package's last
+    test."""
+    with running_network(TOPOLOGY, broker_security_protocol="sasl_ssl") as net:
         yield net
 
 

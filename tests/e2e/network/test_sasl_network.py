@@ -1,18 +1,17 @@
 """A network on TLS + SASL (``broker_security_protocol = "sasl_ssl"``): every process, sharing ones included,
 authenticates at the one broker endpoint as its own principal.
 
-The two-hospital topology, started by ``Network.up`` as ``platsync up --topology`` does: its links share the
-network's CA and users file (infra/local/broker_secrets.py ``share_with_links``), so the link proxy accepts each
-process's own user, and no other: hospital B subscribes to a patient through its API, hospital A registers and
-approves a document of that patient, B's subscriber holds the copy, the index finds it, and the proxy refused
-no connection along the way.
+The package's network (tests/e2e/network/conftest.py) runs on TLS + SASL, so every network test proves that too.
+Started by ``Network.up`` as ``platsync up --topology`` does, its links share the network's CA and users file
+(infra/local/broker_secrets.py ``share_with_links``), so the link proxy accepts each process's own user, and no
+other: hospital B subscribes to a patient through its API, hospital A registers and approves a document of that
+patient, B's subscriber holds the copy, the index finds it in the cloud and the region, and the proxy refused no
+connection along the way.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,20 +21,13 @@ from infra.local.link import enforced_state
 from infra.local.network import Network
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.kafka_config import broker_secrets_dir, generated_users
-from tests.e2e.network.conftest import running_network
+from tests.e2e.network.conftest import REGION
 from tests.e2e.network.test_index_network import find
 from tests.e2e.network.test_regional import synced
 from tests.e2e.network.test_sharing_network import register
 from tests.support.helpers import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.embedded_broker]
-TOPOLOGY = Path(__file__).resolve().parents[2] / "infra" / "topologies" / "two_hospitals.toml"
-
-
-@pytest.fixture(scope="module")
-def network() -> Iterator[Network]:
-    with running_network(TOPOLOGY, "platsync-netsasl-", broker_security_protocol="sasl_ssl") as net:
-        yield net
 
 
 def held_copies(network: Network, hospital: str, patient: str) -> int:
@@ -45,6 +37,7 @@ def held_copies(network: Network, hospital: str, patient: str) -> int:
 
 
 def test_a_sasl_network_shares_with_each_process_as_its_own_user(network: Network) -> None:
+    assert network.settings.broker_security_protocol == "sasl_ssl"
     a, b = network.link("hosp-a"), network.link("hosp-b")
     users = generated_users(network.settings)
     for link in (a, b):
@@ -62,8 +55,9 @@ def test_a_sasl_network_shares_with_each_process_as_its_own_user(network: Networ
     register(a, "local", f"sasl-{tag}", patient_id=patient)
     synced(a)
     eventually(lambda: held_copies(network, "hosp-b", patient) == 1, "hospital B's copy (fan-out -> subscriber)")
-    eventually(lambda: find(network, patient) == {("remote", "hosp-a", 1, ("referral",))},
-               "the index (declarer -> indexer)")
+    eventually(lambda: find(network, patient) == {(server, "hosp-a", 1, ("referral",))
+                                                  for server in (network.topology.root.id, REGION)},
+               "the index (declarers -> indexer)")
     for link in (a, b):
         state = enforced_state(link)
         assert state["connections"] > 0 and state["auth_failed"] == 0, state
