@@ -35,6 +35,7 @@ from aiohttp import web
 from connectors.reference_api.call_errors import one_line, write_detail
 from connectors.reference_api.http_auth import TokenCheck, userinfo_url
 from connectors.reference_api.http_errors import Failure, HttpApiError, classify, internal
+from connectors.reference_api.mode_source import ModeFollower
 from connectors.reference_api.openapi import API_PREFIX, SERVED_APIS, openapi_document
 from connectors.reference_api.service import ReferenceApi, canonical_api_id
 from connectors.reference_api.subscriptions_api import canonical_subscription_api
@@ -133,14 +134,16 @@ def http_failure(status: int, method: str) -> Failure:
 
 def create_app(settings: Settings, side: str, *, token_check: Any = None,
                api_factory: Callable[[], Api] | None = None, workers: int = DEFAULT_WORKERS,
-               mode: Callable[[], str] | None = None) -> web.Application:
-    """The aiohttp application of ``side``'s API (``token_check``: an object with ``async claims(header)``)."""
+               mode: Callable[[], str] | None = None, mode_url: str | None = None) -> web.Application:
+    """The aiohttp application of ``side``'s API (``token_check``: an object with ``async claims(header)``; the
+    mode from ``mode``, else from the mode server at ``mode_url``, else from the side's mode state file)."""
     if side not in SIDES:
         raise ValueError(f"unknown side {side!r}; expected one of {', '.join(SIDES)}")
     check = token_check or TokenCheck(userinfo_url(settings.keycloak_url(side), settings.keycloak_realm),
                                       settings.keycloak_realm, settings.keycloak_timeout_s)
     calls = Calls(api_factory or (lambda: ReferenceApi(settings, side)), workers)
-    read_mode = mode or (lambda: current_mode(settings, side))
+    follower = ModeFollower(mode_url) if mode is None and mode_url else None
+    read_mode = mode or (follower.mode if follower else (lambda: current_mode(settings, side)))
     cached: list[Any] = [0.0, None]
     detail_log = settings.data_dir / "logs" / "call-errors.log"
 
@@ -199,6 +202,8 @@ def create_app(settings: Settings, side: str, *, token_check: Any = None,
         if close is not None:
             await close()
         await asyncio.get_running_loop().run_in_executor(None, calls.close)
+        if follower is not None:
+            await asyncio.get_running_loop().run_in_executor(None, follower.close)
 
     # Twice the broker's message limit: a base64 document near the limit still arrives, to be refused precisely.
     app = web.Application(middlewares=[envelope], client_max_size=2 * settings.kafka_message_max_bytes)
@@ -218,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, help="data dir (default from settings)")
     parser.add_argument("--port", type=int, help="HTTP port (default: settings api_<side>_port)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="threads running API calls")
+    parser.add_argument("--mode-url", help="follow the mode server at this URL (its X-Hybridmode) instead of its "
+                        "state file in the data dir (a Kubernetes pod: docs/reference_api_http.md)")
     args = parser.parse_args(argv)
     configure_logging(f"api-{args.side}")
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
@@ -234,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("serving the %s side's reference API on http://%s:%s (tokens of realm %s at %s)", args.side,
              settings.host, port, settings.keycloak_realm, settings.keycloak_url(args.side))
     try:
-        web.run_app(create_app(settings, args.side, workers=args.workers), host=settings.host, port=port,
+        app = create_app(settings, args.side, workers=args.workers, mode_url=args.mode_url)
+        web.run_app(app, host=settings.host, port=port,
                     access_log=None, print=None, handle_signals=True, **HANDLER_ARGS)
     except OSError as exc:
         print(f"api-{args.side}: cannot serve on {settings.host}:{port}: {exc}", file=sys.stderr)

@@ -90,6 +90,9 @@ DEFAULT_RESOURCES: dict[str, Resources] = {
     # The nightly backup (infra/k8s/backup_job.py): pg_dump compressing one database at a time, beside a Python
     # process counting rows and hashing files. An estimate, not a measurement.
     "backup": Resources("250m", "256Mi", "2", "1Gi"),
+    # The reference API over HTTP (infra/k8s/api.py): an aiohttp loop and 4 threads, each with its own engines
+    # (two connections per store). An estimate like the mode server's, not a measurement.
+    "api": Resources("100m", "192Mi", "1", "512Mi"),
 }
 
 
@@ -157,6 +160,8 @@ class DeploymentConfig:
     schema_registry_image: str = "confluentinc/cp-schema-registry:7.9.0"
     container_port: int = 9102  # metrics/health of every PLAT Sync pod
     mode_port: int = 8090  # X-Hybridmode status endpoint
+    api_port: int = 8092  # the reference API over HTTP (infra/k8s/api.py)
+    api_replicas: int = 1  # its pods per endpoint (stateless: more are safe)
     stamper_storage: str = "1Gi"  # markers and progress of the stamper (PersistentVolumeClaim)
     local_db_cidrs: tuple[str, ...] = ("10.10.0.0/16",)  # hospital-side PostgreSQL and Keycloak
     remote_db_cidrs: tuple[str, ...] = ("10.20.0.0/16",)  # cloud-side PostgreSQL and Keycloak
@@ -190,9 +195,12 @@ def _check_config(cfg: DeploymentConfig) -> list[str]:
         faults.append(f"namespace {cfg.namespace!r} is not a DNS label")
     if not DNS_LABEL.match(cfg.kafka_cluster):
         faults.append(f"kafka_cluster {cfg.kafka_cluster!r} is not a DNS label")
-    for name in ("kafka_nodes", "topic_replicas", "min_insync_replicas", "source_topic_partitions"):
+    for name in ("kafka_nodes", "topic_replicas", "min_insync_replicas", "source_topic_partitions", "api_replicas"):
         if getattr(cfg, name) < 1:
             faults.append(f"{name} must be >= 1")
+    for name in ("container_port", "mode_port", "api_port"):
+        if not 1 <= getattr(cfg, name) <= 65535:
+            faults.append(f"{name} must be a port (1..65535)")
     if cfg.topic_replicas > cfg.kafka_nodes:
         faults.append(f"topic_replicas {cfg.topic_replicas} > kafka_nodes {cfg.kafka_nodes}")
     if cfg.min_insync_replicas > cfg.topic_replicas:

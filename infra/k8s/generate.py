@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from infra.k8s import backup_job, fhir, kafka, master_import, netpol, sharing, users, workloads
+from infra.k8s import api, backup_job, fhir, kafka, master_import, netpol, sharing, users, workloads
 from infra.k8s.config import DEFAULT_DEPLOYMENT_FILE, K8S_DIR, Deployment, load_deployment
 from infra.k8s.scope import Scope, make_scope, res
 from streams.topology.model import Topology
@@ -48,12 +48,13 @@ def files(scope: Scope) -> tuple[tuple[str, Builder], ...]:
         ("40-volumes.yaml", lambda s, n: [*workloads.stamper_volumes(s, n), *master_import.volumes(s, n),
                                           *backup_job.volumes(s, n)]),
         ("41-deployments.yaml", lambda s, n: [*workloads.deployments(s, n), *sharing.deployments(s, n),
-                                              *fhir.deployments(s, n)]),
-        ("42-services.yaml", workloads.services),
+                                              *fhir.deployments(s, n), *api.deployments(s, n)]),
+        ("42-services.yaml", lambda s, n: [*workloads.services(s, n), *api.services(s, n)]),
         ("43-cronjobs.yaml", lambda s, n: [*master_import.cronjobs(s, n), *backup_job.cronjobs(s, n)]),
         ("50-network-policies.yaml", lambda s, n: [*netpol.network_policies(s, n), *sharing.network_policies(s, n),
                                                    *master_import.network_policies(s, n),
-                                                   *fhir.network_policies(s, n), *backup_job.network_policies(s, n)]),
+                                                   *fhir.network_policies(s, n), *backup_job.network_policies(s, n),
+                                                   *api.network_policies(s, n)]),
     )
 
 

@@ -70,9 +70,10 @@ def secrets(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     dep, note = scope.dep, {"platsync.io/fill-before-use": "true"}
     out = []
     for endpoint in (e for e in scope.plan.endpoints if e.node in nodes):
-        # A hospital's app role: its scheduled master import (infra/k8s/master_import.py).
+        # The app role: the reference API over HTTP (infra/k8s/api.py) of every endpoint but a replica, and a
+        # hospital's scheduled master import (infra/k8s/master_import.py).
         keys = [*(["capture-password"] if endpoint.captured else []), "apply-password",
-                *(["app-password"] if endpoint.role == "local" else [])]
+                *(["app-password"] if endpoint.role != "replica" else [])]
         out.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                     "metadata": {**object_meta(dep, scope.db_secret(endpoint.id)), "annotations": note},
                     "stringData": dict.fromkeys(keys, PLACEHOLDER)})
@@ -148,17 +149,18 @@ def container_spec(dep: Deployment, name: str, command: list[str], env: list[dic
 
 def deployment_doc(dep: Deployment, name: str, labels: dict[str, str], container: dict[str, Any], replicas: int,
                    data_volume: dict[str, Any], settings: str, recreate: bool = False,
-                   kafka: bool = True) -> dict[str, Any]:
-    """A Deployment of one PLAT Sync container, its settings and data volumes (and the Kafka CA if ``kafka``)."""
+                   kafka: bool = True, metrics: bool = True) -> dict[str, Any]:
+    """A Deployment of one PLAT Sync container, its settings and data volumes (and the Kafka CA if ``kafka``;
+    ``metrics``: the pod serves ``/metrics`` on ``container_port``, annotated for scraping)."""
     pod_labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "platsync", **labels}
     ca = [{"name": "kafka-ca", "secret": {"secretName": cluster_ca_secret(dep)}}] if kafka else []
+    scrape = {"annotations": {"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics",
+                              "prometheus.io/port": str(dep.config.container_port)}} if metrics else {}
     spec: dict[str, Any] = {
         "replicas": replicas,
         "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
         "template": {
-            "metadata": {"labels": dict(sorted(pod_labels.items())),
-                         "annotations": {"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics",
-                                         "prometheus.io/port": str(dep.config.container_port)}},
+            "metadata": {"labels": dict(sorted(pod_labels.items())), **scrape},
             "spec": {
                 "automountServiceAccountToken": False,
                 "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001,

@@ -6,7 +6,10 @@ outage, so each answer is checked against the side's mode state), 401 and no dat
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +18,14 @@ from sqlalchemy import create_engine, text
 
 from connectors.keycloak.admin import accounts_for, login
 from connectors.reference_api.service import ReferenceApi
+from infra.local.process import free_port
 from infra.local.stack import Stack, components
 from streams.apply.mode_state import current_mode
 from streams.core.modes import hybridmode
 from streams.runtime.connections import dsn
 from streams.runtime.settings import Settings
 from tests.support import keycloak_scenarios as sc
-from tests.support.helpers import wait_for
+from tests.support.helpers import platsync, wait_for
 from tests.unit.test_reference_api_http import BAD_AUTH, BAD_BODIES, BAD_PATHS
 
 pytestmark = pytest.mark.e2e
@@ -153,3 +157,35 @@ def test_fuzzed_requests_never_answer_500(stack: Stack, tokens: dict[str, str]) 
             assert r.status_code == 401 and r.headers["X-Hybridmode"] == expected_header(s, side), (auth, r.status_code)
             seen += 1
     assert seen >= 100
+
+
+def test_a_server_without_the_state_file_follows_the_mode_server_over_http(stack: Stack, tmp_path: Path) -> None:
+    """As in a Kubernetes pod (``--mode-url``, infra/k8s/api.py): a data dir of its own, no mode state file;
+    X-Hybridmode follows the hospital's mode server, through a mode set by hand and back."""
+    s = stack.settings
+    port = free_port(s.host)
+    mode_url = f"http://{s.host}:{s.mode_port('local')}/healthz"
+    log = (tmp_path / "api.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "connectors.reference_api.http_server", "--side", "local",
+                               "--data-dir", str(tmp_path / "data"), "--port", str(port), "--mode-url", mode_url],
+                              cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+
+    def header() -> str | None:
+        try:
+            return requests.get(f"http://{s.host}:{port}/healthz", timeout=5).headers.get("X-Hybridmode")
+        except requests.ConnectionError:
+            return None
+
+    try:
+        assert wait_for(lambda: header() == expected_header(s, "local"), 30), header()
+        assert platsync(s, "mode", "set", "emergency", "--side", "local", "--note", "pod test").returncode == 0
+        try:
+            assert wait_for(lambda: header() == "emergency-fa", 10), header()
+            assert not (tmp_path / "data" / "mode").exists()  # it read no state file of its own
+        finally:
+            assert platsync(s, "mode", "set", "--clear", "--side", "local").returncode == 0
+        assert wait_for(lambda: header() == expected_header(s, "local") != "emergency-fa", 30), header()
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()

@@ -90,9 +90,13 @@ def test_every_plan_process_has_exactly_one_workload_on_its_node(name: str) -> N
     p = plan(name)
     by_user = {user_name(principal): process for process, principal in plan_principals(DEPLOYMENT.settings, p).items()}
     found: dict[str, list[str]] = {}
+    apis: dict[str, list[str]] = {}
     for node, doc in resources(name, "Deployment"):
         user = env(doc).get("PLATSYNC_BROKER_USERNAME")
         if user is None:  # no Kafka user: the registry, and the cloud's FHIR worker (no Kafka, infra/k8s/fhir.py)
+            if doc["metadata"]["labels"]["platsync.io/component"] == "api":  # infra/k8s/api.py (test_k8s_api.py)
+                apis.setdefault(node, []).append(doc["metadata"]["name"])
+                continue
             assert doc["metadata"]["name"] in ("platsync-schema-registry", f"platsync-fhir-{res(p.topology.root.id)}")
             assert node == p.topology.root.id
             continue
@@ -104,6 +108,10 @@ def test_every_plan_process_has_exactly_one_workload_on_its_node(name: str) -> N
     expected = {process: [p.node_of_process(process)] for process in (*p.processes(), *p.subscription_processes())
                 if not process.startswith("pg-")}
     assert found == expected
+    # A reference API beside each mode server: every endpoint but a regional server's replicas, on its node.
+    assert {n: sorted(names) for n, names in apis.items()} == {
+        n: sorted(f"platsync-api-{res(e.id)}" for e in p.endpoints if e.node == n and e.role != "replica")
+        for n in {e.node for e in p.endpoints if e.role != "replica"}}
     # Each captured endpoint's Kafka Connect runs beside its stamper.
     connects = {doc["metadata"]["name"]: node for node, doc in resources(name, "KafkaConnect")}
     assert connects == {f"platsync-connect-{res(e.id)}": e.node for e in p.endpoints if e.captured}
