@@ -4,18 +4,20 @@ Each endpoint with captured stores (the default deployment's ``local`` and ``rem
 and each hospital's stores in the cloud, ``remote.<hospital>``; a regional server's replicas are not backed up)
 gets, like the master import (infra/k8s/master_import.py):
 
-- a ``batch/v1`` CronJob ``platsync-backup-<endpoint>`` running the engine image's
-  ``platsync backup create --node <side> [--no-ship]`` on the setting ``backup_schedule`` (UTC: ``timeZone:
+- a ``batch/v1`` CronJob ``platsync-backup-<endpoint>`` running the engine image's ``platsync backup create
+  --node <side> [--name <endpoint>] [--no-ship]`` on the setting ``backup_schedule`` (UTC: ``timeZone:
   Etc/UTC``), or the node's ``[k8s.backup.nodes.<id>] schedule``: ``concurrencyPolicy: Forbid``, a starting
   deadline, history limits, a back-off limit and an active deadline. ``<side>`` is the endpoint's name in the
-  link settings its pod reads (``local`` or ``remote``), as ``--node`` accepts outside an embedded network. The pod
+  link settings its pod reads (``local`` or ``remote``), as ``--node`` accepts outside an embedded network; in a
+  network ``--name <endpoint>`` names the backups after the node (``hosp-a-<time>``, ``remote.hosp-a-<time>``)
+  as the embedded network does, where the side would call every hospital's ``local``. The pod
   connects as the admin ``pg_user`` (``PLATSYNC_PG_PASSWORD`` from the node's Secret ``platsync-db-admin-<node>``,
   rendered here) and, where the node's Keycloak database is a configured DSN without a password, with
   ``PGPASSWORD`` from its Keycloak Secret like the capture. It needs no Kafka;
 - its ``backup_dir``: the claim ``<claim>-<endpoint>`` (rendered in ``40-volumes.yaml`` unless ``create_claim =
   false``), mounted at :data:`BACKUP_DIR` and passed as ``PLATSYNC_BACKUP_DIR``;
-- its ``backup_parent_dir``: for a hospital the existing claim ``parent_claim`` (the cloud's storage: in a network
-  each hospital ships into ``<endpoint>/`` of it, their backups being all called ``local``), mounted at
+- its ``backup_parent_dir``: for a hospital the existing claim ``parent_claim`` (the cloud's storage: each
+  hospital's backups go into ``<endpoint>/`` of it, the directory of the node they are named after), mounted at
   :data:`PARENT_DIR`; none configured (and the cloud root, which has no parent, unless its node table names one):
   ``--no-ship``;
 - a NetworkPolicy per node letting the jobs reach only the node's PostgreSQL and Keycloak's database
@@ -69,8 +71,9 @@ def parent_claim(scope: Scope, endpoint: Endpoint) -> str:
 
 
 def parent_dir(scope: Scope, endpoint: Endpoint) -> str:
-    """``backup_parent_dir`` in the job: the parent's mount (in a network: the endpoint's directory of it)."""
-    return PARENT_DIR if scope.is_default else f"{PARENT_DIR}/{res(endpoint.id)}"
+    """``backup_parent_dir`` in the job: the parent's mount (each backup ships into ``<endpoint id>/`` of it, the
+    node its name carries, as on the embedded stack)."""
+    return PARENT_DIR
 
 
 def schedule(scope: Scope, endpoint: Endpoint) -> str:
@@ -82,10 +85,19 @@ def schedule(scope: Scope, endpoint: Endpoint) -> str:
     return when
 
 
+def backup_node(endpoint: Endpoint) -> str:
+    """The node the endpoint's backups are named after: its id (``hosp-a``, ``remote.hosp-a``; the default
+    deployment's ``local`` and ``remote``), the name the embedded stack gives the same node's backups."""
+    return endpoint.id
+
+
 def command(scope: Scope, endpoint: Endpoint) -> list[str]:
-    """``platsync backup create --node <side> [--no-ship]``."""
+    """``platsync backup create --node <side> [--name <endpoint id>] [--no-ship]``: ``--name`` where the side is
+    not the endpoint's id (a network), so that the backups say which node they are of."""
+    side, node = scope.side(endpoint.id), backup_node(endpoint)
+    name = [] if node == side else ["--name", node]
     ship = [] if parent_claim(scope, endpoint) else ["--no-ship"]
-    return ["platsync", "backup", "create", "--node", scope.side(endpoint.id), *ship]
+    return ["platsync", "backup", "create", "--node", side, *name, *ship]
 
 
 def _keycloak_db(scope: Scope, endpoint: Endpoint) -> str:

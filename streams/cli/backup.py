@@ -15,10 +15,22 @@ from typing import Any
 
 from streams.cli.network import UnknownNodeError, resolve_node
 from streams.cli.options import add_node_option
-from streams.ops.backup_format import BackupError, age_s, backup_root, describe_age, manifest_summary, parent_root
+from streams.ops.backup_format import (
+    BackupError,
+    age_s,
+    backup_root,
+    check_node_name,
+    describe_age,
+    manifest_summary,
+    parent_root,
+)
 from streams.runtime.settings import Settings, load_settings
 
 DEFAULT_NODE = "local"
+
+
+class BackupNameError(BackupError):
+    """``--name`` cannot name a backup (a usage error: exit 2)."""
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -37,7 +49,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
             return cmd_restore(args)
         return _verify(settings, args)
-    except UnknownNodeError as exc:
+    except (UnknownNodeError, BackupNameError) as exc:
         print(f"platsync backup: {exc}", file=sys.stderr)
         return 2
     except BackupError as exc:
@@ -49,19 +61,38 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return 3
 
 
+def backup_node(settings: Settings, node: str, name: str | None) -> str:
+    """The name ``node``'s backups carry: ``node`` itself, or ``--name`` (a pod's node id: in a pod ``--node`` is the
+    endpoint's side, ``local`` or ``remote``; docs/backups.md). :class:`BackupNameError` if it is not a backup's
+    node name, or if ``name`` is another node of this stack (its backups would be taken for that node's)."""
+    try:
+        check_node_name(name or node)
+    except BackupError as exc:
+        raise BackupNameError(str(exc)) from None
+    if name is None or name == node:
+        return node
+    try:
+        resolve_node(settings, name)
+    except UnknownNodeError:
+        return name
+    raise BackupNameError(f"--name {name}: {name} is another node of this stack; back it up with --node {name}")
+
+
 def _create(settings: Settings, args: argparse.Namespace) -> int:
     from streams.ops.backup import create_backup, prune, ship  # deferred: psycopg, with cmd_backup
 
     node = args.side or DEFAULT_NODE
     link, side = resolve_node(settings, node)
-    print(f"backing up {node} ({side} side) into {backup_root(settings) / node} ...")
-    path = create_backup(link, side, node, backup_root(settings))
+    name = backup_node(settings, node, args.name)
+    called = "" if name == node else f" as {name}"
+    print(f"backing up {node} ({side} side){called} into {backup_root(settings) / name} ...")
+    path = create_backup(link, side, name, backup_root(settings))
     print(f"backup {path.name} complete: {path}")
     if not args.no_ship:
         copy = ship(path, parent_root(settings))
         print(f"shipped to the parent: {copy} (checked: every file's size and sha256 match)")
     for root, where in ((backup_root(settings), "here"), (parent_root(settings), "at the parent")):
-        for gone in prune(root, node, settings.backup_keep):
+        for gone in prune(root, name, settings.backup_keep):
             print(f"retention ({settings.backup_keep}): deleted {gone} {where}")
     return 0
 
@@ -104,10 +135,11 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
     from streams.ops.backup_verify import verify_backup  # deferred: with it
 
     node = args.side or DEFAULT_NODE
+    name = args.name or node  # --name: the backups of a pod's node id, restore-tested on --node's side
     root = parent_root(settings) if args.parent else backup_root(settings)
-    held = list_backups(root, node)
+    held = list_backups(root, name)
     if args.backups:
-        paths = [Path(b) if Path(b).is_dir() else root / node / b for b in args.backups]
+        paths = [Path(b) if Path(b).is_dir() else root / name / b for b in args.backups]
         unknown = [str(p) for p in paths if not p.is_dir()]
         if unknown:
             print(f"platsync backup verify: no such backup: {', '.join(unknown)}", file=sys.stderr)
@@ -115,7 +147,7 @@ def _verify(settings: Settings, args: argparse.Namespace) -> int:
     elif held:
         paths = [held[-1]]
     else:
-        print(f"platsync backup verify: {node} has no backup in {root / node}", file=sys.stderr)
+        print(f"platsync backup verify: {name} has no backup in {root / name}", file=sys.stderr)
         return 2
     link, side = resolve_node(settings, node) if args.restore_test else (None, "")
     failed = 0
@@ -140,6 +172,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c = actions.add_parser("create", parents=[common], help="back up a node's stores with their positions")
     add_node_option(c, None, default=None, help="the node backed up (default: local)")
     c.add_argument("--no-ship", action="store_true", help="keep it here only (do not copy it to the parent)")
+    c.add_argument("--name", metavar="NODE_ID", help="name the backup after this node instead of --node (a pod, "
+                   "where --node is the side: local or remote)")
     c.set_defaults(func=cmd_backup)
     ls = actions.add_parser("list", parents=[common], help="the backups held here and at the parent")
     add_node_option(ls, None, default=None, help="only this node's")
@@ -148,6 +182,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     v = actions.add_parser("verify", parents=[common], help="check backups against their manifests")
     v.add_argument("backups", nargs="*", metavar="BACKUP", help="backup names or directories (default: the latest)")
     add_node_option(v, None, default=None, help="the node whose backups are checked (default: local)")
+    v.add_argument("--name", metavar="NODE_ID", help="the backups named after this node (a pod's; --node: the side "
+                   "a --restore-test restores on)")
     v.add_argument("--parent", action="store_true", help="check the copies held by the parent")
     v.add_argument("--restore-test", action="store_true",
                    help="also restore each dump into a scratch database on the node's server and compare row counts")

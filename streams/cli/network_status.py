@@ -2,12 +2,16 @@
 
 A node's row says which of its processes run (a hospital: its side of its home link; the cloud: its
 PostgreSQL, its FHIR worker and the cloud side of every home link; a regional server: its PostgreSQL and the
-replica workers feeding it). A link's row says whether it is cut and its lag: the largest lag of its routes'
-source stores, from :func:`streams.cli.status.collect_status` (source positions, never the broker's watermark).
+replica workers feeding it) and, for a node with stores, the age and name of the latest backup held of it (a
+hospital: its own; the cloud: each hospital's stores there, ``<cloud>.<hospital>``), from
+:func:`streams.cli.status.latest_backups` over the network's ``backup_dir``, where ``platsync backup create --node
+N`` keeps them. A link's row says whether it is cut and its lag: the largest lag of its routes' source stores, from
+:func:`streams.cli.status.collect_status` (source positions, never the broker's watermark).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from infra.local.fhir_runtime import fhir_process_names
@@ -15,7 +19,9 @@ from infra.local.link import link_is_up
 from infra.local.network import Network
 from infra.local.process import read_pid
 from infra.local.sharing_runtime import declarer_name
+from streams.cli.status import latest_backups
 from streams.core.model import ROUTES, replica_route
+from streams.ops.backup_format import describe_age
 
 
 def _side_of(process: str) -> str:
@@ -32,8 +38,20 @@ def _lag(status: dict[str, Any], routes: list[str]) -> tuple[int, int]:
     return max((s["lag_ms"] for s in stores), default=0), sum(1 for s in stores if s["lag_bytes"] > 0)
 
 
-def network_overview(network: Network, statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Nodes and links of a running network with their state (JSON-able); ``statuses``: each link's status."""
+def backup_nodes(network: Network, hospitals: list[str]) -> dict[str, list[str]]:
+    """The backups' node names on each network node: a hospital's own, and on the cloud each hospital's stores
+    there (``<cloud>.<hospital>``, as ``platsync backup create --node`` names them; streams/cli/network.py)."""
+    root = network.topology.root.id
+    return {root: [f"{root}.{h}" for h in hospitals], **{h: [h] for h in hospitals}}
+
+
+def network_overview(network: Network, statuses: dict[str, dict[str, Any]],
+                     now: datetime | None = None) -> dict[str, Any]:
+    """Nodes and links of a running network with their state (JSON-able); ``statuses``: each link's status.
+
+    Each node with stores gets ``backups`` (:func:`backup_nodes`: name and age at ``now`` of the latest of each, or
+    None); each link's status gets its two nodes' in place of its own (a link's data dir holds no backups: they are
+    in the network's ``backup_dir``), so that its section of ``platsync status`` says the same."""
     root = network.topology.root.id
     nodes: dict[str, dict[str, Any]] = {}
 
@@ -63,6 +81,11 @@ def network_overview(network: Network, statuses: dict[str, dict[str, Any]]) -> d
             add(hospital, "subscriber", read_pid(network.link(hospital).data_dir, "subscriber") is not None)
     for name in fhir_process_names(network.settings):  # the cloud's FHIR worker and stand-in (docs/fhir.md)
         add(root, name, read_pid(network.settings.data_dir, name) is not None)
+    for node, names in backup_nodes(network, list(statuses)).items():
+        nodes.setdefault(node, {"running": [], "down": []})["backups"] = latest_backups(network.settings, names, now)
+    for hospital, status in statuses.items():
+        status["backups"] = {"local": nodes[hospital]["backups"][hospital],
+                             "remote": nodes[root]["backups"][f"{root}.{hospital}"]}
     links: dict[str, dict[str, Any]] = {}
     for hospital, status in statuses.items():
         lag_ms, lagging = _lag(status, list(ROUTES))
@@ -86,6 +109,11 @@ def render_overview(network: Network, overview: dict[str, Any]) -> str:
         total = len(entry["running"]) + len(entry["down"])
         state = "up" if not entry["down"] else f"DEGRADED, down: {', '.join(entry['down'])}"
         lines.append(f"node {node.id:24} {node.kind:8} {len(entry['running'])}/{total} processes {state}")
+        if entry.get("backups"):
+            lines.append("     backups " + "  ".join(
+                f"{name}: " + (f"{describe_age(b['age_s'])} ago ({b['name']})" if b
+                               else f"none ('platsync backup create --node {name}')")
+                for name, b in entry["backups"].items()))
     for name, link in overview["links"].items():
         state = "up" if link["up"] else "CUT"
         behind = f"{link['stores_behind']} store(s) behind" if link["stores_behind"] else "synced"

@@ -4,6 +4,7 @@ what was applied, the lag between them (from source LSNs and commit times) and e
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,17 +101,19 @@ def collect_status(settings: Settings) -> dict[str, Any]:
             "fhir": fhir, "backups": latest_backups(settings), "errors": errors}
 
 
-def latest_backups(settings: Settings) -> dict[str, Any]:
-    """Each side's latest backup held here: its name and age in seconds (None: no backup yet)."""
-    now = datetime.now(UTC)
+def latest_backups(settings: Settings, nodes: Iterable[str] = SIDES, now: datetime | None = None) -> dict[str, Any]:
+    """Each node's latest backup held here (``backup_dir``): its name and age in seconds at ``now`` (None: no backup
+    yet). The nodes: the two sides, or a network's node names (``hosp-a``, ``remote.hosp-a``; streams/cli/network.py)
+    under the network's data dir."""
+    now = now or datetime.now(UTC)
     out: dict[str, Any] = {}
-    for side in SIDES:
-        held = list_backups(backup_root(settings), side)
+    for node in nodes:
+        held = list_backups(backup_root(settings), node)
         try:
             manifest = read_backup(held[-1]) if held else None
         except BackupError:
             manifest = None
-        out[side] = None if manifest is None else {"name": held[-1].name, "age_s": round(age_s(manifest, now))}
+        out[node] = None if manifest is None else {"name": held[-1].name, "age_s": round(age_s(manifest, now))}
     return out
 
 

@@ -24,7 +24,11 @@ from streams.runtime.settings import Settings
 
 FORMAT = "platsync-backup/1"
 MANIFEST = "manifest.json"
-_NAME = re.compile(r"^(?P<node>[a-z0-9][a-z0-9.-]*)-(?P<stamp>\d{8}T\d{6}Z)$")
+#: A node's name as backups carry it: a topology node id (``[a-z][a-z0-9_-]*``), ``<cloud>.<hospital>`` for a
+#: hospital's stores in the cloud, or a Kubernetes endpoint id (``remote.hosp-a``).
+NODE_NAME = r"[a-z0-9][a-z0-9._-]*"
+_NAME = re.compile(rf"^(?P<node>{NODE_NAME})-(?P<stamp>\d{{8}}T\d{{6}}Z)$")
+_NODE = re.compile(rf"^{NODE_NAME}$")
 
 
 class BackupError(PlatSyncError):
@@ -82,6 +86,15 @@ def parse_manifest(text: str, where: str) -> Manifest:
                         format=data["format"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BackupError(f"{where}: not a valid backup manifest ({type(exc).__name__}: {exc})") from None
+
+
+def check_node_name(node: str) -> str:
+    """``node`` if backups can be named after it (:data:`NODE_NAME`, at most 63 characters); else
+    :class:`BackupError` saying what a name may hold."""
+    if not _NODE.match(node) or len(node) > 63:
+        raise BackupError(f"cannot name backups after {node!r}: a node's name is 1-63 lower-case letters, digits, "
+                          "'.', '_' or '-', starting with a letter or digit (e.g. hosp-a, remote.hosp-a)")
+    return node
 
 
 def backup_name(node: str, at: datetime) -> str:

@@ -13,6 +13,7 @@ from streams.ops.backup_format import (
     Manifest,
     age_s,
     backup_name,
+    check_node_name,
     describe_age,
     epoch_after,
     expired,
@@ -57,6 +58,17 @@ def test_names_sort_by_time_and_give_it_back() -> None:
     assert name_time("hosp-a-latest") is None and name_time(".hosp-a-20261205T173005Z.partial") is None
     later = backup_name("hosp-a", AT + timedelta(seconds=1))
     assert sorted([later, name]) == [name, later]
+
+
+def test_every_node_name_of_a_topology_or_a_pod_gives_a_listed_backup_name() -> None:
+    # A topology's node ids may hold "_" (streams/topology/load.py); a hospital's stores in the cloud are
+    # "<cloud>.<hospital>"; the Kubernetes CronJobs pass the endpoint ids (remote.hosp-a).
+    for node in ("local", "hosp_a", "remote.hosp-a", "remote.hosp_b", "h1"):
+        assert check_node_name(node) == node
+        assert name_time(backup_name(node, AT)) == AT
+    for bad in ("", "Hosp-A", "-a", ".a", "a/b", "a b", "x" * 64):
+        with pytest.raises(BackupError, match="cannot name backups after"):
+            check_node_name(bad)
 
 
 def test_retention_keeps_the_newest_and_ignores_other_names() -> None:

@@ -1,10 +1,11 @@
 """infra/k8s/backup_job.py: the nightly backup of each node's stores, a CronJob per captured endpoint (issue 18).
 
 On the committed manifests and the example topologies: the schedule (``backup_schedule``, UTC), ``Forbid``, the
-deadlines and history, the command the CLI accepts, ``backup_dir`` on the endpoint's claim and
-``backup_parent_dir`` on the parent's (``--no-ship`` without one), the admin password from a Secret and never on
-the command line, settings that make the dump connect to the node's databases as the admin, no Kafka, and
-network policies that let the pod reach its node's PostgreSQL (and Keycloak's database) and DNS only.
+deadlines and history, the command the CLI accepts (in a network ``--name <endpoint>``: the backups carry the
+node), ``backup_dir`` on the endpoint's claim and ``backup_parent_dir`` on the parent's (``--no-ship`` without one),
+the admin password from a Secret and never on the command line, settings that make the dump connect to the node's
+databases as the admin, no Kafka, and network policies that let the pod reach its node's PostgreSQL (and Keycloak's
+database) and DNS only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from infra.k8s.config import DEFAULT_DEPLOYMENT_FILE, DeploymentError, load_depl
 from infra.k8s.generate import render
 from infra.k8s.scope import res
 from infra.k8s.validate import validate_document
+from streams.cli.backup import backup_node
 from streams.cli.main import build_parser
 from streams.cli.network import resolve_node
 from streams.ops.backup import dump_sources
@@ -80,9 +82,10 @@ def test_the_command_backs_up_the_side_and_ships_only_the_hospitals_backups() ->
     assert container(jobs["local"])["command"] == ["platsync", "backup", "create", "--node", "local"]
     # The cloud is the root: no parent to ship to.
     assert container(jobs["remote"])["command"] == ["platsync", "backup", "create", "--node", "remote", "--no-ship"]
-    for cronjob in jobs.values():
+    for cronjob in jobs.values():  # the endpoint ids are the sides: no --name, the embedded stack's names
         args = build_parser().parse_args(container(cronjob)["command"][1:])
-        assert (args.backup_action, args.side) == ("create", cronjob["metadata"]["labels"]["platsync.io/side"])
+        assert (args.backup_action, args.side, args.name) == (
+            "create", cronjob["metadata"]["labels"]["platsync.io/side"], None)
 
 
 def test_backup_dir_is_the_endpoints_claim_and_backup_parent_dir_the_parents() -> None:
@@ -165,14 +168,20 @@ def test_a_network_backs_up_each_captured_endpoint_on_its_node(name: str, tmp_pa
         node, cronjob = cronjobs[f"platsync-backup-{res(e.id)}"]
         assert node == e.node and cronjob["metadata"]["labels"]["platsync.io/node"] == e.node
         hospital = e.role == "local"
-        assert container(cronjob)["command"] == ["platsync", "backup", "create", "--node", e.role,
-                                                 *([] if hospital else ["--no-ship"])]
+        # --node: the side in the link's settings; --name: the node the backups are named after (not `local`).
+        command = container(cronjob)["command"]
+        assert command == ["platsync", "backup", "create", "--node", e.role, "--name", e.id,
+                           *([] if hospital else ["--no-ship"])]
+        args = build_parser().parse_args(command[1:])
+        assert (args.side, args.name) == (e.role, e.id)
         assert claims[volume(cronjob, "backups")["persistentVolumeClaim"]["claimName"]] == e.node
         admin = env(cronjob)["PLATSYNC_PG_PASSWORD"]["secretKeyRef"]["name"]
         assert admin == f"platsync-db-admin-{res(e.node)}" and secrets[admin] == e.node
-        if hospital:  # each hospital's backups (all named `local` in its link) in a directory of its own
-            assert env(cronjob)["PLATSYNC_BACKUP_PARENT_DIR"] == f"{PARENT_DIR}/{res(e.id)}"
+        if hospital:  # each hospital's backups in the directory of the node they are named after, <parent>/<id>/
+            assert env(cronjob)["PLATSYNC_BACKUP_PARENT_DIR"] == PARENT_DIR
         settings = pod_settings(tmp_path, cronjob, configmaps)
+        # The name is one this pod's CLI accepts (no node of its two-party settings) and a backup's node name.
+        assert backup_node(settings, e.role, e.id) == e.id
         link, side = resolve_node(settings, e.role)
         host = DEPLOYMENT.config.nodes[e.node].pg_host if hospital else DEPLOYMENT.settings.pg_host("remote")
         sources = dump_sources(link, side)

@@ -1,13 +1,16 @@
-"""The network overview of 'platsync status' (streams/cli/network_status.py) over a laid-out network."""
+"""The network overview of 'platsync status' (streams/cli/network_status.py) over a laid-out network: a row per
+node (its processes, the latest backup of each of its nodes' stores) and per link."""
 
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from infra.local.network import Network
 from streams.cli.network_status import network_overview, render_overview
 from streams.cli.subscription_status import render_subscriptions
+from streams.ops.backup_format import MANIFEST, Manifest, backup_name
 from streams.runtime.settings import load_settings
 from streams.topology.load import load_topology
 
@@ -78,3 +81,43 @@ def test_a_line_of_subscriptions_per_hospital_says_what_is_behind() -> None:
                         "2026-12-05T09:00:00; notifications 7, 0 undelivered by webhook")
     assert lines[1].endswith("notifications 3, 1 unpublished, 2 undelivered by webhook (2 failing: HTTP 503)  BEHIND")
     assert lines[2] == "subscriptions hosp-c         UNKNOWN: sharing on remote unreachable: connection refused"
+
+
+def held_backup(root: Path, node: str, at: datetime) -> str:
+    """A backup of ``node`` taken at ``at`` in the backup dir ``root`` (a manifest without databases)."""
+    name = backup_name(node, at)
+    (root / node / name).mkdir(parents=True)
+    manifest = Manifest(node=node, side="remote" if "." in node else "local", created_at=at.isoformat(),
+                        server_version="15.10", databases=(), duration_s=0.1)
+    (root / node / name / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    return name
+
+
+def test_each_node_shows_the_age_and_name_of_its_latest_backup(tmp_path: Path) -> None:
+    ports = itertools.count(36100)
+    net = Network(load_settings(env={}, data_dir=tmp_path), load_topology(TOPOLOGIES / "regional.toml"),
+                  port=lambda: next(ports))
+    now = datetime(2026, 12, 5, 21, 0, tzinfo=UTC)
+    root = tmp_path / "backups"  # where 'platsync backup create --node N' keeps a network's backups
+    held_backup(root, "hosp-a", now - timedelta(days=1))
+    newest = held_backup(root, "hosp-a", now - timedelta(hours=3, minutes=12))
+    cloud = held_backup(root, "remote.hosp-a", now - timedelta(minutes=5))
+    statuses = {h: link_status({"pg-local": True}, {}) for h in ("hosp-a", "hosp-b")}
+    for status in statuses.values():
+        status["backups"] = {"local": None, "remote": None}  # a link's own data dir holds none
+    overview = network_overview(net, statuses, now=now)
+    nodes = overview["nodes"]
+    assert nodes["hosp-a"]["backups"] == {"hosp-a": {"name": newest, "age_s": 11520}}
+    assert nodes["hosp-b"]["backups"] == {"hosp-b": None}
+    assert nodes["remote"]["backups"] == {"remote.hosp-a": {"name": cloud, "age_s": 300}, "remote.hosp-b": None}
+    assert "backups" not in nodes["region-1"]  # read-only replicas: never backed up
+    # Each link's section of 'platsync status' shows its two nodes' backups, not its own (empty) data dir's.
+    assert statuses["hosp-a"]["backups"] == {"local": {"name": newest, "age_s": 11520},
+                                             "remote": {"name": cloud, "age_s": 300}}
+    text = render_overview(net, overview).splitlines()
+    at = {line.split()[1]: i for i, line in enumerate(text) if line.startswith("node ")}
+    assert text[at["hosp-a"] + 1] == f"     backups hosp-a: 3.2 h ago ({newest})"
+    assert text[at["hosp-b"] + 1] == "     backups hosp-b: none ('platsync backup create --node hosp-b')"
+    assert text[at["remote"] + 1] == (f"     backups remote.hosp-a: 5 min ago ({cloud})  remote.hosp-b: none "
+                                      "('platsync backup create --node remote.hosp-b')")
+    assert text[at["region-1"] + 1].startswith(("node ", "link "))
