@@ -10,6 +10,7 @@ broker keeps its log in memory, and draining is what makes that safe across ``do
 from __future__ import annotations
 
 import sys
+import threading
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -57,6 +58,8 @@ from streams.runtime.state_files import capture_retrying, capture_waiting_for_br
 from streams.runtime.topics import incarnation_topic
 
 Say = Callable[[str], None]
+#: How long a Kafka client of a broker that is gone gets to stop before SIGKILL (``_stop_brokerless``).
+BROKERLESS_STOP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -269,8 +272,7 @@ class Stack:
         running = [c for c in components(self.settings) if c.kind in ("capture", "worker", "mode") and pids[c.name]]
         if running:
             say("the broker is not running: stopping its clients until its topics are created again")
-        for component in running:
-            self._stop(component, pids, say)
+        self._stop_brokerless(running, pids, say)
 
     def _recover_broker_loss(self, say: Say) -> None:
         """If the broker restarted without its log, re-capture both sides before the engine resumes.
@@ -287,9 +289,7 @@ class Stack:
         say("the broker restarted without its log (memory storage): stopping captures and workers, "
             "re-capturing the stores")
         pids = self.running()
-        for component in components(self.settings):
-            if component.kind in ("capture", "worker"):
-                self._stop(component, pids, say)
+        self._stop_brokerless([c for c in components(self.settings) if c.kind in ("capture", "worker")], pids, say)
         reachable = SIDES if link_up else tuple(side for side in SIDES if side != CUT_SIDE)
         recapture_all(self.settings, say, reachable)
         if not link_up:
@@ -365,13 +365,24 @@ class Stack:
             if component.kind != "capture":
                 self._stop(component, pids, say)
 
-    def _stop(self, component: Component, pids: dict[str, int | None], say: Say) -> None:
+    def _stop_brokerless(self, running: list[Component], pids: dict[str, int | None], say: Say) -> None:
+        """Stop Kafka clients of a broker that is gone, all at once and with a short grace: a worker's graceful
+        stop waits on commits and flushes to that broker (a minute each, seen in tests), and there is nothing to
+        lose by not waiting: what it applied is recorded with its position in the target store."""
+        threads = [threading.Thread(target=self._stop, args=(c, pids, say, BROKERLESS_STOP_S), daemon=True)
+                   for c in running]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _stop(self, component: Component, pids: dict[str, int | None], say: Say, timeout_s: float = 60.0) -> None:
         pid = pids[component.name]
         if pid is None or read_pid(self.settings.data_dir, component.name) != pid:
             return  # not running, or it exited since ``pids`` was read (its pid may be another's now)
         sig = postgres_instance(self.settings, component.side_or_route).stop_signal() \
             if component.kind == "postgres" else 15
-        clean = stop_pid(pid, timeout_s=60.0, sig=sig)
+        clean = stop_pid(pid, timeout_s=timeout_s, sig=sig)
         (self.settings.data_dir / "run" / f"{component.name}.pid").unlink(missing_ok=True)
         say(f"stopped {component.name} (pid {pid}){'' if clean else ' after SIGKILL'}")
 
