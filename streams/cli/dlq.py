@@ -27,21 +27,9 @@ def _since_ms(text: str | None) -> int | None:
 
 def _summary(letter: Any, marks: dict[str, Any], reveal: bool) -> dict[str, Any]:
     # deferred: Kafka and Avro clients: ~0.3 s, only for this command
-    from streams.ops.dlq import iso, redact
+    from streams.ops.dlq import summary
 
-    rec = letter.record
-    mark = marks.get(letter.id)
-    error = str(rec["error"])
-    return {
-        "id": letter.id, "route": letter.route, "failed": iso(letter.failed_ts_ms), "kind": letter.kind,
-        "source": f"{rec['source_topic']}[{rec['source_partition']}]@{rec['source_offset']}",
-        "key": None if rec["original_key"] is None else rec["original_key"].decode("utf-8", "replace"),
-        "bytes": 0 if rec["original_value"] is None else len(rec["original_value"]),
-        "error": error if reveal else redact(error), "hint": rec["hint"],
-        "status": "pending" if mark is None else "retried",
-        "retried": None if mark is None else {"at": iso(mark.retried_ts_ms), "to": f"{mark.topic}[{mark.partition}]"
-                                                                                 f"@{mark.offset}"},
-    }
+    return summary(letter, marks, reveal)
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, list[Any], dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from streams.runtime.settings import Settings, load_settings
@@ -41,10 +42,7 @@ def _diagnose_proxy(root: Settings) -> str:
 def cmd_link(args: argparse.Namespace) -> int:
     """Cut, restore or show the link; ``up``/``down`` wait until the proxy enforces it."""
     # deferred: the embedded stack: ~0.7 s, only for 'link'
-    from infra.local.link import enforced_state, set_link, wait_enforced
-
-    # deferred: the embedded stack: ~0.7 s, only for 'link'
-    from infra.local.process import read_pid
+    from infra.local.link import enforced_state
 
     # deferred: a network's links (the embedded stack): ~0.7 s
     from streams.cli.network import UnknownNodeError, link_settings_of, region_gates_of, resolve_node
@@ -82,17 +80,36 @@ def cmd_link(args: argparse.Namespace) -> int:
             print(_describe(state))
         return 0
     up = args.action == "up"
-    set_link(settings, up, note=args.note or "")
+    confirmed = switch_link(root, settings, up, args.note or "", lambda m: print(m, flush=True),
+                            resume=args.node not in regions)  # a regional server's replica workers resume alone
+    return 1 if confirmed is False else 0
+
+
+def switch_link(root: Settings, settings: Settings, up: bool, note: str, say: Callable[[str], None],
+                resume: bool = True) -> bool | None:
+    """Cut (``up`` False) or restore the link of ``settings`` (``root``: the data dir's own settings, whose
+    proxy runs it) and wait until the proxy enforces it, telling progress with ``say``; after a restore (with
+    ``resume``) start what is not running and re-capture what the broker lost while the link was down.
+
+    Returns True once the proxy enforces it, None if the proxy is not running (it applies the state when the
+    stack starts), False if it did not confirm within 10 s (``say`` was told why)."""
+    # deferred: the embedded stack: ~0.7 s, only for 'link'
+    from infra.local.link import set_link, wait_enforced
+
+    # deferred: the embedded stack: ~0.7 s, only for 'link'
+    from infra.local.process import read_pid
+
+    action = "up" if up else "down"
+    set_link(settings, up, note=note)
     if read_pid(root.data_dir, "link") is None:  # a network's proxy runs in the network's data dir
-        print(f"link set {args.action}; the link proxy is not running: it applies this when the stack starts")
-        return 0
+        say(f"link set {action}; the link proxy is not running: it applies this when the stack starts")
+        return None
     state = wait_enforced(settings, up, timeout_s=10.0)
     if state is None:
-        print(f"platsync link {args.action}: the link proxy did not confirm within 10 s: "
-              f"{_diagnose_proxy(root)}")
-        return 1
-    print(_describe(state))
-    if up and args.node not in regions:  # a regional server's replica workers resume by themselves
+        say(f"platsync link {action}: the link proxy did not confirm within 10 s: {_diagnose_proxy(root)}")
+        return False
+    say(_describe(state))
+    if up and resume:
         # deferred: Kafka clients and the capture: ~0.65 s, only for this command
         from infra.local.recovery import pending_sides, recapture_pending
 
@@ -102,13 +119,13 @@ def cmd_link(args: argparse.Namespace) -> int:
         stack = Stack(settings)
         down = [name for name, pid in stack.running().items() if pid is None]
         if down:  # e.g. a worker started during the cut that gave up on the broker
-            print(f"restarting what is not running: {', '.join(down)}", flush=True)
-            stack.up(say=lambda m: print(m, flush=True))
+            say(f"restarting what is not running: {', '.join(down)}")
+            stack.up(say=say)
 
         if pending_sides(settings):
-            print("re-capturing what the broker lost while the link was down ...", flush=True)
-            recapture_pending(settings, lambda m: print(m, flush=True))
-    return 0
+            say("re-capturing what the broker lost while the link was down ...")
+            recapture_pending(settings, say)
+    return True
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

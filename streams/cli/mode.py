@@ -37,6 +37,25 @@ def _applied(doc: dict[str, Any], override: dict[str, Any] | None) -> bool:
     return isinstance(current, dict) and current.get("set_ts_ms") == override["set_ts_ms"]
 
 
+def confirm_override(settings: Settings, side: str, override: dict[str, Any] | None, mode: str | None,
+                     timeout_s: float = CONFIRM_TIMEOUT_S) -> tuple[bool | None, str]:
+    """Wait until ``side``'s mode server applies ``override`` (written by ``set_override``; None: cleared to
+    ``mode`` None). Returns (applied, message): applied None when the mode server is not running (it applies the
+    override when it starts), False when it did not confirm within ``timeout_s``."""
+    doc = read_mode(settings, side)
+    if not doc.get("running"):
+        return None, (f"{side}: override {'cleared' if override is None else 'set to ' + str(mode)}; "
+                      "its mode server is not running: it applies this when it starts")
+    deadline = time.monotonic() + timeout_s
+    while not _applied(doc, override) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        doc = read_mode(settings, side)
+    if _applied(doc, override):
+        return True, describe(doc)
+    return False, (f"{side}: the mode server did not confirm within {timeout_s:g} s "
+                   f"(see {settings.data_dir}/logs/mode-{side}.log)")
+
+
 def cmd_mode_set(args: argparse.Namespace) -> int:
     """Write (or clear) the override of the chosen side(s); wait until their mode servers apply it."""
 
@@ -48,21 +67,12 @@ def cmd_mode_set(args: argparse.Namespace) -> int:
                for side in _sides(args.side)}
     failed = 0
     for side, override in written.items():
-        doc = read_mode(settings, side)
-        if not doc.get("running"):
-            print(f"{side}: override {'cleared' if override is None else 'set to ' + str(args.mode)}; "
-                  "its mode server is not running: it applies this when it starts")
-            continue
-        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
-        while not _applied(doc, override) and time.monotonic() < deadline:
-            time.sleep(0.1)
-            doc = read_mode(settings, side)
-        if _applied(doc, override):
-            print(describe(doc))
-        else:
+        applied, message = confirm_override(settings, side, override, args.mode)
+        if applied is False:
             failed += 1
-            print(f"{side}: the mode server did not confirm within {CONFIRM_TIMEOUT_S:g} s "
-                  f"(see {settings.data_dir}/logs/mode-{side}.log)", file=sys.stderr)
+            print(message, file=sys.stderr)
+        else:
+            print(message)
     return 1 if failed else 0
 
 

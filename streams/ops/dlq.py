@@ -196,6 +196,24 @@ def redact(text: str) -> str:
     return text
 
 
+def summary(letter: StoredDeadLetter, marks: dict[str, RetryMark], reveal: bool = False) -> dict[str, Any]:
+    """One dead letter as ``platsync dlq list`` and the operator console show it: id, route, failure time, kind,
+    source position, key, size, the store's error (redacted unless ``reveal``), hint and retry status."""
+    rec = letter.record
+    mark = marks.get(letter.id)
+    error = str(rec["error"])
+    return {
+        "id": letter.id, "route": letter.route, "failed": iso(letter.failed_ts_ms), "kind": letter.kind,
+        "source": f"{rec['source_topic']}[{rec['source_partition']}]@{rec['source_offset']}",
+        "key": None if rec["original_key"] is None else rec["original_key"].decode("utf-8", "replace"),
+        "bytes": 0 if rec["original_value"] is None else len(rec["original_value"]),
+        "error": error if reveal else redact(error), "hint": rec["hint"],
+        "status": "pending" if mark is None else "retried",
+        "retried": None if mark is None else {"at": iso(mark.retried_ts_ms), "to": f"{mark.topic}[{mark.partition}]"
+                                                                                 f"@{mark.offset}"},
+    }
+
+
 def describe_original(value: bytes | None, reveal: bool, codec: MessageCodec = PLAIN) -> dict[str, Any]:
     """What the dead letter's original bytes are: the change event's identity always, row values only
     with ``reveal`` (otherwise each field's type and size)."""
