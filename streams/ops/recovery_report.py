@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.stores.tables import sent_rows, sent_tables
 from streams.apply.mode_state import EmergencyWindow, emergencies
 from streams.core.model import DATABASE_STORES, SIDES, other_side, route_for_source
+from streams.ops.dlq import redact
 from streams.runtime.confluent_wire import codec_for
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.kafka_config import client_config
@@ -137,7 +138,8 @@ def dead_lettered_keys(settings: Settings, route: str, timeout_s: float = 3.0) -
                 change = codec.decode_change(letter["original_value"])
             except Exception:  # noqa: BLE001 - garbage has no record to report
                 continue
-            found[(change.table, change.key)] = f"{letter['error']} ({letter['hint']})"
+            # Masked as 'platsync dlq list' masks it: a store's error quotes the row's values.
+            found[(change.table, change.key)] = f"{redact(str(letter['error']))} ({letter['hint']})"
     finally:
         consumer.close()
     return found
