@@ -20,6 +20,7 @@ from streams.cli import access as access_cli
 from streams.cli import backup as backup_cli
 from streams.cli import bench as bench_cli
 from streams.cli import conflicts as conflicts_cli
+from streams.cli import console as console_cli
 from streams.cli import dlq as dlq_cli
 from streams.cli import fhir as fhir_cli
 from streams.cli import index as index_cli
@@ -379,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     network_cli.register(sub, common)
     fhir_cli.register(sub, common)
     backup_cli.register(sub, common)
+    console_cli.register(sub, common)
     bench_cli.register(sub)
     return parser
 

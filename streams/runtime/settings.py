@@ -164,6 +164,13 @@ class Settings:
     backup_parent_dir: str = ""
     backup_keep: int = 7
     backup_schedule: str = "30 17 * * *"  # 02:30 in Japan (UTC+9)
+    # Operator console (docs/console.md): its port (on ``host``, loopback by default), the node whose Keycloak
+    # realm signs operators in (the hospital's: it keeps working while the cloud is cut off), the realm users who
+    # may operate (comma-separated usernames; empty: the console refuses to start) and a session's idle limit.
+    console_port: int = 8765
+    console_login_node: str = "local"
+    console_operators: str = ""
+    console_session_idle_s: float = 1800.0
     # Supervisor
     ready_timeout_s: float = 120.0
     status_interval_s: float = 1.0
@@ -180,6 +187,12 @@ class Settings:
                                 "(lower-case letters, digits and _, starting with a letter)")
         if faults := overlapping_ranges(self.nodes):
             raise SettingsError("; ".join(faults))
+
+    @property
+    def console_operator_names(self) -> tuple[str, ...]:
+        """The realm usernames allowed into the operator console (``console_operators``), lower-cased as
+        Keycloak keeps them."""
+        return tuple(dict.fromkeys(u.strip().lower() for u in self.console_operators.split(",") if u.strip()))
 
     @property
     def master_protected_column_names(self) -> tuple[str, ...]:

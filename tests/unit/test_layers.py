@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engine", ("connectors", "streams.apply")),
     ("ops", ("streams.ops",)),
     ("infra", ("infra",)),
-    ("cli", ("streams.cli", "bench")),
+    ("cli", ("streams.cli", "streams.console", "bench")),
 )
 
 
