@@ -14,6 +14,17 @@ fi
 if ! command -v java >/dev/null 2>&1; then
   need_apt+=(openjdk-17-jre-headless)
 fi
+# The test suite's browser tests drive Debian's Chromium through its ChromeDriver (tests/support/console_browser.py);
+# a CJK font makes the Japanese labels legible in the screenshots they save on failure.
+if [ "$EXTRAS" = test ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] ||
+                             [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    need_apt+=(chromium chromium-driver fonts-noto-cjk)
+  else
+    echo "[bootstrap] Chromium and ChromeDriver are missing: the browser tests will be skipped" \
+         "(install Debian's chromium and chromium-driver to run them)" >&2
+  fi
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "[bootstrap] installing Debian packages: ${need_apt[*]}"
