@@ -1,6 +1,6 @@
 """``platsync bench``: run every scenario on a fresh embedded stack and report the figures.
 
-Order: start a private stack (fresh data dir, free ports) -> bulk registration -> the same
+Order: start a private stack (fresh data dir, free ports) -> the idle stack's CPU -> bulk registration -> the same
 rows by native logical replication -> steady traffic -> catch-up after a link cut -> the MHLW
 master (a 100,000-row import, an unchanged re-import, a 1% update: bench/master_scenario.py) -> drain and
 stop. Memory of every process of the stack is sampled throughout. The exit code says whether
@@ -44,13 +44,16 @@ class Sizes:
     catchup_changes: int
     master_rows: int = 100_000  # both sizes: the issue's figures are defined on 100,000 rows
     master_targets: int = 300
+    idle_s: float = 30.0  # how long the idle stack's CPU is measured
 
 
 FULL = Sizes(bulk_documents=50_000, steady_rate_per_s=200, steady_duration_s=60, catchup_changes=100_000)
-QUICK = Sizes(bulk_documents=20_000, steady_rate_per_s=200, steady_duration_s=20, catchup_changes=20_000)
+QUICK = Sizes(bulk_documents=20_000, steady_rate_per_s=200, steady_duration_s=20, catchup_changes=20_000, idle_s=15)
 #: The test suite's size (``--smoke``): every scenario and correctness check runs; the figures mean nothing.
 SMOKE = Sizes(bulk_documents=2_000, steady_rate_per_s=50, steady_duration_s=4, catchup_changes=2_000,
-              master_rows=10_000, master_targets=30)
+              master_rows=10_000, master_targets=30, idle_s=3)
+#: How long the stack settles after start before its idle CPU is measured (JIT, first heartbeats, first polls).
+IDLE_SETTLE_S = 5.0
 
 #: key -> (comparison, target) on the 2-core reference machine (issue #5).
 TARGETS: dict[str, tuple[str, float]] = {
@@ -62,11 +65,13 @@ TARGETS: dict[str, tuple[str, float]] = {
     "master_import_s": ("<=", 20),
     "master_delta_sync_s": ("<=", 5),
     "master_noop_events": ("<=", 0),
+    # issue 19: an idle stack (captures polling, heartbeats, mode servers) costs at most 5% of one core
+    "idle_cpu_pct_of_core": ("<=", 5),
 }
 #: Shown in the table, in this order.
 TABLE_KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "steady_p50_ms", "steady_p99_ms",
               "catchup_s", "peak_rss_mb", "master_import_s", "master_delta_sync_s", "master_noop_events",
-              "master_topic_bytes_per_row", "fhir_validate_extract_ms")
+              "master_topic_bytes_per_row", "fhir_validate_extract_ms", "idle_cpu_pct_of_core")
 
 
 def machine() -> dict[str, Any]:
@@ -127,6 +132,17 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def idle_cpu(meter: CpuMeter, seconds: float, say: Say) -> dict[str, float]:
+    """CPU seconds per process of the stack while nothing is asked of it for ``seconds`` (after it settled)."""
+    say(f"idle: letting the stack settle {IDLE_SETTLE_S:g} s, then measuring its CPU for {seconds:g} s")
+    time.sleep(IDLE_SETTLE_S)
+    meter.start()
+    time.sleep(seconds)
+    used = meter.stop()
+    say(f"idle: {100 * used['total'] / seconds:.1f}% of one core; CPU seconds {_cpu_line(used)}")
+    return used
+
+
 def _cpu_line(used: dict[str, float]) -> str:
     return ", ".join(f"{name} {seconds:.1f}" for name, seconds in used.items())
 
@@ -156,6 +172,8 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
         stack.up(say=lambda m: say(f"stack: {m}"))
         meter = CpuMeter(stack.running)
         with MemorySampler(stack.running) as memory:
+            cpu["idle"] = idle_cpu(meter, sizes.idle_s, say)
+            figures["idle_cpu_pct_of_core"] = round(100 * cpu["idle"]["total"] / sizes.idle_s, 1)
             meter.start()
             bulk = bulk_registration(settings, sizes.bulk_documents, timeout_s, say)
             cpu["bulk"] = meter.stop()

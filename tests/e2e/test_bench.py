@@ -43,6 +43,10 @@ def test_bench_smoke_completes_and_verifies_what_it_measured(tmp_path: Path) -> 
     assert report["sizes"]["master_rows"] == report["figures"]["master_rows"] == SMOKE.master_rows
     assert report["master_noop_events"] == 0 and report["targets"]["master_noop_events"]["met"] is True
     assert report["fhir_validate_extract_ms"] > 0  # the FHIR documents' cost (docs/fhir.md)
+    # The idle stack's CPU (issue 19): measured per process, and their total as a share of one core.
+    idle = report["cpu_s_by_process"]["idle"]
+    assert idle["total"] > 0 and {"capture-local", "worker-local_to_remote", "mode-local"} <= set(idle)
+    assert report["idle_cpu_pct_of_core"] == pytest.approx(100 * idle["total"] / report["sizes"]["idle_s"], abs=0.1)
     assert 0 < report["figures"]["master_delta_target_rows"] <= report["figures"]["master_delta_changed_rows"]
     assert report["figures"]["master_topic_events"] == report["figures"]["master_delta_target_rows"]
     assert "master" in report["cpu_s_by_process"]
