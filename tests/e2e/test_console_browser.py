@@ -294,6 +294,8 @@ def test_an_operator_runs_an_outage_from_the_console(stack: Stack, console: Cons
 
         # Log out: the page asks for a login again.
         eventually(lambda: clicked(d, "logout"), "the logout button")
+        # The logout is a form post and redirects through Keycloak: loading the page before it ended would cancel it.
+        eventually(lambda: "/logged-out" in d.current_url, "the logout's end (the logged-out page)", 20)
         d.get(console.url)
         eventually(lambda: displayed(d, "login-prompt"), "the login prompt after logout", 20)
     finally:
