@@ -30,7 +30,7 @@ from typing import Any
 from infra.k8s.fhir import service_port
 from infra.k8s.netpol import network_policy
 from infra.k8s.scope import CONFIG_PATH, Scope, res
-from infra.k8s.workloads import container_spec, deployment_doc, object_meta, secret_env
+from infra.k8s.workloads import container_spec, deployment_doc, mode_name, object_meta, secret_env
 from streams.ops.access_policy import process_roles
 from streams.topology.plan import Endpoint
 
@@ -54,7 +54,7 @@ def name(endpoint: Endpoint) -> str:
 def mode_url(scope: Scope, endpoint: Endpoint) -> str:
     """The endpoint's mode server (its Service), whose ``X-Hybridmode`` the API server follows: a pod has a data
     dir of its own, without the mode server's state file."""
-    return f"http://platsync-mode-{res(endpoint.id)}:{scope.dep.config.mode_port}{HEALTH_PATH}"
+    return f"http://{mode_name(endpoint.id)}:{scope.dep.config.mode_port}{HEALTH_PATH}"
 
 
 def command(scope: Scope, endpoint: Endpoint) -> list[str]:

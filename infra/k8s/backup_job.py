@@ -70,12 +70,6 @@ def parent_claim(scope: Scope, endpoint: Endpoint) -> str:
     return scope.dep.config.backup.parent_of(endpoint.node, has_parent=endpoint.role == "local")
 
 
-def parent_dir(scope: Scope, endpoint: Endpoint) -> str:
-    """``backup_parent_dir`` in the job: the parent's mount (each backup ships into ``<endpoint id>/`` of it, the
-    node its name carries, as on the embedded stack)."""
-    return PARENT_DIR
-
-
 def schedule(scope: Scope, endpoint: Endpoint) -> str:
     """When the endpoint's job runs (UTC): its node's override, else ``backup_schedule``."""
     when = scope.dep.config.backup.schedule(endpoint.node, scope.dep.settings.backup_schedule)
@@ -115,7 +109,7 @@ def _labels(scope: Scope, endpoint: Endpoint) -> dict[str, str]:
 def _pod_spec(scope: Scope, endpoint: Endpoint) -> dict[str, Any]:
     dep, parent = scope.dep, parent_claim(scope, endpoint)
     env = [{"name": "PLATSYNC_CONFIG", "value": CONFIG_PATH}, {"name": "PLATSYNC_BACKUP_DIR", "value": BACKUP_DIR},
-           *([{"name": "PLATSYNC_BACKUP_PARENT_DIR", "value": parent_dir(scope, endpoint)}] if parent else []),
+           *([{"name": "PLATSYNC_BACKUP_PARENT_DIR", "value": PARENT_DIR}] if parent else []),
            secret_env("PLATSYNC_PG_PASSWORD", admin_secret(endpoint.node), ADMIN_KEY)]
     if _keycloak_db(scope, endpoint):  # its DSN carries no password: libpq takes it from PGPASSWORD
         env.append(secret_env("PGPASSWORD", scope.keycloak_secret(endpoint.id), "db-password"))

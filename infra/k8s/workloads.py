@@ -26,6 +26,10 @@ REGISTRY_PORT = 8081
 PLACEHOLDER = "REPLACE-ME"  # docs/kubernetes.md: how to fill the Secrets
 
 
+def mode_name(endpoint_id: str) -> str:
+    """The Deployment's and the Service's name of an endpoint's mode server: ``platsync-mode-<endpoint>``."""
+    return f"platsync-mode-{res(endpoint_id)}"
+
 def object_meta(dep: Deployment, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The ``metadata`` of an object of the deployment's namespace (labels sorted, if any)."""
     meta: dict[str, Any] = {"name": name, "namespace": dep.config.namespace}
@@ -216,7 +220,7 @@ def deployments(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
                                   worker_replicas(scope, route), {"emptyDir": {}},
                                   scope.settings_configmap(target.node, tenant)))
     for e in scope.modes(nodes):
-        name, side = f"platsync-mode-{res(e.id)}", scope.side(e.id)
+        name, side = mode_name(e.id), scope.side(e.id)
         env = [*_process_env(scope, f"mode-{e.id}"),
                {"name": f"PLATSYNC_MODE_{side.upper()}_PORT", "value": str(dep.config.mode_port)}]
         container = container_spec(dep, "mode", ["python", "-m", "streams.apply.mode_server", "--side", side], env,
@@ -240,9 +244,9 @@ def services(scope: Scope, nodes: frozenset[str]) -> list[dict[str, Any]]:
     """The mode servers' X-Hybridmode endpoints."""
     port = scope.dep.config.mode_port
     return [{"apiVersion": "v1", "kind": "Service",
-             "metadata": object_meta(scope.dep, f"platsync-mode-{res(e.id)}",
+             "metadata": object_meta(scope.dep, mode_name(e.id),
                                      None if scope.is_default else scope.labels(e.node, e.id, e.tenant)),
-             "spec": {"selector": {"app.kubernetes.io/name": f"platsync-mode-{res(e.id)}"},
+             "spec": {"selector": {"app.kubernetes.io/name": mode_name(e.id)},
                       "ports": [{"name": "mode", "port": port, "targetPort": "mode"}]}}
             for e in scope.modes(nodes)]
 
