@@ -139,11 +139,13 @@ def connector_properties(settings: Settings, side: str, store: str, echo_filter:
     return {k: str(v) for k, v in props.items()}
 
 
-def start_jvm(extra_classpath: Sequence[Path] = ()) -> None:
+def start_jvm(extra_classpath: Sequence[Path] = (), ahead: Sequence[Path] = ()) -> None:
     """Start the JVM on the calling (main) thread with Debezium's jars and the quiet log config.
 
-    ``extra_classpath``: more class directories (the compiled echo filter). A no-op if the JVM
-    already runs. Must be called before any engine is created.
+    ``extra_classpath``: more class directories (the compiled echo filter); ``ahead``: class
+    directories put before Debezium's jars, whose classes replace Debezium's (the timer fix,
+    :mod:`connectors.capture.timer_fix`). A no-op if the JVM already runs. Must be called before
+    any engine is created.
     """
     import jpype
 
@@ -157,7 +159,8 @@ def start_jvm(extra_classpath: Sequence[Path] = ()) -> None:
     if isinstance(jvm_path, bytes):
         jvm_path = jvm_path.decode("utf-8")
     jpype.startJVM(jvm_path, *JVM_OPTIONS, f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
-                   "-Dlog4j2.disable.jmx=true", classpath=[*CLASS_PATHS, *map(str, extra_classpath)], interrupt=False)
+                   "-Dlog4j2.disable.jmx=true",
+                   classpath=[*map(str, ahead), *CLASS_PATHS, *map(str, extra_classpath)], interrupt=False)
 
 
 @dataclass

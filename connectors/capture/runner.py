@@ -41,6 +41,7 @@ from connectors.capture.echo_filter import compiled_classes, dropped_by_filter
 from connectors.capture.envelope import TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.capture.publisher import DeliveryError, Publisher
+from connectors.capture.timer_fix import timer_fix_classes, timer_fix_loaded
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
 from streams.core.codec import MessageCodec
@@ -320,7 +321,11 @@ def _run_captures(settings: Settings, side: str, stop: threading.Event, received
     retrying_path(settings, side).unlink(missing_ok=True)  # left by a capture killed while retrying
     codec = codec_for(settings)  # with a schema registry: registers schemas/*.avsc, refuses incompatible ones
     filter_classes = compiled_classes(settings)
-    start_jvm([filter_classes] if filter_classes else [])
+    timer_classes = timer_fix_classes(settings)
+    start_jvm([filter_classes] if filter_classes else [], ahead=[timer_classes] if timer_classes else [])
+    if timer_classes is not None and not timer_fix_loaded():
+        log.warning("capture %s: the Debezium timer fix in %s was not loaded; running Debezium's own timer",
+                    side, timer_classes)
     captures = [StoreCapture(settings, side, store, echo_filter=filter_classes is not None, metrics=metrics,
                              codec=codec) for store in settings.captured_stores(side)]
     tune_for_throughput()
