@@ -23,6 +23,8 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 
+from connectors.capture.batch_values import CLASS_NAME as BATCH_VALUES_CLASS
+from connectors.capture.batch_values import split_values
 from connectors.capture.echo_filter import filter_properties
 from connectors.keycloak.schema import ACCOUNT_TABLES
 from connectors.stores.tables import SYNCED_TABLES, sent_tables
@@ -205,10 +207,15 @@ def _proxy_classes() -> tuple[type, type]:
 
     @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
     class BatchConsumer:
-        """pydbzengine's ``PythonChangeConsumer`` contract, with the first batch serialised."""
+        """pydbzengine's ``PythonChangeConsumer`` contract, with the first batch serialised.
 
-        def __init__(self) -> None:
+        With a ``joiner`` the handler gets the batch's values as strings (``handleValues``), else
+        the Java records (``handleJsonBatch``).
+        """
+
+        def __init__(self, joiner: Any = None) -> None:
             self.handler: Any = None
+            self.joiner = joiner  # platsync.BatchValues, or None: records are fetched one by one
             self.error: BaseException | None = None
             self._warm = False
 
@@ -223,14 +230,21 @@ def _proxy_classes() -> tuple[type, type]:
                 raise self.error
 
         def _consume(self, records: Any, committer: Any) -> None:
-            # One JNI call for the whole list instead of an iterator step (and a proxy) per record.
-            batch = list(records.toArray()[:])
-            self.handler.handleJsonBatch(batch)
-            if batch:
+            size = int(records.size())
+            values = split_values(str(self.joiner.values(records)), size) if self.joiner and size else None
+            if values is not None:  # the batch's values in one JNI call (connectors/capture/batch_values.py)
+                self.handler.handleValues(values)
+                last = records.get(size - 1) if size else None
+            else:
+                # One JNI call for the whole list instead of an iterator step (and a proxy) per record.
+                batch = list(records.toArray()[:])
+                self.handler.handleJsonBatch(batch)
+                last = batch[-1] if batch else None
+            if last is not None:
                 # Offsets only for what the handler fully processed. A record's source offset
                 # covers every record before it in the stream, so marking the last one commits
                 # the batch (one JNI call, not one per record).
-                committer.markProcessed(batch[-1])
+                committer.markProcessed(last)
             committer.markBatchFinished()
 
         @jpype.JOverride
@@ -253,13 +267,14 @@ def _proxy_classes() -> tuple[type, type]:
     return CompletionCallback, BatchConsumer
 
 
-def make_engine(properties: dict[str, str], handler: Any) -> CapturingEngine:
+def make_engine(properties: dict[str, str], handler: Any, joined_values: bool = False) -> CapturingEngine:
     """Build a :class:`CapturingEngine` on the calling (main) thread; the JVM must already run.
 
-    Creates the directory of the file offset store (Debezium does not).
+    ``joined_values``: the JVM has :mod:`connectors.capture.batch_values`' helper and ``handler``
+    has ``handleValues``. Creates the directory of the file offset store (Debezium does not).
     """
     Path(properties["offset.storage.file.filename"]).parent.mkdir(parents=True, exist_ok=True)
-    return CapturingEngine(properties, handler)
+    return CapturingEngine(properties, handler, joined_values)
 
 
 def _engine_base() -> type:
@@ -272,7 +287,8 @@ class CapturingEngine(_engine_base()):  # type: ignore[misc]
     """``pydbzengine.DebeziumJsonEngine`` with a completion callback (Java failures surface),
     built eagerly on the constructing thread; :meth:`run` then blocks on its own thread."""
 
-    def __init__(self, properties: dict[str, str], handler: Any) -> None:
+    def __init__(self, properties: dict[str, str], handler: Any, joined_values: bool = False) -> None:
+        self.joined_values = joined_values
         super().__init__(properties=properties, handler=handler)
         self.outcomes: list[EngineOutcome] = []
         self.completed = threading.Event()
@@ -282,7 +298,9 @@ class CapturingEngine(_engine_base()):  # type: ignore[misc]
 
     @cached_property
     def consumer(self) -> Any:  # noqa: D102 - replaces pydbzengine's PythonChangeConsumer
-        return _proxy_classes()[1]()
+        import jpype  # deferred: the JVM runs by now, not at import
+
+        return _proxy_classes()[1](jpype.JClass(BATCH_VALUES_CLASS) if self.joined_values else None)
 
     def _build_engine(self) -> Any:  # noqa: D401 - overrides pydbzengine's builder
         self._ensure_jvm_started()

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import psycopg
 from confluent_kafka import KafkaException
 
+from connectors.capture.batch_values import batch_values_classes
 from connectors.capture.capture_state import CaptureState
 from connectors.capture.debezium import CapturingEngine, connector_properties, make_engine, slot_name, start_jvm
 from connectors.capture.echo_filter import compiled_classes, dropped_by_filter
@@ -145,7 +146,8 @@ class StoreCapture:
     """One captured database: its stamper, publisher, progress file and Debezium engine."""
 
     def __init__(self, settings: Settings, side: str, store: str, echo_filter: bool = False,
-                 metrics: CaptureMetrics | None = None, codec: MessageCodec | None = None) -> None:
+                 metrics: CaptureMetrics | None = None, codec: MessageCodec | None = None,
+                 joined_values: bool = False) -> None:
         self.settings = settings
         self.side = side
         self.store = store
@@ -165,7 +167,7 @@ class StoreCapture:
         # Echo rows dropped inside the engine never reach the stamper; they are counted by the filter
         # (connector_properties decides which stores get it).
         self.echo_filter = "transforms.echo.type" in properties
-        self.engine: CapturingEngine = make_engine(properties, self)
+        self.engine: CapturingEngine = make_engine(properties, self, joined_values)
         self.thread = threading.Thread(target=self._run, name=f"capture-{side}-{store}", daemon=True)
 
     @property
@@ -195,14 +197,18 @@ class StoreCapture:
         return self.engine.completed.is_set() and bool(self.engine.outcomes) and self.engine.outcomes[-1].success
 
     def handleJsonBatch(self, records: Any) -> None:  # noqa: N802 - the Java callback's name
-        """Convert, publish and acknowledge one Debezium batch (called on the engine's thread)."""
+        """Handle one batch of Java records (without the batch helper, see ``handleValues``)."""
+        # The value names the table and the row's id: the record key is not fetched (a JNI call and a
+        # Java object fewer per record).
+        self.handleValues([None if (value := record.value()) is None else str(value) for record in records])
+
+    def handleValues(self, values: list[str | None]) -> None:  # noqa: N802 - named like the Java callback
+        """Convert, publish and acknowledge one Debezium batch, given as its records' JSON values (None:
+        a tombstone), on the engine's thread."""
         try:
             events: list[ChangeEvent] = []
-            for record in records:  # heartbeats (value without "op") are ignored by the stamper
-                # The value names the table and the row's id: the record key is not fetched (a JNI
-                # call and a Java object fewer per record).
-                value = record.value()
-                events.extend(self.stamper.convert(None, None if value is None else str(value)))
+            for value in values:  # heartbeats (value without "op") are ignored by the stamper
+                events.extend(self.stamper.convert(None, value))
             if isinstance(self.stamper, KeycloakAccountConverter):
                 events.extend(self.stamper.finish_batch())
             # A broker out of reach (link cut, broker restart) is waited out: the batch stays
@@ -321,13 +327,15 @@ def _run_captures(settings: Settings, side: str, stop: threading.Event, received
     retrying_path(settings, side).unlink(missing_ok=True)  # left by a capture killed while retrying
     codec = codec_for(settings)  # with a schema registry: registers schemas/*.avsc, refuses incompatible ones
     filter_classes = compiled_classes(settings)
+    batch_classes = batch_values_classes(settings)
     timer_classes = timer_fix_classes(settings)
-    start_jvm([filter_classes] if filter_classes else [], ahead=[timer_classes] if timer_classes else [])
+    start_jvm([c for c in (filter_classes, batch_classes) if c], ahead=[timer_classes] if timer_classes else [])
     if timer_classes is not None and not timer_fix_loaded():
         log.warning("capture %s: the Debezium timer fix in %s was not loaded; running Debezium's own timer",
                     side, timer_classes)
     captures = [StoreCapture(settings, side, store, echo_filter=filter_classes is not None, metrics=metrics,
-                             codec=codec) for store in settings.captured_stores(side)]
+                             codec=codec, joined_values=batch_classes is not None)
+                for store in settings.captured_stores(side)]
     tune_for_throughput()
     for c in captures:
         c.thread.start()
