@@ -19,8 +19,9 @@ from bench.runner import SMOKE
 
 pytestmark = pytest.mark.e2e
 
-KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "steady_p50_ms", "steady_p99_ms", "catchup_s",
-        "peak_rss_mb", "master_import_s", "master_delta_sync_s", "master_topic_bytes_per_row")
+KEYS = ("bulk_rows_per_s", "native_rows_per_s", "ratio_vs_native", "bulk_cpu_us_per_row", "steady_p50_ms",
+        "steady_p99_ms", "catchup_s", "peak_rss_mb", "master_import_s", "master_delta_sync_s",
+        "master_topic_bytes_per_row")
 
 
 def test_bench_smoke_completes_and_verifies_what_it_measured(tmp_path: Path) -> None:
@@ -36,6 +37,9 @@ def test_bench_smoke_completes_and_verifies_what_it_measured(tmp_path: Path) -> 
     assert report["ratio_vs_native"] == pytest.approx(report["bulk_rows_per_s"] / report["native_rows_per_s"],
                                                       rel=1e-3, abs=2e-6)
     assert report["figures"]["bulk_rows"] == 2 * SMOKE.bulk_documents  # a META row and a signed record per document
+    assert report["bulk_cpu_us_per_row"] == pytest.approx(
+        1e6 * report["cpu_s_by_process"]["bulk"]["total"] / report["figures"]["bulk_rows"], abs=0.1)
+    assert "catchup_s" not in report["targets"]  # smoke sizes have no catch-up target
     assert report["figures"]["catchup_changes"] == SMOKE.catchup_changes
     assert report["figures"]["steady_calls"] == SMOKE.steady_rate_per_s * SMOKE.steady_duration_s
     assert report["steady_p50_ms"] <= report["steady_p99_ms"]

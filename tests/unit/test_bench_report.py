@@ -10,7 +10,7 @@ import pytest
 
 from bench.cpu import CpuMeter
 from bench.memory import MemorySampler, _children_map, process_tree
-from bench.runner import TABLE_KEYS, TARGETS, render_table, target_status
+from bench.runner import FULL, QUICK, SMOKE, TABLE_KEYS, TARGETS, render_table, sized_targets, target_status
 from bench.timing import percentile
 
 
@@ -24,12 +24,23 @@ def test_percentile_is_nearest_rank() -> None:
 
 
 def test_targets_are_met_or_missed_by_direction() -> None:
-    status = target_status({"bulk_rows_per_s": 5_000, "steady_p99_ms": 301, "catchup_s": 29.9})
+    status = target_status({"bulk_rows_per_s": 10_000, "steady_p99_ms": 151, "catchup_s": 11.9,
+                            "bulk_cpu_us_per_row": 200.1, "ratio_vs_native": 0.14})
     assert status["bulk_rows_per_s"]["met"] is True
     assert status["steady_p99_ms"]["met"] is False
     assert status["catchup_s"]["met"] is True
-    assert status["peak_rss_mb"] == {"target": "<= 2500", "value": None, "met": False}  # not measured: missed
+    assert status["bulk_cpu_us_per_row"]["met"] is False and status["ratio_vs_native"]["met"] is True
+    assert status["peak_rss_mb"] == {"target": "<= 2000", "value": None, "met": False}  # not measured: missed
     assert set(status) == set(TARGETS)
+
+
+def test_each_size_has_its_own_catch_up_target() -> None:
+    assert sized_targets(FULL)["catchup_s"] == ("<=", 12) and sized_targets(QUICK)["catchup_s"] == ("<=", 3)
+    assert not target_status({"catchup_s": 3.5}, sized_targets(QUICK))["catchup_s"]["met"]
+    assert target_status({"catchup_s": 3.5}, sized_targets(FULL))["catchup_s"]["met"]
+    assert "catchup_s" not in sized_targets(SMOKE)  # its figures mean nothing
+    assert {k: v for k, v in sized_targets(QUICK).items() if k != "catchup_s"} == \
+        {k: v for k, v in TARGETS.items() if k != "catchup_s"}
 
 
 def test_table_shows_figures_and_failed_checks() -> None:
