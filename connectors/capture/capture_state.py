@@ -72,7 +72,7 @@ class CaptureState:
         """
         markers = stamper.markers_state()
         if markers != self.saved_markers:
-            write_json(markers_path(self.settings, self.side, self.store), {"markers": markers})
+            write_json(markers_path(self.settings, self.side, self.store), {"markers": markers}, compact=True)
             self.saved_markers = markers
         for event in produced:
             self.last_lsn = max(self.last_lsn, event.lsn)

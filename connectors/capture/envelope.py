@@ -39,7 +39,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Date, LargeBinary
@@ -201,7 +201,9 @@ class TransactionStamper:
 
     def markers_state(self) -> dict[str, dict[str, Any]]:
         """The remembered markers as JSON-friendly data (``{txid: marker fields}``), oldest first."""
-        return {str(txid): asdict(m) for txid, m in self._markers.items()}
+        # Field by field, not dataclasses.asdict (a recursive deep copy): this runs after every batch.
+        return {str(txid): {"api_id": m.api_id, "call_id": m.call_id, "origin_side": m.origin_side,
+                            "applied_by_sync": m.applied_by_sync} for txid, m in self._markers.items()}
 
     def restore_markers(self, state: Mapping[str, Mapping[str, Any]]) -> None:
         """Restore markers saved with :meth:`markers_state` (before the first :meth:`convert`)."""

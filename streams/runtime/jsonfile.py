@@ -18,9 +18,15 @@ def read_json(path: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def write_json(path: Path, doc: dict[str, Any]) -> None:
-    """Replace ``path`` atomically with ``doc`` (readers never see half a file)."""
+def write_json(path: Path, doc: dict[str, Any], compact: bool = False) -> None:
+    """Replace ``path`` atomically with ``doc`` (readers never see half a file).
+
+    ``compact``: one line, keys unsorted, for state written after every batch: Python's C encoder
+    serves only that form (an indented dump runs the pure-Python one, several times slower).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    text = (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) if compact
+            else json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True))
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)

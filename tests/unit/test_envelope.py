@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connectors.capture.envelope import EnvelopeError, TransactionStamper
+from connectors.capture.envelope import EnvelopeError, Marker, TransactionStamper
 from connectors.stores.tables import coerce_row, metadata_for
 from streams.core.codec import decode_change, encode_change
 from streams.core.model import ChangeEvent
@@ -247,6 +248,14 @@ def test_saved_markers_stamp_a_transaction_resumed_after_its_marker() -> None:
     assert stamper().convert(None, _row_for(77, 5))[0].api_id is None  # without the saved state
     with pytest.raises(EnvelopeError, match="invalid saved marker state"):
         stamper().restore_markers({"x": {"api_id": "A"}})
+
+
+def test_saved_markers_hold_every_field_of_a_marker() -> None:
+    st = stamper()
+    st.convert(None, _marker_for(78))
+    saved = st.markers_state()["78"]
+    assert set(saved) == {f.name for f in dataclasses.fields(Marker)}  # a new field must be saved too
+    assert Marker(**saved) == Marker("PRV_PAT_001", "call-78", "local", False)
 
 
 def test_changes_sharing_an_lsn_get_distinct_deterministic_ids() -> None:
