@@ -82,4 +82,4 @@ class CaptureState:
             "side": self.side, "store": self.store, "last_lsn": self.last_lsn,
             "last_commit_ts_ms": self.last_commit_ts_ms,
             **{k: self.earlier[k] + this_run[k] for k in COUNTERS},
-            "updated_ts_ms": time.time_ns() // 1_000_000})
+            "updated_ts_ms": time.time_ns() // 1_000_000}, compact=True)  # after every batch

@@ -130,7 +130,7 @@ def create_app(settings: Settings, route: str, applier: RouteApplier, metrics: W
             health.set_ready(ready, "no partitions assigned (not consuming yet)")
         write_json(state_path, {"route": route, "pid": os.getpid(), "ready": ready,
                                   "updated_ts_ms": int(time.time() * 1000), "retrying": dict(applier.retrying),
-                                  **counters})
+                                  **counters}, compact=True)  # after every batch
 
     def applied(report: BatchReport) -> None:
         counters["batches"] += 1

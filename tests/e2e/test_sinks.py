@@ -111,6 +111,25 @@ def test_bad_rows_are_rejected_and_the_rest_applied(pg_settings: Settings) -> No
         sink.close()
 
 
+def test_a_row_the_store_refuses_is_isolated_from_its_batch(pg_settings: Settings,
+                                                           meta_sink: PostgresRowSink) -> None:
+    # PostgreSQL's own refusal (NOT NULL here, which the sink does not check) fails the batch's
+    # transaction whole; the batch is redone row by row, each in a savepoint.
+    keys = [str(uuid.uuid4()) for _ in range(3)]
+    refused = staff_write(keys[1], 1)
+    assert refused.row is not None
+    refused.row["staff_code"] = None
+    result = meta_sink.apply_batch([staff_write(keys[0], 1, "一"), refused, staff_write(keys[2], 1, "三")], "local")
+    assert result.applied == 2 and [r.write.key for r in result.rejected] == [keys[1]]
+    assert "NotNullViolation" in result.rejected[0].error and result.rejected[0].hint
+    rows = fetch(pg_settings, "meta", "SELECT id, display_name FROM staff WHERE id = ANY(%s) ORDER BY display_name",
+                 keys)
+    assert sorted(rows) == sorted([(keys[0], "一"), (keys[2], "三")])
+    # The same batch again: the two rows are already there (idempotent), the refused one is refused again.
+    again = meta_sink.apply_batch([staff_write(keys[0], 1, "一"), refused, staff_write(keys[2], 1, "三")], "local")
+    assert again.applied == 0 and [r.write.key for r in again.rejected] == [keys[1]]
+
+
 def test_unknown_table_is_rejected_not_crashing(meta_sink: PostgresRowSink) -> None:
     bad = dataclasses.replace(staff_write(str(uuid.uuid4()), 1), table="no_such_table")
     result = meta_sink.apply_batch([bad, staff_write(str(uuid.uuid4()), 1)], "local")
