@@ -93,6 +93,21 @@ def _string(value: str, out: bytearray) -> None:
     out += data
 
 
+#: Column names, Avro-encoded (every row image repeats them); bounded, as names come from the rows.
+_NAMES: dict[str, bytes] = {}
+_NAMES_MAX = 4096
+
+
+def _name(name: str) -> bytes:
+    encoded = _NAMES.get(name)
+    if encoded is None:
+        data = name.encode("utf-8")
+        encoded = _long(len(data)) + data
+        if len(_NAMES) < _NAMES_MAX:
+            _NAMES[name] = encoded
+    return encoded
+
+
 def _image(image: Mapping[str, Any] | None, out: bytearray) -> None:
     if image is None:
         out += b"\x00"
@@ -101,7 +116,7 @@ def _image(image: Mapping[str, Any] | None, out: bytearray) -> None:
     if image:
         out += _long(len(image))
         for name, value in image.items():
-            _string(name, out)
+            out += _NAMES.get(name) or _name(name)
             if value is None:
                 out += _NULL
             elif value is True:

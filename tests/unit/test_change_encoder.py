@@ -92,3 +92,16 @@ def test_another_contract_layout_gets_no_specialised_encoder(change: str) -> Non
     else:
         next(f for f in fields if f["name"] == "before")["type"][1]["values"][4] = "bytes"
     assert change_encoder_for(raw) is None
+
+
+def test_cached_column_names_stay_bounded_and_encode_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.core import change_encoder
+
+    monkeypatch.setattr(change_encoder, "_NAMES", {})
+    monkeypatch.setattr(change_encoder, "_NAMES_MAX", 3)
+    rng = random.Random(7)
+    for _ in range(50):  # names repeat (cached) and keep coming (beyond the bound: encoded, not cached)
+        event = _event(rng)
+        event = ChangeEvent(**{**event.__dict__, "row": {**(event.row or {}), "id": "x", "患者": 1}})
+        assert encode_change(event) == encode_change_generic(event)
+    assert len(change_encoder._NAMES) == 3
