@@ -19,6 +19,7 @@ from streams.apply.progress import read_progress
 from streams.core.model import REPLICA_SOURCE_SIDES, REPLICA_STORE, SIDES, other_side, replica_route, route_for_source
 from streams.routing.matrix_model import load_matrix
 from streams.runtime.connections import keycloak_db_dsn, libpq_dsn
+from streams.runtime.kept_connections import KeptConnections
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state
 
@@ -75,11 +76,14 @@ def expected_probes(settings: Settings, probes: dict[tuple[str, str], str],
     return expected
 
 
-def applied_progress(settings: Settings, replicas: bool = True) -> list[dict[str, object]]:
-    """Every progress row of the stack: both sides' META and, with ``replicas``, each regional server's."""
-    rows = [row for target in SIDES for row in read_progress(settings, target)]
+def applied_progress(settings: Settings, replicas: bool = True,
+                     connections: KeptConnections | None = None) -> list[dict[str, object]]:
+    """Every progress row of the stack: both sides' META and, with ``replicas``, each regional server's
+    (``connections``: kept open between calls)."""
+    rows = [row for target in SIDES for row in read_progress(settings, target, connections=connections)]
     if replicas:
-        rows += [row for node in settings.replica_nodes for row in read_progress(settings, node, store=REPLICA_STORE)]
+        rows += [row for node in settings.replica_nodes
+                 for row in read_progress(settings, node, store=REPLICA_STORE, connections=connections)]
     return rows
 
 
@@ -118,10 +122,11 @@ def wait_synced(settings: Settings, timeout_s: float,
 
 
 
-def undrained(settings: Settings) -> list[str]:
+def undrained(settings: Settings, connections: KeptConnections | None = None) -> list[str]:
     """Source stores whose last produced position (per the capture) is not applied yet, on every route
-    (a replica route's: the feeding store of both sides)."""
-    applied = {(str(r["route"]), str(r["source_store"])): int(str(r["last_lsn"])) for r in applied_progress(settings)}
+    (a replica route's: the feeding store of both sides; ``connections``: kept open between calls)."""
+    applied = {(str(r["route"]), str(r["source_store"])): int(str(r["last_lsn"]))
+               for r in applied_progress(settings, connections=connections)}
     wanted: list[tuple[str, str, str, str]] = []  # route, progress key, source side, source store
     for target in SIDES:
         source = other_side(target)

@@ -23,6 +23,7 @@ from connectors.sinks import conflict_rule as rule
 from streams.core.errors import PlatSyncError, RetryableError
 from streams.core.model import DATABASE_STORES, SIDES, other_side
 from streams.runtime.connections import libpq_dsn
+from streams.runtime.kept_connections import KeptConnections
 from streams.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,12 @@ def _stores() -> list[tuple[str, str]]:
     return [(side, store) for side in SIDES for store in DATABASE_STORES[side]]
 
 
+def _dsn(settings: Settings, side: str, store: str) -> str:
+    return libpq_dsn(settings, side, store, "operator") + " connect_timeout=5"
+
+
 def _connect(settings: Settings, side: str, store: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(libpq_dsn(settings, side, store, "operator") + " connect_timeout=5", row_factory=dict_row)
+    return psycopg.connect(_dsn(settings, side, store), row_factory=dict_row)
 
 
 def _has_table(conn: psycopg.Connection[Any]) -> bool:
@@ -214,13 +219,15 @@ def resolve(settings: Settings, conflict: Conflict, note: str) -> list[str]:
     return changed
 
 
-def open_conflict_count(settings: Settings) -> int:
+def open_conflict_count(settings: Settings, connections: KeptConnections | None = None) -> int:
     """How many distinct conflicts are open on either side (stores that cannot be read are
-    skipped and logged: a conflict is normally recorded on both sides)."""
+    skipped and logged: a conflict is normally recorded on both sides; ``connections``: kept open
+    between calls)."""
     ids: set[str] = set()
     for side, store in _stores():
         try:
-            with _connect(settings, side, store) as conn:
+            with (_connect(settings, side, store) if connections is None else
+                  connections.connect(_dsn(settings, side, store), row_factory=dict_row)) as conn:
                 if _has_table(conn):
                     ids.update(r["conflict_id"] for r in conn.execute(
                         "SELECT conflict_id FROM platsync_conflict WHERE status = 'open'").fetchall())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import inspect
 import logging
 import os
 import secrets
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from streams.apply.heartbeat import HeartbeatLink, now_ms
 from streams.apply.mode_state import advance, known_contact, read_json, read_override, state_path, write_json
 from streams.core.model import SIDES, other_side
 from streams.core.modes import MODES, NORMAL, ModeInputs, decide_mode, heartbeat_topic, iso_ms
+from streams.runtime.kept_connections import KeptConnections
 from streams.runtime.logs import configure_for, configure_logging
 from streams.runtime.metrics import Health, MetricsPortError, mode_metrics, serve
 from streams.runtime.schema_registry import SchemaRegistryError
@@ -53,16 +56,17 @@ DECIDE_INTERVAL_S = 0.5
 HOOK_INTERVAL_S = 2.0
 
 
-def catching_up_from_progress(settings: Settings, side: str) -> bool:
+def catching_up_from_progress(settings: Settings, side: str, connections: KeptConnections | None = None) -> bool:
     """Default ``catching_up`` hook: some capture produced a position not applied yet (either
-    direction: both sides' outage writes must cross). Uses :func:`streams.apply.barrier.undrained`."""
+    direction: both sides' outage writes must cross). Uses :func:`streams.apply.barrier.undrained`
+    (``connections``: kept open between calls; the server passes its own)."""
 
-    return bool(undrained(settings))
+    return bool(undrained(settings, connections))
 
 
-def open_conflicts_from_store(settings: Settings) -> int:
+def open_conflicts_from_store(settings: Settings, connections: KeptConnections | None = None) -> int:
     """Default ``open_conflicts`` hook: :func:`streams.apply.conflicts.open_conflict_count`."""
-    return int(open_conflict_count(settings))
+    return int(open_conflict_count(settings, connections))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -93,7 +97,12 @@ class ModeServer:
                  publish_timeout_s: float | None = None, recovery_min_s: float = 3.0) -> None:
         self.settings, self.side, self.port = settings, side, port
         self.peer_timeout_s, self.recovery_min_s = peer_timeout_s, recovery_min_s
-        self._catching_up_hook, self._conflicts_hook = catching_up, open_conflicts
+        # Hooks run every HOOK_INTERVAL_S: one taking ``connections`` (the defaults do) reads the stores
+        # over connections this server keeps open, not new ones each time.
+        self._connections = KeptConnections()
+        self._catching_up_hook, self._conflicts_hook = (
+            partial(hook, connections=self._connections) if "connections" in inspect.signature(hook).parameters
+            else hook for hook in (catching_up, open_conflicts))
         self.incarnation = secrets.token_hex(8)
         self.watching_since_ms = now_ms()
         self._lock = threading.Lock()
@@ -217,6 +226,7 @@ class ModeServer:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self._connections.close()
         with self._lock:
             self.state = {**self.state, "stopped_ts_ms": now_ms()}
             state = self.state
@@ -311,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="minimum seconds in recovery after an outage ended (default 3)")
     parser.add_argument("--interval", type=float, default=1.0, help="heartbeat period in seconds (default 1)")
     parser.add_argument("--catching-up-hook", default="streams.apply.mode_server:catching_up_from_progress",
-                        help="module:function(settings, side) -> bool")
+                        help="module:function(settings, side) -> bool; a keyword connections, if it takes one, "
+                             "gets connections kept open between calls (streams/runtime/kept_connections.py)")
     parser.add_argument("--conflicts-hook", default="streams.apply.mode_server:open_conflicts_from_store",
                         help="module:function(settings) -> int")
     args = parser.parse_args(argv)
