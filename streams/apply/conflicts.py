@@ -23,7 +23,7 @@ from connectors.sinks import conflict_rule as rule
 from streams.core.errors import PlatSyncError, RetryableError
 from streams.core.model import DATABASE_STORES, SIDES, other_side
 from streams.runtime.connections import libpq_dsn
-from streams.runtime.kept_connections import KeptConnections
+from streams.runtime.kept_connections import KeptConnections, connection
 from streams.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -226,8 +226,7 @@ def open_conflict_count(settings: Settings, connections: KeptConnections | None 
     ids: set[str] = set()
     for side, store in _stores():
         try:
-            with (_connect(settings, side, store) if connections is None else
-                  connections.connect(_dsn(settings, side, store), row_factory=dict_row)) as conn:
+            with connection(connections, _dsn(settings, side, store), row_factory=dict_row) as conn:
                 if _has_table(conn):
                     ids.update(r["conflict_id"] for r in conn.execute(
                         "SELECT conflict_id FROM platsync_conflict WHERE status = 'open'").fetchall())

@@ -17,7 +17,7 @@ from connectors.sinks.base import StoreUnavailableError
 from connectors.sinks.connection import StoreConnection
 from streams.core.reports import StoreProgress
 from streams.runtime.connections import libpq_dsn
-from streams.runtime.kept_connections import KeptConnections
+from streams.runtime.kept_connections import KeptConnections, connection
 from streams.runtime.settings import Settings
 
 UPSERT = """
@@ -71,7 +71,7 @@ def read_progress(settings: Settings, target_side: str, role: str = "operator",
     """All progress rows of the routes applied into ``target_side`` (read as ``role``; kept in ``store``;
     ``connections``: kept open between calls)."""
     dsn = libpq_dsn(settings, target_side, store, role) + " connect_timeout=3"
-    with connections.connect(dsn) if connections is not None else psycopg.connect(dsn) as conn:
+    with connection(connections, dsn) as conn:
         cur = conn.execute(
             "SELECT route, source_store, last_lsn, last_commit_ts_ms, last_probe_id, events_seen, "
             "writes_applied, dead_letters, extract(epoch from updated_at) * 1000 FROM platsync_progress")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -52,6 +52,15 @@ class KeptConnections:
             idle, self._idle = list(self._idle.values()), {}
         for conn in idle:
             conn.close()
+
+
+def connection(connections: KeptConnections | None, conninfo: str,
+               **kwargs: Any) -> AbstractContextManager[psycopg.Connection[Any]]:
+    """A connection to ``conninfo`` lent by ``connections``, or, without them, a new one that is closed
+    afterwards (``kwargs``: for :func:`psycopg.connect`)."""
+    if connections is None:
+        return psycopg.connect(conninfo, **kwargs)
+    return connections.connect(conninfo, **kwargs)
 
 
 def _alive(conn: psycopg.Connection[Any]) -> bool:
