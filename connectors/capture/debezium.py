@@ -234,7 +234,7 @@ def _proxy_classes() -> tuple[type, type]:
             values = split_values(str(self.joiner.values(records)), size) if self.joiner and size else None
             if values is not None:  # the batch's values in one JNI call (connectors/capture/batch_values.py)
                 self.handler.handleValues(values)
-                last = records.get(size - 1) if size else None
+                last = records.get(size - 1)  # values exist only for a non-empty batch
             else:
                 # One JNI call for the whole list instead of an iterator step (and a proxy) per record.
                 batch = list(records.toArray()[:])

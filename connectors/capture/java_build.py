@@ -1,9 +1,10 @@
 """Compile the capture's Java sources (``java/``) once per source digest and cache the classes.
 
-Used for the echo filter (:mod:`connectors.capture.echo_filter`) and the corrected Debezium timer
-(:mod:`connectors.capture.timer_fix`). Classes are cached under ``java_cache_dir`` (default
-``~/.cache/platsync/java``) in a directory named after the source's digest: a checkout compiles
-once, not once per data directory, and an edited source compiles again.
+Used for the echo filter (:mod:`connectors.capture.echo_filter`), the batch helper
+(:mod:`connectors.capture.batch_values`) and the corrected Debezium timer (:mod:`connectors.capture.timer_fix`).
+Classes are cached under ``java_cache_dir`` (default ``~/.cache/platsync/java``) in a directory named
+after the source's digest: a checkout compiles once, not once per data directory, and an edited source
+compiles again.
 """
 
 from __future__ import annotations

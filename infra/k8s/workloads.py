@@ -30,6 +30,7 @@ def mode_name(endpoint_id: str) -> str:
     """The Deployment's and the Service's name of an endpoint's mode server: ``platsync-mode-<endpoint>``."""
     return f"platsync-mode-{res(endpoint_id)}"
 
+
 def object_meta(dep: Deployment, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The ``metadata`` of an object of the deployment's namespace (labels sorted, if any)."""
     meta: dict[str, Any] = {"name": name, "namespace": dep.config.namespace}

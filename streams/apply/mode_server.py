@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="module:function(settings, side) -> bool; a keyword connections, if it takes one, "
                              "gets connections kept open between calls (streams/runtime/kept_connections.py)")
     parser.add_argument("--conflicts-hook", default="streams.apply.mode_server:open_conflicts_from_store",
-                        help="module:function(settings) -> int")
+                        help="module:function(settings) -> int; takes connections like --catching-up-hook")
     args = parser.parse_args(argv)
     configure_logging(f"mode-{args.side}")
     logging.getLogger("aiohttp").setLevel(logging.WARNING)

@@ -102,7 +102,7 @@ class Settings:
     # Change events per Kafka message (schemas/change_batch.avsc) and the message size budget.
     capture_events_per_message: int = 100
     capture_message_max_bytes: int = 262_144
-    java_cache_dir: str = ""  # empty: ~/.cache/platsync/java (compiled echo filter)
+    java_cache_dir: str = ""  # empty: ~/.cache/platsync/java (the capture's compiled Java: connectors/capture/java/)
     # Largest change message (one event, e.g. a signed PDF) the engine produces and consumes. A real
     # Kafka's topics need max.message.bytes at least this (Kafka's default is about 1 MB). A change
     # above it is dead-lettered by the capture without its bytes ("oversized"); raise this, then resync.
