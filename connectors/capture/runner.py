@@ -45,6 +45,7 @@ from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.capture.timer_fix import timer_fix_classes, timer_fix_loaded
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
+from connectors.stores.origins import capture_stream_properties, server_version
 from streams.core.codec import MessageCodec
 from streams.core.model import SIDES, ChangeEvent
 from streams.runtime.confluent_wire import codec_for
@@ -164,6 +165,11 @@ class StoreCapture:
         self.batches = 0
         self._counted = (0, 0)  # (events, echoes) of this process already added to the metrics
         properties = connector_properties(settings, side, store, echo_filter=echo_filter)
+        if settings.pg_origin_filter and store != "keycloak":  # only the sinks' sessions carry an origin
+            properties.update(capture_stream_properties(
+                server_version(_store_dsn(settings, side, store) + " connect_timeout=5"), enabled=True))
+        #: The server leaves the sinks' transactions out (PostgreSQL >= 16: connectors/stores/origins.py).
+        self.origin_filter = "slot.stream.params" in properties
         # Echo rows dropped inside the engine never reach the stamper; they are counted by the filter
         # (connector_properties decides which stores get it).
         self.echo_filter = "transforms.echo.type" in properties
@@ -339,7 +345,8 @@ def _run_captures(settings: Settings, side: str, stop: threading.Event, received
     tune_for_throughput()
     for c in captures:
         c.thread.start()
-    log.info("capture %s started: %s", side, ", ".join(c.name for c in captures))
+    log.info("capture %s started: %s", side, ", ".join(c.name + (" (origin = none)" if c.origin_filter else "")
+                                                       for c in captures))
     code = 0
     next_slot_check: float | None = 0.0  # until every slot streams; then readiness follows the retry file
     while not stop.wait(0.2):

@@ -37,6 +37,7 @@ from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableErr
 from connectors.sinks.conflict_log import Plan
 from connectors.sinks.connection import StoreConnection
 from connectors.stores import withdrawals
+from connectors.stores.origins import setup_session_origin
 from connectors.stores.tables import ADDED_COLUMNS, SYNCED_TABLES, coerce_row, metadata_for
 from streams.core.model import SHARED_STORES, Write
 from streams.routing.matrix_model import Matrix, load_matrix
@@ -131,9 +132,15 @@ class PostgresRowSink:
         self.store = store
         self.records_conflicts = records_conflicts(store)
         self.holds_withdrawals = store in SHARED_STORES  # documents made private leave these (docs/sharing.md)
+        #: The replication origin tagging this sink's transactions (PostgreSQL >= 16), or None.
+        self.origin: str | None = None
         self._connection = StoreConnection(libpq_dsn(settings, side, store, "apply") + " connect_timeout=5",
-                                           f"{side}/{store}")
+                                           f"{side}/{store}", self._set_origin if settings.pg_origin_filter else None)
         self._tables = {name: metadata_for(store).tables[name] for name in SYNCED_TABLES[store]}
+
+    def _set_origin(self, conn: psycopg.Connection[Any]) -> None:
+        """Tag the new session's transactions with a replication origin (connectors/stores/origins.py)."""
+        self.origin = setup_session_origin(conn, f"{self.side}/{self.store}")
 
     def setup(self) -> None:
         """Connect and check that every synced table exists."""

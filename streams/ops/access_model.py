@@ -27,7 +27,8 @@ class DbGrant:
 
     role: str  # role key
     database: str
-    object_type: Literal["table", "sequence", "identity"]  # identity: name is "table.column"
+    # identity: name is "table.column"; function: name is "schema.function(argument types)"
+    object_type: Literal["table", "sequence", "identity", "function"]
     name: str
     privileges: tuple[str, ...]
     columns: tuple[str, ...] = ()
@@ -38,6 +39,8 @@ class DbGrant:
         privileges = ", ".join(f"{p}{cols}" for p in self.privileges)
         if self.object_type == "table":
             return f'GRANT {privileges} ON TABLE {self.name} TO "{role_name}"'
+        if self.object_type == "function":
+            return f'GRANT {privileges} ON FUNCTION {self.name} TO "{role_name}"'
         return f'GRANT {privileges} ON SEQUENCE {sequence_name or self.name} TO "{role_name}"'
 
 

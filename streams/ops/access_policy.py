@@ -42,6 +42,7 @@ from connectors.stores.fhir_summary import SIX as FHIR_SIX
 from connectors.stores.fhir_summary import SUBMISSIONS as FHIR_SUBMISSIONS
 from connectors.stores.fhir_summary import fhir_metadata
 from connectors.stores.master_schema import MASTER_TABLE, TARGETS_TABLE, VERSION_SEQUENCE
+from connectors.stores.origins import ORIGIN_FUNCTIONS
 from connectors.stores.serials import SERIALS
 from connectors.stores.tables import SYNCED_TABLES, metadata_for
 from streams.core.model import DATABASE_STORES, REPLICA_STORE, ROUTES, SHARED_STORES, SIDES
@@ -139,6 +140,9 @@ def _database_grants(database: str) -> tuple[DbGrant, ...]:
                for t in APPLY_BOOKKEEPING if t in tables]
     grants += [DbGrant(APPLY, database, "table", MARKER, ("SELECT",)),
                DbGrant(APPLY, database, "table", MARKER, ("INSERT",), (*marker_in, BY_SYNC_COLUMN))]
+    # PostgreSQL >= 16: each sink session tags its transactions with a replication origin, which the
+    # captures' pgoutput leaves out (origin = none); the functions exist on 15 too (connectors/stores/origins.py).
+    grants += [DbGrant(APPLY, database, "function", f, ("EXECUTE",)) for f in ORIGIN_FUNCTIONS]
     grants += [DbGrant(APP, database, "table", t, ("SELECT", "INSERT", "UPDATE")) for t in synced]
     grants += [DbGrant(APP, database, "table", MARKER, ("SELECT",)),
                DbGrant(APP, database, "table", MARKER, ("INSERT",), marker_in)]

@@ -34,6 +34,7 @@ from streams.ops.backup_format import (
     parse_manifest,
 )
 from streams.runtime.connections import database_name, keycloak_db_dsn, libpq_dsn
+from streams.runtime.pg_binaries import configured_pg_bin_dir
 from streams.runtime.settings import Settings
 
 Say = Callable[[str], None]
@@ -52,7 +53,7 @@ class DumpSource:
 
 def pg_tool(settings: Settings, name: str) -> Path:
     """``pg_dump`` or ``pg_restore`` of the newest PostgreSQL client on the machine (``pg_bin_dir`` first)."""
-    candidates = [settings.pg_bin_dir] if settings.pg_bin_dir else []
+    candidates = [configured_pg_bin_dir(settings.pg_bin_dir)] if settings.pg_bin_dir else []
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
                          if Path(p).parent.name.isdigit() else 0, reverse=True)
     found = shutil.which(name)

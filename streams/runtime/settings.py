@@ -99,6 +99,9 @@ class Settings:
     debezium_heartbeat_ms: int = 10000
     # Drop echo rows inside the Debezium engine (connectors/capture/echo_filter.py); needs javac.
     debezium_echo_filter: bool = True
+    # On PostgreSQL >= 16, the server leaves the engine's own applies out of the captured stream
+    # (pgoutput origin = none; connectors/stores/origins.py). false: they are dropped as echoes only.
+    pg_origin_filter: bool = True
     # Change events per Kafka message (schemas/change_batch.avsc) and the message size budget.
     capture_events_per_message: int = 100
     capture_message_max_bytes: int = 262_144
