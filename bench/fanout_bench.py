@@ -197,7 +197,10 @@ def run_fanout_bench(quick: bool, json_path: Path | None, say: Say, work_dir: Pa
                     meter.start()
                     result = measure(network, sims, documents, say)
                     cpu = meter.stop()
+                    say("reading what every subscriber holds and received (copies, notifications, topic, webhook)")
                     seen = observed(sims, receiver, topics)
+                    say("read; closing the topic reader")
+                say("checking that hosp-a, hosp-b hold nothing")
                 checks = checks_of(result["records"], seen, held_by_others(network))
             finally:
                 with uninterrupted():

@@ -2,7 +2,9 @@
 delivery by topic and key (the notifications' idempotency key).
 
 One consumer reads every topic from its start, in a thread, for the whole run: the embedded broker may not
-hand a consumer that joins late the newest message of a quiet topic, while one already waiting gets it.
+hand a consumer that joins late the newest message of a quiet topic, while one already waiting gets it. It is
+assigned every partition rather than joining a group: a group's join took the embedded broker up to ~17 s,
+which the run spent waiting for the first message.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 import uuid
 from collections import Counter
 
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streams.runtime.kafka_config import client_config
 from streams.runtime.settings import Settings
@@ -28,8 +30,16 @@ class TopicCounter:
         self._consumer = Consumer({**client_config(settings, "platsync-bench-scan"),
                                    "group.id": f"bench-scan-{uuid.uuid4().hex}", "enable.auto.commit": False,
                                    "auto.offset.reset": "earliest"})
-        self._consumer.subscribe(topics)
+        self._consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for topic in topics
+                               for partition in self._partitions(topic)])
         self._thread = threading.Thread(target=self._run, name="topic-scan", daemon=True)
+
+    def _partitions(self, topic: str) -> list[int]:
+        """The partitions of ``topic`` (it must exist: the simulated hospitals' subscribers created it)."""
+        meta = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise RuntimeError(f"topic {topic} not found on the broker: {meta.error if meta else 'no metadata'}")
+        return sorted(meta.partitions)
 
     def __enter__(self) -> TopicCounter:
         self._thread.start()
