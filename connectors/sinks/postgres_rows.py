@@ -37,7 +37,7 @@ from connectors.sinks.base import RejectedWrite, SinkResult, StoreUnavailableErr
 from connectors.sinks.conflict_log import Plan
 from connectors.sinks.connection import StoreConnection
 from connectors.stores import withdrawals
-from connectors.stores.origins import setup_session_origin
+from connectors.stores.origins import fresh_commit_time, setup_session_origin
 from connectors.stores.tables import ADDED_COLUMNS, SYNCED_TABLES, coerce_row, metadata_for
 from streams.core.model import SHARED_STORES, Write
 from streams.routing.matrix_model import Matrix, load_matrix
@@ -234,6 +234,8 @@ class PostgresRowSink:
             return None  # an unreadable before-image only costs the fast-forward shortcut
 
     def _mark(self, conn: psycopg.Connection[Any], origin_side: str) -> None:
+        if self.origin is not None:
+            fresh_commit_time(conn)
         conn.execute(
             "INSERT INTO platsync_txn_marker (api_id, origin_side, applied_by_sync) VALUES (%s, %s, true)",
             (APPLY_API_ID, origin_side))

@@ -41,7 +41,10 @@ ORIGIN_POOL = 16
 ORIGIN_PREFIX = "platsync_apply_"
 #: Functions the apply role calls (``GRANT EXECUTE``).
 ORIGIN_FUNCTIONS = ("pg_catalog.pg_replication_origin_create(text)",
-                    "pg_catalog.pg_replication_origin_session_setup(text)")
+                    "pg_catalog.pg_replication_origin_session_setup(text)",
+                    "pg_catalog.pg_replication_origin_xact_reset()")
+#: First statement of every transaction of a session with an origin (:func:`fresh_commit_time`).
+FRESH_COMMIT_TIME = "SELECT pg_catalog.pg_replication_origin_xact_reset()"
 
 
 def filters_origins(server_version_num: int) -> bool:
@@ -92,6 +95,18 @@ def setup_session_origin(conn: psycopg.Connection[Any], what: str, pool: int = O
     log.warning("%s: no replication origin (%s): its applies are dropped as echoes by the capture instead "
                 "of by the server", what, reason)
     return None
+
+
+def fresh_commit_time(conn: psycopg.Connection[Any]) -> None:
+    """In a transaction of a session with an origin: let its commit record the time it commits.
+
+    A session with an origin records the origin's timestamp as each transaction's commit time
+    (``track_commit_timestamp``); none being given, PostgreSQL takes the first commit's time and keeps
+    it for every later one of the session (measured on 18.6: applies stamped minutes in the past).
+    Resetting it first in each transaction makes the commit take its own time again, which the
+    operators' diagnostics and the benchmark's latencies read.
+    """
+    conn.execute(FRESH_COMMIT_TIME)
 
 
 def _setup(conn: psycopg.Connection[Any], name: str) -> None:

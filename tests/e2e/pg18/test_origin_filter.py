@@ -44,6 +44,15 @@ def origins(settings: Settings, side: str) -> dict[str, int]:
     return {name: lsn for name, lsn in rows}
 
 
+def commit_time(settings: Settings, side: str, code: str) -> float:
+    """When the transaction that wrote staff ``code`` on ``side`` committed (epoch seconds)."""
+    with psycopg.connect(libpq_dsn(settings, side, "meta")) as conn:
+        row = conn.execute("SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 FROM staff "
+                           "WHERE staff_code = %s", (code,)).fetchone()
+    assert row is not None and row[0] is not None, f"no staff {code} (or no commit time) on {side}"
+    return float(row[0])
+
+
 def staff(settings: Settings, side: str, code: str) -> dict[str, Any]:
     with ReferenceApi(settings, side) as api:
         return api.call("PRV_STF_001", {"staff_code": code, "display_name": "検査 技師", "role": "nurse"})
@@ -68,8 +77,10 @@ def test_an_applied_change_never_reaches_the_capture_while_a_direct_write_does(s
     code = f"O-{uuid.uuid4().hex[:8]}"
     staff(s, "local", code)  # applied on the remote by the worker's sink
     assert wait_synced(s, timeout_s=60) == []
-    with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:
-        assert conn.execute("SELECT count(*) FROM staff WHERE staff_code = %s", (code,)).fetchone() == (1,)
+    committed = {side: commit_time(s, side, code) for side in ("local", "remote")}
+    # Applied after it was written: the apply's commit records its own time, not the session's first
+    # commit's (connectors/stores/origins.py: fresh_commit_time).
+    assert committed["local"] <= committed["remote"] <= committed["local"] + 60, committed
     advanced = {n: lsn for n, lsn in origins(s, "remote").items() if lsn > origins_before.get(n, 0)}
     assert advanced, f"no sink origin on the remote committed the apply: {origins(s, 'remote')}"
 
