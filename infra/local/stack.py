@@ -94,6 +94,28 @@ def components(settings: Settings) -> list[Component]:
     )
 
 
+#: Processes that depend on nothing but PostgreSQL, Keycloak and the broker: stopped together.
+_CLIENT_KINDS = frozenset(("fhir", "api", "mode", "worker"))
+
+
+def stop_tiers(order: list[Component]) -> list[list[Component]]:
+    """``order`` (reverse start order) cut into groups stopped one after the other, each group at once.
+
+    The clients of the stores and the broker (workers, mode servers, APIs, the FHIR worker) stop together,
+    then the link, the broker, the Keycloak stand-ins together, the PostgreSQL servers together: nothing
+    stops before what still uses it.
+    """
+    tiers: list[list[Component]] = []
+    for component in order:
+        key = "client" if component.kind in _CLIENT_KINDS else component.kind
+        if tiers and key in ("client", "keycloak", "postgres") and \
+                ("client" if tiers[-1][0].kind in _CLIENT_KINDS else tiers[-1][0].kind) == key:
+            tiers[-1].append(component)
+        else:
+            tiers.append([component])
+    return tiers
+
+
 def settings_file(settings: Settings) -> Path:
     """The settings file every child process reads (written by ``up``)."""
     return settings.data_dir / "platsync.toml"
@@ -341,9 +363,7 @@ class Stack:
         """
         pids = self.running()
         order = list(reversed(components(self.settings)))
-        captures = [c for c in order if c.kind == "capture"]
-        for component in captures:
-            self._stop(component, pids, say)
+        self._stop_together([c for c in order if c.kind == "capture"], pids, say)
         workers_up = all(pids[c.name] for c in components(self.settings)
                          if c.kind in ("worker", "broker", "link", "postgres", "keycloak"))
         if drain_timeout_s > 0 and workers_up:
@@ -361,15 +381,23 @@ class Stack:
                 say("drained: every captured change is applied")
         elif drain_timeout_s > 0 and any(pids.values()):
             say("WARNING: a worker, the broker or a database is down: stopping without draining")
-        for component in order:
-            if component.kind != "capture":
-                self._stop(component, pids, say)
+        for tier in stop_tiers([c for c in order if c.kind != "capture"]):
+            self._stop_together(tier, pids, say)
 
     def _stop_brokerless(self, running: list[Component], pids: dict[str, int | None], say: Say) -> None:
         """Stop Kafka clients of a broker that is gone, all at once and with a short grace: a worker's graceful
         stop waits on commits and flushes to that broker (a minute each, seen in tests), and there is nothing to
         lose by not waiting: what it applied is recorded with its position in the target store."""
-        threads = [threading.Thread(target=self._stop, args=(c, pids, say, BROKERLESS_STOP_S), daemon=True)
+        self._stop_together(running, pids, say, BROKERLESS_STOP_S)
+
+    def _stop_together(self, running: list[Component], pids: dict[str, int | None], say: Say,
+                       timeout_s: float = 60.0) -> None:
+        """Stop ``running`` at once (each gracefully, within ``timeout_s``) and wait for all of them."""
+        if len(running) <= 1:
+            for component in running:
+                self._stop(component, pids, say, timeout_s)
+            return
+        threads = [threading.Thread(target=self._stop, args=(c, pids, say, timeout_s), daemon=True)
                    for c in running]
         for thread in threads:
             thread.start()
