@@ -20,8 +20,8 @@ older server) commits untagged transactions, which the echo rule still drops.
 An origin is active in one session at a time, so a sink takes the first free one of a small pool
 of names (:data:`ORIGIN_POOL`); origins are cluster-wide and kept (PostgreSQL remembers each one's
 progress until it is dropped), so the pool also bounds what the engine leaves in the catalog.
-The apply role needs EXECUTE on ``pg_replication_origin_create`` and
-``pg_replication_origin_session_setup`` (granted by the provisioning: :mod:`streams.ops.access_policy`).
+The apply role needs EXECUTE on :data:`ORIGIN_FUNCTIONS` (granted by the provisioning:
+:mod:`streams.ops.access_policy`).
 """
 
 from __future__ import annotations

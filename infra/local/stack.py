@@ -105,11 +105,12 @@ def stop_tiers(order: list[Component]) -> list[list[Component]]:
     then the link, the broker, the Keycloak stand-ins together, the PostgreSQL servers together: nothing
     stops before what still uses it.
     """
+    def tier(component: Component) -> str:
+        return "client" if component.kind in _CLIENT_KINDS else component.kind
+
     tiers: list[list[Component]] = []
     for component in order:
-        key = "client" if component.kind in _CLIENT_KINDS else component.kind
-        if tiers and key in ("client", "keycloak", "postgres") and \
-                ("client" if tiers[-1][0].kind in _CLIENT_KINDS else tiers[-1][0].kind) == key:
+        if tiers and tier(component) in ("client", "keycloak", "postgres") and tier(tiers[-1][0]) == tier(component):
             tiers[-1].append(component)
         else:
             tiers.append([component])

