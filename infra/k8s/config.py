@@ -35,6 +35,9 @@ _SECRET_SUFFIXES = ("_password", "_keys", "_secret", "_token")
 #: Settings every pod gets from the generator (its own Kafka user, TLS to Strimzi, the data volume).
 GENERATED_SETTINGS = frozenset({"broker_username", "broker_security_protocol", "broker_sasl_mechanism",
                                 "broker_ca_file", "data_dir"})
+#: The PostgreSQL major versions a node may declare: the engine's oldest (Debian 12's 15), and a bound that catches
+#: a server_version_num (160004) written where the major (16) belongs.
+MIN_PG_MAJOR, MAX_PG_MAJOR = 15, 99
 _CIDR = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
 _TIME_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")
 #: Where every PLAT Sync pod mounts its settings, data and temporary files: no master file directory there.
@@ -107,6 +110,8 @@ class NodeConfig:
     keycloak_db: str = ""  # libpq DSN of Keycloak's account database, without password
     # A hospital's webhook receiver (its subscriber's notifier POSTs there): the only egress opened for it.
     webhook_cidrs: tuple[str, ...] = ()
+    # Major version of the node's PostgreSQL: from 16 its connectors stream origin = none (docs/kubernetes.md).
+    pg_major: int = 15
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,10 @@ class DeploymentConfig:
     stamper_storage: str = "1Gi"  # markers and progress of the stamper (PersistentVolumeClaim)
     local_db_cidrs: tuple[str, ...] = ("10.10.0.0/16",)  # hospital-side PostgreSQL and Keycloak
     remote_db_cidrs: tuple[str, ...] = ("10.20.0.0/16",)  # cloud-side PostgreSQL and Keycloak
+    # Major versions of the [settings] nodes' PostgreSQL servers (other nodes: [k8s.nodes.<id>] pg_major). From 16,
+    # the node's KafkaConnectors stream origin = none: the server leaves the workers' applies out of the capture.
+    local_pg_major: int = 15
+    remote_pg_major: int = 15
     db_port: int = 5432
     keycloak_ports: tuple[int, ...] = (443, 8443, 8080)
     webhook_ports: tuple[int, ...] = (443,)  # a subscriber's webhook (each hospital's webhook_cidrs)
@@ -208,6 +217,8 @@ def _check_config(cfg: DeploymentConfig) -> list[str]:
     for cidr in (*cfg.local_db_cidrs, *cfg.remote_db_cidrs, *cfg.fhir_service_cidrs):
         if not _CIDR.match(cidr):
             faults.append(f"{cidr!r} is not an IPv4 CIDR")
+    for name in ("local_pg_major", "remote_pg_major"):
+        faults += _pg_major_faults(f"[k8s] {name}", getattr(cfg, name))
     if not cfg.fhir_service_cidrs:
         faults.append("fhir_service_cidrs is empty: the FHIR worker could reach no sharing service")
     for name, res in cfg.resources.items():
@@ -215,6 +226,13 @@ def _check_config(cfg: DeploymentConfig) -> list[str]:
             if not QUANTITY.match(getattr(res, f.name)):
                 faults.append(f"resources.{name}.{f.name} {getattr(res, f.name)!r} is not a quantity")
     return faults
+
+
+def _pg_major_faults(where: str, value: Any) -> list[str]:
+    """A PostgreSQL major version the engine runs on (15 or later), else the fault."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_PG_MAJOR <= value <= MAX_PG_MAJOR:
+        return [f"{where} expects a PostgreSQL major version ({MIN_PG_MAJOR}..{MAX_PG_MAJOR}), got {value!r}"]
+    return []
 
 
 def _nodes_from(raw: Any, faults: list[str]) -> dict[str, NodeConfig]:
@@ -239,6 +257,7 @@ def _nodes_from(raw: Any, faults: list[str]) -> dict[str, NodeConfig]:
             faults.append(f"{where} db_cidrs is empty: the node's pods could reach no database")
         if not isinstance(values.get("pg_port", 5432), int):
             faults.append(f"{where} pg_port expects an int")
+        faults += _pg_major_faults(f"{where} pg_major", values.get("pg_major", 15))
         nodes[node] = NodeConfig(**values)
     if not isinstance(raw, dict):
         faults.append("[k8s] nodes must be a table of [k8s.nodes.<id>] tables")

@@ -14,6 +14,7 @@ from typing import Any
 
 from connectors.capture.debezium import connector_properties
 from connectors.capture.stamp import raw_topic
+from connectors.stores.origins import capture_stream_properties
 from infra.k8s.config import Deployment
 from infra.k8s.scope import Scope, k8s_name, res
 from streams.ops.dlq import retried_topic
@@ -180,6 +181,9 @@ def connector_config(scope: Scope, endpoint: Endpoint, store: str) -> dict[str, 
     """The KafkaConnector ``spec.config`` of one captured database."""
     link, side = _endpoint_settings(scope, endpoint)
     props = connector_properties(connect_settings(link, side), side, store, echo_filter=True)
+    if store != "keycloak":  # only the workers' sessions carry an origin; Keycloak's database may be another server
+        major = scope.node_config(endpoint.node).pg_major
+        props.update(capture_stream_properties(major * 10000, link.pg_origin_filter))
     config = {k: v for k, v in props.items() if k not in ENGINE_ONLY_KEYS}
     transforms = [t for t in props.get("transforms", "").split(",") if t]
     config.update({

@@ -181,7 +181,8 @@ class Scope:
             raise KeyError(node)
         n = s.node(side)
         return NodeConfig(s.pg_host(side), cfg.remote_db_cidrs if side == "remote" else cfg.local_db_cidrs,
-                          s.pg_port(side), n.keycloak_url, n.keycloak_db)
+                          s.pg_port(side), n.keycloak_url, n.keycloak_db,
+                          pg_major=cfg.remote_pg_major if side == "remote" else cfg.local_pg_major)
 
     def link_settings(self, tenant: str | None) -> Settings:
         """The two-party settings of a hospital's home link (the deployment's settings by default)."""
