@@ -109,6 +109,7 @@ def create_app(settings: Settings, route: str, applier: RouteApplier, metrics: W
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=settings.group_heartbeat_s(),
         broker_commit_interval=1.0,
         topic_partitions=1,
         topic_disable_leader=True,

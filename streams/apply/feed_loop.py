@@ -88,7 +88,9 @@ def feed_consumer(settings: Settings, group: str, client_id: str, principal: str
     group has never read (a subscriber offline since before its feed began still gets all of it)."""
     consumer = Consumer({**client_config(settings, client_id, principal), "group.id": group,
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "session.timeout.ms": 10000, "max.poll.interval.ms": 600000})
+                         "session.timeout.ms": round(settings.worker_session_timeout_s * 1000),
+                         "heartbeat.interval.ms": round(settings.group_heartbeat_s() * 1000),
+                         "max.poll.interval.ms": 600000})
     consumer.subscribe(list(topics))
     return consumer
 

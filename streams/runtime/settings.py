@@ -123,7 +123,10 @@ class Settings:
     worker_batch_size: int = 1000
     worker_batch_within_s: float = 0.05
     worker_batches_in_flight: int = 2  # batches applied while the next is collected (streams/apply/pipeline.py)
-    worker_session_timeout_s: float = 10.0
+    # Consumer-group session of the Faust workers and the sharing processes (heartbeat: a third of it).
+    # The embedded broker (Tansu) answers a JoinGroup only after half the session: every start waits
+    # that long (10 s cost 5 s). 6 s is the least a real Kafka accepts (group.min.session.timeout.ms).
+    worker_session_timeout_s: float = 6.0
     # Keycloak: each node's URL and account database are in ``nodes``.
     keycloak_realm: str = "plat"
     keycloak_admin_user: str = "platsync-admin"
@@ -315,6 +318,10 @@ class Settings:
     def consumer_group(self, route: str) -> str:
         """Consumer group (Faust app id) applying a route."""
         return f"{self.topic_prefix}-{route}"
+
+    def group_heartbeat_s(self) -> float:
+        """Heartbeat interval of a consumer-group member: a third of its session, as Kafka advises."""
+        return self.worker_session_timeout_s / 3
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view (paths as strings; ``nodes`` and ``metrics_worker_ports`` as nested tables)."""
