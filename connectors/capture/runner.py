@@ -45,7 +45,7 @@ from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.capture.timer_fix import timer_fix_classes, timer_fix_loaded
 from connectors.keycloak.accounts import Account, read_accounts
 from connectors.keycloak.crypto import key_ring_for
-from connectors.stores.origins import capture_stream_properties, server_version
+from connectors.stores.origins import capture_stream_properties, server_version, wants_origin_filter
 from streams.core.codec import MessageCodec
 from streams.core.model import SIDES, ChangeEvent
 from streams.runtime.confluent_wire import codec_for
@@ -165,9 +165,9 @@ class StoreCapture:
         self.batches = 0
         self._counted = (0, 0)  # (events, echoes) of this process already added to the metrics
         properties = connector_properties(settings, side, store, echo_filter=echo_filter)
-        if settings.pg_origin_filter and store != "keycloak":  # only the sinks' sessions carry an origin
+        if wants_origin_filter(settings, store):  # asked first: it saves the version query
             properties.update(capture_stream_properties(
-                server_version(_store_dsn(settings, side, store) + " connect_timeout=5"), enabled=True))
+                server_version(_store_dsn(settings, side, store) + " connect_timeout=5")))
         #: The server leaves the sinks' transactions out (PostgreSQL >= 16: connectors/stores/origins.py).
         self.origin_filter = "slot.stream.params" in properties
         # Echo rows dropped inside the engine never reach the stamper; they are counted by the filter

@@ -32,6 +32,8 @@ from typing import Any
 import psycopg
 from psycopg import errors
 
+from streams.runtime.settings import Settings
+
 log = logging.getLogger("platsync.origins")
 
 #: The first server version whose pgoutput accepts ``origin = none``.
@@ -52,9 +54,16 @@ def filters_origins(server_version_num: int) -> bool:
     return server_version_num >= ORIGIN_FILTER_MIN_VERSION
 
 
-def capture_stream_properties(server_version_num: int | None, enabled: bool) -> dict[str, str]:
-    """Debezium properties making the capture stream ``origin = none``; none for an older or unknown server."""
-    if not enabled or server_version_num is None or not filters_origins(server_version_num):
+def wants_origin_filter(settings: Settings, store: str) -> bool:
+    """Whether the capture of ``store`` streams ``origin = none`` where its server can: the setting is on
+    and the sinks write the store by SQL (Keycloak's accounts go through Keycloak: no origin there)."""
+    return settings.pg_origin_filter and store != "keycloak"
+
+
+def capture_stream_properties(server_version_num: int | None) -> dict[str, str]:
+    """Debezium properties making the capture stream ``origin = none``; none for an older or unknown server
+    (ask :func:`wants_origin_filter` first)."""
+    if server_version_num is None or not filters_origins(server_version_num):
         return {}
     return {"slot.stream.params": "origin=none"}
 

@@ -257,7 +257,7 @@ def _nodes_from(raw: Any, faults: list[str]) -> dict[str, NodeConfig]:
             faults.append(f"{where} db_cidrs is empty: the node's pods could reach no database")
         if not isinstance(values.get("pg_port", 5432), int):
             faults.append(f"{where} pg_port expects an int")
-        faults += _pg_major_faults(f"{where} pg_major", values.get("pg_major", 15))
+        faults += _pg_major_faults(f"{where} pg_major", values.get("pg_major", known["pg_major"].default))
         nodes[node] = NodeConfig(**values)
     if not isinstance(raw, dict):
         faults.append("[k8s] nodes must be a table of [k8s.nodes.<id>] tables")

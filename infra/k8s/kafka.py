@@ -14,7 +14,7 @@ from typing import Any
 
 from connectors.capture.debezium import connector_properties
 from connectors.capture.stamp import raw_topic
-from connectors.stores.origins import capture_stream_properties
+from connectors.stores.origins import capture_stream_properties, wants_origin_filter
 from infra.k8s.config import Deployment
 from infra.k8s.scope import Scope, k8s_name, res
 from streams.ops.dlq import retried_topic
@@ -181,9 +181,8 @@ def connector_config(scope: Scope, endpoint: Endpoint, store: str) -> dict[str, 
     """The KafkaConnector ``spec.config`` of one captured database."""
     link, side = _endpoint_settings(scope, endpoint)
     props = connector_properties(connect_settings(link, side), side, store, echo_filter=True)
-    if store != "keycloak":  # only the workers' sessions carry an origin; Keycloak's database may be another server
-        major = scope.node_config(endpoint.node).pg_major
-        props.update(capture_stream_properties(major * 10000, link.pg_origin_filter))
+    if wants_origin_filter(link, store):  # the node's declared major stands in for the server's version
+        props.update(capture_stream_properties(scope.node_config(endpoint.node).pg_major * 10000))
     config = {k: v for k, v in props.items() if k not in ENGINE_ONLY_KEYS}
     transforms = [t for t in props.get("transforms", "").split(",") if t]
     config.update({

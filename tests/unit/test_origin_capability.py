@@ -17,17 +17,26 @@ from streams.runtime.node_settings import SettingsError
 from streams.runtime.settings import Settings, load_settings
 
 
-@pytest.mark.parametrize(("version", "enabled", "expected"), [
-    (150014, True, {}),  # PostgreSQL 15's pgoutput rejects the option
-    (159999, True, {}),
-    (160000, True, {"slot.stream.params": "origin=none"}),
-    (180006, True, {"slot.stream.params": "origin=none"}),
-    (180006, False, {}),  # pg_origin_filter = false
-    (None, True, {}),  # the server was unreachable: the echo filter alone this run
+@pytest.mark.parametrize(("version", "expected"), [
+    (150014, {}),  # PostgreSQL 15's pgoutput rejects the option
+    (159999, {}),
+    (160000, {"slot.stream.params": "origin=none"}),
+    (180006, {"slot.stream.params": "origin=none"}),
+    (None, {}),  # the server was unreachable: the echo filter alone this run
 ])
-def test_the_capture_streams_origin_none_only_from_postgresql_16(version: int | None, enabled: bool,
+def test_the_capture_streams_origin_none_only_from_postgresql_16(version: int | None,
                                                                   expected: dict[str, str]) -> None:
-    assert origins.capture_stream_properties(version, enabled) == expected
+    assert origins.capture_stream_properties(version) == expected
+
+
+@pytest.mark.parametrize(("origin_filter", "store", "expected"), [
+    (True, "meta", True),
+    (True, "fructos_own", True),
+    (False, "meta", False),  # pg_origin_filter = false
+    (True, "keycloak", False),  # Keycloak applies accounts itself: no sink session, no origin
+])
+def test_which_captures_want_origin_none(origin_filter: bool, store: str, expected: bool) -> None:
+    assert origins.wants_origin_filter(Settings(pg_origin_filter=origin_filter), store) is expected
 
 
 def test_the_connector_properties_do_not_set_stream_params_themselves() -> None:
