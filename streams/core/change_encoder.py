@@ -14,6 +14,7 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from streams.core.change_layout import change_symbols
 from streams.core.model import ChangeEvent
 
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
@@ -21,57 +22,6 @@ _DOUBLE = struct.Struct("<d")
 #: Union branches of a row-image value, in the contract's order: null, boolean, long, double, string, Binary.
 _NULL, _TRUE, _FALSE, _LONG, _DOUBLE_TAG, _STRING, _BINARY = b"\x00", b"\x02\x01", b"\x02\x00", b"\x04", b"\x06", \
     b"\x08", b"\x0a"
-
-#: The contract layout this encoder writes: (field, kind) in order.
-LAYOUT: tuple[tuple[str, str], ...] = (
-    ("event_id", "string"), ("source_side", "enum"), ("source_store", "string"), ("table", "string"),
-    ("op", "enum"), ("key", "string"), ("version", "long"), ("row", "image"), ("api_id", "optional"),
-    ("call_id", "optional"), ("origin_side", "enum"), ("lsn", "long"), ("txid", "long"), ("commit_ts_ms", "long"),
-    ("captured_ts_ms", "long"), ("before", "image"),
-)
-
-
-def _register(kind: Any, named: dict[str, Any]) -> None:
-    """Remember every named type (enum, record) defined anywhere inside ``kind``."""
-    if isinstance(kind, list):
-        for branch in kind:
-            _register(branch, named)
-    elif isinstance(kind, dict):
-        if kind.get("type") in ("enum", "record") and "name" in kind:
-            named[kind["name"]] = kind
-        for inner in ("values", "items"):
-            if inner in kind:
-                _register(kind[inner], named)
-        for field in kind.get("fields", []):
-            _register(field["type"], named)
-
-
-def _is_image_values(values: Any, named: dict[str, Any]) -> bool:
-    """True for the row-image value union: null, boolean, long, double, string, Binary{data: bytes}."""
-    if not isinstance(values, list) or len(values) != 6:
-        return False
-    resolved = [named.get(v, v) if isinstance(v, str) else v for v in values]
-    binary = resolved[5]
-    return resolved[:5] == ["null", "boolean", "long", "double", "string"] and isinstance(binary, dict) \
-        and binary.get("type") == "record" \
-        and [(f["name"], f["type"]) for f in binary.get("fields", [])] == [("data", "bytes")]
-
-
-def _kind(kind: Any, named: dict[str, Any]) -> str:
-    """The encoder's name for a contract field's type, or ``unsupported``."""
-    if isinstance(kind, str) and kind in named:
-        kind = named[kind]
-    if kind in ("string", "long"):
-        return str(kind)
-    if isinstance(kind, dict) and kind.get("type") == "enum":
-        return "enum"
-    if kind == ["null", "string"]:
-        return "optional"
-    if isinstance(kind, list) and len(kind) == 2 and kind[0] == "null" and isinstance(kind[1], dict) \
-            and kind[1].get("type") == "map" and _is_image_values(kind[1].get("values"), named):
-        return "image"
-    return "unsupported"
-
 
 def _long(n: int) -> bytes:
     if not _LONG_MIN <= n <= _LONG_MAX:
@@ -144,13 +94,11 @@ def _image(image: Mapping[str, Any] | None, out: bytearray) -> None:
 def change_encoder_for(raw_schema: Mapping[str, Any]) -> Callable[[ChangeEvent], bytes] | None:
     """An encoder of :class:`ChangeEvent` bodies for ``raw_schema`` (the parsed .avsc JSON), or None
     if the contract does not have the layout this encoder was written for."""
-    named: dict[str, Any] = {}
-    _register(dict(raw_schema), named)
-    kinds = [(field["name"], _kind(field["type"], named)) for field in raw_schema.get("fields", [])]
-    if tuple(kinds) != LAYOUT or not {"Side", "Op"} <= set(named):
+    symbols = change_symbols(raw_schema)
+    if symbols is None:
         return None
-    sides = {s: _long(i) for i, s in enumerate(named["Side"]["symbols"])}
-    ops = {s: _long(i) for i, s in enumerate(named["Op"]["symbols"])}
+    sides = {s: _long(i) for i, s in enumerate(symbols[0])}
+    ops = {s: _long(i) for i, s in enumerate(symbols[1])}
 
     def encode(change: ChangeEvent) -> bytes:
         try:

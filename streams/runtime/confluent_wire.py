@@ -40,8 +40,10 @@ from streams.core.codec import (
     SCHEMA_DIR,
     DecodeError,
     MessageCodec,
+    _fast_change_decoder,
     _fast_change_encoder,
     change_from_record,
+    decode_change_body,
     encode_change_generic,
     load_contract,
 )
@@ -215,7 +217,17 @@ class ConfluentWire:
         return [data]
 
     def decode_change(self, data: bytes | None) -> ChangeEvent:
-        """Decode one change-event message; raise :class:`DecodeError` if it is not a valid one."""
+        """Decode one change-event message; raise :class:`DecodeError` if it is not a valid one.
+
+        A message written with our own schema (the usual case) is read by the specialised decoder
+        (:mod:`streams.core.change_decoder`); any other writer schema is resolved by fastavro.
+        """
+        fast = _fast_change_decoder()
+        if fast is not None and data is not None and len(data) >= HEADER_BYTES and data[0] == MAGIC:
+            schema_id = int.from_bytes(data[1:5], "big")
+            if self._writers.get(schema_id) == (self._names["change_event"], None):
+                return decode_change_body(fast, data, HEADER_BYTES,
+                                          f"change_event: body does not decode with schema id {schema_id}")
         return change_from_record(self._read("change_event", data))
 
 

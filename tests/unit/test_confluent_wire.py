@@ -82,6 +82,18 @@ def test_other_contracts_round_trip(wire: ConfluentWire) -> None:
     assert data[:5] == header(IDS["heartbeat"]) and wire.decode("heartbeat", data) == beat
 
 
+def test_our_own_change_events_are_read_by_the_specialised_decoder(wire: ConfluentWire,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    events = [change(), change(row=None, before=None, op="d", api_id=None, call_id=None)]
+    messages = [wire.encode_change(e) for e in events]
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("fastavro must not read a change event written with our own schema id")
+
+    monkeypatch.setattr(fastavro, "schemaless_reader", refuse)
+    assert [wire.decode_change(m) for m in messages] == events
+
+
 def test_a_plain_message_is_refused_as_not_in_the_wire_format(wire: ConfluentWire) -> None:
     with pytest.raises(DecodeError, match="not in the Confluent wire format"):
         wire.decode_change(plain.encode_change(change()))
