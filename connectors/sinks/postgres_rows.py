@@ -38,7 +38,7 @@ from connectors.sinks.conflict_log import Plan
 from connectors.sinks.connection import StoreConnection
 from connectors.stores import withdrawals
 from connectors.stores.origins import fresh_commit_time, setup_session_origin
-from connectors.stores.tables import ADDED_COLUMNS, SYNCED_TABLES, coerce_row, metadata_for
+from connectors.stores.tables import ADDED_COLUMNS, SYNCED_TABLES, coerce_row, column_names, metadata_for
 from streams.core.model import SHARED_STORES, Write
 from streams.routing.matrix_model import Matrix, load_matrix
 from streams.runtime.connections import libpq_dsn
@@ -339,7 +339,7 @@ class PostgresRowSink:
         if w.row is None:
             raise ValueError(f"upsert of {w.table}/{w.key} carries no row")
         row = {**ADDED_COLUMNS.get(table.name, {}), **coerce_row(table, w.row)}  # captured before they existed
-        missing = [c.name for c in table.columns if c.name not in row]
+        missing = [name for name in column_names(table) if name not in row]
         if missing:
             raise ValueError(f"row {w.table}/{w.key} lacks columns {missing}")
         if "content" in row and "content_hash" in row:

@@ -340,6 +340,11 @@ def _column_kinds(table: Table) -> dict[str, str | None]:
     return kinds
 
 
+def column_names(table: Table) -> tuple[str, ...]:
+    """``table``'s column names in order (looked up once per table)."""
+    return tuple(_column_kinds(table))
+
+
 def coerce_row(table: Table, row: dict[str, RowValue]) -> dict[str, Any]:
     """Turn a row in its wire form (ISO strings, bytes) into values for ``table``'s columns.
 

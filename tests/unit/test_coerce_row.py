@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import Boolean, Column, Date, DateTime, Integer, LargeBinary, MetaData, Table, Text
 
-from connectors.stores.tables import coerce_row, metadata_for
+from connectors.stores.tables import coerce_row, column_names, metadata_for
 
 TABLE = Table("coerced", MetaData(), Column("id", Text, primary_key=True), Column("n", Integer),
               Column("ok", Boolean), Column("at", DateTime(timezone=True)), Column("day", Date),
@@ -41,3 +41,7 @@ def test_a_synced_table_keeps_the_same_values_twice() -> None:
     first, second = coerce_row(signed, row), coerce_row(signed, dict(row))
     assert first == second == {"id": "d-1", "content": b"\x01", "version": 2,
                                "updated_at": datetime(2026, 12, 6, 10, 0, tzinfo=UTC)}
+
+
+def test_column_names_are_the_tables_in_order() -> None:
+    assert column_names(TABLE) == ("id", "n", "ok", "at", "day", "blob")
