@@ -2,7 +2,7 @@
 
 fastavro reads a row image's values generically (a union resolved per value, a ``Binary`` record
 built as a dict and unwrapped afterwards): for a signed record that was about 22 us per event in a
-worker, half of the worker's Python time in a bulk (py-spy, issue 19). This decoder reads the
+worker, a quarter of its busy samples in a bulk (py-spy, issue 19). This decoder reads the
 contract's layout (:mod:`streams.core.change_layout`) field by field and builds the
 :class:`~streams.core.model.ChangeEvent` directly. It returns what fastavro's reading gives for every
 valid body (``tests/unit/test_change_decoder.py`` compares them over thousands of generated
@@ -12,7 +12,7 @@ contract has that layout (:func:`change_decoder_for` returns None otherwise).
 It is stricter than fastavro where the Avro specification is, refusing what no Avro writer produces:
 a boolean byte other than 0 or 1 (fastavro reads it as true), a varint longer than a long's 10 bytes
 or beyond 64 bits (fastavro wraps it around), a negative enum or union index (fastavro takes it from
-the end of the list).
+the end of the list), and a union index written in more bytes than it needs.
 """
 
 from __future__ import annotations
