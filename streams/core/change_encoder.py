@@ -54,8 +54,7 @@ def _long(n: int) -> bytes:
 
 def _string(value: str, out: bytearray) -> None:
     data = value.encode("utf-8")
-    size = len(data)
-    out += _LENGTHS[size] if size < _TABLED else _varint(size)
+    out += _long(len(data))
     out += data
 
 
