@@ -340,6 +340,7 @@ def _column_kinds(table: Table) -> dict[str, str | None]:
     return kinds
 
 
+@cache
 def column_names(table: Table) -> tuple[str, ...]:
     """``table``'s column names in order (looked up once per table)."""
     return tuple(_column_kinds(table))
