@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
 import time
@@ -111,6 +112,8 @@ class TransactionStamper:
         self.ignored = 0
         self.last_lsn = 0
         self.last_commit_ts_ms = 0
+        #: How many markers were ever added: changes whenever :meth:`markers_state` does.
+        self.markers_version = 0
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -201,9 +204,18 @@ class TransactionStamper:
 
     def markers_state(self) -> dict[str, dict[str, Any]]:
         """The remembered markers as JSON-friendly data (``{txid: marker fields}``), oldest first."""
-        # Field by field, not dataclasses.asdict (a recursive deep copy): this runs after every batch.
-        return {str(txid): {"api_id": m.api_id, "call_id": m.call_id, "origin_side": m.origin_side,
-                            "applied_by_sync": m.applied_by_sync} for txid, m in self._markers.items()}
+        return {str(txid): _marker_fields(m) for txid, m in self._markers.items()}
+
+    def markers_since(self, version: int) -> dict[str, dict[str, Any]] | None:
+        """The markers added after :attr:`markers_version` was ``version``, as :meth:`markers_state`
+        renders them, oldest first; None if some of them were already trimmed (save a whole snapshot)."""
+        added = self.markers_version - version
+        if added < 0 or added > len(self._markers):
+            return None
+        if added == 0:
+            return {}
+        newest = list(itertools.islice(reversed(self._markers.items()), added))
+        return {str(txid): _marker_fields(m) for txid, m in reversed(newest)}
 
     def restore_markers(self, state: Mapping[str, Mapping[str, Any]]) -> None:
         """Restore markers saved with :meth:`markers_state` (before the first :meth:`convert`)."""
@@ -236,6 +248,8 @@ class TransactionStamper:
 
     def _add_marker(self, txid: int, marker: Marker) -> None:
         self._markers[txid] = marker
+        self._markers.move_to_end(txid)  # the newest last, also when restored twice (markers_since)
+        self.markers_version += 1
         if marker.is_echo(self.side):
             self._echo_txids.add(txid)
         self._trim()
@@ -301,6 +315,12 @@ class TransactionStamper:
             return json.loads(text)
         except (TypeError, ValueError) as exc:
             raise EnvelopeError(f"{what} is not valid JSON ({exc}): {str(text)[:200]!r}") from None
+
+
+def _marker_fields(m: Marker) -> dict[str, Any]:
+    # Field by field, not dataclasses.asdict (a recursive deep copy): this runs after every batch.
+    return {"api_id": m.api_id, "call_id": m.call_id, "origin_side": m.origin_side,
+            "applied_by_sync": m.applied_by_sync}
 
 
 def _field(source: dict[str, Any], name: str, kind: type, raw: str) -> Any:

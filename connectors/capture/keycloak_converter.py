@@ -67,6 +67,8 @@ class KeycloakAccountConverter:
     unchanged: int = 0
     last_lsn: int = 0
     last_commit_ts_ms: int = 0
+    #: Changes whenever :meth:`markers_state` would (the capture saves the state only then).
+    markers_version: int = 0
     _touched: dict[str, _Touched] = field(default_factory=dict)
     _probes: list[ChangeEvent] = field(default_factory=list)
     _usernames: dict[str, str] = field(default_factory=dict)
@@ -138,9 +140,12 @@ class KeycloakAccountConverter:
         self._usernames[user_id] = username
 
     def _know(self, username: str, fingerprint: str) -> None:
+        if self._known.get(username) == fingerprint:
+            return
         if username not in self._known and len(self._known) >= USERNAME_CACHE_MAX:
             self._known.pop(next(iter(self._known)))
         self._known[username] = fingerprint
+        self.markers_version += 1
 
     def finish_batch(self) -> list[ChangeEvent]:
         """One event per account changed in the batch (echoes dropped), then the probes, in LSN order."""
@@ -202,3 +207,8 @@ class KeycloakAccountConverter:
         if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
             raise EnvelopeError("saved Keycloak account states are malformed")
         self._known.update(known)
+        self.markers_version += 1
+
+    def markers_since(self, version: int) -> None:  # noqa: ARG002 - the Stamping protocol's signature
+        """Always None: an account state can change in place, so only a whole snapshot is saved."""
+        return None

@@ -156,6 +156,7 @@ class StoreCapture:
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
             keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store))
         self.state = CaptureState.restore(settings, side, store, self.stamper)
+        self._retry_file = retrying_path(settings, side)  # built once, not per batch
         self.publisher = Publisher(settings, settings.topic(side, store),
                                    f"platsync-{settings.client_tag(side)}-capture-{store}", codec,
                                    principal=f"capture-{side}")
@@ -222,7 +223,7 @@ class StoreCapture:
             # Retried at least every second: after a link cut, the catch-up starts as soon as the
             # broker answers again instead of after a long back-off.
             _retrying(lambda: self.publisher.publish(events, self.stopping),
-                      f"broker {self.settings.broker_bootstrap}", retrying_path(self.settings, self.side),
+                      f"broker {self.settings.broker_bootstrap}", self._retry_file,
                       (DeliveryError, KafkaException), self.stopping,
                       max_delay_s=BROKER_RETRY_MAX_S, summary_every_s=self.settings.log_repeat_summary_s)
             self.batches += 1
