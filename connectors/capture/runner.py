@@ -135,8 +135,9 @@ def _retrying(action: Callable[[], T], what: str, retry_file: Path,
         write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since,
                                 "attempts": attempts, "pid": os.getpid()})
 
-    def succeeded(_failed: int) -> None:
-        retry_file.unlink(missing_ok=True)
+    def succeeded(failed: int) -> None:
+        if failed:  # only a failed attempt wrote the file (no syscall per successful batch)
+            retry_file.unlink(missing_ok=True)
         outage.recovered()
 
     return retry(action, what, retry_on=errors, backoff=Backoff(0.5, max_delay_s), stop=stop,

@@ -24,9 +24,17 @@ def write_json(path: Path, doc: dict[str, Any], compact: bool = False) -> None:
     ``compact``: one line, keys unsorted, for state written after every batch: Python's C encoder
     serves only that form (an indented dump runs the pure-Python one, several times slower).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     text = (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) if compact
             else json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True))
-    tmp.write_text(text + "\n", encoding="utf-8")
+    try:
+        _write_text(tmp, text)
+    except FileNotFoundError:  # the directory first, only when missing: this runs after every batch
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_text(tmp, text)
     os.replace(tmp, path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text + "\n")

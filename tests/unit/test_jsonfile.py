@@ -24,3 +24,8 @@ def test_a_missing_or_broken_file_reads_as_empty(tmp_path: Path) -> None:
     assert read_json(tmp_path / "absent.json") == {}
     (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
     assert read_json(tmp_path / "broken.json") == {}
+
+
+def test_a_missing_directory_is_created(tmp_path: Path) -> None:
+    write_json(tmp_path / "state" / "capture" / "p.json", DOC, compact=True)
+    assert read_json(tmp_path / "state" / "capture" / "p.json") == DOC
