@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from connectors.capture.envelope import EnvelopeError
 from streams.core.model import ChangeEvent
-from streams.runtime.jsonfile import read_json, write_json
+from streams.runtime.jsonfile import append_json, read_json, write_json
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import markers_path, progress_path
 
@@ -112,14 +112,12 @@ class CaptureState:
         version = stamper.markers_version
         if version == self.saved_version:
             return
-        path = self.markers_file
         added = stamper.markers_since(self.saved_version) if self.saved_version >= 0 else None
         if added is not None and self.journal_deltas < JOURNAL_DELTAS:
-            with path.open("a", encoding="utf-8") as journal:
-                journal.write(json.dumps({"markers": added}, ensure_ascii=False, separators=(",", ":")) + "\n")
+            append_json(self.markers_file, {"markers": added})  # a snapshot was written first: the file exists
             self.journal_deltas += 1
         else:
-            write_json(path, {"markers": stamper.markers_state()}, compact=True)
+            write_json(self.markers_file, {"markers": stamper.markers_state()}, compact=True)
             self.journal_deltas = 0
         self.saved_version = version
 

@@ -25,16 +25,24 @@ def write_json(path: Path, doc: dict[str, Any], compact: bool = False) -> None:
     serves only that form (an indented dump runs the pure-Python one, several times slower).
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) if compact
-            else json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True))
+    text = _compact(doc) if compact else json.dumps(doc, ensure_ascii=False, indent=1, sort_keys=True)
     try:
-        _write_text(tmp, text)
+        _write_text(tmp, text, "w")
     except FileNotFoundError:  # the directory first, only when missing: this runs after every batch
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_text(tmp, text)
+        _write_text(tmp, text, "w")
     os.replace(tmp, path)
 
 
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as file:
+def append_json(path: Path, doc: dict[str, Any]) -> None:
+    """Append ``doc`` to ``path`` as one compact line (a journal; the file must exist)."""
+    _write_text(path, _compact(doc), "a")
+
+
+def _compact(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def _write_text(path: Path, text: str, mode: str) -> None:
+    with open(path, mode, encoding="utf-8") as file:
         file.write(text + "\n")
