@@ -135,9 +135,10 @@ def _retrying(action: Callable[[], T], what: str, retry_file: Path,
         write_json(retry_file, {"what": what, "error": str(exc).strip()[:500], "since_ts_ms": since,
                                 "attempts": attempts, "pid": os.getpid()})
 
-    def succeeded(failed: int) -> None:
-        if failed:  # only a failed attempt wrote the file (no syscall per successful batch)
-            retry_file.unlink(missing_ok=True)
+    def succeeded(_failed: int) -> None:
+        # After every success, not only after this call's failures: a retry that ended without one (an
+        # engine rebuilt inside the same process) leaves its file behind, and status would show it forever.
+        retry_file.unlink(missing_ok=True)
         outage.recovered()
 
     return retry(action, what, retry_on=errors, backoff=Backoff(0.5, max_delay_s), stop=stop,
