@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,28 @@ def test_key_file_is_created_once_private(tmp_path: Path) -> None:
     assert load_or_create_key_file(path) == first
     assert path.stat().st_mode & 0o777 == 0o600
     KeyRing.parse(first)
+
+
+def test_processes_creating_the_key_file_together_all_get_the_one_written(tmp_path: Path) -> None:
+    path = tmp_path / "secrets" / "credential.keys"
+    start, specs, errors = threading.Barrier(16), [], []
+
+    def create() -> None:
+        start.wait()
+        try:
+            specs.append(load_or_create_key_file(path))
+        except OSError as exc:  # the race this guards against raised FileExistsError here
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert set(specs) == {path.read_text(encoding="utf-8").strip()}
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["credential.keys"]  # no temporary file left
 
 
 def test_account_row_round_trip_keeps_everything_and_hides_the_hash() -> None:
