@@ -208,12 +208,12 @@ class Stack:
         self.broker.ensure_topics(self.topics(), max_message_bytes=2 * s.kafka_message_max_bytes)
         say(f"broker ready on {s.broker_bootstrap} ({len(self.topics())} topics)")
         self._recover_broker_loss(say)
+        already_running = {side for side in SIDES if read_pid(s.data_dir, f"capture-{side}") is not None}
         for side in SIDES:
-            name = f"capture-{side}"
-            if read_pid(s.data_dir, name) is None:
-                start_process(s.data_dir, self._python_spec(name, "connectors.capture.runner", "--side", side))
+            if side not in already_running:
+                self._start_capture(side)
         for side in SIDES:
-            self._wait_capture(side, say)
+            self._wait_capture(side, say, restart_if_it_exits=side in already_running)
         for route in s.applied_routes:
             name = f"worker-{route}"
             if read_pid(s.data_dir, name) is None:
@@ -234,9 +234,18 @@ class Stack:
         apis_up(s, self._python_spec, say)
         fhir_up(s, self._python_spec(FHIR_WORKER, "streams.apply.fhir_worker"), say)
 
-    def _wait_capture(self, side: str, say: Say) -> None:
+    def _start_capture(self, side: str) -> None:
+        start_process(self.settings.data_dir,
+                      self._python_spec(f"capture-{side}", "connectors.capture.runner", "--side", side))
+
+    def _wait_capture(self, side: str, say: Say, restart_if_it_exits: bool = False) -> None:
         """Wait until the capture of ``side`` streams, or holds its changes because the broker is out of
-        reach: a side cut off by the link must start fully all the same (docs/outages.md)."""
+        reach: a side cut off by the link must start fully all the same (docs/outages.md).
+
+        ``restart_if_it_exits``: the capture ran before this ``up``. It may exit while we wait, as it
+        should when its database crashed under it (its engine gives up and asks its supervisor for a
+        restart, and ``up`` is that supervisor here): it is then started once more and awaited again.
+        """
         from connectors.capture.runner import capture_ready  # deferred: ~0.4 s of imports (SQLAlchemy, envelope)
 
         s = self.settings
@@ -253,8 +262,18 @@ class Stack:
             what = capture_retrying(s, side, pid())
             return f"it retries {what} (unreachable)" if what else "its replication slots are not streaming yet"
 
-        wait_until(started, s.ready_timeout_s, f"Debezium capture of {side}", alive=lambda: self._alive(name),
-                   log=log_path(s.data_dir, name), waiting_for=reason, say=say)
+        def wait() -> None:
+            wait_until(started, s.ready_timeout_s, f"Debezium capture of {side}", alive=lambda: self._alive(name),
+                       log=log_path(s.data_dir, name), waiting_for=reason, say=say)
+
+        try:
+            wait()
+        except ProcessError:
+            if not restart_if_it_exits or self._alive(name):
+                raise
+            say(f"capture {side:6} exited while 'up' waited for it (its database had crashed?): starting it again")
+            self._start_capture(side)
+            wait()
         cut = side == CUT_SIDE and not link_is_up(s)
         if not cut and not capture_waiting_for_broker(s, side, pid()):  # then its slots were streaming
             say(f"capture {side:6} streaming ({stores})")

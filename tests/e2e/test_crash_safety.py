@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -20,12 +22,13 @@ import pytest
 import sqlalchemy.exc
 
 from connectors.reference_api.service import ReferenceApi
+from infra.local.databases import postgres_instance
 from infra.local.process import read_pid, wait_until
 from infra.local.stack import Stack
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state
-from tests.support.helpers import can_login, platsync
+from tests.support.helpers import REPO, can_login, platsync
 from tests.support.snapshot import snapshot
 
 pytestmark = pytest.mark.e2e
@@ -175,3 +178,43 @@ def test_broker_lost_during_a_cut_recaptures_the_cloud_now_and_the_hospital_at_l
             titles = {r[0] for r in conn.execute("SELECT title FROM documents WHERE id = ANY(%s)",
                                                  (list(made.values()),))}
         assert titles == {"double fault local", "double fault remote"}, (side, titles)
+
+
+def test_up_starts_again_a_capture_that_exits_while_up_waits_for_it(stack: Stack) -> None:
+    """The capture that ran before ``up`` may exit while ``up`` waits for its slots: after a crash of its
+    database its engine gives up and asks its supervisor for a restart, and ``up`` is that supervisor.
+
+    Made deterministic: the capture is frozen (alive, not streaming), its walsenders are ended, and it is
+    killed once ``up`` is waiting for it.
+    """
+    s = stack.settings
+    capture = read_pid(s.data_dir, "capture-remote")
+    assert capture is not None
+    os.kill(capture, signal.SIGSTOP)
+    try:
+        with psycopg.connect(postgres_instance(s, "remote").conninfo(), autocommit=True) as conn:
+            ended = conn.execute("SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots "
+                                 "WHERE active_pid IS NOT NULL").fetchone()
+        assert ended and ended[0] >= 1
+        up = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "up", "--detach",
+                               "--data-dir", str(s.data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, cwd="/", env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert up.stdout is not None
+        seen = []
+        for line in up.stdout:  # 'up' waits for the local capture first, then for this one
+            seen.append(line)
+            if "capture local" in line:
+                break
+        os.kill(capture, signal.SIGKILL)
+        rest, _ = up.communicate(timeout=300)
+        output = "".join(seen) + rest
+    finally:
+        if read_pid(s.data_dir, "capture-remote") == capture:
+            os.kill(capture, signal.SIGKILL)
+    assert up.returncode == 0, output
+    assert "capture remote exited while 'up' waited for it" in output, output
+    assert "capture remote streaming" in output, output
+    new = read_pid(s.data_dir, "capture-remote")
+    assert new is not None and new != capture
+    synced = platsync(s, "wait-synced", "--timeout", "180", timeout=240)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
