@@ -23,6 +23,13 @@ delivers whole transactions in commit order, so only the current one is ever nee
 persists :meth:`TransactionStamper.markers_state` after each batch so that a restart which resumes
 in the middle of a transaction (after the marker) still stamps the rest of it.
 
+A row whose transaction has no marker in memory asks ``lookup_marker`` (the runner's reads the
+store's ``platsync_txn_marker`` table; once per transaction). Debezium's resume after a restart can
+drop the first change of the first transaction it streams (when that change sits exactly at the
+stored commit-end position, it is taken for the last one processed), and by the integration
+contract that first change is always the marker: the lookup finds it again, where the rows would
+otherwise go out unmarked (dead-lettered as an unknown API) or, for an echo, be sent back.
+
 The connector runs with ``time.precision.mode=isostring``, ``decimal.handling.mode=string`` and
 ``binary.handling.mode=base64`` and without JSON schemas: temporal values already are ISO-8601
 strings (except that Debezium renders a ``date`` as ``"1980-02-29Z"``: the ``Z`` is removed so that
@@ -74,6 +81,9 @@ class Marker:
         return self.applied_by_sync or self.origin_side != side
 
 
+#: Finds the marker of a transaction (by its 32-bit ``source.txId``) whose marker row was not delivered.
+MarkerLookup = Callable[[int], "Marker | None"]
+
 _TXID = re.compile(r'"txId"\s*:\s*(\d+)')
 _TABLE = re.compile(r'"table"\s*:\s*"([^"\\]*)"')
 
@@ -86,7 +96,7 @@ class TransactionStamper:
     """Converts the Debezium records of one captured database into stamped change events."""
 
     def __init__(self, side: str, store: str, *, max_transactions: int = MAX_TRANSACTIONS,
-                 clock: Callable[[], int] = _now_ms) -> None:
+                 clock: Callable[[], int] = _now_ms, lookup_marker: MarkerLookup | None = None) -> None:
         if store not in SYNCED_TABLES:
             raise ValueError(f"store {store!r} is not a captured database store")
         if max_transactions < 1:
@@ -102,6 +112,8 @@ class TransactionStamper:
         self._dates = {t: frozenset(c.name for c in md.tables[t].columns if isinstance(c.type, Date))
                        for t in self._synced}
         self._markers: OrderedDict[int, Marker] = OrderedDict()
+        self._lookup_marker = lookup_marker
+        self._looked_up: OrderedDict[int, None] = OrderedDict()  # transactions asked for (bounded)
         self._echo_txids: set[int] = set()  # transactions of self._markers that are echoes
         self._same_lsn: tuple[int, int, int] = (-1, -1, 0)  # (txid, lsn, changes seen at that lsn)
         #: Counters since construction (the runner adds the ones restored from its progress file).
@@ -109,6 +121,8 @@ class TransactionStamper:
         self.echoes_dropped = 0
         self.probes = 0
         self.unmarked = 0
+        #: Markers found by ``lookup_marker`` because their row never arrived.
+        self.markers_recovered = 0
         self.ignored = 0
         self.last_lsn = 0
         self.last_commit_ts_ms = 0
@@ -170,6 +184,8 @@ class TransactionStamper:
         if table not in self._synced:
             self.ignored += 1
             return []
+        if marker is None and self._lookup_marker is not None:
+            marker = self._recover_marker(txid)
         if marker is not None and marker.is_echo(self.side):
             self.echoes_dropped += 1
             return []
@@ -245,6 +261,19 @@ class TransactionStamper:
         call_id = after.get("call_id")
         self._add_marker(txid, Marker(api_id, None if call_id is None else str(call_id), origin,
                                       bool(after.get("applied_by_sync"))))
+
+    def _recover_marker(self, txid: int) -> Marker | None:
+        """The marker of ``txid`` from ``lookup_marker``, asked once per transaction."""
+        if txid in self._looked_up or self._lookup_marker is None:
+            return None
+        self._looked_up[txid] = None
+        while len(self._looked_up) > self.max_transactions:
+            self._looked_up.popitem(last=False)
+        marker = self._lookup_marker(txid)
+        if marker is not None:
+            self.markers_recovered += 1
+            self._add_marker(txid, marker)
+        return marker
 
     def _add_marker(self, txid: int, marker: Marker) -> None:
         self._markers[txid] = marker

@@ -41,6 +41,7 @@ from connectors.capture.debezium import CapturingEngine, connector_properties, m
 from connectors.capture.echo_filter import compiled_classes, dropped_by_filter
 from connectors.capture.envelope import TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
+from connectors.capture.marker_lookup import marker_lookup
 from connectors.capture.publisher import DeliveryError, Publisher
 from connectors.capture.timer_fix import timer_fix_classes, timer_fix_loaded
 from connectors.keycloak.accounts import Account, read_accounts
@@ -85,6 +86,14 @@ def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = 
         if not row or not row[0]:
             return False
     return True
+
+
+def transaction_stamper(settings: Settings, side: str, store: str) -> TransactionStamper:
+    """The stamper of one captured database, reading a marker Debezium did not deliver from the store."""
+    retry_file = retrying_path(settings, side)
+    lookup = marker_lookup(_store_dsn(settings, side, store), f"{side}.{store}",
+                           lambda action, what: _retrying(action, what, retry_file))
+    return TransactionStamper(side, store, lookup_marker=lookup)
 
 
 def keycloak_converter(settings: Settings, side: str) -> KeycloakAccountConverter:
@@ -156,7 +165,7 @@ class StoreCapture:
         self.store = store
         self.metrics = metrics
         self.stamper: TransactionStamper | KeycloakAccountConverter = (
-            keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store))
+            keycloak_converter(settings, side) if store == "keycloak" else transaction_stamper(settings, side, store))
         self.state = CaptureState.restore(settings, side, store, self.stamper)
         self._retry_file = retrying_path(settings, side)  # built once, not per batch
         self.publisher = Publisher(settings, settings.topic(side, store),

@@ -31,7 +31,7 @@ from connectors.capture.capture_state import CaptureState
 from connectors.capture.envelope import EnvelopeError, TransactionStamper
 from connectors.capture.keycloak_converter import KeycloakAccountConverter
 from connectors.capture.publisher import DeliveryError, Publisher
-from connectors.capture.runner import keycloak_converter
+from connectors.capture.runner import keycloak_converter, transaction_stamper
 from streams.core.model import CAPTURED_STORES, ChangeEvent, route_for_source
 from streams.runtime.confluent_wire import codec_for
 from streams.runtime.deadletter import DeadLetterWriter, IncomingMessage
@@ -62,7 +62,7 @@ def stamp_group(settings: Settings, side: str) -> str:
 
 def default_stamper(settings: Settings, side: str, store: str) -> TransactionStamper | KeycloakAccountConverter:
     """The embedded runner's converter of one store."""
-    return keycloak_converter(settings, side) if store == "keycloak" else TransactionStamper(side, store)
+    return keycloak_converter(settings, side) if store == "keycloak" else transaction_stamper(settings, side, store)
 
 
 @dataclass

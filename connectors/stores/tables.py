@@ -303,6 +303,8 @@ def create_schema(conn: Connection, store: str, side: str, database: str, settin
         # Full before-images let a delete event carry the version it removed.
         conn.execute(text(f"ALTER TABLE {table} REPLICA IDENTITY FULL"))
     conn.execute(text(MARK_API_FUNCTION))
+    # The capture reads back a marker whose row Debezium did not deliver (connectors/capture/marker_lookup.py).
+    conn.execute(text("CREATE INDEX IF NOT EXISTS platsync_txn_marker_txid ON platsync_txn_marker (txid)"))
     for column in ("approved boolean", "content_hash text", "updated_at timestamptz", "deleted boolean"):  # older
         conn.execute(text(f"ALTER TABLE platsync_tombstone ADD COLUMN IF NOT EXISTS {column}"))
     if store == "meta":

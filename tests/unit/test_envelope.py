@@ -342,3 +342,35 @@ def test_forgotten_echo_transactions_leave_the_fast_path() -> None:
     st.convert(None, json.dumps(other))
     out = st.convert(None, row)
     assert st.echoes_dropped == 0 and [e.api_id for e in out] == [None]  # unmarked now, not an echo
+
+
+def test_a_marker_debezium_did_not_deliver_is_looked_up_once_per_transaction() -> None:
+    asked: list[int] = []
+    found = {501: Marker("PRV_DOC_006", "call-501", "local", False)}
+
+    def lookup(txid: int) -> Marker | None:
+        asked.append(txid)
+        return found.get(txid)
+
+    st = stamper(lookup_marker=lookup)
+    first, second = st.convert(None, _row_for(501, 10)), st.convert(None, _row_for(501, 11))
+    assert [(e.api_id, e.call_id, e.origin_side) for e in first + second] == [("PRV_DOC_006", "call-501", "local")] * 2
+    assert asked == [501] and st.markers_recovered == 1 and st.unmarked == 0
+    assert st.markers_state()["501"]["call_id"] == "call-501"  # saved like a captured marker
+    unmarked = st.convert(None, _row_for(502, 12)) + st.convert(None, _row_for(502, 13))
+    assert [e.api_id for e in unmarked] == [None, None] and asked == [501, 502] and st.unmarked == 2
+
+
+def test_a_delivered_marker_is_never_looked_up() -> None:
+    def lookup(txid: int) -> Marker | None:
+        raise AssertionError(f"looked up {txid}")
+
+    st = stamper(lookup_marker=lookup)
+    st.convert(None, _marker_for(600))
+    assert st.convert(None, _row_for(600, 1))[0].call_id == "call-600"
+
+
+def test_a_looked_up_echo_marker_drops_the_transaction_s_rows() -> None:
+    st = stamper(lookup_marker=lambda txid: Marker("PRV_DOC_006", None, "remote", True))
+    assert st.convert(None, _row_for(700, 1)) == [] and st.convert(None, _row_for(700, 2)) == []
+    assert st.echoes_dropped == 2 and st.markers_recovered == 1
