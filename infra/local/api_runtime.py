@@ -42,10 +42,11 @@ def api_process_names(settings: Settings) -> list[str]:
 def apis_up(settings: Settings, spec_for: SpecFor, say: Say) -> None:
     """Start each side's API server not running yet (``spec_for(name, module, *args)`` builds its process) and
     wait until it answers ``GET /healthz``."""
+    for side in api_sides(settings):  # all started first: each start is mostly imports
+        if read_pid(settings.data_dir, f"api-{side}") is None:
+            start_process(settings.data_dir, spec_for(f"api-{side}", MODULE, "--side", side))
     for side in api_sides(settings):
         name = f"api-{side}"
-        if read_pid(settings.data_dir, name) is None:
-            start_process(settings.data_dir, spec_for(name, MODULE, "--side", side))
         wait_until(lambda side=side: api_ready(settings, side), settings.ready_timeout_s, f"reference API of {side}",
                    alive=lambda name=name: read_pid(settings.data_dir, name) is not None,
                    log=log_path(settings.data_dir, name))

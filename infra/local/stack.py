@@ -13,6 +13,7 @@ import sys
 import threading
 import tomllib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -180,23 +181,20 @@ class Stack:
         return {c.name: read_pid(self.settings.data_dir, c.name) for c in components(self.settings)}
 
     def up(self, say: Say = print) -> None:
-        """Start everything not yet running and wait until the stack is ready."""
+        """Start everything not yet running and wait until the stack is ready.
+
+        What does not depend on each other starts together (both sides' PostgreSQL, both Keycloak
+        stand-ins, the captures with the workers, both mode servers, both APIs): a process's start is
+        mostly imports, a JVM and connections, and waiting for one before starting the next made every
+        ``up`` (and every end-to-end test's stack) several seconds slower.
+        """
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         write_settings_file(s)
         timeout = s.ready_timeout_s
-        for side in SIDES:
-            pg = postgres_instance(s, side)
-            if not s.node(side).pg_managed:  # its supervisor started it: only provision our databases there
-                wait_until(lambda side=side: port_open(s.pg_host(side), s.pg_port(side)), timeout,
-                           f"PostgreSQL of {side} on {s.pg_host(side)}:{s.pg_port(side)} (not run by this stack)")
-            else:
-                if not pg.initialised():
-                    say(f"initialising PostgreSQL for {side} in {pg.pgdata}")
-                    pg.init()
-                pg.start(timeout, say=say)
-            provision_side(s, side)
-            say(f"PostgreSQL {side:6} ready on {s.host}:{pg.port} (databases: {', '.join(DATABASE_STORES[side])})")
+        with ThreadPoolExecutor(max_workers=len(SIDES), thread_name_prefix="postgres-up") as pool:
+            for started in [pool.submit(self._postgres_up, side, say) for side in SIDES]:
+                started.result()
         key_ring_for(s)  # create the embedded credential key file once, before any process reads it
         self._broker_security_up(say)
         self.keycloak_up(say)
@@ -212,27 +210,51 @@ class Stack:
         for side in SIDES:
             if side not in already_running:
                 self._start_capture(side)
+        self._start_workers()  # while the captures connect: a worker needs only the broker's topics
         for side in SIDES:
             self._wait_capture(side, say, restart_if_it_exits=side in already_running)
+        self._wait_workers(say)
+        for node in s.replica_nodes:  # the regional server's process: it waits for its store if that is down
+            say(f"worker {replica_route(node)} started (read-only replicas on {node})")
+        self._modes_up(say)
+        apis_up(s, self._python_spec, say)
+        fhir_up(s, self._python_spec(FHIR_WORKER, "streams.apply.fhir_worker"), say)
+
+    def _postgres_up(self, side: str, say: Say) -> None:
+        """Initialise (once), start and provision the PostgreSQL of ``side``; only provision one that this
+        stack does not run."""
+        s = self.settings
+        pg = postgres_instance(s, side)
+        if not s.node(side).pg_managed:  # its supervisor started it: only provision our databases there
+            wait_until(lambda: port_open(s.pg_host(side), s.pg_port(side)), s.ready_timeout_s,
+                       f"PostgreSQL of {side} on {s.pg_host(side)}:{s.pg_port(side)} (not run by this stack)")
+        else:
+            if not pg.initialised():
+                say(f"initialising PostgreSQL for {side} in {pg.pgdata}")
+                pg.init()
+            pg.start(s.ready_timeout_s, say=say)
+        provision_side(s, side)
+        say(f"PostgreSQL {side:6} ready on {s.host}:{pg.port} (databases: {', '.join(DATABASE_STORES[side])})")
+
+    def _start_workers(self) -> None:
+        s = self.settings
         for route in s.applied_routes:
             name = f"worker-{route}"
             if read_pid(s.data_dir, name) is None:
                 worker_state_path(s, route).unlink(missing_ok=True)
                 start_process(s.data_dir, self._python_spec(name, "streams.apply.worker", "--route", route))
+
+    def _wait_workers(self, say: Say) -> None:
+        s = self.settings
         cut_route = None if link_is_up(s) else route_for_target(CUT_SIDE)
         for route in ROUTES:
             name = f"worker-{route}"
             if route == cut_route:  # it cannot reach the broker before 'platsync link up'
                 say(f"worker {route} started; the link is down: it consumes once the link is restored")
                 continue
-            wait_until(lambda route=route: self._worker_ready(route), timeout, f"worker {route}",
+            wait_until(lambda route=route: self._worker_ready(route), s.ready_timeout_s, f"worker {route}",
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"worker {route} consuming")
-        for node in s.replica_nodes:  # the regional server's process: it waits for its store if that is down
-            say(f"worker {replica_route(node)} started (read-only replicas on {node})")
-        self._modes_up(say)
-        apis_up(s, self._python_spec, say)
-        fhir_up(s, self._python_spec(FHIR_WORKER, "streams.apply.fhir_worker"), say)
 
     def _start_capture(self, side: str) -> None:
         start_process(self.settings.data_dir,
@@ -343,9 +365,10 @@ class Stack:
 
         s = self.settings
         for side in SIDES:
-            name = f"mode-{side}"
-            if read_pid(s.data_dir, name) is None:
+            if read_pid(s.data_dir, f"mode-{side}") is None:
                 start_process(s.data_dir, mode_server_spec(s, side, settings_file(s)))
+        for side in SIDES:
+            name = f"mode-{side}"
             wait_until(lambda side=side: mode_server_ready(s, side), s.ready_timeout_s, f"mode server of {side}",
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"mode {side:6} served on http://{s.host}:{s.mode_port(side)}/status (X-Hybridmode)")
@@ -357,9 +380,11 @@ class Stack:
 
         for side in embedded_keycloak_sides(s):
             postgres_instance(s, side).ensure_databases((database_name(s, side, "keycloak"),))
+            if read_pid(s.data_dir, f"keycloak-{side}") is None:
+                start_process(s.data_dir, self._python_spec(f"keycloak-{side}", "infra.local.keycloak_standin",
+                                                            "--side", side))
+        for side in embedded_keycloak_sides(s):
             name = f"keycloak-{side}"
-            if read_pid(s.data_dir, name) is None:
-                start_process(s.data_dir, self._python_spec(name, "infra.local.keycloak_standin", "--side", side))
             wait_until(lambda side=side: standin_ready(s, side), s.ready_timeout_s, f"Keycloak stand-in of {side}",
                        alive=lambda name=name: self._alive(name), log=log_path(s.data_dir, name))
             say(f"Keycloak {side:6} (embedded stand-in) ready on {s.keycloak_url(side)}, realm {s.keycloak_realm}")
