@@ -132,7 +132,10 @@ def connector_properties(settings: Settings, side: str, store: str, echo_filter:
         "offset.flush.timeout.ms": 10000,
         # One converting thread is plenty: the handler (Python, under the GIL) is the bottleneck.
         "record.processing.threads": 1,
-        "errors.max.retries": 3,
+        # A lost database connection (a restart, a crash) is retried every 2 s, 15 times: as long as the 3
+        # retries 10 s apart of Debezium's default wait, but streaming again within 2 s of the database's return.
+        "errors.max.retries": 15,
+        "retriable.restart.connector.wait.ms": 2000,
         # Latency statistics fill a bounded queue under bursts and then log one WARN per event.
         "statistics.metrics.enabled": "false",
     }
