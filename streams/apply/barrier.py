@@ -5,6 +5,10 @@ probe through the same ordered topic as the data, and the worker records the pro
 after every change before it was applied; so once the target side reports a probe id at
 least as new as ours for every source store, every change committed before the probe is in
 the target stores. This measures from source positions, never from the broker's watermark.
+
+A probe not applied after :data:`PROBE_RENEW_S` is sent again: Debezium's resume after a restart can
+drop the first change of the first transaction it streams (connectors/capture/envelope.py), and a
+probe's transaction has no other change. Probe ids only grow, so a later probe applied proves as much.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from streams.runtime.kept_connections import KeptConnections
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state
 
+PROBE_RENEW_S = 10.0
 PROBE_SQL = (
     "INSERT INTO platsync_probe (probe_id) "
     "SELECT lpad(nextval(pg_get_serial_sequence('platsync_probe', 'id'))::text, 20, '0') RETURNING probe_id"
@@ -106,7 +111,7 @@ def wait_synced(settings: Settings, timeout_s: float,
     return what is still pending on timeout."""
     probes = insert_probes(settings)
     deadline = time.monotonic() + timeout_s
-    last_report = time.monotonic()
+    last_report = renewed = time.monotonic()
     while True:
         try:
             pending = pending_routes(settings, probes, replicas)
@@ -115,6 +120,12 @@ def wait_synced(settings: Settings, timeout_s: float,
                        for (route, key), p in expected_probes(settings, probes, replicas).items()]
         if not pending or time.monotonic() >= deadline:
             return pending
+        if time.monotonic() - renewed >= PROBE_RENEW_S:
+            try:
+                insert_probes(settings)  # the first ids stay the ones waited for: any later probe proves them
+            except psycopg.OperationalError:
+                pass  # a store is down: the pending list says so, and the next turn tries again
+            renewed = time.monotonic()
         if on_wait and time.monotonic() - last_report >= 5:
             on_wait(pending)
             last_report = time.monotonic()

@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from connectors.reference_api.service import ReferenceApi
 from infra.local.process import read_pid
 from infra.local.stack import Stack
+from streams.apply import barrier
 from streams.apply.barrier import wait_synced
 from streams.core.codec import DecodeError, MessageCodec
 from streams.core.model import ChangeEvent
@@ -338,3 +339,23 @@ def test_down_mid_stream_then_up_loses_no_acknowledged_write(stack: Stack) -> No
     with psycopg.connect(libpq_dsn(s, "remote", "meta")) as conn:
         present = {r[0] for r in conn.execute("SELECT id FROM documents WHERE id = ANY(%s)", (acknowledged,))}
     assert len(acknowledged) > 20 and present == set(acknowledged)
+
+
+def test_a_probe_that_never_reaches_the_capture_is_sent_again(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debezium's resume can drop a probe (the only change of its transaction). Simulated: the first probes
+    waited for are one past the ones inserted, so no capture ever carries them; the renewed probes do."""
+    real = barrier.insert_probes
+    calls: list[dict[tuple[str, str], str]] = []
+
+    def first_never_delivered(settings: Settings) -> dict[tuple[str, str], str]:
+        probes = real(settings)
+        calls.append(probes)
+        if len(calls) > 1:
+            return probes
+        return {key: str(int(probe) + 1).zfill(len(probe)) for key, probe in probes.items()}
+
+    monkeypatch.setattr(barrier, "insert_probes", first_never_delivered)
+    started = time.monotonic()
+    pending = barrier.wait_synced(stack.settings, 60)
+    assert pending == [], pending
+    assert len(calls) >= 2 and time.monotonic() - started >= barrier.PROBE_RENEW_S
