@@ -30,13 +30,14 @@ LIMIT 1
 """
 
 
-def marker_lookup(dsn: str, name: str, retrying: Callable[[Callable[[], Any], str], Any]) -> MarkerLookup:
-    """A lookup reading markers over ``dsn`` (the capture's role); ``retrying(action, what)`` runs the
-    query, waiting out an unreachable database. ``name`` (``<side>.<store>``) is for the log."""
+def marker_lookup(dsn: Callable[[], str], name: str, retrying: Callable[[Callable[[], Any], str], Any]) -> MarkerLookup:
+    """A lookup reading markers over ``dsn()`` (the capture's role; asked only when a marker is missing, so
+    that a capture never needs the credentials otherwise); ``retrying(action, what)`` runs the query,
+    waiting out an unreachable database. ``name`` (``<side>.<store>``) is for the log."""
 
     def lookup(xid: int) -> Marker | None:
         def query() -> tuple[Any, ...] | None:
-            with psycopg.connect(dsn + " connect_timeout=5", autocommit=True) as conn:
+            with psycopg.connect(dsn() + " connect_timeout=5", autocommit=True) as conn:
                 return conn.execute(MARKER_BY_XID_SQL, {"xid": xid}).fetchone()
 
         row = retrying(query, f"{name} (reading a transaction marker)")

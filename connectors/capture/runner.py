@@ -91,7 +91,7 @@ def capture_ready(settings: Settings, side: str, stores: Sequence[str] | None = 
 def transaction_stamper(settings: Settings, side: str, store: str) -> TransactionStamper:
     """The stamper of one captured database, reading a marker Debezium did not deliver from the store."""
     retry_file = retrying_path(settings, side)
-    lookup = marker_lookup(_store_dsn(settings, side, store), f"{side}.{store}",
+    lookup = marker_lookup(lambda: _store_dsn(settings, side, store), f"{side}.{store}",
                            lambda action, what: _retrying(action, what, retry_file))
     return TransactionStamper(side, store, lookup_marker=lookup)
 

@@ -57,7 +57,7 @@ def row_of(txid: int, lsn: int) -> str:
 
 
 def stamper_reading(settings: Settings, asked: list[int]) -> TransactionStamper:
-    lookup = marker_lookup(libpq_dsn(settings, "local", "fructos_own", "capture"), "local.fructos_own",
+    lookup = marker_lookup(lambda: libpq_dsn(settings, "local", "fructos_own", "capture"), "local.fructos_own",
                            lambda action, _what: action())
 
     def counted(txid: int) -> Marker | None:
