@@ -184,7 +184,7 @@ class TransactionStamper:
         if table not in self._synced:
             self.ignored += 1
             return []
-        if marker is None and self._lookup_marker is not None:
+        if marker is None:
             marker = self._recover_marker(txid)
         if marker is not None and marker.is_echo(self.side):
             self.echoes_dropped += 1
@@ -263,13 +263,14 @@ class TransactionStamper:
                                       bool(after.get("applied_by_sync"))))
 
     def _recover_marker(self, txid: int) -> Marker | None:
-        """The marker of ``txid`` from ``lookup_marker``, asked once per transaction."""
-        if txid in self._looked_up or self._lookup_marker is None:
+        """The marker of ``txid`` from ``lookup_marker`` (if any), asked once per transaction."""
+        lookup = self._lookup_marker
+        if lookup is None or txid in self._looked_up:
             return None
         self._looked_up[txid] = None
         while len(self._looked_up) > self.max_transactions:
             self._looked_up.popitem(last=False)
-        marker = self._lookup_marker(txid)
+        marker = lookup(txid)
         if marker is not None:
             self.markers_recovered += 1
             self._add_marker(txid, marker)

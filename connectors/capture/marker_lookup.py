@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 
 from connectors.capture.envelope import Marker, MarkerLookup
 
 log = logging.getLogger("platsync.capture")
-T = TypeVar("T")
 
 #: The first marker of the transaction wins, as when its row is captured.
 MARKER_BY_XID_SQL = """
