@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,7 +27,7 @@ from infra.local.stack import Stack
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.settings import Settings
 from streams.runtime.state_files import capture_state
-from tests.support.helpers import REPO, can_login, platsync
+from tests.support.helpers import can_login, platsync, platsync_command
 from tests.support.snapshot import snapshot
 
 pytestmark = pytest.mark.e2e
@@ -196,9 +195,8 @@ def test_up_starts_again_a_capture_that_exits_while_up_waits_for_it(stack: Stack
             ended = conn.execute("SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots "
                                  "WHERE active_pid IS NOT NULL").fetchone()
         assert ended and ended[0] >= 1
-        up = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "up", "--detach",
-                               "--data-dir", str(s.data_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, cwd="/", env={**os.environ, "PYTHONPATH": str(REPO)})
+        up = subprocess.Popen(**platsync_command(s, "up", "--detach"), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
         assert up.stdout is not None
         seen = []
         for line in up.stdout:  # 'up' waits for the local capture first, then for this one

@@ -9,7 +9,6 @@ transaction id of a transaction committed on the real database, without its mark
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,11 @@ from connectors.capture.envelope import Marker, TransactionStamper
 from connectors.capture.marker_lookup import marker_lookup
 from streams.runtime.connections import libpq_dsn
 from streams.runtime.settings import Settings
-from tests.support.stack import isolated_settings, make_data_dir, remove_data_dir, running_postgres
 
 pytestmark = pytest.mark.e2e
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "debezium" / "fructos_signed_insert.json"
 MARK_SYNC_SQL = ("INSERT INTO platsync_txn_marker (api_id, origin_side, applied_by_sync) "
                  "VALUES (%s, %s, true) RETURNING txid")
-
-
-@pytest.fixture(scope="module")
-def settings() -> Iterator[Settings]:
-    data_dir = make_data_dir("platsync-markers-")
-    s = isolated_settings(data_dir)
-    try:
-        with running_postgres(s):
-            yield s
-    finally:
-        remove_data_dir(data_dir)
 
 
 def commit(settings: Settings, *statements: tuple[str, tuple[Any, ...]], role: str = "app") -> int:
@@ -67,35 +54,35 @@ def stamper_reading(settings: Settings, asked: list[int]) -> TransactionStamper:
     return TransactionStamper("local", "fructos_own", lookup_marker=counted)
 
 
-def test_an_api_transaction_s_rows_get_its_marker_from_the_store(settings: Settings,
+def test_an_api_transaction_s_rows_get_its_marker_from_the_store(pg_settings: Settings,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
-    xid = commit(settings, ("SELECT platsync_mark_api(%s, %s)", ("PRV_DOC_006", "call-lookup")),
+    xid = commit(pg_settings, ("SELECT platsync_mark_api(%s, %s)", ("PRV_DOC_006", "call-lookup")),
                  ("SELECT platsync_mark_api(%s, %s)", ("PRV_LATER", "second marker")))
     asked: list[int] = []
-    st = stamper_reading(settings, asked)
+    st = stamper_reading(pg_settings, asked)
     events = st.convert(None, row_of(xid, 100)) + st.convert(None, row_of(xid, 101))
     assert [(e.api_id, e.call_id, e.origin_side) for e in events] == [("PRV_DOC_006", "call-lookup", "local")] * 2
     assert asked == [xid] and st.markers_recovered == 1  # the first marker wins, as when captured
     assert f"the marker row of transaction {xid} was not delivered" in caplog.text
 
 
-def test_an_engine_apply_s_rows_are_dropped_as_echoes(settings: Settings) -> None:
-    xid = commit(settings, (MARK_SYNC_SQL, ("PRV_DOC_006", "remote")), role="apply")
-    st = stamper_reading(settings, [])
+def test_an_engine_apply_s_rows_are_dropped_as_echoes(pg_settings: Settings) -> None:
+    xid = commit(pg_settings, (MARK_SYNC_SQL, ("PRV_DOC_006", "remote")), role="apply")
+    st = stamper_reading(pg_settings, [])
     assert st.convert(None, row_of(xid, 200)) == [] and st.convert(None, row_of(xid, 201)) == []
     assert st.echoes_dropped == 2
 
 
-def test_a_transaction_without_marker_stays_unmarked_and_is_asked_once(settings: Settings) -> None:
-    xid = commit(settings)
+def test_a_transaction_without_marker_stays_unmarked_and_is_asked_once(pg_settings: Settings) -> None:
+    xid = commit(pg_settings)
     asked: list[int] = []
-    st = stamper_reading(settings, asked)
+    st = stamper_reading(pg_settings, asked)
     events = st.convert(None, row_of(xid, 300)) + st.convert(None, row_of(xid, 301))
     assert [e.api_id for e in events] == [None, None] and asked == [xid] and st.unmarked == 2
 
 
-def test_the_markers_table_is_indexed_by_transaction(settings: Settings) -> None:
-    with psycopg.connect(libpq_dsn(settings, "local", "fructos_own")) as conn:
+def test_the_markers_table_is_indexed_by_transaction(pg_settings: Settings) -> None:
+    with psycopg.connect(libpq_dsn(pg_settings, "local", "fructos_own")) as conn:
         definitions = [r[0] for r in conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE tablename = 'platsync_txn_marker'")]
     assert any(d.endswith("USING btree (txid)") for d in definitions), definitions

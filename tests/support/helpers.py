@@ -19,11 +19,15 @@ from streams.runtime.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
+def platsync_command(settings: Settings, *args: str) -> dict[str, Any]:
+    """``subprocess`` arguments running the real CLI against a stack's data dir, from another directory."""
+    return {"args": [sys.executable, "-m", "streams.cli.main", *args, "--data-dir", str(settings.data_dir)],
+            "cwd": "/", "env": {**os.environ, "PYTHONPATH": str(REPO)}}
+
+
 def platsync(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real CLI against a stack's data dir, from another directory."""
-    return subprocess.run([sys.executable, "-m", "streams.cli.main", *args, "--data-dir", str(settings.data_dir)],
-                          capture_output=True, text=True, timeout=timeout, cwd="/",
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(**platsync_command(settings, *args), capture_output=True, text=True, timeout=timeout)
 
 
 def can_login(s: Settings, side: str, username: str, password: str) -> bool:
